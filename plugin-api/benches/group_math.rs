@@ -1,0 +1,26 @@
+//! Criterion benchmarks of the shared group math: one general modular exponentiation with a
+//! 256-bit exponent (ffdhe2048 and ffdhe3072) against one fixed-base g^x through the table.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gka_plugin_api::group::{Dh, GroupId};
+use gka_plugin_api::rng::session_rng;
+
+fn exponentiation(c: &mut Criterion) {
+    for id in [GroupId::Ffdhe2048, GroupId::Ffdhe3072] {
+        let dh = Dh::new(id);
+        dh.group().warm_up();
+        let mut rng = session_rng([7; 32]);
+        let x = dh.random_exponent(&mut rng);
+        let y = dh.random_exponent(&mut rng);
+        let base = dh.blind(&y);
+        c.bench_function(&format!("modexp/{id}/general-256bit"), |b| {
+            b.iter(|| dh.pow(std::hint::black_box(&base), std::hint::black_box(&x)))
+        });
+        c.bench_function(&format!("modexp/{id}/fixed-base-g-256bit"), |b| {
+            b.iter(|| dh.blind(std::hint::black_box(&x)))
+        });
+    }
+}
+
+criterion_group!(benches, exponentiation);
+criterion_main!(benches);

@@ -1,0 +1,246 @@
+//! [`SessionCore`]: the bookkeeping every protocol session shares, so that plugins hold only
+//! their protocol logic.
+//!
+//! It owns the configuration, the counted [`Dh`] handle, the seeded RNG, the current and
+//! previous views, the epoch, the output queue and the counters. It seals and opens payloads
+//! (format byte, view id, epoch, size limit, sender membership) and derives installed keys.
+//!
+//! It also decides each member's **side** on a new view: the members that share this member's
+//! last agreed state. If this member's last agreement (in its previous view) completed, every
+//! member of that previous view installed the same key with the same state, so the side is the
+//! new view's members that were in the previous view. If it did not complete (a cascade), the
+//! side is just this member: it restarts from scratch, and every other member of the previous
+//! view, having processed the same messages, does the same. This rule is what makes every
+//! plugin robust to views arriving in any state.
+
+use std::collections::VecDeque;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::SessionError;
+use crate::group::Dh;
+use crate::kdf::{derive_group_key, KeyContext};
+use crate::protocol::{epoch_of, Counters, GroupKey, MemberId, Output, SessionConfig, View};
+use crate::rng::{session_rng, SessionRng};
+
+/// Every payload on the wire: the view and epoch it belongs to, then the protocol's message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Sealed<B> {
+    view_id: u64,
+    epoch: u64,
+    body: B,
+}
+
+/// What a new view means for this member (see the module docs).
+#[derive(Debug, Clone)]
+pub struct ViewChange {
+    /// The view itself.
+    pub view: View,
+    /// Members of the new view that share this member's last agreed state, in view order.
+    /// Always contains this member.
+    pub side: Vec<MemberId>,
+    /// True when the side is the whole view: a subtractive event or no change, handled from
+    /// the shared state without exchanging it first.
+    pub side_is_whole_view: bool,
+    /// True when this member continues from its last agreed state; false when it starts afresh
+    /// (first view, or its last agreement was interrupted).
+    pub keeps_state: bool,
+}
+
+/// Shared session bookkeeping (see the module docs).
+#[derive(Debug)]
+pub struct SessionCore {
+    protocol: &'static str,
+    config: SessionConfig,
+    /// The counted group handle.
+    pub dh: Dh,
+    /// The session's seeded RNG.
+    pub rng: SessionRng,
+    view: Option<View>,
+    keys_in_view: u64,
+    agreement_pending: bool,
+    outbox: VecDeque<Output>,
+    messages_sent: u64,
+    bytes_sent: u64,
+    keys: u64,
+}
+
+impl SessionCore {
+    /// A core for `protocol` (its descriptor name) and `config`.
+    pub fn new(protocol: &'static str, config: SessionConfig) -> Result<Self, SessionError> {
+        if config.member_id.is_empty() {
+            return Err(SessionError::Config("member id is empty".into()));
+        }
+        Ok(Self {
+            protocol,
+            dh: Dh::new(config.dh_group),
+            rng: session_rng(config.rng_seed),
+            config,
+            view: None,
+            keys_in_view: 0,
+            agreement_pending: false,
+            outbox: VecDeque::new(),
+            messages_sent: 0,
+            bytes_sent: 0,
+            keys: 0,
+        })
+    }
+
+    /// This member's id.
+    pub fn me(&self) -> &str {
+        &self.config.member_id
+    }
+
+    /// The current view, or [`SessionError::NoView`].
+    pub fn view(&self) -> Result<&View, SessionError> {
+        self.view.as_ref().ok_or(SessionError::NoView)
+    }
+
+    /// The epoch of the key being agreed (or last agreed) in the current view.
+    pub fn epoch(&self) -> u64 {
+        self.view.as_ref().map_or(0, |v| epoch_of(v.view_id, self.keys_in_view))
+    }
+
+    /// Validates a new view and computes this member's side. Call first in `handle_view`;
+    /// on error nothing has changed.
+    pub fn begin_view(&mut self, view: &View) -> Result<ViewChange, SessionError> {
+        validate_view(view, self.me())?;
+        if let Some(old) = &self.view {
+            if view.view_id <= old.view_id {
+                return Err(SessionError::InvalidView(format!(
+                    "view id {} does not follow {}",
+                    view.view_id, old.view_id
+                )));
+            }
+        }
+        let keeps_state = matches!(&self.view, Some(_) if !self.agreement_pending);
+        let side: Vec<MemberId> = match (&self.view, keeps_state) {
+            (Some(prev), true) => {
+                view.members.iter().filter(|m| prev.members.contains(m)).cloned().collect()
+            }
+            _ => vec![self.config.member_id.clone()],
+        };
+        let side_is_whole_view = side.len() == view.members.len();
+        self.view = Some(view.clone());
+        self.keys_in_view = 0;
+        self.agreement_pending = true;
+        Ok(ViewChange { view: view.clone(), side, side_is_whole_view, keeps_state })
+    }
+
+    /// Starts a refresh: a new epoch in the same view. Only valid when no agreement is
+    /// running (otherwise the running one already yields a fresh key).
+    pub fn begin_refresh(&mut self) -> Result<bool, SessionError> {
+        self.view()?;
+        if self.agreement_pending {
+            return Ok(false);
+        }
+        self.keys_in_view += 1;
+        self.agreement_pending = true;
+        Ok(true)
+    }
+
+    /// True while an agreement runs in the current view.
+    pub fn agreement_pending(&self) -> bool {
+        self.agreement_pending
+    }
+
+    /// Decodes a payload from `from` and checks its format, size, view, epoch and that the
+    /// sender is a member of the current view.
+    pub fn open<B: DeserializeOwned>(&self, from: &str, payload: &[u8]) -> Result<B, SessionError> {
+        let view = self.view()?;
+        if !view.members.iter().any(|m| m == from) || from == self.me() {
+            return Err(SessionError::NotAMember(from.to_owned()));
+        }
+        let sealed: Sealed<B> = codec::decode(payload)?;
+        if sealed.view_id != view.view_id {
+            return Err(SessionError::StaleView { got: sealed.view_id, current: view.view_id });
+        }
+        if sealed.epoch != self.epoch() {
+            return Err(SessionError::StaleEpoch { got: sealed.epoch, current: self.epoch() });
+        }
+        Ok(sealed.body)
+    }
+
+    fn seal<B: Serialize>(&self, body: &B) -> Result<Vec<u8>, SessionError> {
+        let view_id = self.view()?.view_id;
+        Ok(codec::encode(&Sealed { view_id, epoch: self.epoch(), body })?)
+    }
+
+    /// Queues a broadcast to every other member of the view.
+    pub fn broadcast<B: Serialize>(&mut self, body: &B) -> Result<(), SessionError> {
+        let payload = self.seal(body)?;
+        self.account(payload.len());
+        self.outbox.push_back(Output::Broadcast(payload));
+        Ok(())
+    }
+
+    /// Queues a unicast to one member of the view.
+    pub fn unicast<B: Serialize>(&mut self, to: &str, body: &B) -> Result<(), SessionError> {
+        if !self.view()?.members.iter().any(|m| m == to) {
+            return Err(SessionError::Unexpected(format!("unicast to non-member {to:?}")));
+        }
+        let payload = self.seal(body)?;
+        self.account(payload.len());
+        self.outbox.push_back(Output::Unicast { to: to.to_owned(), payload });
+        Ok(())
+    }
+
+    fn account(&mut self, len: usize) {
+        self.messages_sent += 1;
+        self.bytes_sent += len as u64;
+    }
+
+    /// Derives the group key from the raw group secret (fixed-length big-endian bytes), queues
+    /// it and ends the running agreement.
+    pub fn install_key(&mut self, secret: &[u8]) -> Result<(), SessionError> {
+        let view_id = self.view()?.view_id;
+        let epoch = self.epoch();
+        let ctx = KeyContext {
+            group: &self.config.group_name,
+            view_id,
+            protocol: self.protocol,
+            epoch,
+        };
+        let key = derive_group_key(secret, &ctx);
+        self.outbox.push_back(Output::Key(GroupKey { epoch, view_id, key }));
+        self.agreement_pending = false;
+        self.keys += 1;
+        Ok(())
+    }
+
+    /// The next queued output.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outbox.pop_front()
+    }
+
+    /// The session's counters.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            exponentiations: self.dh.exponentiations(),
+            messages_sent: self.messages_sent,
+            bytes_sent: self.bytes_sent,
+            keys: self.keys,
+        }
+    }
+}
+
+fn validate_view(view: &View, me: &str) -> Result<(), SessionError> {
+    if !view.members.iter().any(|m| m == me) {
+        return Err(SessionError::InvalidView(format!("{me:?} is not a member")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for m in &view.members {
+        if m.is_empty() || !seen.insert(m.as_str()) {
+            return Err(SessionError::InvalidView(format!("empty or duplicate member {m:?}")));
+        }
+    }
+    if let Some(j) = view.joined.iter().find(|j| !seen.contains(j.as_str())) {
+        return Err(SessionError::InvalidView(format!("joined member {j:?} is not in the view")));
+    }
+    if let Some(l) = view.left.iter().find(|l| seen.contains(l.as_str())) {
+        return Err(SessionError::InvalidView(format!("departed member {l:?} is still in the view")));
+    }
+    Ok(())
+}

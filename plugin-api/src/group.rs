@@ -1,0 +1,518 @@
+//! Finite-field Diffie-Hellman group math shared by every plugin.
+//!
+//! gka uses the RFC 7919 safe-prime groups (see [`GroupId`]): p = 2q + 1 with q prime and the
+//! generator g = 2 of order q. Secret shares are uniformly random 256-bit exponents
+//! (RFC 7919 §5.2 asks for at least 225 bits for `ffdhe2048`), which keeps every
+//! exponentiation about eight times cheaper than a full-length one.
+//!
+//! The [`Dh`] handle is what a protocol session uses: it wraps one group, counts every modular
+//! exponentiation it performs (the counter feeds the cost model checks and the host's metrics),
+//! validates received elements and maps elements to exponents.
+//!
+//! Fixed-base exponentiation of the generator (blinding, the most frequent operation of every
+//! protocol) uses a precomputed table of g^(j·256^i) for every byte position i of a 256-bit
+//! exponent, so g^x costs 31 modular multiplications instead of ~256 squarings.
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::OnceLock;
+
+use num_bigint_dig::algorithms::jacobi;
+use num_bigint_dig::{BigInt, BigUint, ModInverse, RandBigInt};
+use num_traits::{One, Zero};
+use rand_core::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
+
+use crate::monty::Monty;
+use crate::rfc7919;
+
+/// Bits in every secret exponent (RFC 7919 §5.2 asks for at least 225 for `ffdhe2048`).
+pub const EXPONENT_BITS: usize = 256;
+
+/// One of the standard RFC 7919 groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[non_exhaustive]
+pub enum GroupId {
+    /// RFC 7919 Appendix A.1, a 2048-bit safe prime (the default).
+    #[default]
+    Ffdhe2048,
+    /// RFC 7919 Appendix A.2, a 3072-bit safe prime.
+    Ffdhe3072,
+    /// RFC 7919 Appendix A.3, a 4096-bit safe prime.
+    Ffdhe4096,
+}
+
+impl GroupId {
+    /// Every supported group.
+    pub const ALL: [Self; 3] = [Self::Ffdhe2048, Self::Ffdhe3072, Self::Ffdhe4096];
+
+    /// The group's RFC 7919 name, e.g. `ffdhe2048`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ffdhe2048 => "ffdhe2048",
+            Self::Ffdhe3072 => "ffdhe3072",
+            Self::Ffdhe4096 => "ffdhe4096",
+        }
+    }
+
+    /// Parses an RFC 7919 name such as `ffdhe3072`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.name() == name)
+    }
+
+    /// A stable numeric code, used at the plugin ABI.
+    pub fn code(self) -> u16 {
+        match self {
+            Self::Ffdhe2048 => 2048,
+            Self::Ffdhe3072 => 3072,
+            Self::Ffdhe4096 => 4096,
+        }
+    }
+
+    /// The group with the given [`GroupId::code`].
+    pub fn from_code(code: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.code() == code)
+    }
+
+    /// The group's parameters (built once per process).
+    pub fn params(self) -> &'static FfdheGroup {
+        static G2048: OnceLock<FfdheGroup> = OnceLock::new();
+        static G3072: OnceLock<FfdheGroup> = OnceLock::new();
+        static G4096: OnceLock<FfdheGroup> = OnceLock::new();
+        let (cell, hex) = match self {
+            Self::Ffdhe2048 => (&G2048, rfc7919::FFDHE2048_P),
+            Self::Ffdhe3072 => (&G3072, rfc7919::FFDHE3072_P),
+            Self::Ffdhe4096 => (&G4096, rfc7919::FFDHE4096_P),
+        };
+        cell.get_or_init(|| FfdheGroup::from_hex(self, hex))
+    }
+}
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a received group element was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ElementError {
+    /// The encoding is not exactly the group's byte length.
+    #[error("element encoding is {got} bytes, the group needs exactly {expected}")]
+    BadLength {
+        /// Bytes received.
+        got: usize,
+        /// Bytes the group's fixed-length encoding has.
+        expected: usize,
+    },
+    /// The value is 0, 1, p − 1 or not below p.
+    #[error("element is outside the range 1 < y < p - 1")]
+    OutOfRange,
+    /// The value is not in the prime-order subgroup (its Legendre symbol is −1).
+    #[error("element is not in the prime-order subgroup")]
+    NotInSubgroup,
+}
+
+/// A group element (an integer modulo p), zeroized when dropped because many elements that
+/// protocols handle (tree node keys, pairwise secrets) are secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Element(BigUint);
+
+impl Element {
+    /// The element as an integer.
+    pub fn value(&self) -> &BigUint {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Elements may be secret: print only a short fingerprint.
+        let digest = Sha256::digest(self.0.to_bytes_be());
+        write!(f, "Element(#{})", hex::encode(&digest[..4]))
+    }
+}
+
+impl Drop for Element {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// A secret exponent, zeroized when dropped. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(BigUint);
+
+impl Secret {
+    /// Wraps an integer as a secret exponent.
+    pub fn from_biguint(value: BigUint) -> Self {
+        Self(value)
+    }
+
+    /// The exponent as an integer.
+    pub fn value(&self) -> &BigUint {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// The parameters of one RFC 7919 group, with its fixed-base table for g.
+pub struct FfdheGroup {
+    id: GroupId,
+    p: BigUint,
+    q: BigUint,
+    g: BigUint,
+    p_minus_1: BigUint,
+    byte_len: usize,
+    table: OnceLock<FixedBaseTable>,
+}
+
+impl fmt::Debug for FfdheGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FfdheGroup").field("id", &self.id).finish()
+    }
+}
+
+impl FfdheGroup {
+    fn from_hex(id: GroupId, hex_lines: &[&str]) -> Self {
+        let hex_p: String = hex_lines.concat();
+        // The constants are compile-time literals checked by the tests below.
+        let p = BigUint::parse_bytes(hex_p.as_bytes(), 16).expect("RFC 7919 constant parses");
+        let p_minus_1 = &p - BigUint::one();
+        let q = &p_minus_1 >> 1usize;
+        let byte_len = p.bits().div_ceil(8);
+        Self { id, p, q, g: BigUint::from(2u32), p_minus_1, byte_len, table: OnceLock::new() }
+    }
+
+    /// Which group this is.
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+
+    /// The safe prime p.
+    pub fn p(&self) -> &BigUint {
+        &self.p
+    }
+
+    /// The prime order q = (p − 1) / 2 of the subgroup generated by g.
+    pub fn q(&self) -> &BigUint {
+        &self.q
+    }
+
+    /// The generator g = 2.
+    pub fn g(&self) -> &BigUint {
+        &self.g
+    }
+
+    /// The length in bytes of the fixed-length big-endian encoding of an element.
+    pub fn byte_len(&self) -> usize {
+        self.byte_len
+    }
+
+    /// Checks 1 < y < p − 1 and that y lies in the order-q subgroup. For a safe prime the
+    /// subgroup is the set of quadratic residues, so the test is the Legendre symbol (y | p) = 1,
+    /// a Jacobi-symbol computation far cheaper than y^q mod p.
+    pub fn validate(&self, y: &BigUint) -> Result<(), ElementError> {
+        if *y <= BigUint::one() || *y >= self.p_minus_1 {
+            return Err(ElementError::OutOfRange);
+        }
+        let symbol = jacobi(&BigInt::from(y.clone()), &BigInt::from(self.p.clone()));
+        if symbol != 1 {
+            return Err(ElementError::NotInSubgroup);
+        }
+        Ok(())
+    }
+
+    /// Decodes a fixed-length big-endian element and validates it.
+    pub fn decode_element(&self, bytes: &[u8]) -> Result<Element, ElementError> {
+        if bytes.len() != self.byte_len {
+            return Err(ElementError::BadLength { got: bytes.len(), expected: self.byte_len });
+        }
+        let y = BigUint::from_bytes_be(bytes);
+        self.validate(&y)?;
+        Ok(Element(y))
+    }
+
+    /// The fixed-length big-endian encoding of an element.
+    pub fn encode_element(&self, e: &Element) -> Vec<u8> {
+        let raw = e.0.to_bytes_be();
+        let mut out = vec![0u8; self.byte_len - raw.len()];
+        out.extend_from_slice(&raw);
+        out
+    }
+
+    fn table(&self) -> &FixedBaseTable {
+        self.table.get_or_init(|| FixedBaseTable::build(&self.g, &self.p))
+    }
+
+    /// Builds the fixed-base table now rather than on first use (for benchmarks and hosts that
+    /// want predictable latency).
+    pub fn warm_up(&self) {
+        let _ = self.table();
+    }
+}
+
+/// g^(j · 256^i) mod p, in Montgomery form, for every byte position i of an
+/// [`EXPONENT_BITS`]-bit exponent and every byte value j in 1..=255.
+struct FixedBaseTable {
+    monty: Monty,
+    windows: Vec<Vec<Vec<u64>>>,
+}
+
+impl FixedBaseTable {
+    const WINDOW_BITS: usize = 8;
+    const WINDOWS: usize = EXPONENT_BITS / Self::WINDOW_BITS;
+
+    fn build(g: &BigUint, p: &BigUint) -> Self {
+        let monty = Monty::new(p);
+        let mut windows = Vec::with_capacity(Self::WINDOWS);
+        let mut base = monty.to_mont(g);
+        for _ in 0..Self::WINDOWS {
+            let mut row = Vec::with_capacity(255);
+            let mut acc = base.clone();
+            for _ in 1..=255 {
+                row.push(acc.clone());
+                acc = monty.mul(&acc, &base);
+            }
+            // acc is now base^256: the base of the next window.
+            base = acc;
+            windows.push(row);
+        }
+        Self { monty, windows }
+    }
+
+    /// g^x mod p for x < 2^EXPONENT_BITS.
+    fn pow(&self, x: &BigUint) -> BigUint {
+        let mut bytes = x.to_bytes_le();
+        let mut acc: Option<Vec<u64>> = None;
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == 0 {
+                continue;
+            }
+            let term = &self.windows[i][usize::from(b) - 1];
+            acc = Some(match acc {
+                None => term.clone(),
+                Some(a) => self.monty.mul(&a, term),
+            });
+        }
+        bytes.zeroize();
+        match acc {
+            Some(mut a) => {
+                let out = self.monty.from_mont(&a);
+                a.zeroize();
+                out
+            }
+            None => BigUint::one(),
+        }
+    }
+}
+
+/// A session's handle on its group: every exponentiation goes through it and is counted.
+#[derive(Debug)]
+pub struct Dh {
+    group: &'static FfdheGroup,
+    exponentiations: Cell<u64>,
+}
+
+impl Dh {
+    /// A handle on the given group with a zeroed counter.
+    pub fn new(id: GroupId) -> Self {
+        Self { group: id.params(), exponentiations: Cell::new(0) }
+    }
+
+    /// The group's parameters.
+    pub fn group(&self) -> &'static FfdheGroup {
+        self.group
+    }
+
+    /// Modular exponentiations performed so far.
+    pub fn exponentiations(&self) -> u64 {
+        self.exponentiations.get()
+    }
+
+    fn count(&self) {
+        self.exponentiations.set(self.exponentiations.get() + 1);
+    }
+
+    /// A uniformly random nonzero [`EXPONENT_BITS`]-bit secret exponent.
+    pub fn random_exponent<R: RngCore + CryptoRng>(&self, rng: &mut R) -> Secret {
+        loop {
+            let x = rng.gen_biguint(EXPONENT_BITS);
+            if !x.is_zero() {
+                return Secret(x);
+            }
+        }
+    }
+
+    /// g^x mod p (counted), through the fixed-base table when x fits in 256 bits.
+    pub fn blind(&self, x: &Secret) -> Element {
+        self.count();
+        if x.0.bits() <= EXPONENT_BITS {
+            Element(self.group.table().pow(&x.0))
+        } else {
+            Element(self.group.g.modpow(&x.0, &self.group.p))
+        }
+    }
+
+    /// base^x mod p (counted).
+    pub fn pow(&self, base: &Element, x: &Secret) -> Element {
+        self.count();
+        Element(base.0.modpow(&x.0, &self.group.p))
+    }
+
+    /// base^k mod p for a small public exponent k (counted: BD's "hidden cost").
+    pub fn pow_small(&self, base: &Element, k: u64) -> Element {
+        self.count();
+        Element(base.0.modpow(&BigUint::from(k), &self.group.p))
+    }
+
+    /// a · b mod p (not counted: a multiplication, not an exponentiation).
+    pub fn mul(&self, a: &Element, b: &Element) -> Element {
+        Element((&a.0 * &b.0) % &self.group.p)
+    }
+
+    /// a⁻¹ mod p (not counted: an extended-Euclid inversion).
+    pub fn invert(&self, a: &Element) -> Element {
+        // a is a validated nonzero element of a prime field, so the inverse exists.
+        let inv = (&a.0).mod_inverse(&self.group.p).and_then(|i| i.to_biguint());
+        Element(inv.expect("nonzero element of a prime field is invertible"))
+    }
+
+    /// x⁻¹ mod q, for factoring a share out of an element (GDH). Full length: inherent.
+    pub fn invert_exponent(&self, x: &Secret) -> Secret {
+        let inv = (&x.0).mod_inverse(&self.group.q).and_then(|i| i.to_biguint());
+        // x is a nonzero exponent below 2^256 < q and q is prime, so the inverse exists.
+        Secret(inv.expect("nonzero exponent is invertible modulo the prime q"))
+    }
+
+    /// x · y mod q.
+    pub fn mul_exponents(&self, x: &Secret, y: &Secret) -> Secret {
+        Secret((&x.0 * &y.0) % &self.group.q)
+    }
+
+    /// Maps an element to a 256-bit exponent: SHA-256 over a domain label and the element's
+    /// fixed-length encoding. Used where a protocol feeds a group element back in as an
+    /// exponent (TGDH and STR node keys), keeping every exponentiation short (§9.2).
+    pub fn element_to_exponent(&self, label: &str, e: &Element) -> Secret {
+        let mut h = Sha256::new();
+        h.update(b"gka element-to-exponent v1\0");
+        h.update((label.len() as u64).to_be_bytes());
+        h.update(label.as_bytes());
+        h.update(self.group.encode_element(e));
+        let mut digest: [u8; 32] = h.finalize().into();
+        let x = BigUint::from_bytes_be(&digest);
+        digest.zeroize();
+        // A zero digest has probability 2^-256; map it to 1 so the exponent stays nonzero.
+        if x.is_zero() {
+            Secret(BigUint::one())
+        } else {
+            Secret(x)
+        }
+    }
+
+    /// Decodes and validates a received element (see [`FfdheGroup::validate`]).
+    pub fn decode(&self, bytes: &[u8]) -> Result<Element, ElementError> {
+        self.group.decode_element(bytes)
+    }
+
+    /// The fixed-length big-endian encoding of an element.
+    pub fn encode(&self, e: &Element) -> Vec<u8> {
+        self.group.encode_element(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn generator_has_order_q_in_every_group() {
+        for id in GroupId::ALL {
+            let g = id.params();
+            assert_eq!(g.p().bits(), usize::from(id.code()));
+            assert!(g.g().modpow(g.q(), g.p()).is_one(), "{id}: g^q != 1");
+            assert_eq!(g.byte_len() * 8, usize::from(id.code()));
+        }
+    }
+
+    #[test]
+    fn fixed_base_matches_general_exponentiation() {
+        let dh = Dh::new(GroupId::Ffdhe2048);
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        for _ in 0..8 {
+            let x = dh.random_exponent(&mut rng);
+            let fixed = dh.blind(&x);
+            let general = dh.group().g().modpow(x.value(), dh.group().p());
+            assert_eq!(fixed.value(), &general);
+        }
+        // Exponents with zero bytes, a single byte and the top byte only.
+        for x in [1u64, 255, 256, 1 << 40] {
+            let x = Secret(BigUint::from(x));
+            assert_eq!(dh.blind(&x).value(), &dh.group().g().modpow(x.value(), dh.group().p()));
+        }
+        assert_eq!(dh.exponentiations(), 12);
+    }
+
+    #[test]
+    fn validation_rejects_degenerate_and_non_subgroup_elements() {
+        for id in GroupId::ALL {
+            let grp = id.params();
+            let p = grp.p().clone();
+            let one = BigUint::one();
+            assert_eq!(grp.validate(&BigUint::zero()), Err(ElementError::OutOfRange));
+            assert_eq!(grp.validate(&one), Err(ElementError::OutOfRange));
+            assert_eq!(grp.validate(&(&p - &one)), Err(ElementError::OutOfRange));
+            assert_eq!(grp.validate(&p), Err(ElementError::OutOfRange));
+            assert_eq!(grp.validate(&(&p + &one)), Err(ElementError::OutOfRange));
+            // g = 2 generates the subgroup; for these primes p ≡ 7 (mod 8), so −1 is a
+            // non-residue and p − 2 = −2 is outside the subgroup.
+            assert_eq!(grp.validate(&BigUint::from(2u32)), Ok(()));
+            assert_eq!(grp.validate(&(&p - BigUint::from(2u32))), Err(ElementError::NotInSubgroup));
+            // Cross-check the Legendre test against the definition y^q = 1 on a few values.
+            for y in 3u32..40 {
+                let y = BigUint::from(y);
+                let in_subgroup = y.modpow(grp.q(), &p).is_one();
+                assert_eq!(grp.validate(&y).is_ok(), in_subgroup, "y = {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn decoding_requires_the_fixed_length() {
+        let grp = GroupId::Ffdhe2048.params();
+        let mut two = vec![0u8; grp.byte_len()];
+        two[grp.byte_len() - 1] = 2;
+        assert!(grp.decode_element(&two).is_ok());
+        assert_eq!(
+            grp.decode_element(&two[1..]),
+            Err(ElementError::BadLength { got: 255, expected: 256 })
+        );
+    }
+
+    #[test]
+    fn inverse_exponent_factors_a_share_out() {
+        let dh = Dh::new(GroupId::Ffdhe2048);
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let (a, b) = (dh.random_exponent(&mut rng), dh.random_exponent(&mut rng));
+        let gab = dh.pow(&dh.blind(&a), &b);
+        let back = dh.pow(&gab, &dh.invert_exponent(&b));
+        assert_eq!(back, dh.blind(&a));
+    }
+}

@@ -1,0 +1,255 @@
+//! The safe Rust face of a plugin: a [`Protocol`] factory and a sans-IO [`Session`].
+//!
+//! A session is a pure state machine. The host feeds it inputs (`handle_*`) and then drains
+//! its outputs with [`Session::poll_output`] until it returns `None`:
+//!
+//! ```text
+//!   view ──────────► handle_view ────┐
+//!   payload ───────► handle_payload ─┼─► state ─► poll_output ─► Broadcast / Unicast / Key
+//!   refresh ───────► handle_refresh ─┘
+//! ```
+//!
+//! Rules every session follows and every host relies on:
+//! - no sockets, threads, clocks or OS randomness: time comes in as `now` (milliseconds since
+//!   the host started the session, never decreasing) and randomness from the seed in
+//!   [`SessionConfig`];
+//! - the host delivers views and payloads in the group layer's agreed order, with view
+//!   synchrony, and never delivers a member's own broadcast back to it;
+//! - an input that returns an error leaves the session as it was;
+//! - outputs must be drained before the next input.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::SessionError;
+use crate::group::GroupId;
+use crate::kdf::GROUP_KEY_LEN;
+
+/// A member's identity within a group (its name in the trust store).
+pub type MemberId = String;
+
+/// A membership view, as the group layer delivers it to one member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    /// The view's id; it only grows.
+    pub view_id: u64,
+    /// The members, oldest first (ties broken by id).
+    pub members: Vec<MemberId>,
+    /// Members of this view that were not in this member's previous view (for a member's first
+    /// view, every member).
+    pub joined: Vec<MemberId>,
+    /// Members of this member's previous view that are not in this one.
+    pub left: Vec<MemberId>,
+}
+
+/// The kinds of membership event a protocol handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// Initial agreement of n members that share no state.
+    Initial,
+    /// One member joins a group of n.
+    Join,
+    /// One member leaves a group of n.
+    Leave,
+    /// m members (or another group) join a group of n at once.
+    Merge,
+    /// p members leave a group of n at once.
+    Partition,
+    /// A new key for the same membership.
+    Refresh,
+}
+
+impl EventKind {
+    /// Every event kind.
+    pub const ALL: [Self; 6] =
+        [Self::Initial, Self::Join, Self::Leave, Self::Merge, Self::Partition, Self::Refresh];
+
+    /// Lower-case name, as used in the CLI and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::Join => "join",
+            Self::Leave => "leave",
+            Self::Merge => "merge",
+            Self::Partition => "partition",
+            Self::Refresh => "refresh",
+        }
+    }
+
+    /// A stable number at the ABI.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Initial => 0,
+            Self::Join => 1,
+            Self::Leave => 2,
+            Self::Merge => 3,
+            Self::Partition => 4,
+            Self::Refresh => 5,
+        }
+    }
+
+    /// The kind with the given [`EventKind::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a protocol is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// Short unique name (`gdh`, `tgdh`, ...).
+    pub name: String,
+    /// Semantic version of the protocol implementation and its payload format.
+    pub version: String,
+    /// One line saying what it is.
+    pub summary: String,
+    /// The events it handles.
+    pub events: Vec<EventKind>,
+}
+
+/// The predicted cost of one event, as the plugin's cost model states it.
+///
+/// Counts are for the whole event, from the first membership input to the last member
+/// installing the key. "Serial" counts follow the critical path: the longest chain of
+/// operations in which each one waits for the message produced by the one before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostFigures {
+    /// Communication rounds (waves of messages, each waiting for the one before).
+    pub rounds: u64,
+    /// Unicast messages in total.
+    pub unicasts: u64,
+    /// Broadcast messages in total.
+    pub broadcasts: u64,
+    /// Modular exponentiations on the critical path.
+    pub serial_exponentiations: u64,
+    /// Modular exponentiations summed over all members.
+    pub total_exponentiations: u64,
+    /// Signatures on the critical path (one per message sent along it).
+    pub signatures: u64,
+    /// Signature verifications on the critical path (one per message received along it).
+    pub verifications: u64,
+    /// Payload bytes sent in total (each broadcast counted once).
+    pub bytes: u64,
+}
+
+/// A derived group key, handed to the host. The raw group secret never leaves the plugin.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GroupKey {
+    /// The key's epoch: `view_id << 16 | n`, where n counts the keys agreed in that view.
+    pub epoch: u64,
+    /// The view the key was agreed in.
+    pub view_id: u64,
+    /// The 32-byte key (HKDF-SHA256 output).
+    pub key: Zeroizing<[u8; GROUP_KEY_LEN]>,
+}
+
+impl GroupKey {
+    /// A short public fingerprint of the key (the first 8 bytes of SHA-256 over it, in hex),
+    /// safe to log and compare.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.key.as_ref());
+        hex::encode(&digest[..8])
+    }
+}
+
+impl fmt::Debug for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupKey")
+            .field("epoch", &self.epoch)
+            .field("view_id", &self.view_id)
+            .field("fingerprint", &self.fingerprint())
+            .finish()
+    }
+}
+
+/// The epoch of the `n`-th key agreed in view `view_id`.
+pub fn epoch_of(view_id: u64, n: u64) -> u64 {
+    (view_id << 16) | (n & 0xffff)
+}
+
+/// Something the session wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Send this payload to every other member of the current view.
+    Broadcast(Vec<u8>),
+    /// Send this payload to one member of the current view.
+    Unicast {
+        /// The recipient.
+        to: MemberId,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+    /// A new group key is ready.
+    Key(GroupKey),
+}
+
+/// Work a session has done, for cost accounting and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Modular exponentiations performed.
+    pub exponentiations: u64,
+    /// Messages emitted (unicast and broadcast).
+    pub messages_sent: u64,
+    /// Payload bytes emitted.
+    pub bytes_sent: u64,
+    /// Keys installed.
+    pub keys: u64,
+}
+
+/// How the host configures a new session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The group's name (bound into every key).
+    pub group_name: String,
+    /// This member's id.
+    pub member_id: MemberId,
+    /// The Diffie-Hellman group every member of the group uses.
+    pub dh_group: GroupId,
+    /// Seed for the session's RNG; the host draws it from the OS (or fixes it in tests).
+    pub rng_seed: [u8; 32],
+}
+
+/// A key-agreement protocol: describes itself, predicts its costs, makes sessions.
+pub trait Protocol: Send + Sync {
+    /// Name, version and supported events.
+    fn descriptor(&self) -> Descriptor;
+
+    /// Predicted cost of `event` for a group of `n` members before the event, where `k` is the
+    /// number of members joining (merge) or leaving (partition); ignored for other events.
+    fn cost(&self, event: EventKind, n: u64, k: u64) -> CostFigures;
+
+    /// A new session for one member.
+    fn new_session(&self, config: SessionConfig) -> Result<Box<dyn Session>, SessionError>;
+}
+
+/// One member's sans-IO protocol state machine (see the module docs for the rules).
+pub trait Session: Send {
+    /// A new view. May arrive in any state; the session converges to one key for the newest view.
+    fn handle_view(&mut self, now_ms: u64, view: &View) -> Result<(), SessionError>;
+
+    /// A payload from another member of the current view.
+    fn handle_payload(&mut self, now_ms: u64, from: &str, payload: &[u8])
+        -> Result<(), SessionError>;
+
+    /// Agree on a fresh key for the same view. Called on every member at the same point of the
+    /// agreed order.
+    fn handle_refresh(&mut self, now_ms: u64) -> Result<(), SessionError>;
+
+    /// The next output, if any.
+    #[must_use]
+    fn poll_output(&mut self) -> Option<Output>;
+
+    /// Work done so far.
+    fn counters(&self) -> Counters;
+}
