@@ -1,0 +1,186 @@
+//! The BD session state machine.
+
+use gka_plugin_api::{Element, Secret, Session, SessionConfig, SessionCore, SessionError, View};
+use serde::{Deserialize, Serialize};
+
+use crate::NAME;
+
+/// BD's messages (each sealed with view id and epoch by [`SessionCore`]).
+#[derive(Debug, Serialize, Deserialize)]
+enum BdMsg {
+    /// Round 1: z_i = g^(r_i), fixed-length big-endian.
+    Z(Vec<u8>),
+    /// Round 2: X_i = (z_(i+1) / z_(i-1))^(r_i).
+    X(Vec<u8>),
+}
+
+/// One run of the protocol in one view (every event restarts it).
+#[derive(Debug)]
+struct Run {
+    ring: Vec<String>,
+    me: usize,
+    r: Secret,
+    z: Vec<Option<Element>>,
+    x: Vec<Option<Element>>,
+    sent_x: bool,
+    done: bool,
+}
+
+impl Run {
+    fn n(&self) -> usize {
+        self.ring.len()
+    }
+
+    fn left(&self) -> usize {
+        (self.me + self.n() - 1) % self.n()
+    }
+
+    fn right(&self) -> usize {
+        (self.me + 1) % self.n()
+    }
+
+    fn index_of(&self, member: &str) -> Result<usize, SessionError> {
+        self.ring
+            .iter()
+            .position(|m| m == member)
+            .ok_or_else(|| SessionError::NotAMember(member.to_owned()))
+    }
+}
+
+/// One member's BD session.
+#[derive(Debug)]
+pub struct BdSession {
+    core: SessionCore,
+    run: Option<Run>,
+}
+
+impl BdSession {
+    /// A session for one member.
+    pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
+        Ok(Self { core: SessionCore::new(NAME, config)?, run: None })
+    }
+
+    fn start(&mut self, view: &View) -> Result<(), SessionError> {
+        let me = view.members.iter().position(|m| m == self.core.me()).unwrap_or(0);
+        let r = self.core.dh.random_exponent(&mut self.core.rng);
+        let z_me = self.core.dh.blind(&r);
+        let n = view.members.len();
+        let mut z = vec![None; n];
+        let z_bytes = self.core.dh.encode(&z_me);
+        z[me] = Some(z_me);
+        self.run = Some(Run {
+            ring: view.members.clone(),
+            me,
+            r,
+            z,
+            x: vec![None; n],
+            sent_x: false,
+            done: false,
+        });
+        if n > 1 {
+            self.core.broadcast(&BdMsg::Z(z_bytes))?;
+        }
+        self.advance()
+    }
+
+    /// Sends X and computes the key as soon as the inputs are there.
+    fn advance(&mut self) -> Result<(), SessionError> {
+        let Some(run) = self.run.as_mut() else { return Ok(()) };
+        if run.done {
+            return Ok(());
+        }
+        let dh = &self.core.dh;
+        let n = run.n();
+        if n <= 2 {
+            let Some(z_other) = run.z[run.left()].as_ref() else { return Ok(()) };
+            // n = 1: K = z^r; n = 2: K = z_other^(2r).
+            let exponent = Secret::from_biguint(run.r.value() * (n as u32));
+            let key = dh.pow(z_other, &exponent);
+            run.done = true;
+            let secret = dh.encode(&key);
+            return self.core.install_key(&secret);
+        }
+        if !run.sent_x {
+            let (Some(zl), Some(zr)) = (run.z[run.left()].as_ref(), run.z[run.right()].as_ref())
+            else {
+                return Ok(());
+            };
+            let ratio = dh.mul(zr, &dh.invert(zl));
+            let x_me = dh.pow(&ratio, &run.r);
+            let bytes = dh.encode(&x_me);
+            run.x[run.me] = Some(x_me);
+            run.sent_x = true;
+            self.core.broadcast(&BdMsg::X(bytes))?;
+            return self.advance();
+        }
+        if run.x.iter().any(Option::is_none) {
+            return Ok(());
+        }
+        let Some(zl) = run.z[run.left()].as_ref() else { return Ok(()) };
+        let exponent = Secret::from_biguint(run.r.value() * (n as u32));
+        let mut key = dh.pow(zl, &exponent);
+        // Π_(k=0..n-2) X_(i+k)^(n-1-k) as the product of the prefix products.
+        let mut prefix: Option<Element> = None;
+        for k in 0..n - 1 {
+            let xk = run.x[(run.me + k) % n].as_ref().expect("all X present");
+            let next = match prefix {
+                None => xk.clone(),
+                Some(p) => dh.mul(&p, xk),
+            };
+            key = dh.mul(&key, &next);
+            prefix = Some(next);
+        }
+        run.done = true;
+        let secret = dh.encode(&key);
+        self.core.install_key(&secret)
+    }
+}
+
+impl Session for BdSession {
+    fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
+        self.core.begin_view(view)?;
+        self.start(view)
+    }
+
+    fn handle_payload(
+        &mut self,
+        _now_ms: u64,
+        from: &str,
+        payload: &[u8],
+    ) -> Result<(), SessionError> {
+        let msg: BdMsg = self.core.open(from, payload)?;
+        let run = self.run.as_mut().ok_or(SessionError::NoView)?;
+        let i = run.index_of(from)?;
+        match msg {
+            BdMsg::Z(bytes) => {
+                if run.z[i].is_some() {
+                    return Err(SessionError::Unexpected(format!("second z from {from:?}")));
+                }
+                run.z[i] = Some(self.core.dh.decode(&bytes)?);
+            }
+            BdMsg::X(bytes) => {
+                if run.n() <= 2 || run.x[i].is_some() {
+                    return Err(SessionError::Unexpected(format!("unexpected X from {from:?}")));
+                }
+                run.x[i] = Some(self.core.dh.decode(&bytes)?);
+            }
+        }
+        self.advance()
+    }
+
+    fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
+        if self.core.begin_refresh()? {
+            let view = self.core.view()?.clone();
+            self.start(&view)?;
+        }
+        Ok(())
+    }
+
+    fn poll_output(&mut self) -> Option<gka_plugin_api::Output> {
+        self.core.poll_output()
+    }
+
+    fn counters(&self) -> gka_plugin_api::Counters {
+        self.core.counters()
+    }
+}

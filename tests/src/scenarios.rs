@@ -1,0 +1,264 @@
+//! Membership scenarios every plugin must pass, as plain functions over a protocol factory.
+//! [`scenario_tests!`](crate::scenario_tests) turns them into one `#[test]` each.
+
+use gka_plugin_api::{GroupKey, Protocol};
+
+use crate::{strs, ComponentId, Harness};
+
+/// Makes a fresh protocol instance for each harness.
+pub type Factory = fn() -> Box<dyn Protocol>;
+
+fn settle(h: &mut Harness, c: ComponentId, what: &str) -> GroupKey {
+    match h.settle(c) {
+        Ok((k, _)) => k,
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+fn group(make: Factory, prefix: &str, n: usize, seed: u64) -> (Harness, ComponentId, GroupKey) {
+    let mut h = Harness::new(make(), seed);
+    let names = Harness::names(prefix, n);
+    let c = h.create(&strs(&names));
+    let k = settle(&mut h, c, &format!("initial agreement of {n}"));
+    (h, c, k)
+}
+
+/// Initial agreement among `n` members.
+pub fn initial(make: Factory, n: usize) {
+    let (h, c, key) = group(make, "m", n, n as u64);
+    assert_eq!(h.members(c).len(), n);
+    assert_eq!(key.view_id, h.view_id(c));
+}
+
+/// One member joins a group of five; the joiner gets the new key, and it is new.
+pub fn join(make: Factory) {
+    let (mut h, c, k0) = group(make, "m", 5, 11);
+    h.join(c, &["new"]);
+    let k1 = settle(&mut h, c, "join");
+    assert_ne!(k0.key, k1.key);
+    assert_eq!(h.keys_of("new").len(), 1, "the joiner holds only the new key");
+}
+
+/// Each member of a group of six leaves in turn (so the sponsor and the controller leave too);
+/// the departed member never receives a later key.
+pub fn leave_every_position(make: Factory) {
+    for pos in 0..6 {
+        let (mut h, c, k0) = group(make, "m", 6, 20 + pos as u64);
+        let leaver = h.members(c)[pos].clone();
+        let before = h.keys_of(&leaver);
+        h.leave(c, &[&leaver]);
+        let k1 = settle(&mut h, c, &format!("leave of position {pos}"));
+        assert_ne!(k0.key, k1.key);
+        assert!(!h.is_member(&leaver));
+        assert!(!before.iter().any(|k| k.key == k1.key), "leaver knew the new key");
+        // And the group keeps working after the leave.
+        h.join(c, &["late"]);
+        settle(&mut h, c, &format!("join after leave of position {pos}"));
+    }
+}
+
+/// m members join a group of five at once.
+pub fn merge(make: Factory, m: usize) {
+    let (mut h, c, k0) = group(make, "m", 5, 30 + m as u64);
+    let newcomers = Harness::names("new", m);
+    h.join(c, &strs(&newcomers));
+    let k1 = settle(&mut h, c, &format!("merge of {m}"));
+    assert_ne!(k0.key, k1.key);
+    assert_eq!(h.members(c).len(), 5 + m);
+}
+
+/// p members of a group of eight leave at once (oldest, newest and middle members mixed).
+pub fn partition(make: Factory, p: usize) {
+    let (mut h, c, k0) = group(make, "m", 8, 40 + p as u64);
+    let members = h.members(c);
+    // Spread the leavers: every (8 / p)-th member, starting with the newest.
+    let leavers: Vec<String> = (0..p).map(|i| members[7 - (i * 8 / p) % 8].clone()).collect();
+    h.leave(c, &strs(&leavers));
+    let k1 = settle(&mut h, c, &format!("partition of {p}"));
+    assert_ne!(k0.key, k1.key);
+    assert_eq!(h.members(c).len(), 8 - p);
+}
+
+/// A group of eight splits in two; each side rekeys, then changes again on its own (a refresh
+/// on one side, a join on the other); then the two sides merge back with their own state.
+pub fn heal(make: Factory) {
+    let (mut h, c, k0) = group(make, "m", 8, 50);
+    let members = h.members(c);
+    let (a, b): (Vec<&str>, Vec<&str>) = (
+        members.iter().step_by(2).map(String::as_str).collect(),
+        members.iter().skip(1).step_by(2).map(String::as_str).collect(),
+    );
+    let sides = h.split(c, &[&a, &b]);
+    let ka = settle(&mut h, sides[0], "side A after split");
+    let kb = settle(&mut h, sides[1], "side B after split");
+    assert_ne!(ka.key, kb.key);
+    assert_ne!(ka.key, k0.key);
+    h.refresh(sides[0]);
+    settle(&mut h, sides[0], "side A refresh");
+    h.join(sides[1], &["extra"]);
+    settle(&mut h, sides[1], "side B join");
+    let healed = h.merge(&sides);
+    let k = settle(&mut h, healed, "heal");
+    assert_eq!(h.members(healed).len(), 9);
+    assert_ne!(k.key, ka.key);
+}
+
+/// A key refresh for an unchanged group.
+pub fn refresh(make: Factory) {
+    let (mut h, c, k0) = group(make, "m", 6, 60);
+    h.refresh(c);
+    let k1 = settle(&mut h, c, "refresh");
+    assert_ne!(k0.key, k1.key);
+    assert_eq!(k1.view_id, k0.view_id);
+    assert!(k1.epoch > k0.epoch);
+    h.refresh(c);
+    let k2 = settle(&mut h, c, "second refresh");
+    assert!(k2.epoch > k1.epoch);
+}
+
+/// A second view arrives after `waves` waves of the first event's agreement, for every round
+/// of that agreement, for several kinds of first and second event.
+pub fn cascade_at_every_round(make: Factory) {
+    type Event = fn(&mut Harness, ComponentId, usize);
+    let firsts: [(&str, Event); 4] = [
+        ("merge", |h, c, i| h.join(c, &[&format!("a{i}"), &format!("b{i}")])),
+        ("leave", |h, c, _| {
+            let victim = h.members(c)[1].clone();
+            h.leave(c, &[&victim]);
+        }),
+        ("partition", |h, c, _| {
+            let m = h.members(c);
+            let (x, y) = (m[0].clone(), m[m.len() - 1].clone());
+            h.leave(c, &[&x, &y]);
+        }),
+        ("refresh", |h, c, _| h.refresh(c)),
+    ];
+    let seconds: [(&str, Event); 3] = [
+        ("join", |h, c, i| h.join(c, &[&format!("c{i}")])),
+        ("leave-newest", |h, c, _| {
+            let m = h.members(c);
+            let newest = m[m.len() - 1].clone();
+            h.leave(c, &[&newest]);
+        }),
+        ("leave-oldest", |h, c, _| {
+            let oldest = h.members(c)[0].clone();
+            h.leave(c, &[&oldest]);
+        }),
+    ];
+    for (fname, first) in firsts {
+        // How many waves the first event needs when undisturbed.
+        let (mut h, c, _) = group(make, "m", 6, 70);
+        first(&mut h, c, 0);
+        let rounds = h.run(c).expect("undisturbed first event").rounds as usize;
+        for (sname, second) in seconds {
+            for cut in 0..=rounds {
+                let what = format!("{fname} cut after {cut} of {rounds} waves by {sname}");
+                let (mut h, c, _) = group(make, "m", 6, 70);
+                first(&mut h, c, 0);
+                h.run_waves(c, cut);
+                second(&mut h, c, 1);
+                settle(&mut h, c, &what);
+            }
+        }
+    }
+}
+
+/// Three views in a row, each cutting the agreement of the one before after one wave.
+pub fn three_cascades_in_a_row(make: Factory) {
+    for cut in 0..3 {
+        let (mut h, c, _) = group(make, "m", 5, 80 + cut as u64);
+        h.join(c, &["x1", "x2"]);
+        h.run_waves(c, cut);
+        let victim = h.members(c)[2].clone();
+        h.leave(c, &[&victim]);
+        h.run_waves(c, cut);
+        h.join(c, &["x3"]);
+        h.run_waves(c, cut);
+        let m = h.members(c);
+        h.leave(c, &[&m[0]]);
+        settle(&mut h, c, &format!("three cascades cut at {cut}"));
+    }
+}
+
+/// Generates one `#[test]` per scenario for the protocol made by `$make` (an expression that
+/// evaluates to a `Box<dyn Protocol>`).
+#[macro_export]
+macro_rules! scenario_tests {
+    ($make:expr) => {
+        fn __make() -> Box<dyn $crate::Protocol> {
+            $make
+        }
+        #[test]
+        fn initial_agreement_of_1() {
+            $crate::scenarios::initial(__make, 1)
+        }
+        #[test]
+        fn initial_agreement_of_2() {
+            $crate::scenarios::initial(__make, 2)
+        }
+        #[test]
+        fn initial_agreement_of_3() {
+            $crate::scenarios::initial(__make, 3)
+        }
+        #[test]
+        fn initial_agreement_of_5() {
+            $crate::scenarios::initial(__make, 5)
+        }
+        #[test]
+        fn initial_agreement_of_8() {
+            $crate::scenarios::initial(__make, 8)
+        }
+        #[test]
+        fn initial_agreement_of_33() {
+            $crate::scenarios::initial(__make, 33)
+        }
+        #[test]
+        fn join() {
+            $crate::scenarios::join(__make)
+        }
+        #[test]
+        fn leave_of_every_position() {
+            $crate::scenarios::leave_every_position(__make)
+        }
+        #[test]
+        fn merge_of_1() {
+            $crate::scenarios::merge(__make, 1)
+        }
+        #[test]
+        fn merge_of_3() {
+            $crate::scenarios::merge(__make, 3)
+        }
+        #[test]
+        fn merge_of_7() {
+            $crate::scenarios::merge(__make, 7)
+        }
+        #[test]
+        fn partition_of_1() {
+            $crate::scenarios::partition(__make, 1)
+        }
+        #[test]
+        fn partition_of_3() {
+            $crate::scenarios::partition(__make, 3)
+        }
+        #[test]
+        fn partition_of_half() {
+            $crate::scenarios::partition(__make, 4)
+        }
+        #[test]
+        fn heal_of_two_rekeyed_sides() {
+            $crate::scenarios::heal(__make)
+        }
+        #[test]
+        fn refresh() {
+            $crate::scenarios::refresh(__make)
+        }
+        #[test]
+        fn cascade_at_every_round() {
+            $crate::scenarios::cascade_at_every_round(__make)
+        }
+        #[test]
+        fn three_cascades_in_a_row() {
+            $crate::scenarios::three_cascades_in_a_row(__make)
+        }
+    };
+}
