@@ -62,6 +62,8 @@ pub struct SessionCore {
     keys_in_view: u64,
     agreement_pending: bool,
     outbox: VecDeque<Output>,
+    /// This member's broadcasts not yet delivered back to it, in sending order.
+    own_in_flight: VecDeque<Vec<u8>>,
     messages_sent: u64,
     bytes_sent: u64,
     keys: u64,
@@ -82,6 +84,7 @@ impl SessionCore {
             keys_in_view: 0,
             agreement_pending: false,
             outbox: VecDeque::new(),
+            own_in_flight: VecDeque::new(),
             messages_sent: 0,
             bytes_sent: 0,
             keys: 0,
@@ -124,6 +127,8 @@ impl SessionCore {
         };
         let side_is_whole_view = side.len() == view.members.len();
         self.view = Some(view.clone());
+        // Broadcasts of the old view that were not delivered never will be.
+        self.own_in_flight.clear();
         self.keys_in_view = 0;
         self.agreement_pending = true;
         Ok(ViewChange { view: view.clone(), side, side_is_whole_view, keeps_state })
@@ -148,11 +153,28 @@ impl SessionCore {
 
     /// Decodes a payload from `from` and checks its format, size, view, epoch and that the
     /// sender is a member of the current view.
-    pub fn open<B: DeserializeOwned>(&self, from: &str, payload: &[u8]) -> Result<B, SessionError> {
+    ///
+    /// A payload from this member itself must be the next of its own broadcasts still in
+    /// flight: the group layer delivers every broadcast back to its sender, in agreed order,
+    /// and that delivery is how a session learns its message was delivered in this view.
+    pub fn open<B: DeserializeOwned>(
+        &mut self,
+        from: &str,
+        payload: &[u8],
+    ) -> Result<B, SessionError> {
         let view = self.view()?;
-        if !view.members.iter().any(|m| m == from) || from == self.me() {
+        if !view.members.iter().any(|m| m == from) {
             return Err(SessionError::NotAMember(from.to_owned()));
         }
+        if from == self.me() {
+            if self.own_in_flight.front().map(Vec::as_slice) != Some(payload) {
+                return Err(SessionError::Unexpected(
+                    "a payload from this member that is not its next broadcast in flight".into(),
+                ));
+            }
+            self.own_in_flight.pop_front();
+        }
+        let view = self.view()?;
         let sealed: Sealed<B> = codec::decode(payload)?;
         if sealed.view_id != view.view_id {
             return Err(SessionError::StaleView { got: sealed.view_id, current: view.view_id });
@@ -172,6 +194,7 @@ impl SessionCore {
     pub fn broadcast<B: Serialize>(&mut self, body: &B) -> Result<(), SessionError> {
         let payload = self.seal(body)?;
         self.account(payload.len());
+        self.own_in_flight.push_back(payload.clone());
         self.outbox.push_back(Output::Broadcast(payload));
         Ok(())
     }

@@ -14,7 +14,10 @@
 //!   the host started the session, never decreasing) and randomness from the seed in
 //!   [`SessionConfig`];
 //! - the host delivers views and payloads in the group layer's agreed order, with view
-//!   synchrony, and never delivers a member's own broadcast back to it;
+//!   synchrony, and delivers every broadcast back to its sender too (as Spread does): a
+//!   session counts what it told the group only once the group has it, so that every member
+//!   of a view completes an agreement at the same point of the agreed order, whatever point a
+//!   view change cuts it at;
 //! - an input that returns an error leaves the session as it was;
 //! - outputs must be drained before the next input.
 
@@ -181,7 +184,7 @@ pub fn epoch_of(view_id: u64, n: u64) -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Output {
-    /// Send this payload to every other member of the current view.
+    /// Send this payload to every member of the current view (the sender included).
     Broadcast(Vec<u8>),
     /// Send this payload to one member of the current view.
     Unicast {
@@ -238,7 +241,7 @@ pub trait Session: Send {
     /// A new view. May arrive in any state; the session converges to one key for the newest view.
     fn handle_view(&mut self, now_ms: u64, view: &View) -> Result<(), SessionError>;
 
-    /// A payload from another member of the current view.
+    /// A payload from a member of the current view (possibly this member's own broadcast).
     fn handle_payload(&mut self, now_ms: u64, from: &str, payload: &[u8])
         -> Result<(), SessionError>;
 

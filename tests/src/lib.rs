@@ -7,11 +7,13 @@
 //! Model, following the group-layer contract of `shared/design.md`:
 //! - members live in **components** (a connected group); each component has its own view id
 //!   sequence drawn from one global counter, so ids only grow;
-//! - a component delivers messages in **waves**: every message sent while processing wave w is
-//!   delivered, in the order it was sent (agreed order), in wave w + 1. A round is one wave;
-//! - a broadcast goes to every other member of the component, a unicast to one member;
+//! - a component delivers messages one at a time in one agreed order (FIFO of sending); a
+//!   message sent while processing a message of wave w belongs to wave w + 1, and a round is
+//!   one wave;
+//! - a broadcast goes to every member of the component, **its sender included** (the sender's
+//!   copy is how it learns its message was delivered in this view); a unicast goes to one member;
 //! - a view change drops the component's undelivered messages (view synchrony allows "to none
-//!   of them"), so a cascade can cut an agreement at any round;
+//!   of them"), so a cascade can cut an agreement after any message;
 //! - each member's view lists who joined and left relative to *its own* previous view.
 //!
 //! Costs are measured per event: rounds, unicasts, broadcasts, bytes, total exponentiations, and
@@ -55,6 +57,7 @@ struct Msg {
     to: Option<String>,
     payload: Vec<u8>,
     clock: Clock,
+    wave: u64,
 }
 
 struct Member {
@@ -234,12 +237,12 @@ impl Harness {
             if let Err(e) = result {
                 self.errors.push(format!("{id}: handle_view({view_id}): {e}"));
             }
-            self.after_input(c, id, before);
+            self.after_input(c, id, before, 1);
         }
     }
 
-    /// Drains a member's outputs after an input, charging its clock.
-    fn after_input(&mut self, c: ComponentId, id: &str, exps_before: u64) {
+    /// Drains a member's outputs after an input of wave `wave - 1`, charging its clock.
+    fn after_input(&mut self, c: ComponentId, id: &str, exps_before: u64, wave: u64) {
         let members = self.comp(c).members.clone();
         let m = self.members.get_mut(id).expect("member");
         let exps = m.session.counters().exponentiations - exps_before;
@@ -252,7 +255,7 @@ impl Harness {
                     m.clock.sigs += 1;
                     self.measured.broadcasts += 1;
                     self.measured.bytes += payload.len() as u64;
-                    sent.push(Msg { from: id.to_owned(), to: None, payload, clock: m.clock });
+                    sent.push(Msg { from: id.to_owned(), to: None, payload, clock: m.clock, wave });
                 }
                 Output::Unicast { to, payload } => {
                     m.clock.sigs += 1;
@@ -261,7 +264,13 @@ impl Harness {
                     if !members.contains(&to) {
                         self.errors.push(format!("{id}: unicast to non-member {to}"));
                     }
-                    sent.push(Msg { from: id.to_owned(), to: Some(to), payload, clock: m.clock });
+                    sent.push(Msg {
+                        from: id.to_owned(),
+                        to: Some(to),
+                        payload,
+                        clock: m.clock,
+                        wave,
+                    });
                 }
                 Output::Key(key) => {
                     if let Some(&epoch) = self.seen_keys.get(&*key.key) {
@@ -351,38 +360,46 @@ impl Harness {
             if let Err(e) = m.session.handle_refresh(0) {
                 self.errors.push(format!("{id}: handle_refresh: {e}"));
             }
-            self.after_input(c, &id, before);
+            self.after_input(c, &id, before, 1);
         }
     }
 
-    /// Delivers one wave. Returns false when nothing was in flight.
-    pub fn step(&mut self, c: ComponentId) -> bool {
-        let wave: Vec<Msg> = self.comp_mut(c).queue.drain(..).collect();
-        if wave.is_empty() {
-            return false;
-        }
-        self.measured.rounds += 1;
+    /// Delivers the next message in agreed order to all its recipients. Returns false when
+    /// nothing was in flight.
+    pub fn deliver_one(&mut self, c: ComponentId) -> bool {
+        let Some(msg) = self.comp_mut(c).queue.pop_front() else { return false };
+        self.measured.rounds = self.measured.rounds.max(msg.wave);
         let members = self.comp(c).members.clone();
-        for msg in wave {
-            let targets: Vec<String> = match &msg.to {
-                Some(to) => vec![to.clone()],
-                None => members.iter().filter(|m| **m != msg.from).cloned().collect(),
-            };
-            for t in targets {
-                let Some(m) = self.members.get_mut(&t) else { continue };
-                if !members.contains(&t) {
-                    continue;
-                }
+        let targets: Vec<String> = match &msg.to {
+            Some(to) => vec![to.clone()],
+            None => members.clone(),
+        };
+        for t in targets {
+            let Some(m) = self.members.get_mut(&t) else { continue };
+            if !members.contains(&t) {
+                continue;
+            }
+            if t != msg.from {
+                // The host verifies every envelope but its own.
                 m.clock.join(&msg.clock);
                 m.clock.verifs += 1;
-                let before = m.session.counters().exponentiations;
-                if let Err(e) = m.session.handle_payload(0, &msg.from, &msg.payload) {
-                    self.errors.push(format!("{t}: payload from {}: {e}", msg.from));
-                }
-                self.after_input(c, &t, before);
             }
+            let before = m.session.counters().exponentiations;
+            if let Err(e) = m.session.handle_payload(0, &msg.from, &msg.payload) {
+                self.errors.push(format!("{t}: payload from {}: {e}", msg.from));
+            }
+            self.after_input(c, &t, before, msg.wave + 1);
         }
         true
+    }
+
+    /// Delivers one wave (every message in flight now). Returns false when nothing was.
+    pub fn step(&mut self, c: ComponentId) -> bool {
+        let in_flight = self.comp(c).queue.len();
+        for _ in 0..in_flight {
+            self.deliver_one(c);
+        }
+        in_flight > 0
     }
 
     /// Delivers at most `waves` waves.
@@ -394,7 +411,16 @@ impl Harness {
         }
     }
 
-    /// Delivers waves until nothing is in flight; fails on livelock or on any session error.
+    /// Delivers at most `messages` messages.
+    pub fn run_messages(&mut self, c: ComponentId, messages: usize) {
+        for _ in 0..messages {
+            if !self.deliver_one(c) {
+                break;
+            }
+        }
+    }
+
+    /// Delivers messages until nothing is in flight; fails on livelock or on any session error.
     pub fn run(&mut self, c: ComponentId) -> Result<Measured, String> {
         let mut waves = 0;
         while self.step(c) {
@@ -482,7 +508,7 @@ impl Harness {
         let m = self.members.get_mut(to).expect("member");
         let before = m.session.counters().exponentiations;
         let result = m.session.handle_payload(0, from, payload);
-        self.after_input(c, to, before);
+        self.after_input(c, to, before, 1);
         result
     }
 
@@ -495,7 +521,7 @@ impl Harness {
     pub fn put_in_flight(&mut self, c: ComponentId, msgs: Vec<(String, Option<String>, Vec<u8>)>) {
         let q = &mut self.comp_mut(c).queue;
         for (from, to, payload) in msgs {
-            q.push_back(Msg { from, to, payload, clock: Clock::default() });
+            q.push_back(Msg { from, to, payload, clock: Clock::default(), wave: 1 });
         }
     }
 

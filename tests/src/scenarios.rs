@@ -116,8 +116,9 @@ pub fn refresh(make: Factory) {
     assert!(k2.epoch > k1.epoch);
 }
 
-/// A second view arrives after `waves` waves of the first event's agreement, for every round
-/// of that agreement, for several kinds of first and second event.
+/// A second view arrives after any number of delivered messages of the first event's
+/// agreement (so at every round, and inside rounds), for several kinds of first and second
+/// event.
 pub fn cascade_at_every_round(make: Factory) {
     type Event = fn(&mut Harness, ComponentId, usize);
     let firsts: [(&str, Event); 4] = [
@@ -146,16 +147,17 @@ pub fn cascade_at_every_round(make: Factory) {
         }),
     ];
     for (fname, first) in firsts {
-        // How many waves the first event needs when undisturbed.
+        // How many messages the first event needs when undisturbed.
         let (mut h, c, _) = group(make, "m", 6, 70);
         first(&mut h, c, 0);
-        let rounds = h.run(c).expect("undisturbed first event").rounds as usize;
+        let m = h.run(c).expect("undisturbed first event");
+        let messages = (m.unicasts + m.broadcasts) as usize;
         for (sname, second) in seconds {
-            for cut in 0..=rounds {
-                let what = format!("{fname} cut after {cut} of {rounds} waves by {sname}");
+            for cut in 0..=messages {
+                let what = format!("{fname} cut after {cut} of {messages} messages by {sname}");
                 let (mut h, c, _) = group(make, "m", 6, 70);
                 first(&mut h, c, 0);
-                h.run_waves(c, cut);
+                h.run_messages(c, cut);
                 second(&mut h, c, 1);
                 settle(&mut h, c, &what);
             }
@@ -163,17 +165,17 @@ pub fn cascade_at_every_round(make: Factory) {
     }
 }
 
-/// Three views in a row, each cutting the agreement of the one before after one wave.
+/// Three views in a row, each cutting the agreement of the one before after `cut` messages.
 pub fn three_cascades_in_a_row(make: Factory) {
-    for cut in 0..3 {
+    for cut in 0..6 {
         let (mut h, c, _) = group(make, "m", 5, 80 + cut as u64);
         h.join(c, &["x1", "x2"]);
-        h.run_waves(c, cut);
+        h.run_messages(c, cut);
         let victim = h.members(c)[2].clone();
         h.leave(c, &[&victim]);
-        h.run_waves(c, cut);
+        h.run_messages(c, cut);
         h.join(c, &["x3"]);
-        h.run_waves(c, cut);
+        h.run_messages(c, cut);
         let m = h.members(c);
         h.leave(c, &[&m[0]]);
         settle(&mut h, c, &format!("three cascades cut at {cut}"));

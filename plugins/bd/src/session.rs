@@ -67,7 +67,10 @@ impl BdSession {
         let n = view.members.len();
         let mut z = vec![None; n];
         let z_bytes = self.core.dh.encode(&z_me);
-        z[me] = Some(z_me);
+        if n == 1 {
+            // Alone: nothing to send, nothing to wait for.
+            z[me] = Some(z_me);
+        }
         self.run = Some(Run {
             ring: view.members.clone(),
             me,
@@ -92,7 +95,11 @@ impl BdSession {
         let dh = &self.core.dh;
         let n = run.n();
         if n <= 2 {
-            let Some(z_other) = run.z[run.left()].as_ref() else { return Ok(()) };
+            // Complete once every z, this member's included, has been delivered.
+            if run.z.iter().any(Option::is_none) {
+                return Ok(());
+            }
+            let z_other = run.z[run.left()].as_ref().expect("all z present");
             // n = 1: K = z^r; n = 2: K = z_other^(2r).
             let exponent = Secret::from_biguint(run.r.value() * (n as u32));
             let key = dh.pow(z_other, &exponent);
@@ -108,11 +115,12 @@ impl BdSession {
             let ratio = dh.mul(zr, &dh.invert(zl));
             let x_me = dh.pow(&ratio, &run.r);
             let bytes = dh.encode(&x_me);
-            run.x[run.me] = Some(x_me);
+            // x[me] is filled when the group delivers this X back.
             run.sent_x = true;
             self.core.broadcast(&BdMsg::X(bytes))?;
             return self.advance();
         }
+        // Complete once every X, this member's included, has been delivered.
         if run.x.iter().any(Option::is_none) {
             return Ok(());
         }
