@@ -348,6 +348,11 @@ impl Dh {
         self.exponentiations.set(self.exponentiations.get() + 1);
     }
 
+    /// The generator g as an element.
+    pub fn generator(&self) -> Element {
+        Element(self.group.g.clone())
+    }
+
     /// A uniformly random nonzero [`EXPONENT_BITS`]-bit secret exponent.
     pub fn random_exponent<R: RngCore + CryptoRng>(&self, rng: &mut R) -> Secret {
         loop {

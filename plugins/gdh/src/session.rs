@@ -1,0 +1,362 @@
+//! The GDH session state machine.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gka_plugin_api::{
+    Element, Secret, Session, SessionConfig, SessionCore, SessionError, View, ViewChange,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::NAME;
+
+/// GDH's messages.
+#[derive(Debug, Serialize, Deserialize)]
+enum GdhMsg {
+    /// The upflow token, unicast along the chain: the final member order and the running value.
+    Upflow { order: Vec<String>, c: Vec<u8> },
+    /// The last chain member's broadcast of C = g^(Π_(j≠last) r_j).
+    Final { order: Vec<String>, c: Vec<u8> },
+    /// A member's C^(r_i⁻¹), unicast to the controller.
+    FactorOut(Vec<u8>),
+    /// The controller's partial keys for every other member.
+    KeyList(Vec<(String, Vec<u8>)>),
+}
+
+/// What a member keeps from its last completed agreement.
+#[derive(Debug, Clone)]
+struct Agreed {
+    /// Member list in protocol order; the last one is the controller.
+    order: Vec<String>,
+    /// Every member's partial key P_i (published, so every member has them all).
+    partials: BTreeMap<String, Element>,
+    /// This member's share.
+    r: Secret,
+    /// Controller only: F_i = g^(Π_(j∉{i,c}) r_j) for every other member.
+    factors: BTreeMap<String, Element>,
+}
+
+impl Agreed {
+    fn controller(&self) -> &str {
+        self.order.last().map_or("", String::as_str)
+    }
+
+    fn retain(&mut self, members: &[String]) {
+        self.order.retain(|m| members.contains(m));
+        self.partials.retain(|m, _| members.contains(m));
+        self.factors.retain(|m, _| members.contains(m));
+    }
+}
+
+/// Where a run stands.
+#[derive(Debug, Default)]
+enum Phase {
+    /// No run (agreed, or before the first view).
+    #[default]
+    Idle,
+    /// A new member waiting for the upflow token.
+    WaitUpflow,
+    /// Waiting for the last chain member's broadcast, holding the share in use.
+    WaitFinal { r: Secret },
+    /// The new controller collecting factor-outs.
+    Collect { order: Vec<String>, c: Element, r: Secret, factors: BTreeMap<String, Element> },
+    /// Waiting for the controller's partial keys.
+    WaitKeyList { order: Vec<String>, r: Secret, controller_partial: Option<Element> },
+    /// The controller, waiting for its own key list to come back.
+    Sent { next: Agreed },
+}
+
+/// One member's GDH session.
+#[derive(Debug)]
+pub struct GdhSession {
+    core: SessionCore,
+    agreed: Option<Agreed>,
+    phase: Phase,
+}
+
+fn unexpected(what: impl Into<String>) -> SessionError {
+    SessionError::Unexpected(what.into())
+}
+
+impl GdhSession {
+    /// A session for one member.
+    pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
+        Ok(Self { core: SessionCore::new(NAME, config)?, agreed: None, phase: Phase::Idle })
+    }
+
+    fn me(&self) -> String {
+        self.core.me().to_owned()
+    }
+
+    /// Leave, partition or refresh: the controller refreshes its share.
+    fn subtractive(&mut self, mut agreed: Agreed) -> Result<(), SessionError> {
+        let members = self.core.view()?.members.clone();
+        agreed.retain(&members);
+        let me = self.me();
+        if agreed.controller() != me {
+            let order = agreed.order.clone();
+            let r = agreed.r.clone();
+            self.agreed = Some(agreed);
+            self.phase = Phase::WaitKeyList { order, r, controller_partial: None };
+            return Ok(());
+        }
+        let dh = &self.core.dh;
+        if agreed.factors.len() + 1 != agreed.order.len() {
+            // A new controller: factor its share out of every published partial key.
+            let inv = dh.invert_exponent(&agreed.r);
+            agreed.factors = agreed
+                .partials
+                .iter()
+                .filter(|(m, _)| **m != me)
+                .map(|(m, p)| (m.clone(), dh.pow(p, &inv)))
+                .collect();
+        }
+        let r = dh.random_exponent(&mut self.core.rng);
+        let mut list = Vec::new();
+        for (m, f) in &agreed.factors {
+            let p = dh.pow(f, &r);
+            list.push((m.clone(), dh.encode(&p)));
+            agreed.partials.insert(m.clone(), p);
+        }
+        agreed.r = r;
+        if list.is_empty() {
+            return self.commit_controller(agreed);
+        }
+        self.core.broadcast(&GdhMsg::KeyList(list))?;
+        self.phase = Phase::Sent { next: agreed };
+        Ok(())
+    }
+
+    /// Join, merge, initial agreement or any cascade: a merge into the oldest member's side.
+    fn additive(&mut self, change: &ViewChange, kept: Option<Agreed>) -> Result<(), SessionError> {
+        let view = &change.view;
+        let me = self.me();
+        if !change.side.contains(&view.members[0]) {
+            self.phase = Phase::WaitUpflow;
+            return Ok(());
+        }
+        let dh = &self.core.dh;
+        let (order, my_partial, my_r) = match kept {
+            Some(mut agreed) => {
+                agreed.retain(&change.side);
+                let partial = agreed.partials.get(&me).cloned();
+                (agreed.order, partial, Some(agreed.r))
+            }
+            None => (vec![me.clone()], Some(dh.generator()), None),
+        };
+        if order.last() != Some(&me) {
+            let r = my_r.ok_or_else(|| unexpected("base member without a share"))?;
+            self.phase = Phase::WaitFinal { r };
+            return Ok(());
+        }
+        // The base controller starts the chain with a fresh share.
+        let partial = my_partial.ok_or_else(|| unexpected("controller without a partial key"))?;
+        let r = dh.random_exponent(&mut self.core.rng);
+        let newcomers: Vec<String> =
+            view.members.iter().filter(|m| !change.side.contains(m)).cloned().collect();
+        let Some(first) = newcomers.first().cloned() else {
+            // Alone in the view.
+            let agreed = Agreed {
+                order: vec![me.clone()],
+                partials: BTreeMap::from([(me, partial)]),
+                r,
+                factors: BTreeMap::new(),
+            };
+            return self.commit_controller(agreed);
+        };
+        let c = dh.pow(&partial, &r);
+        let mut chain = order;
+        chain.extend(newcomers);
+        let c = dh.encode(&c);
+        self.core.unicast(&first, &GdhMsg::Upflow { order: chain, c })?;
+        self.phase = Phase::WaitFinal { r };
+        Ok(())
+    }
+
+    /// Installs the controller's key K = P_c^(r_c).
+    fn commit_controller(&mut self, agreed: Agreed) -> Result<(), SessionError> {
+        let me = self.me();
+        let partial = agreed.partials.get(&me).ok_or_else(|| unexpected("no own partial key"))?;
+        let key = self.core.dh.pow(partial, &agreed.r);
+        let secret = self.core.dh.encode(&key);
+        self.agreed = Some(agreed);
+        self.phase = Phase::Idle;
+        self.core.install_key(&secret)
+    }
+
+    fn check_order(&self, order: &[String]) -> Result<(), SessionError> {
+        let view = self.core.view()?;
+        let set: BTreeSet<&String> = order.iter().collect();
+        let members: BTreeSet<&String> = view.members.iter().collect();
+        if set.len() != order.len() || set != members {
+            return Err(unexpected("member order does not match the view"));
+        }
+        Ok(())
+    }
+
+    fn on_upflow(&mut self, from: &str, order: Vec<String>, c: &[u8]) -> Result<(), SessionError> {
+        if !matches!(self.phase, Phase::WaitUpflow) {
+            return Err(unexpected(format!("upflow from {from:?} not expected")));
+        }
+        self.check_order(&order)?;
+        let me = self.me();
+        let k = order.iter().position(|m| *m == me).ok_or_else(|| unexpected("not in order"))?;
+        if k == 0 || order[k - 1] != from {
+            return Err(unexpected(format!("upflow from {from:?} out of chain order")));
+        }
+        let c = self.core.dh.decode(c)?;
+        let r = self.core.dh.random_exponent(&mut self.core.rng);
+        if k + 1 == order.len() {
+            let bytes = self.core.dh.encode(&c);
+            self.core.broadcast(&GdhMsg::Final { order: order.clone(), c: bytes })?;
+            self.phase = Phase::Collect { order, c, r, factors: BTreeMap::new() };
+        } else {
+            let next = order[k + 1].clone();
+            let bytes = self.core.dh.encode(&self.core.dh.pow(&c, &r));
+            self.core.unicast(&next, &GdhMsg::Upflow { order, c: bytes })?;
+            self.phase = Phase::WaitFinal { r };
+        }
+        Ok(())
+    }
+
+    fn on_final(&mut self, from: &str, order: Vec<String>, c: &[u8]) -> Result<(), SessionError> {
+        if from == self.core.me() {
+            // Our own broadcast came back: collection continues.
+            return match self.phase {
+                Phase::Collect { .. } => Ok(()),
+                _ => Err(unexpected("own final broadcast in the wrong phase")),
+            };
+        }
+        self.check_order(&order)?;
+        if order.last().map(String::as_str) != Some(from) {
+            return Err(unexpected(format!("final broadcast from non-controller {from:?}")));
+        }
+        let Phase::WaitFinal { r } = &self.phase else {
+            return Err(unexpected(format!("final broadcast from {from:?} not expected")));
+        };
+        let c = self.core.dh.decode(c)?;
+        let r = r.clone();
+        let dh = &self.core.dh;
+        let factor_out = dh.pow(&c, &dh.invert_exponent(&r));
+        let bytes = dh.encode(&factor_out);
+        self.core.unicast(from, &GdhMsg::FactorOut(bytes))?;
+        self.phase = Phase::WaitKeyList { order, r, controller_partial: Some(c) };
+        Ok(())
+    }
+
+    fn on_factor_out(&mut self, from: &str, f: &[u8]) -> Result<(), SessionError> {
+        let Phase::Collect { order, factors, .. } = &self.phase else {
+            return Err(unexpected(format!("factor-out from {from:?} not expected")));
+        };
+        if !order.iter().any(|m| m == from) || factors.contains_key(from) {
+            return Err(unexpected(format!("factor-out from {from:?} not awaited")));
+        }
+        let f = self.core.dh.decode(f)?;
+        let Phase::Collect { order, c, r, factors } = &mut self.phase else { unreachable!() };
+        factors.insert(from.to_owned(), f);
+        if factors.len() + 1 < order.len() {
+            return Ok(());
+        }
+        let dh = &self.core.dh;
+        let me = self.core.me().to_owned();
+        let mut partials = BTreeMap::from([(me, c.clone())]);
+        let mut list = Vec::new();
+        for (m, f) in factors.iter() {
+            let p = dh.pow(f, r);
+            list.push((m.clone(), dh.encode(&p)));
+            partials.insert(m.clone(), p);
+        }
+        let next = Agreed {
+            order: order.clone(),
+            partials,
+            r: r.clone(),
+            factors: std::mem::take(factors),
+        };
+        self.core.broadcast(&GdhMsg::KeyList(list))?;
+        self.phase = Phase::Sent { next };
+        Ok(())
+    }
+
+    fn on_key_list(&mut self, from: &str, list: &[(String, Vec<u8>)]) -> Result<(), SessionError> {
+        if from == self.core.me() {
+            let Phase::Sent { next } = std::mem::take(&mut self.phase) else {
+                return Err(unexpected("own key list in the wrong phase"));
+            };
+            return self.commit_controller(next);
+        }
+        let Phase::WaitKeyList { order, r, controller_partial } = &self.phase else {
+            return Err(unexpected(format!("key list from {from:?} not expected")));
+        };
+        if order.last().map(String::as_str) != Some(from) {
+            return Err(unexpected(format!("key list from non-controller {from:?}")));
+        }
+        let expected: BTreeSet<&String> = order.iter().filter(|m| *m != from).collect();
+        let got: BTreeSet<&String> = list.iter().map(|(m, _)| m).collect();
+        if got != expected || list.len() != expected.len() {
+            return Err(unexpected("key list does not cover the members"));
+        }
+        let mut partials = BTreeMap::new();
+        for (m, p) in list {
+            partials.insert(m.clone(), self.core.dh.decode(p)?);
+        }
+        // The controller's own partial key: from its final broadcast (merge) or unchanged.
+        let controller_partial = match controller_partial {
+            Some(p) => p.clone(),
+            None => self
+                .agreed
+                .as_ref()
+                .and_then(|a| a.partials.get(from).cloned())
+                .ok_or_else(|| unexpected("controller's partial key unknown"))?,
+        };
+        partials.insert(from.to_owned(), controller_partial);
+        let me = self.me();
+        let key = self.core.dh.pow(&partials[&me], r);
+        let secret = self.core.dh.encode(&key);
+        self.agreed =
+            Some(Agreed { order: order.clone(), partials, r: r.clone(), factors: BTreeMap::new() });
+        self.phase = Phase::Idle;
+        self.core.install_key(&secret)
+    }
+}
+
+impl Session for GdhSession {
+    fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
+        let change = self.core.begin_view(view)?;
+        let kept = if change.keeps_state { self.agreed.take() } else { None };
+        self.agreed = None;
+        self.phase = Phase::Idle;
+        match kept {
+            Some(agreed) if change.side_is_whole_view => self.subtractive(agreed),
+            kept => self.additive(&change, kept),
+        }
+    }
+
+    fn handle_payload(
+        &mut self,
+        _now_ms: u64,
+        from: &str,
+        payload: &[u8],
+    ) -> Result<(), SessionError> {
+        match self.core.open(from, payload)? {
+            GdhMsg::Upflow { order, c } => self.on_upflow(from, order, &c),
+            GdhMsg::Final { order, c } => self.on_final(from, order, &c),
+            GdhMsg::FactorOut(f) => self.on_factor_out(from, &f),
+            GdhMsg::KeyList(list) => self.on_key_list(from, &list),
+        }
+    }
+
+    fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
+        if self.core.begin_refresh()? {
+            let agreed = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
+            self.subtractive(agreed)?;
+        }
+        Ok(())
+    }
+
+    fn poll_output(&mut self) -> Option<gka_plugin_api::Output> {
+        self.core.poll_output()
+    }
+
+    fn counters(&self) -> gka_plugin_api::Counters {
+        self.core.counters()
+    }
+}
