@@ -41,11 +41,11 @@ mod rfc7919;
 pub mod rng;
 
 pub use crate::core::{SessionCore, ViewChange};
-/// The RNG traits sessions use (re-exported so plugins need no direct dependency).
-pub use rand_core;
 pub use crate::error::{ErrorKind, PayloadError, SessionError};
 pub use crate::group::{Dh, Element, ElementError, GroupId, Secret};
 pub use crate::protocol::{
     epoch_of, CostFigures, Counters, Descriptor, EventKind, GroupKey, MemberId, Output, Protocol,
     Session, SessionConfig, View,
 };
+/// The RNG traits sessions use (re-exported so plugins need no direct dependency).
+pub use rand_core;

@@ -67,8 +67,14 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every event kind.
-    pub const ALL: [Self; 6] =
-        [Self::Initial, Self::Join, Self::Leave, Self::Merge, Self::Partition, Self::Refresh];
+    pub const ALL: [Self; 6] = [
+        Self::Initial,
+        Self::Join,
+        Self::Leave,
+        Self::Merge,
+        Self::Partition,
+        Self::Refresh,
+    ];
 
     /// Lower-case name, as used in the CLI and metrics.
     pub fn name(self) -> &'static str {
@@ -242,8 +248,12 @@ pub trait Session: Send {
     fn handle_view(&mut self, now_ms: u64, view: &View) -> Result<(), SessionError>;
 
     /// A payload from a member of the current view (possibly this member's own broadcast).
-    fn handle_payload(&mut self, now_ms: u64, from: &str, payload: &[u8])
-        -> Result<(), SessionError>;
+    fn handle_payload(
+        &mut self,
+        now_ms: u64,
+        from: &str,
+        payload: &[u8],
+    ) -> Result<(), SessionError>;
 
     /// Agree on a fresh key for the same view. Called on every member at the same point of the
     /// agreed order.

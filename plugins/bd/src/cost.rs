@@ -22,7 +22,11 @@ pub(crate) fn cost(event: EventKind, n: u64, k: u64) -> CostFigures {
     let per_message = message_bytes(256);
     match size {
         0 => CostFigures::default(),
-        1 => CostFigures { serial_exponentiations: 2, total_exponentiations: 2, ..Default::default() },
+        1 => CostFigures {
+            serial_exponentiations: 2,
+            total_exponentiations: 2,
+            ..Default::default()
+        },
         2 => CostFigures {
             rounds: 1,
             broadcasts: 2,

@@ -57,11 +57,18 @@ pub struct BdSession {
 impl BdSession {
     /// A session for one member.
     pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
-        Ok(Self { core: SessionCore::new(NAME, config)?, run: None })
+        Ok(Self {
+            core: SessionCore::new(NAME, config)?,
+            run: None,
+        })
     }
 
     fn start(&mut self, view: &View) -> Result<(), SessionError> {
-        let me = view.members.iter().position(|m| m == self.core.me()).unwrap_or(0);
+        let me = view
+            .members
+            .iter()
+            .position(|m| m == self.core.me())
+            .unwrap_or(0);
         let r = self.core.dh.random_exponent(&mut self.core.rng);
         let z_me = self.core.dh.blind(&r);
         let n = view.members.len();
@@ -88,7 +95,9 @@ impl BdSession {
 
     /// Sends X and computes the key as soon as the inputs are there.
     fn advance(&mut self) -> Result<(), SessionError> {
-        let Some(run) = self.run.as_mut() else { return Ok(()) };
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
+        };
         if run.done {
             return Ok(());
         }
@@ -124,7 +133,9 @@ impl BdSession {
         if run.x.iter().any(Option::is_none) {
             return Ok(());
         }
-        let Some(zl) = run.z[run.left()].as_ref() else { return Ok(()) };
+        let Some(zl) = run.z[run.left()].as_ref() else {
+            return Ok(());
+        };
         let exponent = Secret::from_biguint(run.r.value() * (n as u32));
         let mut key = dh.pow(zl, &exponent);
         // Π_(k=0..n-2) X_(i+k)^(n-1-k) as the product of the prefix products.
@@ -168,7 +179,9 @@ impl Session for BdSession {
             }
             BdMsg::X(bytes) => {
                 if run.n() <= 2 || run.x[i].is_some() {
-                    return Err(SessionError::Unexpected(format!("unexpected X from {from:?}")));
+                    return Err(SessionError::Unexpected(format!(
+                        "unexpected X from {from:?}"
+                    )));
                 }
                 run.x[i] = Some(self.core.dh.decode(&bytes)?);
             }

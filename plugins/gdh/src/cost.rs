@@ -31,7 +31,11 @@ fn merge(n: u64, m: u64) -> CostFigures {
 /// The controller refreshes its share for a group of `size`.
 fn controller_refresh(size: u64) -> CostFigures {
     if size <= 1 {
-        return CostFigures { serial_exponentiations: 1, total_exponentiations: 1, ..Default::default() };
+        return CostFigures {
+            serial_exponentiations: 1,
+            total_exponentiations: 1,
+            ..Default::default()
+        };
     }
     CostFigures {
         rounds: 1,

@@ -1,0 +1,512 @@
+//! The STR session state machine.
+
+use gka_plugin_api::{
+    Dh, Element, Secret, Session, SessionConfig, SessionCore, SessionError, View, ViewChange,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::chain::{merge_order, sponsor_for};
+use crate::NAME;
+
+/// Domain label for mapping node keys to exponents (§9.2).
+const NODE_LABEL: &str = "gka str node key";
+
+/// STR's messages.
+#[derive(Debug, Serialize, Deserialize)]
+enum StrMsg {
+    /// Round 1 of an additive event: a group's chain, bottom first. `valid` counts the bottom
+    /// positions whose keys are unchanged since the group's last agreement.
+    Chain { slots: Vec<WireSlot>, valid: u32 },
+    /// The sponsor's update: its new blinded share (if it refreshed) and the blinded keys of
+    /// the nodes from its position (or 1) up to just below the top.
+    Update {
+        br: Option<Vec<u8>>,
+        bks: Vec<Vec<u8>>,
+    },
+}
+
+/// One chain position on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireSlot {
+    member: String,
+    br: Vec<u8>,
+    /// The node's blinded key, when known and valid (never for position 0 or the top).
+    bk: Option<Vec<u8>>,
+}
+
+/// One position of the chain: member M_i's leaf and the internal node IN_i above it.
+#[derive(Debug, Clone)]
+struct Slot {
+    member: String,
+    /// g^(r_i).
+    br: Element,
+    /// g^(x_i), the blinded key of IN_i (i ≥ 1), when published.
+    bk: Option<Element>,
+}
+
+/// The chain and this member's private knowledge of it.
+#[derive(Debug, Clone)]
+struct Agreed {
+    slots: Vec<Slot>,
+    /// This member's share.
+    r: Secret,
+    /// x_i for the positions this member knows (its own and those above it), else None.
+    x: Vec<Option<Secret>>,
+}
+
+impl Agreed {
+    fn position(&self, member: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.member == member)
+    }
+
+    /// The published blinded key of the node at position i (bk_0 is br_0).
+    fn bk(&self, i: usize) -> Option<Element> {
+        if i == 0 {
+            Some(self.slots[0].br.clone())
+        } else {
+            self.slots[i].bk.clone()
+        }
+    }
+
+    fn members(&self) -> Vec<String> {
+        self.slots.iter().map(|s| s.member.clone()).collect()
+    }
+
+    /// Keeps the given members; returns how many bottom positions kept their keys.
+    fn retain(&mut self, members: &[String]) -> usize {
+        let first_removed = self.slots.iter().position(|s| !members.contains(&s.member));
+        let keep: Vec<bool> = self
+            .slots
+            .iter()
+            .map(|s| members.contains(&s.member))
+            .collect();
+        let mut i = 0;
+        self.slots.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let mut i = 0;
+        self.x.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let valid = first_removed
+            .unwrap_or(self.slots.len())
+            .max(1)
+            .min(self.slots.len());
+        self.invalidate_from(valid);
+        valid
+    }
+
+    /// Forgets keys and published blinded keys from position `from` up.
+    fn invalidate_from(&mut self, from: usize) {
+        for i in from..self.slots.len() {
+            self.slots[i].bk = None;
+            self.x[i] = None;
+        }
+    }
+}
+
+/// Where a run stands.
+#[derive(Debug, Default)]
+enum Phase {
+    #[default]
+    Idle,
+    /// Round 1: collecting every group's chain.
+    Collect {
+        /// This member's group chain (with its private keys).
+        mine: Agreed,
+        /// Whether this member's group kept an agreed state (its sponsor then refreshes).
+        kept: bool,
+        /// Chains received, with their `valid` counts.
+        chains: Vec<(Vec<Slot>, usize)>,
+    },
+    /// Waiting for the sponsor's update of the merged chain.
+    WaitUpdate { chain: Agreed, sponsor: usize },
+    /// The sponsor, waiting for its own update to come back.
+    Sent { next: Agreed, secret: Vec<u8> },
+}
+
+/// One member's STR session.
+#[derive(Debug)]
+pub struct StrSession {
+    core: SessionCore,
+    agreed: Option<Agreed>,
+    phase: Phase,
+}
+
+fn unexpected(what: impl Into<String>) -> SessionError {
+    SessionError::Unexpected(what.into())
+}
+
+/// x_i of the node above `below` (x_(i-1)) and leaf `br`: H(br^(x_(i-1))).
+fn node_exponent(dh: &Dh, br: &Element, x_below: &Secret) -> (Element, Secret) {
+    let k = dh.pow(br, x_below);
+    let x = dh.element_to_exponent(NODE_LABEL, &k);
+    (k, x)
+}
+
+impl StrSession {
+    /// A session for one member.
+    pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
+        Ok(Self {
+            core: SessionCore::new(NAME, config)?,
+            agreed: None,
+            phase: Phase::Idle,
+        })
+    }
+
+    fn singleton(&mut self) -> Agreed {
+        let r = self.core.dh.random_exponent(&mut self.core.rng);
+        let br = self.core.dh.blind(&r);
+        Agreed {
+            slots: vec![Slot {
+                member: self.core.me().to_owned(),
+                br,
+                bk: None,
+            }],
+            r,
+            x: vec![None],
+        }
+    }
+
+    fn additive(&mut self, change: &ViewChange, kept: Option<Agreed>) -> Result<(), SessionError> {
+        let (mine, kept_state, valid) = match kept {
+            Some(mut a) => {
+                let valid = a.retain(&change.side);
+                (a, true, valid)
+            }
+            None => (self.singleton(), false, 1),
+        };
+        if change.side_is_whole_view {
+            // Alone with no agreed state: nothing to exchange.
+            return self.proceed(mine, sponsor_for(valid), kept_state);
+        }
+        let top = mine
+            .slots
+            .last()
+            .map(|s| s.member.clone())
+            .unwrap_or_default();
+        if top == self.core.me() {
+            let slots = mine
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| WireSlot {
+                    member: s.member.clone(),
+                    br: self.core.dh.encode(&s.br),
+                    bk: s
+                        .bk
+                        .as_ref()
+                        .filter(|_| i > 0)
+                        .map(|e| self.core.dh.encode(e)),
+                })
+                .collect();
+            self.core.broadcast(&StrMsg::Chain {
+                slots,
+                valid: valid as u32,
+            })?;
+        }
+        self.phase = Phase::Collect {
+            mine,
+            kept: kept_state,
+            chains: Vec::new(),
+        };
+        Ok(())
+    }
+
+    fn on_chain(&mut self, from: &str, slots: &[WireSlot], valid: u32) -> Result<(), SessionError> {
+        let Phase::Collect { mine, chains, .. } = &self.phase else {
+            return Err(unexpected(format!("chain from {from:?} not expected")));
+        };
+        let view = self.core.view()?;
+        if slots.last().map(|s| s.member.as_str()) != Some(from) {
+            return Err(unexpected(format!(
+                "chain from {from:?}, who is not its top"
+            )));
+        }
+        let mut covered: Vec<&String> = chains
+            .iter()
+            .flat_map(|(c, _)| c.iter().map(|s| &s.member))
+            .collect();
+        let mine_members = mine.members();
+        for s in slots {
+            if !view.members.contains(&s.member) || covered.contains(&&s.member) {
+                return Err(unexpected(format!(
+                    "chain member {:?} unknown or repeated",
+                    s.member
+                )));
+            }
+            covered.push(&s.member);
+        }
+        let contains_me = slots.iter().any(|s| s.member == self.core.me());
+        let names: Vec<String> = slots.iter().map(|s| s.member.clone()).collect();
+        if contains_me && names != mine_members {
+            return Err(unexpected(
+                "a chain with this member that is not its group's",
+            ));
+        }
+        let valid = (valid as usize).clamp(1, slots.len());
+        let mut decoded = Vec::with_capacity(slots.len());
+        for (i, s) in slots.iter().enumerate() {
+            let bk = match &s.bk {
+                Some(b) if i > 0 && i < valid => Some(self.core.dh.decode(b)?),
+                _ => None,
+            };
+            decoded.push(Slot {
+                member: s.member.clone(),
+                br: self.core.dh.decode(&s.br)?,
+                bk,
+            });
+        }
+        let done = covered.len() == view.members.len();
+        let Phase::Collect { chains, .. } = &mut self.phase else {
+            unreachable!()
+        };
+        chains.push((decoded, valid));
+        if done {
+            self.merge()?;
+        }
+        Ok(())
+    }
+
+    /// Every group's chain is in: stack them and let the sponsor compute.
+    fn merge(&mut self) -> Result<(), SessionError> {
+        let Phase::Collect { mine, kept, chains } = std::mem::take(&mut self.phase) else {
+            return Err(unexpected("merge outside collection"));
+        };
+        let order = merge_order(
+            &chains
+                .iter()
+                .map(|(c, _)| c.iter().map(|s| s.member.clone()).collect())
+                .collect::<Vec<Vec<String>>>(),
+        );
+        let bottom_valid = chains[order[0]].1;
+        let mut slots = Vec::new();
+        for &ci in &order {
+            slots.extend(chains[ci].0.iter().cloned());
+        }
+        let me = self.core.me().to_owned();
+        // This member's private keys survive only if its chain is at the bottom.
+        let my_chain_is_bottom = chains[order[0]].0.iter().any(|s| s.member == me);
+        let mut x: Vec<Option<Secret>> = vec![None; slots.len()];
+        if my_chain_is_bottom {
+            for (i, xi) in mine.x.iter().enumerate().take(bottom_valid) {
+                x[i] = xi.clone();
+            }
+        }
+        let mut merged = Agreed {
+            slots,
+            r: mine.r,
+            x,
+        };
+        merged.invalidate_from(bottom_valid);
+        let sponsor = sponsor_for(bottom_valid);
+        // The sponsor refreshes its share if its group had agreed a key before.
+        let refresh = kept && my_chain_is_bottom;
+        self.proceed(merged, sponsor, refresh)
+    }
+
+    /// With the chain agreed, the sponsor computes and broadcasts; the others wait.
+    fn proceed(
+        &mut self,
+        mut chain: Agreed,
+        sponsor: usize,
+        refresh: bool,
+    ) -> Result<(), SessionError> {
+        let me = self.core.me().to_owned();
+        if chain.slots[sponsor].member != me {
+            self.phase = Phase::WaitUpdate { chain, sponsor };
+            return Ok(());
+        }
+        let dh = &self.core.dh;
+        let mut new_br = None;
+        if refresh {
+            chain.r = dh.random_exponent(&mut self.core.rng);
+            let br = dh.blind(&chain.r);
+            new_br = Some(dh.encode(&br));
+            chain.slots[sponsor].br = br;
+        }
+        let top = chain.slots.len() - 1;
+        if top == 0 {
+            let key = dh.pow(&chain.slots[0].br, &chain.r);
+            let secret = dh.encode(&key);
+            chain.x[0] = Some(chain.r.clone());
+            return self.commit(chain, &secret);
+        }
+        // x_s, then every node above it.
+        let mut top_key = None;
+        if sponsor == 0 {
+            chain.x[0] = Some(chain.r.clone());
+        } else {
+            let below = chain
+                .bk(sponsor - 1)
+                .ok_or_else(|| unexpected("no bk below"))?;
+            let (k, x) = node_exponent(dh, &below, &chain.r);
+            chain.x[sponsor] = Some(x);
+            top_key = Some(k);
+        }
+        let mut bks = Vec::new();
+        for i in sponsor + 1..=top {
+            let x_below = chain.x[i - 1].clone().expect("computed below");
+            if i - 1 >= 1 {
+                let bk = dh.blind(&x_below);
+                bks.push(dh.encode(&bk));
+                chain.slots[i - 1].bk = Some(bk);
+            }
+            let (k, x) = node_exponent(dh, &chain.slots[i].br, &x_below);
+            chain.x[i] = Some(x);
+            top_key = Some(k);
+        }
+        let secret = dh.encode(&top_key.expect("top above sponsor"));
+        self.core.broadcast(&StrMsg::Update { br: new_br, bks })?;
+        self.phase = Phase::Sent {
+            next: chain,
+            secret,
+        };
+        Ok(())
+    }
+
+    fn on_update(
+        &mut self,
+        from: &str,
+        br: Option<&[u8]>,
+        bks: &[Vec<u8>],
+    ) -> Result<(), SessionError> {
+        if from == self.core.me() {
+            let Phase::Sent { next, secret } = std::mem::take(&mut self.phase) else {
+                return Err(unexpected("own update in the wrong phase"));
+            };
+            return self.commit(next, &secret);
+        }
+        let Phase::WaitUpdate { chain, sponsor } = &self.phase else {
+            return Err(unexpected(format!("update from {from:?} not expected")));
+        };
+        let sponsor = *sponsor;
+        if chain.slots[sponsor].member != from {
+            return Err(unexpected(format!("update from non-sponsor {from:?}")));
+        }
+        let top = chain.slots.len() - 1;
+        let first_bk = sponsor.max(1);
+        if bks.len() != top.saturating_sub(first_bk) {
+            return Err(unexpected(
+                "update carries the wrong number of blinded keys",
+            ));
+        }
+        let dh = &self.core.dh;
+        let new_br = br.map(|b| dh.decode(b)).transpose()?;
+        let decoded: Vec<Element> = bks.iter().map(|b| dh.decode(b)).collect::<Result<_, _>>()?;
+        let Phase::WaitUpdate { mut chain, .. } = std::mem::take(&mut self.phase) else {
+            unreachable!()
+        };
+        if let Some(b) = new_br {
+            chain.slots[sponsor].br = b;
+            chain.x[sponsor] = None;
+        }
+        for (j, bk) in decoded.into_iter().enumerate() {
+            chain.slots[first_bk + j].bk = Some(bk);
+        }
+        for xi in chain.x.iter_mut().skip(sponsor) {
+            *xi = None;
+        }
+        let secret = self.compute_up(&mut chain, sponsor)?;
+        self.commit(chain, &secret)
+    }
+
+    /// Computes this member's keys from the lowest changed node to the top; returns the top key.
+    fn compute_up(&self, chain: &mut Agreed, sponsor: usize) -> Result<Vec<u8>, SessionError> {
+        let dh = &self.core.dh;
+        let me = self.core.me();
+        let pos = chain
+            .position(me)
+            .ok_or_else(|| unexpected("not in the chain"))?;
+        let top = chain.slots.len() - 1;
+        let start = if pos < sponsor { sponsor } else { pos };
+        let mut key = None;
+        if start == pos {
+            if pos == 0 {
+                chain.x[0] = Some(chain.r.clone());
+            } else {
+                let bk = chain.bk(pos - 1).ok_or_else(|| unexpected("missing bk"))?;
+                let (k, x) = node_exponent(dh, &bk, &chain.r);
+                chain.x[pos] = Some(x);
+                key = Some(k);
+            }
+        }
+        for i in start.max(pos + 1)..=top {
+            let x_below = chain.x[i - 1]
+                .clone()
+                .ok_or_else(|| unexpected("missing key below"))?;
+            let (k, x) = node_exponent(dh, &chain.slots[i].br, &x_below);
+            chain.x[i] = Some(x);
+            key = Some(k);
+        }
+        let key = key.ok_or_else(|| unexpected("nothing to compute"))?;
+        Ok(dh.encode(&key))
+    }
+
+    fn commit(&mut self, chain: Agreed, secret: &[u8]) -> Result<(), SessionError> {
+        self.agreed = Some(chain);
+        self.phase = Phase::Idle;
+        self.core.install_key(secret)
+    }
+
+    /// Leave, partition or refresh within one agreed chain.
+    fn subtractive(&mut self, mut agreed: Agreed, members: &[String]) -> Result<(), SessionError> {
+        let valid = agreed.retain(members);
+        let sponsor = sponsor_for(valid);
+        self.proceed(agreed, sponsor, true)
+    }
+}
+
+impl Session for StrSession {
+    fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
+        let change = self.core.begin_view(view)?;
+        let kept = if change.keeps_state {
+            self.agreed.take()
+        } else {
+            None
+        };
+        self.agreed = None;
+        self.phase = Phase::Idle;
+        match kept {
+            Some(agreed) if change.side_is_whole_view => self.subtractive(agreed, &view.members),
+            kept => self.additive(&change, kept),
+        }
+    }
+
+    fn handle_payload(
+        &mut self,
+        _now_ms: u64,
+        from: &str,
+        payload: &[u8],
+    ) -> Result<(), SessionError> {
+        match self.core.open(from, payload)? {
+            StrMsg::Chain { slots, valid } => self.on_chain(from, &slots, valid),
+            StrMsg::Update { br, bks } => self.on_update(from, br.as_deref(), &bks),
+        }
+    }
+
+    fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
+        if self.core.begin_refresh()? {
+            let agreed = self
+                .agreed
+                .take()
+                .ok_or_else(|| unexpected("refresh without a key"))?;
+            let n = agreed.slots.len();
+            let sponsor = n - 1;
+            let mut chain = agreed;
+            chain.invalidate_from(n);
+            self.proceed(chain, sponsor, true)?;
+        }
+        Ok(())
+    }
+
+    fn poll_output(&mut self) -> Option<gka_plugin_api::Output> {
+        self.core.poll_output()
+    }
+
+    fn counters(&self) -> gka_plugin_api::Counters {
+        self.core.counters()
+    }
+}
