@@ -1,1 +1,61 @@
+//! # TGDH: tree-based group Diffie-Hellman (Kim, Perrig, Tsudik), as a gka plugin
+//!
+//! Members are the leaves of a binary key tree. A leaf's exponent is its member's 256-bit
+//! share r; an inner node's key is K = BK_left^(x_right) = BK_right^(x_left) = g^(x_l·x_r),
+//! its exponent x = H(K) (§9.2) and its blinded key BK = g^x. The root's K is the group secret.
+//! Every member keeps the blinded keys of the whole tree and the exponents of its own path.
+//!
+//! - **Join and merge**: each group's rightmost member broadcasts its tree; the trees are
+//!   merged tallest first, each inserted at the shallowest rightmost node where it does not
+//!   increase the height, else at the root (§9.6); the rightmost member under the first
+//!   insertion point refreshes its share.
+//! - **Leave and partition**: leavers' leaves are removed and their siblings promoted; the
+//!   rightmost member under the deepest changed node refreshes its share.
+//! - **Refresh**: the rightmost member refreshes its share.
+//!
+//! Then, until every blinded key is known, each member computes its path as far as it can, and
+//! a member that is the sponsor (rightmost leaf) of a node it can compute and nobody has
+//! published broadcasts the blinded keys of its path. A member installs the key once every
+//! non-root node's blinded key has been delivered, which happens at the same message for every
+//! member, whatever point a view change interrupts the run at. A new view restarts from each
+//! side's last agreed tree, keeping every blinded key that is still valid (§9.9).
 
+#![forbid(unsafe_code)]
+
+mod cost;
+mod session;
+mod tree;
+
+use gka_plugin_api::{
+    CostFigures, Descriptor, EventKind, Protocol, Session, SessionConfig, SessionError,
+};
+
+pub use session::TgdhSession;
+
+/// The protocol's name.
+pub const NAME: &str = "tgdh";
+
+/// The TGDH protocol (stateless factory).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tgdh;
+
+impl Protocol for Tgdh {
+    fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            name: NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "Tree-based group Diffie-Hellman: logarithmic computation per event".into(),
+            events: EventKind::ALL.to_vec(),
+        }
+    }
+
+    fn cost(&self, event: EventKind, n: u64, k: u64) -> CostFigures {
+        cost::cost(event, n, k)
+    }
+
+    fn new_session(&self, config: SessionConfig) -> Result<Box<dyn Session>, SessionError> {
+        Ok(Box::new(TgdhSession::new(config)?))
+    }
+}
+
+gka_plugin_api::export_protocol!(Tgdh);

@@ -1,0 +1,408 @@
+//! The TGDH session state machine.
+
+use std::collections::BTreeSet;
+
+use gka_plugin_api::{
+    Element, Session, SessionConfig, SessionCore, SessionError, View, ViewChange,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::tree::{from_wire, merge_order, to_wire, Node, Path, WireNode};
+use crate::NAME;
+
+/// Domain label for mapping node keys to exponents (§9.2).
+const NODE_LABEL: &str = "gka tgdh node key";
+
+/// TGDH's messages.
+#[derive(Debug, Serialize, Deserialize)]
+enum TgdhMsg {
+    /// Round 1 of an additive event: a group's tree (pre-order), sent by its rightmost member,
+    /// and whether the group had agreed a key before (its sponsor then refreshes).
+    Tree { nodes: Vec<WireNode>, kept: bool },
+    /// Blinded keys of nodes on the sender's path, by path from the root.
+    Bkeys(Vec<(Path, Vec<u8>)>),
+}
+
+/// Where a run stands.
+#[derive(Debug, Default)]
+enum Phase {
+    #[default]
+    Idle,
+    /// Round 1: collecting every group's tree.
+    Collect {
+        mine: Node,
+        kept: bool,
+        trees: Vec<(Node, bool)>,
+    },
+    /// Filling in the merged tree's missing blinded keys.
+    Compute(Run),
+}
+
+/// The agreed tree being completed, and this member's private progress on it.
+#[derive(Debug)]
+struct Run {
+    tree: Node,
+    /// The group secret, once this member has computed the root.
+    root: Option<Element>,
+    /// Nodes whose blinded keys this member broadcast and has not seen delivered yet.
+    sent: BTreeSet<Path>,
+}
+
+/// One member's TGDH session.
+#[derive(Debug)]
+pub struct TgdhSession {
+    core: SessionCore,
+    agreed: Option<Node>,
+    phase: Phase,
+}
+
+fn unexpected(what: impl Into<String>) -> SessionError {
+    SessionError::Unexpected(what.into())
+}
+
+impl TgdhSession {
+    /// A session for one member.
+    pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
+        Ok(Self {
+            core: SessionCore::new(NAME, config)?,
+            agreed: None,
+            phase: Phase::Idle,
+        })
+    }
+
+    fn me(&self) -> String {
+        self.core.me().to_owned()
+    }
+
+    fn singleton(&mut self) -> Node {
+        let r = self.core.dh.random_exponent(&mut self.core.rng);
+        let bk = self.core.dh.blind(&r);
+        Node::leaf(self.me(), Some(bk), Some(r))
+    }
+
+    /// Leave, partition or refresh within one agreed tree.
+    fn subtractive(&mut self, tree: Node, members: &[String]) -> Result<(), SessionError> {
+        let tree = tree
+            .prune(&|m| !members.iter().any(|x| x == m))
+            .ok_or_else(|| unexpected("no member left"))?;
+        // The refresher: the rightmost leaf under the deepest (then rightmost) node that lost
+        // its key, so one path covers every change of a leave; the rightmost member if none.
+        let missing = tree.missing();
+        let refresher = missing
+            .iter()
+            .max_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)))
+            .and_then(|p| tree.at(p))
+            .map_or_else(|| tree.rightmost().to_owned(), |n| n.rightmost().to_owned());
+        self.start_compute(tree, Some(refresher))
+    }
+
+    fn additive(&mut self, change: &ViewChange, kept: Option<Node>) -> Result<(), SessionError> {
+        let (mine, kept_state) = match kept {
+            Some(tree) => {
+                let side = &change.side;
+                let pruned = tree
+                    .prune(&|m| !side.iter().any(|x| x == m))
+                    .ok_or_else(|| unexpected("own group is empty"))?;
+                (pruned, true)
+            }
+            None => (self.singleton(), false),
+        };
+        if change.side_is_whole_view {
+            // Alone with no agreed state: nothing to exchange.
+            return self.start_compute(mine, None);
+        }
+        if mine.rightmost() == self.core.me() {
+            let nodes = to_wire(&mine, &|e| self.core.dh.encode(e));
+            self.core.broadcast(&TgdhMsg::Tree {
+                nodes,
+                kept: kept_state,
+            })?;
+        }
+        self.phase = Phase::Collect {
+            mine,
+            kept: kept_state,
+            trees: Vec::new(),
+        };
+        Ok(())
+    }
+
+    fn on_tree(&mut self, from: &str, nodes: &[WireNode], kept: bool) -> Result<(), SessionError> {
+        let Phase::Collect { mine, trees, .. } = &self.phase else {
+            return Err(unexpected(format!("tree from {from:?} not expected")));
+        };
+        let view = self.core.view()?;
+        // Check the leaves before building anything: distinct members of the view, not yet
+        // covered. This also bounds the tree's depth by the view's size.
+        let mut covered: BTreeSet<String> = trees.iter().flat_map(|(t, _)| t.members()).collect();
+        let mut leaves = Vec::new();
+        for w in nodes {
+            if let WireNode::Leaf { member, .. } = w {
+                if !view.members.contains(member) || !covered.insert(member.clone()) {
+                    return Err(unexpected(format!(
+                        "tree member {member:?} unknown or repeated"
+                    )));
+                }
+                leaves.push(member.clone());
+            }
+        }
+        if nodes.len() != 2 * leaves.len().max(1) - 1 {
+            return Err(unexpected("tree shape does not match its leaves"));
+        }
+        let dh = &self.core.dh;
+        let tree = from_wire(nodes, &|b| dh.decode(b).map_err(SessionError::from), &|m| {
+            unexpected(format!("malformed tree: {m}"))
+        })?;
+        if tree.rightmost() != from {
+            return Err(unexpected(format!(
+                "tree from {from:?}, who is not its rightmost member"
+            )));
+        }
+        let me = self.me();
+        let tree = if leaves.contains(&me) {
+            if tree.members() != mine.members() {
+                return Err(unexpected(
+                    "a tree with this member that is not its group's",
+                ));
+            }
+            // Our own group's tree: keep the private exponents of our copy.
+            mine.clone()
+        } else {
+            tree
+        };
+        let done = covered.len() == view.members.len();
+        let Phase::Collect { trees, .. } = &mut self.phase else {
+            unreachable!()
+        };
+        trees.push((tree, kept));
+        if done {
+            self.merge()?;
+        }
+        Ok(())
+    }
+
+    /// Every group's tree is in: merge them (§9.6) and start computing.
+    fn merge(&mut self) -> Result<(), SessionError> {
+        let Phase::Collect { trees, .. } = std::mem::take(&mut self.phase) else {
+            return Err(unexpected("merge outside collection"));
+        };
+        let order = merge_order(&trees.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>());
+        let mut trees: Vec<Option<(Node, bool)>> = trees.into_iter().map(Some).collect();
+        let (mut merged, base_kept) = trees[order[0]].take().expect("base tree");
+        let mut refresher = None;
+        for &i in &order[1..] {
+            let (t, _) = trees[i].take().expect("tree");
+            let at = merged.insert(t);
+            if refresher.is_none() && base_kept {
+                // The sponsor of the first insertion point refreshes its share.
+                let mut v = at.clone();
+                v.push(false);
+                refresher = merged.at(&v).map(|n| n.rightmost().to_owned());
+            }
+        }
+        self.start_compute(merged, refresher)
+    }
+
+    fn start_compute(
+        &mut self,
+        mut tree: Node,
+        refresher: Option<String>,
+    ) -> Result<(), SessionError> {
+        if let Some(refresher) = refresher {
+            let path = tree
+                .path_to(&refresher)
+                .ok_or_else(|| unexpected("refresher not in tree"))?;
+            tree.invalidate_ancestors(&path);
+            let fresh = (refresher == self.core.me())
+                .then(|| self.core.dh.random_exponent(&mut self.core.rng));
+            let leaf = tree.at_mut(&path).expect("leaf exists");
+            leaf.bk = None;
+            if let Some(r) = fresh {
+                leaf.x = Some(r);
+            }
+        }
+        self.phase = Phase::Compute(Run {
+            tree,
+            root: None,
+            sent: BTreeSet::new(),
+        });
+        self.advance()
+    }
+
+    /// Computes this member's path as far as the delivered blinded keys allow, publishes what
+    /// it is responsible for, and installs the key once every member can compute it.
+    fn advance(&mut self) -> Result<(), SessionError> {
+        let me = self.me();
+        let Phase::Compute(run) = &mut self.phase else {
+            return Ok(());
+        };
+        let dh = &self.core.dh;
+        let path = run
+            .tree
+            .path_to(&me)
+            .ok_or_else(|| unexpected("not in the tree"))?;
+        // Bottom-up along the path.
+        if path.is_empty() {
+            if run.root.is_none() {
+                let leaf = run.tree.at(&[]).expect("root");
+                let x = leaf
+                    .x
+                    .clone()
+                    .ok_or_else(|| unexpected("own share unknown"))?;
+                run.root = Some(dh.pow(&dh.blind(&x), &x));
+            }
+        } else {
+            for depth in (0..path.len()).rev() {
+                let here = &path[..depth];
+                if depth > 0 && run.tree.at(here).and_then(|n| n.x.as_ref()).is_some() {
+                    continue;
+                }
+                if depth == 0 && run.root.is_some() {
+                    break;
+                }
+                let child = run.tree.at(&path[..=depth]).expect("on path");
+                let Some(x_child) = child.x.clone() else {
+                    break;
+                };
+                let mut sib_path = here.to_vec();
+                sib_path.push(!path[depth]);
+                let Some(sib_bk) = run.tree.at(&sib_path).and_then(|n| n.bk.clone()) else {
+                    break;
+                };
+                let k = dh.pow(&sib_bk, &x_child);
+                if depth == 0 {
+                    run.root = Some(k);
+                } else {
+                    let x = dh.element_to_exponent(NODE_LABEL, &k);
+                    run.tree.at_mut(here).expect("on path").x = Some(x);
+                }
+            }
+        }
+        // Publish: if this member is the sponsor (rightmost leaf) of a node on its path that
+        // it can compute and nobody has published, it sends every such blinded key it knows.
+        let mut candidates = Vec::new();
+        let mut responsible = false;
+        for depth in (1..=path.len()).rev() {
+            let p = &path[..depth];
+            let node = run.tree.at(p).expect("on path");
+            if node.bk.is_some() || run.sent.contains(p) || node.x.is_none() {
+                continue;
+            }
+            responsible |= node.rightmost() == me;
+            candidates.push(p.to_vec());
+        }
+        if responsible {
+            let mut list = Vec::new();
+            for p in candidates {
+                let x = run.tree.at(&p).and_then(|n| n.x.clone()).expect("known");
+                list.push((p.clone(), dh.encode(&dh.blind(&x))));
+                run.sent.insert(p);
+            }
+            self.core.broadcast(&TgdhMsg::Bkeys(list))?;
+        }
+        self.try_commit()
+    }
+
+    fn try_commit(&mut self) -> Result<(), SessionError> {
+        let Phase::Compute(run) = &self.phase else {
+            return Ok(());
+        };
+        if run.root.is_none() || !run.tree.missing().is_empty() {
+            return Ok(());
+        }
+        let Phase::Compute(run) = std::mem::take(&mut self.phase) else {
+            unreachable!()
+        };
+        let secret = self
+            .core
+            .dh
+            .encode(run.root.as_ref().expect("root computed"));
+        self.agreed = Some(run.tree);
+        self.core.install_key(&secret)
+    }
+
+    fn on_bkeys(&mut self, from: &str, list: &[(Path, Vec<u8>)]) -> Result<(), SessionError> {
+        let me = self.me();
+        let Phase::Compute(run) = &self.phase else {
+            return Err(unexpected(format!(
+                "blinded keys from {from:?} not expected"
+            )));
+        };
+        let dh = &self.core.dh;
+        let mut decoded = Vec::with_capacity(list.len());
+        for (p, b) in list {
+            let node = run
+                .tree
+                .at(p)
+                .ok_or_else(|| unexpected("blinded key for no node"))?;
+            if p.is_empty() || node.path_to(from).is_none() {
+                return Err(unexpected(format!(
+                    "{from:?} cannot know the key of that node"
+                )));
+            }
+            let bk = dh.decode(b)?;
+            if node.bk.as_ref().is_some_and(|old| *old != bk) {
+                return Err(unexpected("conflicting blinded key"));
+            }
+            decoded.push((p.clone(), bk));
+        }
+        let Phase::Compute(run) = &mut self.phase else {
+            unreachable!()
+        };
+        for (p, bk) in decoded {
+            if from == me {
+                run.sent.remove(&p);
+            }
+            run.tree.at_mut(&p).expect("checked").bk = Some(bk);
+        }
+        self.advance()
+    }
+}
+
+impl Session for TgdhSession {
+    fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
+        let change = self.core.begin_view(view)?;
+        let kept = if change.keeps_state {
+            self.agreed.take()
+        } else {
+            None
+        };
+        self.agreed = None;
+        self.phase = Phase::Idle;
+        match kept {
+            Some(tree) if change.side_is_whole_view => self.subtractive(tree, &view.members),
+            kept => self.additive(&change, kept),
+        }
+    }
+
+    fn handle_payload(
+        &mut self,
+        _now_ms: u64,
+        from: &str,
+        payload: &[u8],
+    ) -> Result<(), SessionError> {
+        match self.core.open(from, payload)? {
+            TgdhMsg::Tree { nodes, kept } => self.on_tree(from, &nodes, kept),
+            TgdhMsg::Bkeys(list) => self.on_bkeys(from, &list),
+        }
+    }
+
+    fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
+        if self.core.begin_refresh()? {
+            let tree = self
+                .agreed
+                .take()
+                .ok_or_else(|| unexpected("refresh without a key"))?;
+            let rightmost = tree.rightmost().to_owned();
+            self.start_compute(tree, Some(rightmost))?;
+        }
+        Ok(())
+    }
+
+    fn poll_output(&mut self) -> Option<gka_plugin_api::Output> {
+        self.core.poll_output()
+    }
+
+    fn counters(&self) -> gka_plugin_api::Counters {
+        self.core.counters()
+    }
+}

@@ -1,0 +1,373 @@
+//! The TGDH key tree: structure, the paper's insertion and deletion rules (§9.6), and the flat
+//! wire form. Pure structure and public blinded keys, plus each node's private exponent where
+//! this member knows it; no exponentiation happens here.
+
+use gka_plugin_api::{Element, Secret};
+use serde::{Deserialize, Serialize};
+
+/// A path from the root: `false` is left, `true` is right.
+pub(crate) type Path = Vec<bool>;
+
+/// One node of the key tree.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    /// The node's blinded key g^x as the group knows it (delivered), if valid.
+    pub(crate) bk: Option<Element>,
+    /// The node's exponent x (a leaf's share, or H(K) of an inner node), if this member knows
+    /// it and it is valid.
+    pub(crate) x: Option<Secret>,
+    pub(crate) kind: Kind,
+}
+
+/// A leaf (a member) or an inner node with two children.
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    Leaf(String),
+    Inner(Box<Node>, Box<Node>),
+}
+
+impl Node {
+    pub(crate) fn leaf(member: String, bk: Option<Element>, x: Option<Secret>) -> Self {
+        Self {
+            bk,
+            x,
+            kind: Kind::Leaf(member),
+        }
+    }
+
+    fn inner(left: Node, right: Node) -> Self {
+        Self {
+            bk: None,
+            x: None,
+            kind: Kind::Inner(Box::new(left), Box::new(right)),
+        }
+    }
+
+    /// Height: 0 for a leaf.
+    pub(crate) fn height(&self) -> usize {
+        match &self.kind {
+            Kind::Leaf(_) => 0,
+            Kind::Inner(l, r) => 1 + l.height().max(r.height()),
+        }
+    }
+
+    /// Members, left to right.
+    pub(crate) fn members(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect(&mut out);
+        out
+    }
+
+    fn collect(&self, out: &mut Vec<String>) {
+        match &self.kind {
+            Kind::Leaf(m) => out.push(m.clone()),
+            Kind::Inner(l, r) => {
+                l.collect(out);
+                r.collect(out);
+            }
+        }
+    }
+
+    /// The rightmost leaf's member.
+    pub(crate) fn rightmost(&self) -> &str {
+        match &self.kind {
+            Kind::Leaf(m) => m,
+            Kind::Inner(_, r) => r.rightmost(),
+        }
+    }
+
+    /// The leftmost leaf's member.
+    pub(crate) fn leftmost(&self) -> &str {
+        match &self.kind {
+            Kind::Leaf(m) => m,
+            Kind::Inner(l, _) => l.leftmost(),
+        }
+    }
+
+    /// The path to a member's leaf.
+    pub(crate) fn path_to(&self, member: &str) -> Option<Path> {
+        match &self.kind {
+            Kind::Leaf(m) => (m == member).then(Vec::new),
+            Kind::Inner(l, r) => {
+                if let Some(mut p) = l.path_to(member) {
+                    p.insert(0, false);
+                    Some(p)
+                } else {
+                    let mut p = r.path_to(member)?;
+                    p.insert(0, true);
+                    Some(p)
+                }
+            }
+        }
+    }
+
+    /// The node at a path, if the path exists.
+    pub(crate) fn at(&self, path: &[bool]) -> Option<&Self> {
+        let Some((&first, rest)) = path.split_first() else {
+            return Some(self);
+        };
+        match &self.kind {
+            Kind::Leaf(_) => None,
+            Kind::Inner(l, r) => (if first { r } else { l }).at(rest),
+        }
+    }
+
+    /// The node at a path, mutably.
+    pub(crate) fn at_mut(&mut self, path: &[bool]) -> Option<&mut Self> {
+        let Some((&first, rest)) = path.split_first() else {
+            return Some(self);
+        };
+        match &mut self.kind {
+            Kind::Leaf(_) => None,
+            Kind::Inner(l, r) => (if first { r } else { l }).at_mut(rest),
+        }
+    }
+
+    /// Forgets the blinded keys and exponents of every node on `path` above its end (the
+    /// ancestors of the node at `path`), root included.
+    pub(crate) fn invalidate_ancestors(&mut self, path: &[bool]) {
+        for depth in 0..path.len() {
+            if let Some(n) = self.at_mut(&path[..depth]) {
+                n.bk = None;
+                n.x = None;
+            }
+        }
+    }
+
+    /// Removes the given members: a removed leaf's sibling takes its parent's place, and every
+    /// ancestor of a change loses its keys (§2.2). Returns None if nobody is left.
+    pub(crate) fn prune(self, gone: &dyn Fn(&str) -> bool) -> Option<Self> {
+        self.prune_inner(gone).0
+    }
+
+    fn prune_inner(self, gone: &dyn Fn(&str) -> bool) -> (Option<Self>, bool) {
+        match self.kind {
+            Kind::Leaf(ref m) => {
+                if gone(m) {
+                    (None, true)
+                } else {
+                    (Some(self), false)
+                }
+            }
+            Kind::Inner(l, r) => {
+                let (l, cl) = l.prune_inner(gone);
+                let (r, cr) = r.prune_inner(gone);
+                match (l, r) {
+                    (Some(l), Some(r)) => {
+                        let changed = cl || cr;
+                        let (bk, x) = if changed {
+                            (None, None)
+                        } else {
+                            (self.bk, self.x)
+                        };
+                        (
+                            Some(Self {
+                                bk,
+                                x,
+                                kind: Kind::Inner(Box::new(l), Box::new(r)),
+                            }),
+                            changed,
+                        )
+                    }
+                    (Some(only), None) | (None, Some(only)) => (Some(only), true),
+                    (None, None) => (None, true),
+                }
+            }
+        }
+    }
+
+    /// Every non-root node without a blinded key: (depth, left-to-right index, path).
+    pub(crate) fn missing(&self) -> Vec<Path> {
+        let mut out = Vec::new();
+        self.walk(&mut Vec::new(), &mut |p, n| {
+            if !p.is_empty() && n.bk.is_none() {
+                out.push(p.to_vec());
+            }
+        });
+        out
+    }
+
+    fn walk(&self, path: &mut Path, f: &mut dyn FnMut(&[bool], &Self)) {
+        f(path, self);
+        if let Kind::Inner(l, r) = &self.kind {
+            path.push(false);
+            l.walk(path, f);
+            path.pop();
+            path.push(true);
+            r.walk(path, f);
+            path.pop();
+        }
+    }
+
+    /// Inserts `other` by the paper's rule: at the shallowest, then rightmost, node where the
+    /// join does not increase the height; at the root if there is none (or if `other` is at
+    /// least as tall). The new inner node has the old subtree on the left and `other` on the
+    /// right, and it and its ancestors lose their keys. Returns the path of the new node.
+    pub(crate) fn insert(&mut self, other: Self) -> Path {
+        let h = self.height();
+        let h2 = other.height();
+        let mut spot: Option<Path> = None;
+        if h2 < h {
+            'levels: for depth in 1..=h {
+                // Nodes at this depth, right to left.
+                let mut level = Vec::new();
+                self.walk(&mut Vec::new(), &mut |p, n| {
+                    if p.len() == depth {
+                        level.push((p.to_vec(), n.height()));
+                    }
+                });
+                for (p, hv) in level.into_iter().rev() {
+                    if depth + hv.max(h2) < h {
+                        spot = Some(p);
+                        break 'levels;
+                    }
+                }
+            }
+        }
+        let path = spot.unwrap_or_default();
+        let target = self.at_mut(&path).expect("insertion path exists");
+        let old = std::mem::replace(target, Node::leaf(String::new(), None, None));
+        *target = Node::inner(old, other);
+        self.invalidate_ancestors(&path);
+        path
+    }
+}
+
+/// The order in which trees are merged: tallest first, ties by the leftmost member's id.
+pub(crate) fn merge_order(trees: &[Node]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..trees.len()).collect();
+    order.sort_by(|&a, &b| {
+        trees[b]
+            .height()
+            .cmp(&trees[a].height())
+            .then_with(|| trees[a].leftmost().cmp(trees[b].leftmost()))
+    });
+    order
+}
+
+/// One node of the flat (pre-order) wire form of a tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum WireNode {
+    Leaf { member: String, bk: Option<Vec<u8>> },
+    Inner { bk: Option<Vec<u8>> },
+}
+
+/// The tree in pre-order, with the given element encoder.
+pub(crate) fn to_wire(node: &Node, encode: &dyn Fn(&Element) -> Vec<u8>) -> Vec<WireNode> {
+    let mut out = Vec::new();
+    node.walk(&mut Vec::new(), &mut |_, n| {
+        let bk = n.bk.as_ref().map(encode);
+        out.push(match &n.kind {
+            Kind::Leaf(m) => WireNode::Leaf {
+                member: m.clone(),
+                bk,
+            },
+            Kind::Inner(..) => WireNode::Inner { bk },
+        });
+    });
+    out
+}
+
+/// Rebuilds a tree from pre-order without recursion (a hostile encoding cannot exhaust the
+/// stack), decoding each blinded key with `decode`.
+pub(crate) fn from_wire<E>(
+    wire: &[WireNode],
+    decode: &dyn Fn(&[u8]) -> Result<Element, E>,
+    malformed: &dyn Fn(&str) -> E,
+) -> Result<Node, E> {
+    // Each entry: a node under construction and how many children it still needs.
+    let mut stack: Vec<(Node, Vec<Node>)> = Vec::new();
+    let mut done: Option<Node> = None;
+    for w in wire {
+        if done.is_some() {
+            return Err(malformed("trailing nodes after the tree"));
+        }
+        let mut finished = match w {
+            WireNode::Leaf { member, bk } => {
+                let bk = bk.as_deref().map(decode).transpose()?;
+                Node::leaf(member.clone(), bk, None)
+            }
+            WireNode::Inner { bk } => {
+                let bk = bk.as_deref().map(decode).transpose()?;
+                stack.push((
+                    Node {
+                        bk,
+                        x: None,
+                        kind: Kind::Leaf(String::new()),
+                    },
+                    Vec::new(),
+                ));
+                continue;
+            }
+        };
+        loop {
+            let Some((_, children)) = stack.last_mut() else {
+                done = Some(finished);
+                break;
+            };
+            children.push(finished);
+            if children.len() < 2 {
+                break;
+            }
+            let (mut parent, mut children) = stack.pop().expect("non-empty");
+            let right = children.pop().expect("two children");
+            let left = children.pop().expect("two children");
+            parent.kind = Kind::Inner(Box::new(left), Box::new(right));
+            finished = parent;
+        }
+    }
+    done.ok_or_else(|| malformed("truncated tree"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(m: &str) -> Node {
+        Node::leaf(m.into(), None, None)
+    }
+
+    #[test]
+    fn sequential_inserts_build_a_balanced_tree() {
+        let mut t = leaf("a");
+        for m in ["b", "c", "d"] {
+            t.insert(leaf(m));
+        }
+        assert_eq!(t.height(), 2);
+        assert_eq!(t.members(), ["a", "b", "c", "d"]);
+        // A fifth member joins at the root of the full tree.
+        let p = t.insert(leaf("e"));
+        assert!(p.is_empty());
+        assert_eq!(t.height(), 3);
+        // A sixth goes to the shallowest rightmost spot: next to e.
+        let p = t.insert(leaf("f"));
+        assert_eq!(p, vec![true]);
+        assert_eq!(t.height(), 3);
+    }
+
+    #[test]
+    fn pruning_promotes_the_sibling() {
+        let mut t = leaf("a");
+        for m in ["b", "c", "d"] {
+            t.insert(leaf(m));
+        }
+        let t = t.prune(&|m| m == "c").expect("members left");
+        assert_eq!(t.members(), ["a", "b", "d"]);
+        assert_eq!(t.path_to("d"), Some(vec![true]));
+        assert!(t.prune(&|_| true).is_none());
+    }
+
+    #[test]
+    fn wire_form_round_trips_and_rejects_truncation() {
+        let mut t = leaf("a");
+        for m in ["b", "c", "d", "e"] {
+            t.insert(leaf(m));
+        }
+        let wire = to_wire(&t, &|_| vec![]);
+        let back: Node =
+            from_wire(&wire, &|_| Err("no elements here"), &|_| "malformed").expect("round trip");
+        assert_eq!(back.members(), t.members());
+        assert_eq!(back.height(), t.height());
+        assert!(from_wire(&wire[..wire.len() - 1], &|_| Err("x"), &|_| "malformed").is_err());
+    }
+}
