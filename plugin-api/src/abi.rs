@@ -17,12 +17,7 @@
 
 // Each #[sabi_trait] and #[derive(StableAbi)] expands to impls the compiler flags as
 // non-local definitions; they are sound and expected.
-#![allow(
-    non_local_definitions,
-    missing_docs,
-    unreachable_pub,
-    unused_qualifications
-)]
+#![allow(non_local_definitions, missing_docs, unreachable_pub, unused_qualifications)]
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -139,15 +134,8 @@ pub struct FfiView {
 #[non_exhaustive]
 pub enum FfiOutput {
     Broadcast(RVec<u8>),
-    Unicast {
-        to: RString,
-        payload: RVec<u8>,
-    },
-    Key {
-        epoch: u64,
-        view_id: u64,
-        key: [u8; 32],
-    },
+    Unicast { to: RString, payload: RVec<u8> },
+    Key { epoch: u64, view_id: u64, key: [u8; 32] },
 }
 
 /// A session behind the boundary.
@@ -174,19 +162,13 @@ pub type FfiSessionBox = FfiSession_TO<'static, RBox<()>>;
 
 impl From<&SessionError> for FfiError {
     fn from(e: &SessionError) -> Self {
-        Self {
-            kind: e.kind().code(),
-            message: e.to_string().into(),
-        }
+        Self { kind: e.kind().code(), message: e.to_string().into() }
     }
 }
 
 impl From<FfiError> for SessionError {
     fn from(e: FfiError) -> Self {
-        Self::Plugin {
-            kind: ErrorKind::from_code(e.kind),
-            message: e.message.into_string(),
-        }
+        Self::Plugin { kind: ErrorKind::from_code(e.kind), message: e.message.into_string() }
     }
 }
 
@@ -288,9 +270,7 @@ impl SessionAdapter {
         f: impl FnOnce(&mut dyn Session) -> Result<T, SessionError>,
     ) -> RResult<T, FfiError> {
         let Some(inner) = self.inner.as_mut() else {
-            return to_rresult(Err(SessionError::Panicked(
-                "session poisoned by a panic".into(),
-            )));
+            return to_rresult(Err(SessionError::Panicked("session poisoned by a panic".into())));
         };
         let result = guarded(|| f(inner.as_mut()));
         if matches!(result, Err(SessionError::Panicked(_))) {
@@ -347,15 +327,10 @@ impl FfiSession for SessionAdapter {
 fn output_to_ffi(out: Output) -> Result<FfiOutput, SessionError> {
     Ok(match out {
         Output::Broadcast(p) => FfiOutput::Broadcast(p.into()),
-        Output::Unicast { to, payload } => FfiOutput::Unicast {
-            to: to.into(),
-            payload: payload.into(),
-        },
-        Output::Key(k) => FfiOutput::Key {
-            epoch: k.epoch,
-            view_id: k.view_id,
-            key: *k.key,
-        },
+        Output::Unicast { to, payload } => {
+            FfiOutput::Unicast { to: to.into(), payload: payload.into() }
+        }
+        Output::Key(k) => FfiOutput::Key { epoch: k.epoch, view_id: k.view_id, key: *k.key },
     })
 }
 
@@ -399,9 +374,7 @@ pub extern "C" fn ffi_new_session<P: Protocol + Default>(
             dh_group,
             rng_seed: config.rng_seed,
         })?;
-        let adapter = SessionAdapter {
-            inner: Some(session),
-        };
+        let adapter = SessionAdapter { inner: Some(session) };
         Ok(FfiSession_TO::from_value(adapter, sabi_trait::TD_Opaque))
     }))
 }
@@ -498,15 +471,10 @@ pub enum LoadError {
 /// descriptor. The library stays loaded for the life of the process.
 pub fn load_plugin(path: &Path) -> Result<LoadedProtocol, LoadError> {
     let header = lib_header_from_path(path).map_err(library_error)?;
-    let module = header
-        .init_root_module::<GkaPluginRef>()
-        .map_err(library_error)?;
+    let module = header.init_root_module::<GkaPluginRef>().map_err(library_error)?;
     let found = module.abi_version();
     if found != ABI_VERSION {
-        return Err(LoadError::AbiVersion {
-            found,
-            expected: ABI_VERSION,
-        });
+        return Err(LoadError::AbiVersion { found, expected: ABI_VERSION });
     }
     let descriptor = match (module.descriptor())() {
         RResult::ROk(d) => d,
@@ -525,10 +493,7 @@ pub fn load_plugin(path: &Path) -> Result<LoadedProtocol, LoadError> {
         events,
     };
     if descriptor.name.is_empty()
-        || !descriptor
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || !descriptor.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         return Err(LoadError::InvalidDescriptor(format!(
             "name {:?} must be non-empty ASCII letters, digits, '-' or '_'",
@@ -551,9 +516,7 @@ pub struct LoadedProtocol {
 
 impl std::fmt::Debug for LoadedProtocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedProtocol")
-            .field("descriptor", &self.descriptor)
-            .finish()
+        f.debug_struct("LoadedProtocol").field("descriptor", &self.descriptor).finish()
     }
 }
 
@@ -590,10 +553,7 @@ impl Protocol for LoadedProtocol {
             rng_seed: config.rng_seed,
         };
         match (self.module.new_session())(ffi) {
-            RResult::ROk(inner) => Ok(Box::new(LoadedSession {
-                inner,
-                failure: None,
-            })),
+            RResult::ROk(inner) => Ok(Box::new(LoadedSession { inner, failure: None })),
             RResult::RErr(e) => Err(e.into()),
         }
     }
@@ -627,9 +587,7 @@ impl Session for LoadedSession {
         from: &str,
         payload: &[u8],
     ) -> Result<(), SessionError> {
-        let r = self
-            .inner
-            .handle_payload(now_ms, from.into(), payload.into());
+        let r = self.inner.handle_payload(now_ms, from.into(), payload.into());
         self.result(r)
     }
 
@@ -656,22 +614,13 @@ impl Session for LoadedSession {
         };
         Some(match out {
             FfiOutput::Broadcast(p) => Output::Broadcast(p.into_vec()),
-            FfiOutput::Unicast { to, payload } => Output::Unicast {
-                to: to.into_string(),
-                payload: payload.into_vec(),
-            },
-            FfiOutput::Key {
-                epoch,
-                view_id,
-                mut key,
-            } => {
+            FfiOutput::Unicast { to, payload } => {
+                Output::Unicast { to: to.into_string(), payload: payload.into_vec() }
+            }
+            FfiOutput::Key { epoch, view_id, mut key } => {
                 let owned = Zeroizing::new(key);
                 key.zeroize();
-                Output::Key(GroupKey {
-                    epoch,
-                    view_id,
-                    key: owned,
-                })
+                Output::Key(GroupKey { epoch, view_id, key: owned })
             }
         })
     }

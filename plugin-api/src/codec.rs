@@ -19,10 +19,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, PayloadError> {
     let body = postcard::to_allocvec(msg).map_err(|e| PayloadError::Malformed(e.to_string()))?;
     out.extend_from_slice(&body);
     if out.len() > MAX_PAYLOAD_BYTES {
-        return Err(PayloadError::TooLarge {
-            len: out.len(),
-            max: MAX_PAYLOAD_BYTES,
-        });
+        return Err(PayloadError::TooLarge { len: out.len(), max: MAX_PAYLOAD_BYTES });
     }
     Ok(out)
 }
@@ -31,10 +28,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, PayloadError> {
 /// wrong-format input with a typed error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
     if bytes.len() > MAX_PAYLOAD_BYTES {
-        return Err(PayloadError::TooLarge {
-            len: bytes.len(),
-            max: MAX_PAYLOAD_BYTES,
-        });
+        return Err(PayloadError::TooLarge { len: bytes.len(), max: MAX_PAYLOAD_BYTES });
     }
     let (&format, body) = bytes.split_first().ok_or(PayloadError::Empty)?;
     if format != PAYLOAD_FORMAT {

@@ -103,9 +103,7 @@ impl SessionCore {
 
     /// The epoch of the key being agreed (or last agreed) in the current view.
     pub fn epoch(&self) -> u64 {
-        self.view
-            .as_ref()
-            .map_or(0, |v| epoch_of(v.view_id, self.keys_in_view))
+        self.view.as_ref().map_or(0, |v| epoch_of(v.view_id, self.keys_in_view))
     }
 
     /// Validates a new view and computes this member's side. Call first in `handle_view`;
@@ -122,12 +120,9 @@ impl SessionCore {
         }
         let keeps_state = matches!(&self.view, Some(_) if !self.agreement_pending);
         let side: Vec<MemberId> = match (&self.view, keeps_state) {
-            (Some(prev), true) => view
-                .members
-                .iter()
-                .filter(|m| prev.members.contains(m))
-                .cloned()
-                .collect(),
+            (Some(prev), true) => {
+                view.members.iter().filter(|m| prev.members.contains(m)).cloned().collect()
+            }
             _ => vec![self.config.member_id.clone()],
         };
         let side_is_whole_view = side.len() == view.members.len();
@@ -136,12 +131,7 @@ impl SessionCore {
         self.own_in_flight.clear();
         self.keys_in_view = 0;
         self.agreement_pending = true;
-        Ok(ViewChange {
-            view: view.clone(),
-            side,
-            side_is_whole_view,
-            keeps_state,
-        })
+        Ok(ViewChange { view: view.clone(), side, side_is_whole_view, keeps_state })
     }
 
     /// Starts a refresh: a new epoch in the same view. Only valid when no agreement is
@@ -187,27 +177,17 @@ impl SessionCore {
         let view = self.view()?;
         let sealed: Sealed<B> = codec::decode(payload)?;
         if sealed.view_id != view.view_id {
-            return Err(SessionError::StaleView {
-                got: sealed.view_id,
-                current: view.view_id,
-            });
+            return Err(SessionError::StaleView { got: sealed.view_id, current: view.view_id });
         }
         if sealed.epoch != self.epoch() {
-            return Err(SessionError::StaleEpoch {
-                got: sealed.epoch,
-                current: self.epoch(),
-            });
+            return Err(SessionError::StaleEpoch { got: sealed.epoch, current: self.epoch() });
         }
         Ok(sealed.body)
     }
 
     fn seal<B: Serialize>(&self, body: &B) -> Result<Vec<u8>, SessionError> {
         let view_id = self.view()?.view_id;
-        Ok(codec::encode(&Sealed {
-            view_id,
-            epoch: self.epoch(),
-            body,
-        })?)
+        Ok(codec::encode(&Sealed { view_id, epoch: self.epoch(), body })?)
     }
 
     /// Queues a broadcast to every other member of the view.
@@ -222,16 +202,11 @@ impl SessionCore {
     /// Queues a unicast to one member of the view.
     pub fn unicast<B: Serialize>(&mut self, to: &str, body: &B) -> Result<(), SessionError> {
         if !self.view()?.members.iter().any(|m| m == to) {
-            return Err(SessionError::Unexpected(format!(
-                "unicast to non-member {to:?}"
-            )));
+            return Err(SessionError::Unexpected(format!("unicast to non-member {to:?}")));
         }
         let payload = self.seal(body)?;
         self.account(payload.len());
-        self.outbox.push_back(Output::Unicast {
-            to: to.to_owned(),
-            payload,
-        });
+        self.outbox.push_back(Output::Unicast { to: to.to_owned(), payload });
         Ok(())
     }
 
@@ -245,18 +220,10 @@ impl SessionCore {
     pub fn install_key(&mut self, secret: &[u8]) -> Result<(), SessionError> {
         let view_id = self.view()?.view_id;
         let epoch = self.epoch();
-        let ctx = KeyContext {
-            group: &self.config.group_name,
-            view_id,
-            protocol: self.protocol,
-            epoch,
-        };
+        let ctx =
+            KeyContext { group: &self.config.group_name, view_id, protocol: self.protocol, epoch };
         let key = derive_group_key(secret, &ctx);
-        self.outbox.push_back(Output::Key(GroupKey {
-            epoch,
-            view_id,
-            key,
-        }));
+        self.outbox.push_back(Output::Key(GroupKey { epoch, view_id, key }));
         self.agreement_pending = false;
         self.keys += 1;
         Ok(())
@@ -285,15 +252,11 @@ fn validate_view(view: &View, me: &str) -> Result<(), SessionError> {
     let mut seen = std::collections::HashSet::new();
     for m in &view.members {
         if m.is_empty() || !seen.insert(m.as_str()) {
-            return Err(SessionError::InvalidView(format!(
-                "empty or duplicate member {m:?}"
-            )));
+            return Err(SessionError::InvalidView(format!("empty or duplicate member {m:?}")));
         }
     }
     if let Some(j) = view.joined.iter().find(|j| !seen.contains(j.as_str())) {
-        return Err(SessionError::InvalidView(format!(
-            "joined member {j:?} is not in the view"
-        )));
+        return Err(SessionError::InvalidView(format!("joined member {j:?} is not in the view")));
     }
     if let Some(l) = view.left.iter().find(|l| seen.contains(l.as_str())) {
         return Err(SessionError::InvalidView(format!(

@@ -195,15 +195,7 @@ impl FfdheGroup {
         let p_minus_1 = &p - BigUint::one();
         let q = &p_minus_1 >> 1usize;
         let byte_len = p.bits().div_ceil(8);
-        Self {
-            id,
-            p,
-            q,
-            g: BigUint::from(2u32),
-            p_minus_1,
-            byte_len,
-            table: OnceLock::new(),
-        }
+        Self { id, p, q, g: BigUint::from(2u32), p_minus_1, byte_len, table: OnceLock::new() }
     }
 
     /// Which group this is.
@@ -248,10 +240,7 @@ impl FfdheGroup {
     /// Decodes a fixed-length big-endian element and validates it.
     pub fn decode_element(&self, bytes: &[u8]) -> Result<Element, ElementError> {
         if bytes.len() != self.byte_len {
-            return Err(ElementError::BadLength {
-                got: bytes.len(),
-                expected: self.byte_len,
-            });
+            return Err(ElementError::BadLength { got: bytes.len(), expected: self.byte_len });
         }
         let y = BigUint::from_bytes_be(bytes);
         self.validate(&y)?;
@@ -267,8 +256,7 @@ impl FfdheGroup {
     }
 
     fn table(&self) -> &FixedBaseTable {
-        self.table
-            .get_or_init(|| FixedBaseTable::build(&self.g, &self.p))
+        self.table.get_or_init(|| FixedBaseTable::build(&self.g, &self.p))
     }
 
     /// Builds the fixed-base table now rather than on first use (for benchmarks and hosts that
@@ -343,10 +331,7 @@ pub struct Dh {
 impl Dh {
     /// A handle on the given group with a zeroed counter.
     pub fn new(id: GroupId) -> Self {
-        Self {
-            group: id.params(),
-            exponentiations: Cell::new(0),
-        }
+        Self { group: id.params(), exponentiations: Cell::new(0) }
     }
 
     /// The group's parameters.
@@ -408,17 +393,13 @@ impl Dh {
     /// a⁻¹ mod p (not counted: an extended-Euclid inversion).
     pub fn invert(&self, a: &Element) -> Element {
         // a is a validated nonzero element of a prime field, so the inverse exists.
-        let inv = (&a.0)
-            .mod_inverse(&self.group.p)
-            .and_then(|i| i.to_biguint());
+        let inv = (&a.0).mod_inverse(&self.group.p).and_then(|i| i.to_biguint());
         Element(inv.expect("nonzero element of a prime field is invertible"))
     }
 
     /// x⁻¹ mod q, for factoring a share out of an element (GDH). Full length: inherent.
     pub fn invert_exponent(&self, x: &Secret) -> Secret {
-        let inv = (&x.0)
-            .mod_inverse(&self.group.q)
-            .and_then(|i| i.to_biguint());
+        let inv = (&x.0).mod_inverse(&self.group.q).and_then(|i| i.to_biguint());
         // x is a nonzero exponent below 2^256 < q and q is prime, so the inverse exists.
         Secret(inv.expect("nonzero exponent is invertible modulo the prime q"))
     }
@@ -489,10 +470,7 @@ mod tests {
         // Exponents with zero bytes, a single byte and the top byte only.
         for x in [1u64, 255, 256, 1 << 40] {
             let x = Secret(BigUint::from(x));
-            assert_eq!(
-                dh.blind(&x).value(),
-                &dh.group().g().modpow(x.value(), dh.group().p())
-            );
+            assert_eq!(dh.blind(&x).value(), &dh.group().g().modpow(x.value(), dh.group().p()));
         }
         assert_eq!(dh.exponentiations(), 12);
     }
@@ -503,10 +481,7 @@ mod tests {
             let grp = id.params();
             let p = grp.p().clone();
             let one = BigUint::one();
-            assert_eq!(
-                grp.validate(&BigUint::zero()),
-                Err(ElementError::OutOfRange)
-            );
+            assert_eq!(grp.validate(&BigUint::zero()), Err(ElementError::OutOfRange));
             assert_eq!(grp.validate(&one), Err(ElementError::OutOfRange));
             assert_eq!(grp.validate(&(&p - &one)), Err(ElementError::OutOfRange));
             assert_eq!(grp.validate(&p), Err(ElementError::OutOfRange));
@@ -514,10 +489,7 @@ mod tests {
             // g = 2 generates the subgroup; for these primes p ≡ 7 (mod 8), so −1 is a
             // non-residue and p − 2 = −2 is outside the subgroup.
             assert_eq!(grp.validate(&BigUint::from(2u32)), Ok(()));
-            assert_eq!(
-                grp.validate(&(&p - BigUint::from(2u32))),
-                Err(ElementError::NotInSubgroup)
-            );
+            assert_eq!(grp.validate(&(&p - BigUint::from(2u32))), Err(ElementError::NotInSubgroup));
             // Cross-check the Legendre test against the definition y^q = 1 on a few values.
             for y in 3u32..40 {
                 let y = BigUint::from(y);
@@ -535,10 +507,7 @@ mod tests {
         assert!(grp.decode_element(&two).is_ok());
         assert_eq!(
             grp.decode_element(&two[1..]),
-            Err(ElementError::BadLength {
-                got: 255,
-                expected: 256
-            })
+            Err(ElementError::BadLength { got: 255, expected: 256 })
         );
     }
 

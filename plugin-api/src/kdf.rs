@@ -37,8 +37,7 @@ pub fn derive_group_key(secret: &[u8], ctx: &KeyContext<'_>) -> Zeroizing<[u8; G
     info.extend_from_slice(&ctx.epoch.to_be_bytes());
     let mut okm = Zeroizing::new([0u8; GROUP_KEY_LEN]);
     // 32 bytes is far below HKDF-SHA256's limit of 255 · 32 bytes.
-    hk.expand(&info, okm.as_mut())
-        .expect("32-byte HKDF output is valid");
+    hk.expand(&info, okm.as_mut()).expect("32-byte HKDF output is valid");
     info.zeroize();
     okm
 }
@@ -48,8 +47,7 @@ pub fn derive_group_key(secret: &[u8], ctx: &KeyContext<'_>) -> Zeroizing<[u8; G
 pub fn derive_subkey(secret: &[u8], label: &[u8]) -> Zeroizing<[u8; GROUP_KEY_LEN]> {
     let hk = Hkdf::<Sha256>::new(Some(KDF_SALT), secret);
     let mut okm = Zeroizing::new([0u8; GROUP_KEY_LEN]);
-    hk.expand(label, okm.as_mut())
-        .expect("32-byte HKDF output is valid");
+    hk.expand(label, okm.as_mut()).expect("32-byte HKDF output is valid");
     okm
 }
 
@@ -59,20 +57,12 @@ mod tests {
 
     #[test]
     fn every_context_field_changes_the_key() {
-        let base = KeyContext {
-            group: "g",
-            view_id: 1,
-            protocol: "bd",
-            epoch: 2,
-        };
+        let base = KeyContext { group: "g", view_id: 1, protocol: "bd", epoch: 2 };
         let k = derive_group_key(b"secret", &base);
         let variants = [
             KeyContext { group: "h", ..base },
             KeyContext { view_id: 2, ..base },
-            KeyContext {
-                protocol: "str",
-                ..base
-            },
+            KeyContext { protocol: "str", ..base },
             KeyContext { epoch: 3, ..base },
         ];
         for v in variants {

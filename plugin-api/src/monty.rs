@@ -23,11 +23,7 @@ impl Monty {
         for _ in 0..6 {
             inv = inv.wrapping_mul(2u64.wrapping_sub(n0.wrapping_mul(inv)));
         }
-        Self {
-            n,
-            n0_inv: inv.wrapping_neg(),
-            modulus: modulus.clone(),
-        }
+        Self { n, n0_inv: inv.wrapping_neg(), modulus: modulus.clone() }
     }
 
     fn limbs(&self) -> usize {

@@ -67,14 +67,8 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every event kind.
-    pub const ALL: [Self; 6] = [
-        Self::Initial,
-        Self::Join,
-        Self::Leave,
-        Self::Merge,
-        Self::Partition,
-        Self::Refresh,
-    ];
+    pub const ALL: [Self; 6] =
+        [Self::Initial, Self::Join, Self::Leave, Self::Merge, Self::Partition, Self::Refresh];
 
     /// Lower-case name, as used in the CLI and metrics.
     pub fn name(self) -> &'static str {

@@ -194,12 +194,7 @@ impl Harness {
         self.joined_at.insert(id.to_owned(), self.age);
         self.members.insert(
             id.to_owned(),
-            Member {
-                session,
-                prev_view: None,
-                keys: Vec::new(),
-                clock: Clock::default(),
-            },
+            Member { session, prev_view: None, keys: Vec::new(), clock: Clock::default() },
         );
     }
 
@@ -233,23 +228,14 @@ impl Harness {
             let view = View {
                 view_id,
                 members: members.clone(),
-                joined: members
-                    .iter()
-                    .filter(|x| !prev.contains(x))
-                    .cloned()
-                    .collect(),
-                left: prev
-                    .iter()
-                    .filter(|x| !members.contains(x))
-                    .cloned()
-                    .collect(),
+                joined: members.iter().filter(|x| !prev.contains(x)).cloned().collect(),
+                left: prev.iter().filter(|x| !members.contains(x)).cloned().collect(),
             };
             m.prev_view = Some(members.clone());
             let before = m.session.counters().exponentiations;
             let result = m.session.handle_view(0, &view);
             if let Err(e) = result {
-                self.errors
-                    .push(format!("{id}: handle_view({view_id}): {e}"));
+                self.errors.push(format!("{id}: handle_view({view_id}): {e}"));
             }
             self.after_input(c, id, before, 1);
         }
@@ -269,21 +255,14 @@ impl Harness {
                     m.clock.sigs += 1;
                     self.measured.broadcasts += 1;
                     self.measured.bytes += payload.len() as u64;
-                    sent.push(Msg {
-                        from: id.to_owned(),
-                        to: None,
-                        payload,
-                        clock: m.clock,
-                        wave,
-                    });
+                    sent.push(Msg { from: id.to_owned(), to: None, payload, clock: m.clock, wave });
                 }
                 Output::Unicast { to, payload } => {
                     m.clock.sigs += 1;
                     self.measured.unicasts += 1;
                     self.measured.bytes += payload.len() as u64;
                     if !members.contains(&to) {
-                        self.errors
-                            .push(format!("{id}: unicast to non-member {to}"));
+                        self.errors.push(format!("{id}: unicast to non-member {to}"));
                     }
                     sent.push(Msg {
                         from: id.to_owned(),
@@ -334,13 +313,8 @@ impl Harness {
 
     /// Members leave component `c` in one view; their sessions are discarded.
     pub fn leave(&mut self, c: ComponentId, ids: &[&str]) {
-        let members: Vec<String> = self
-            .comp(c)
-            .members
-            .iter()
-            .filter(|m| !ids.contains(&m.as_str()))
-            .cloned()
-            .collect();
+        let members: Vec<String> =
+            self.comp(c).members.iter().filter(|m| !ids.contains(&m.as_str())).cloned().collect();
         for id in ids {
             self.members.remove(*id);
         }
@@ -416,8 +390,7 @@ impl Harness {
             }
             let before = m.session.counters().exponentiations;
             if let Err(e) = m.session.handle_payload(0, &msg.from, &msg.payload) {
-                self.errors
-                    .push(format!("{t}: payload from {}: {e}", msg.from));
+                self.errors.push(format!("{t}: payload from {}: {e}", msg.from));
             }
             self.after_input(c, &t, before, msg.wave + 1);
         }
@@ -486,10 +459,7 @@ impl Harness {
         let comp = self.comp(c);
         let mut agreed: Option<&GroupKey> = None;
         for id in &comp.members {
-            let key = self.members[id]
-                .keys
-                .last()
-                .ok_or_else(|| format!("{id} has no key"))?;
+            let key = self.members[id].keys.last().ok_or_else(|| format!("{id} has no key"))?;
             if key.view_id != comp.view_id {
                 return Err(format!(
                     "{id}'s newest key is from view {}, current view is {}",
@@ -522,10 +492,7 @@ impl Harness {
 
     /// Every key member `id` has installed, oldest first.
     pub fn keys_of(&self, id: &str) -> Vec<GroupKey> {
-        self.members
-            .get(id)
-            .map(|m| m.keys.clone())
-            .unwrap_or_default()
+        self.members.get(id).map(|m| m.keys.clone()).unwrap_or_default()
     }
 
     /// True if `id` is a live member of some component.
@@ -551,24 +518,14 @@ impl Harness {
 
     /// Takes the messages in flight in `c` without delivering them (to inspect or tamper).
     pub fn take_in_flight(&mut self, c: ComponentId) -> Vec<(String, Option<String>, Vec<u8>)> {
-        self.comp_mut(c)
-            .queue
-            .drain(..)
-            .map(|m| (m.from, m.to, m.payload))
-            .collect()
+        self.comp_mut(c).queue.drain(..).map(|m| (m.from, m.to, m.payload)).collect()
     }
 
     /// Puts messages back in flight (as taken by [`Harness::take_in_flight`]).
     pub fn put_in_flight(&mut self, c: ComponentId, msgs: Vec<(String, Option<String>, Vec<u8>)>) {
         let q = &mut self.comp_mut(c).queue;
         for (from, to, payload) in msgs {
-            q.push_back(Msg {
-                from,
-                to,
-                payload,
-                clock: Clock::default(),
-                wave: 1,
-            });
+            q.push_back(Msg { from, to, payload, clock: Clock::default(), wave: 1 });
         }
     }
 

@@ -36,11 +36,7 @@ pub fn join(make: Factory) {
     h.join(c, &["new"]);
     let k1 = settle(&mut h, c, "join");
     assert_ne!(k0.key, k1.key);
-    assert_eq!(
-        h.keys_of("new").len(),
-        1,
-        "the joiner holds only the new key"
-    );
+    assert_eq!(h.keys_of("new").len(), 1, "the joiner holds only the new key");
 }
 
 /// Each member of a group of six leaves in turn (so the sponsor and the controller leave too);
@@ -54,10 +50,7 @@ pub fn leave_every_position(make: Factory) {
         let k1 = settle(&mut h, c, &format!("leave of position {pos}"));
         assert_ne!(k0.key, k1.key);
         assert!(!h.is_member(&leaver));
-        assert!(
-            !before.iter().any(|k| k.key == k1.key),
-            "leaver knew the new key"
-        );
+        assert!(!before.iter().any(|k| k.key == k1.key), "leaver knew the new key");
         // And the group keeps working after the leave.
         h.join(c, &["late"]);
         settle(&mut h, c, &format!("join after leave of position {pos}"));
@@ -79,9 +72,7 @@ pub fn partition(make: Factory, p: usize) {
     let (mut h, c, k0) = group(make, "m", 8, 40 + p as u64);
     let members = h.members(c);
     // Spread the leavers: every (8 / p)-th member, starting with the newest.
-    let leavers: Vec<String> = (0..p)
-        .map(|i| members[7 - (i * 8 / p) % 8].clone())
-        .collect();
+    let leavers: Vec<String> = (0..p).map(|i| members[7 - (i * 8 / p) % 8].clone()).collect();
     h.leave(c, &strs(&leavers));
     let k1 = settle(&mut h, c, &format!("partition of {p}"));
     assert_ne!(k0.key, k1.key);
@@ -95,12 +86,7 @@ pub fn heal(make: Factory) {
     let members = h.members(c);
     let (a, b): (Vec<&str>, Vec<&str>) = (
         members.iter().step_by(2).map(String::as_str).collect(),
-        members
-            .iter()
-            .skip(1)
-            .step_by(2)
-            .map(String::as_str)
-            .collect(),
+        members.iter().skip(1).step_by(2).map(String::as_str).collect(),
     );
     let sides = h.split(c, &[&a, &b]);
     let ka = settle(&mut h, sides[0], "side A after split");
@@ -136,9 +122,7 @@ pub fn refresh(make: Factory) {
 pub fn cascade_at_every_round(make: Factory) {
     type Event = fn(&mut Harness, ComponentId, usize);
     let firsts: [(&str, Event); 4] = [
-        ("merge", |h, c, i| {
-            h.join(c, &[&format!("a{i}"), &format!("b{i}")])
-        }),
+        ("merge", |h, c, i| h.join(c, &[&format!("a{i}"), &format!("b{i}")])),
         ("leave", |h, c, _| {
             let victim = h.members(c)[1].clone();
             h.leave(c, &[&victim]);

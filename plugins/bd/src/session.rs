@@ -57,18 +57,11 @@ pub struct BdSession {
 impl BdSession {
     /// A session for one member.
     pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
-        Ok(Self {
-            core: SessionCore::new(NAME, config)?,
-            run: None,
-        })
+        Ok(Self { core: SessionCore::new(NAME, config)?, run: None })
     }
 
     fn start(&mut self, view: &View) -> Result<(), SessionError> {
-        let me = view
-            .members
-            .iter()
-            .position(|m| m == self.core.me())
-            .unwrap_or(0);
+        let me = view.members.iter().position(|m| m == self.core.me()).unwrap_or(0);
         let r = self.core.dh.random_exponent(&mut self.core.rng);
         let z_me = self.core.dh.blind(&r);
         let n = view.members.len();
@@ -179,9 +172,7 @@ impl Session for BdSession {
             }
             BdMsg::X(bytes) => {
                 if run.n() <= 2 || run.x[i].is_some() {
-                    return Err(SessionError::Unexpected(format!(
-                        "unexpected X from {from:?}"
-                    )));
+                    return Err(SessionError::Unexpected(format!("unexpected X from {from:?}")));
                 }
                 run.x[i] = Some(self.core.dh.decode(&bytes)?);
             }

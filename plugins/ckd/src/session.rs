@@ -21,10 +21,7 @@ enum CkdMsg {
     /// A member's g^B, unicast to the controller.
     Share(Vec<u8>),
     /// The controller's g^A and the group secret wrapped for each member.
-    Key {
-        ga: Vec<u8>,
-        wrapped: Vec<(String, Vec<u8>)>,
-    },
+    Key { ga: Vec<u8>, wrapped: Vec<(String, Vec<u8>)> },
 }
 
 type WrapKey = Zeroizing<[u8; 32]>;
@@ -64,10 +61,7 @@ fn aad(view_id: u64, epoch: u64, member: &str) -> Vec<u8> {
 impl CkdSession {
     /// A session for one member.
     pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
-        Ok(Self {
-            core: SessionCore::new(NAME, config)?,
-            state: State::default(),
-        })
+        Ok(Self { core: SessionCore::new(NAME, config)?, state: State::default() })
     }
 
     fn is_controller(&self) -> bool {
@@ -128,24 +122,13 @@ impl CkdSession {
                 let cipher = ChaCha20Poly1305::new(Key::from_slice(key.as_ref()));
                 let aad = aad(view.view_id, epoch, m);
                 let ct = cipher
-                    .encrypt(
-                        Nonce::from_slice(&nonce),
-                        Payload {
-                            msg: secret.as_ref(),
-                            aad: &aad,
-                        },
-                    )
+                    .encrypt(Nonce::from_slice(&nonce), Payload { msg: secret.as_ref(), aad: &aad })
                     .map_err(|_| SessionError::Unexpected("key wrapping failed".into()))?;
                 let mut entry = nonce.to_vec();
                 entry.extend_from_slice(&ct);
                 wrapped.push((m.clone(), entry));
             }
-            let ga = self
-                .state
-                .a
-                .as_ref()
-                .map(|(_, ga)| ga.clone())
-                .unwrap_or_default();
+            let ga = self.state.a.as_ref().map(|(_, ga)| ga.clone()).unwrap_or_default();
             self.core.broadcast(&CkdMsg::Key { ga, wrapped })?;
             // Installed when the group delivers the broadcast back, as at every member.
             self.state.sent_secret = Some(secret);
@@ -156,9 +139,7 @@ impl CkdSession {
 
     fn on_share(&mut self, from: &str, gb: &[u8]) -> Result<(), SessionError> {
         if !self.is_controller() || !self.state.awaiting.contains(from) {
-            return Err(SessionError::Unexpected(format!(
-                "share from {from:?} not awaited"
-            )));
+            return Err(SessionError::Unexpected(format!("share from {from:?} not awaited")));
         }
         let gb = self.core.dh.decode(gb)?;
         self.ensure_controller_share();
@@ -180,9 +161,7 @@ impl CkdSession {
         wrapped: &[(String, Vec<u8>)],
     ) -> Result<(), SessionError> {
         if from != self.state.controller || !self.core.agreement_pending() {
-            return Err(SessionError::Unexpected(format!(
-                "key message from {from:?}"
-            )));
+            return Err(SessionError::Unexpected(format!("key message from {from:?}")));
         }
         if self.is_controller() {
             let secret = self.state.sent_secret.take().ok_or_else(|| {
@@ -215,16 +194,12 @@ impl CkdSession {
         let (nonce, ct) = entry.split_at(NONCE_LEN);
         let cipher = ChaCha20Poly1305::new(Key::from_slice(key.as_ref()));
         let secret = Zeroizing::new(
-            cipher
-                .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-                .map_err(|_| {
-                    SessionError::Unexpected("wrapped key does not authenticate".into())
-                })?,
+            cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad }).map_err(
+                |_| SessionError::Unexpected("wrapped key does not authenticate".into()),
+            )?,
         );
         if secret.len() != 32 {
-            return Err(SessionError::Unexpected(
-                "wrapped secret is not 32 bytes".into(),
-            ));
+            return Err(SessionError::Unexpected("wrapped secret is not 32 bytes".into()));
         }
         if !self.state.pairwise.contains_key(from) {
             let key = key.clone();
@@ -245,10 +220,7 @@ impl Session for CkdSession {
             self.state.my_b = None;
             self.state.sent_secret = None;
         } else {
-            self.state = State {
-                controller,
-                ..State::default()
-            };
+            self.state = State { controller, ..State::default() };
         }
         self.start()
     }

@@ -58,18 +58,9 @@ enum Phase {
     /// Waiting for the last chain member's broadcast, holding the share in use.
     WaitFinal { r: Secret },
     /// The new controller collecting factor-outs.
-    Collect {
-        order: Vec<String>,
-        c: Element,
-        r: Secret,
-        factors: BTreeMap<String, Element>,
-    },
+    Collect { order: Vec<String>, c: Element, r: Secret, factors: BTreeMap<String, Element> },
     /// Waiting for the controller's partial keys.
-    WaitKeyList {
-        order: Vec<String>,
-        r: Secret,
-        controller_partial: Option<Element>,
-    },
+    WaitKeyList { order: Vec<String>, r: Secret, controller_partial: Option<Element> },
     /// The controller, waiting for its own key list to come back.
     Sent { next: Agreed },
 }
@@ -89,11 +80,7 @@ fn unexpected(what: impl Into<String>) -> SessionError {
 impl GdhSession {
     /// A session for one member.
     pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
-        Ok(Self {
-            core: SessionCore::new(NAME, config)?,
-            agreed: None,
-            phase: Phase::Idle,
-        })
+        Ok(Self { core: SessionCore::new(NAME, config)?, agreed: None, phase: Phase::Idle })
     }
 
     fn me(&self) -> String {
@@ -109,11 +96,7 @@ impl GdhSession {
             let order = agreed.order.clone();
             let r = agreed.r.clone();
             self.agreed = Some(agreed);
-            self.phase = Phase::WaitKeyList {
-                order,
-                r,
-                controller_partial: None,
-            };
+            self.phase = Phase::WaitKeyList { order, r, controller_partial: None };
             return Ok(());
         }
         let dh = &self.core.dh;
@@ -168,12 +151,8 @@ impl GdhSession {
         // The base controller starts the chain with a fresh share.
         let partial = my_partial.ok_or_else(|| unexpected("controller without a partial key"))?;
         let r = dh.random_exponent(&mut self.core.rng);
-        let newcomers: Vec<String> = view
-            .members
-            .iter()
-            .filter(|m| !change.side.contains(m))
-            .cloned()
-            .collect();
+        let newcomers: Vec<String> =
+            view.members.iter().filter(|m| !change.side.contains(m)).cloned().collect();
         let Some(first) = newcomers.first().cloned() else {
             // Alone in the view.
             let agreed = Agreed {
@@ -188,8 +167,7 @@ impl GdhSession {
         let mut chain = order;
         chain.extend(newcomers);
         let c = dh.encode(&c);
-        self.core
-            .unicast(&first, &GdhMsg::Upflow { order: chain, c })?;
+        self.core.unicast(&first, &GdhMsg::Upflow { order: chain, c })?;
         self.phase = Phase::WaitFinal { r };
         Ok(())
     }
@@ -197,10 +175,7 @@ impl GdhSession {
     /// Installs the controller's key K = P_c^(r_c).
     fn commit_controller(&mut self, agreed: Agreed) -> Result<(), SessionError> {
         let me = self.me();
-        let partial = agreed
-            .partials
-            .get(&me)
-            .ok_or_else(|| unexpected("no own partial key"))?;
+        let partial = agreed.partials.get(&me).ok_or_else(|| unexpected("no own partial key"))?;
         let key = self.core.dh.pow(partial, &agreed.r);
         let secret = self.core.dh.encode(&key);
         self.agreed = Some(agreed);
@@ -224,34 +199,20 @@ impl GdhSession {
         }
         self.check_order(&order)?;
         let me = self.me();
-        let k = order
-            .iter()
-            .position(|m| *m == me)
-            .ok_or_else(|| unexpected("not in order"))?;
+        let k = order.iter().position(|m| *m == me).ok_or_else(|| unexpected("not in order"))?;
         if k == 0 || order[k - 1] != from {
-            return Err(unexpected(format!(
-                "upflow from {from:?} out of chain order"
-            )));
+            return Err(unexpected(format!("upflow from {from:?} out of chain order")));
         }
         let c = self.core.dh.decode(c)?;
         let r = self.core.dh.random_exponent(&mut self.core.rng);
         if k + 1 == order.len() {
             let bytes = self.core.dh.encode(&c);
-            self.core.broadcast(&GdhMsg::Final {
-                order: order.clone(),
-                c: bytes,
-            })?;
-            self.phase = Phase::Collect {
-                order,
-                c,
-                r,
-                factors: BTreeMap::new(),
-            };
+            self.core.broadcast(&GdhMsg::Final { order: order.clone(), c: bytes })?;
+            self.phase = Phase::Collect { order, c, r, factors: BTreeMap::new() };
         } else {
             let next = order[k + 1].clone();
             let bytes = self.core.dh.encode(&self.core.dh.pow(&c, &r));
-            self.core
-                .unicast(&next, &GdhMsg::Upflow { order, c: bytes })?;
+            self.core.unicast(&next, &GdhMsg::Upflow { order, c: bytes })?;
             self.phase = Phase::WaitFinal { r };
         }
         Ok(())
@@ -267,14 +228,10 @@ impl GdhSession {
         }
         self.check_order(&order)?;
         if order.last().map(String::as_str) != Some(from) {
-            return Err(unexpected(format!(
-                "final broadcast from non-controller {from:?}"
-            )));
+            return Err(unexpected(format!("final broadcast from non-controller {from:?}")));
         }
         let Phase::WaitFinal { r } = &self.phase else {
-            return Err(unexpected(format!(
-                "final broadcast from {from:?} not expected"
-            )));
+            return Err(unexpected(format!("final broadcast from {from:?} not expected")));
         };
         let c = self.core.dh.decode(c)?;
         let r = r.clone();
@@ -282,11 +239,7 @@ impl GdhSession {
         let factor_out = dh.pow(&c, &dh.invert_exponent(&r));
         let bytes = dh.encode(&factor_out);
         self.core.unicast(from, &GdhMsg::FactorOut(bytes))?;
-        self.phase = Phase::WaitKeyList {
-            order,
-            r,
-            controller_partial: Some(c),
-        };
+        self.phase = Phase::WaitKeyList { order, r, controller_partial: Some(c) };
         Ok(())
     }
 
@@ -298,15 +251,7 @@ impl GdhSession {
             return Err(unexpected(format!("factor-out from {from:?} not awaited")));
         }
         let f = self.core.dh.decode(f)?;
-        let Phase::Collect {
-            order,
-            c,
-            r,
-            factors,
-        } = &mut self.phase
-        else {
-            unreachable!()
-        };
+        let Phase::Collect { order, c, r, factors } = &mut self.phase else { unreachable!() };
         factors.insert(from.to_owned(), f);
         if factors.len() + 1 < order.len() {
             return Ok(());
@@ -338,12 +283,7 @@ impl GdhSession {
             };
             return self.commit_controller(next);
         }
-        let Phase::WaitKeyList {
-            order,
-            r,
-            controller_partial,
-        } = &self.phase
-        else {
+        let Phase::WaitKeyList { order, r, controller_partial } = &self.phase else {
             return Err(unexpected(format!("key list from {from:?} not expected")));
         };
         if order.last().map(String::as_str) != Some(from) {
@@ -371,12 +311,8 @@ impl GdhSession {
         let me = self.me();
         let key = self.core.dh.pow(&partials[&me], r);
         let secret = self.core.dh.encode(&key);
-        self.agreed = Some(Agreed {
-            order: order.clone(),
-            partials,
-            r: r.clone(),
-            factors: BTreeMap::new(),
-        });
+        self.agreed =
+            Some(Agreed { order: order.clone(), partials, r: r.clone(), factors: BTreeMap::new() });
         self.phase = Phase::Idle;
         self.core.install_key(&secret)
     }
@@ -385,11 +321,7 @@ impl GdhSession {
 impl Session for GdhSession {
     fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
         let change = self.core.begin_view(view)?;
-        let kept = if change.keeps_state {
-            self.agreed.take()
-        } else {
-            None
-        };
+        let kept = if change.keeps_state { self.agreed.take() } else { None };
         self.agreed = None;
         self.phase = Phase::Idle;
         match kept {
@@ -414,10 +346,7 @@ impl Session for GdhSession {
 
     fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
         if self.core.begin_refresh()? {
-            let agreed = self
-                .agreed
-                .take()
-                .ok_or_else(|| unexpected("refresh without a key"))?;
+            let agreed = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
             self.subtractive(agreed)?;
         }
         Ok(())

@@ -30,12 +30,8 @@ mod tests {
 
     #[test]
     fn largest_chain_goes_to_the_bottom_and_ties_break_by_bottom_member() {
-        let chains = vec![
-            names(&["c"]),
-            names(&["x", "y", "z"]),
-            names(&["a"]),
-            names(&["b", "q"]),
-        ];
+        let chains =
+            vec![names(&["c"]), names(&["x", "y", "z"]), names(&["a"]), names(&["b", "q"])];
         assert_eq!(merge_order(&chains), vec![1, 3, 2, 0]);
     }
 

@@ -20,10 +20,7 @@ fn sponsor_work(s: u64, top: u64, refresh: bool) -> u64 {
     }
     // K_s (if s ≥ 1), then for each node above: its blinded key below (not for position 0)
     // and its key.
-    r + u64::from(s >= 1)
-        + (s + 1..=top)
-            .map(|i| u64::from(i - 1 >= 1) + 1)
-            .sum::<u64>()
+    r + u64::from(s >= 1) + (s + 1..=top).map(|i| u64::from(i - 1 >= 1) + 1).sum::<u64>()
 }
 
 /// Exponentiations of the member at position j ≠ s.
@@ -46,13 +43,7 @@ struct Run {
 }
 
 fn figures(run: Run) -> CostFigures {
-    let Run {
-        size,
-        sponsor,
-        refresh,
-        groups,
-        fresh,
-    } = run;
+    let Run { size, sponsor, refresh, groups, fresh } = run;
     if size == 0 {
         return CostFigures::default();
     }
@@ -65,10 +56,8 @@ fn figures(run: Run) -> CostFigures {
             ..Default::default()
         };
     }
-    let others: Vec<u64> = (0..size)
-        .filter(|&j| j != sponsor)
-        .map(|j| member_work(j, sponsor, top))
-        .collect();
+    let others: Vec<u64> =
+        (0..size).filter(|&j| j != sponsor).map(|j| member_work(j, sponsor, top)).collect();
     let c1 = u64::from(fresh > 0);
     let exchange = groups > 0;
     let update_bytes = HEADER + 2 + ELEMENT + top.saturating_sub(sponsor.max(1)) * (ELEMENT + 3);
@@ -80,11 +69,7 @@ fn figures(run: Run) -> CostFigures {
         total_exponentiations: fresh + ws + others.iter().sum::<u64>(),
         signatures: if exchange { 2 } else { 1 },
         verifications: if exchange { groups } else { 1 },
-        bytes: if exchange {
-            HEADER * groups + size * SLOT
-        } else {
-            0
-        } + update_bytes,
+        bytes: if exchange { HEADER * groups + size * SLOT } else { 0 } + update_bytes,
     }
 }
 
@@ -101,27 +86,15 @@ pub(crate) fn cost(event: EventKind, n: u64, k: u64) -> CostFigures {
         })
     };
     match event {
-        EventKind::Initial if n <= 1 => figures(Run {
-            size: 1,
-            sponsor: 0,
-            refresh: false,
-            groups: 0,
-            fresh: 1,
-        }),
-        EventKind::Initial => figures(Run {
-            size: n,
-            sponsor: 0,
-            refresh: false,
-            groups: n,
-            fresh: n,
-        }),
-        EventKind::Join => figures(Run {
-            size: n + 1,
-            sponsor: n.max(1) - 1,
-            refresh: true,
-            groups: 2,
-            fresh: 1,
-        }),
+        EventKind::Initial if n <= 1 => {
+            figures(Run { size: 1, sponsor: 0, refresh: false, groups: 0, fresh: 1 })
+        }
+        EventKind::Initial => {
+            figures(Run { size: n, sponsor: 0, refresh: false, groups: n, fresh: n })
+        }
+        EventKind::Join => {
+            figures(Run { size: n + 1, sponsor: n.max(1) - 1, refresh: true, groups: 2, fresh: 1 })
+        }
         EventKind::Merge => figures(Run {
             size: n + k,
             sponsor: n.max(1) - 1,
@@ -131,13 +104,9 @@ pub(crate) fn cost(event: EventKind, n: u64, k: u64) -> CostFigures {
         }),
         EventKind::Leave if n >= 1 => middle_leave(n, 1),
         EventKind::Partition if k < n => middle_leave(n, k),
-        EventKind::Refresh => figures(Run {
-            size: n,
-            sponsor: n.max(1) - 1,
-            refresh: true,
-            groups: 0,
-            fresh: 0,
-        }),
+        EventKind::Refresh => {
+            figures(Run { size: n, sponsor: n.max(1) - 1, refresh: true, groups: 0, fresh: 0 })
+        }
         _ => CostFigures::default(),
     }
 }

@@ -19,10 +19,7 @@ enum StrMsg {
     Chain { slots: Vec<WireSlot>, valid: u32 },
     /// The sponsor's update: its new blinded share (if it refreshed) and the blinded keys of
     /// the nodes from its position (or 1) up to just below the top.
-    Update {
-        br: Option<Vec<u8>>,
-        bks: Vec<Vec<u8>>,
-    },
+    Update { br: Option<Vec<u8>>, bks: Vec<Vec<u8>> },
 }
 
 /// One chain position on the wire.
@@ -75,11 +72,7 @@ impl Agreed {
     /// Keeps the given members; returns how many bottom positions kept their keys.
     fn retain(&mut self, members: &[String]) -> usize {
         let first_removed = self.slots.iter().position(|s| !members.contains(&s.member));
-        let keep: Vec<bool> = self
-            .slots
-            .iter()
-            .map(|s| members.contains(&s.member))
-            .collect();
+        let keep: Vec<bool> = self.slots.iter().map(|s| members.contains(&s.member)).collect();
         let mut i = 0;
         self.slots.retain(|_| {
             i += 1;
@@ -90,10 +83,7 @@ impl Agreed {
             i += 1;
             keep[i - 1]
         });
-        let valid = first_removed
-            .unwrap_or(self.slots.len())
-            .max(1)
-            .min(self.slots.len());
+        let valid = first_removed.unwrap_or(self.slots.len()).max(1).min(self.slots.len());
         self.invalidate_from(valid);
         valid
     }
@@ -149,22 +139,14 @@ fn node_exponent(dh: &Dh, br: &Element, x_below: &Secret) -> (Element, Secret) {
 impl StrSession {
     /// A session for one member.
     pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
-        Ok(Self {
-            core: SessionCore::new(NAME, config)?,
-            agreed: None,
-            phase: Phase::Idle,
-        })
+        Ok(Self { core: SessionCore::new(NAME, config)?, agreed: None, phase: Phase::Idle })
     }
 
     fn singleton(&mut self) -> Agreed {
         let r = self.core.dh.random_exponent(&mut self.core.rng);
         let br = self.core.dh.blind(&r);
         Agreed {
-            slots: vec![Slot {
-                member: self.core.me().to_owned(),
-                br,
-                bk: None,
-            }],
+            slots: vec![Slot { member: self.core.me().to_owned(), br, bk: None }],
             r,
             x: vec![None],
         }
@@ -182,11 +164,7 @@ impl StrSession {
             // Alone with no agreed state: nothing to exchange.
             return self.proceed(mine, sponsor_for(valid), kept_state);
         }
-        let top = mine
-            .slots
-            .last()
-            .map(|s| s.member.clone())
-            .unwrap_or_default();
+        let top = mine.slots.last().map(|s| s.member.clone()).unwrap_or_default();
         if top == self.core.me() {
             let slots = mine
                 .slots
@@ -195,23 +173,12 @@ impl StrSession {
                 .map(|(i, s)| WireSlot {
                     member: s.member.clone(),
                     br: self.core.dh.encode(&s.br),
-                    bk: s
-                        .bk
-                        .as_ref()
-                        .filter(|_| i > 0)
-                        .map(|e| self.core.dh.encode(e)),
+                    bk: s.bk.as_ref().filter(|_| i > 0).map(|e| self.core.dh.encode(e)),
                 })
                 .collect();
-            self.core.broadcast(&StrMsg::Chain {
-                slots,
-                valid: valid as u32,
-            })?;
+            self.core.broadcast(&StrMsg::Chain { slots, valid: valid as u32 })?;
         }
-        self.phase = Phase::Collect {
-            mine,
-            kept: kept_state,
-            chains: Vec::new(),
-        };
+        self.phase = Phase::Collect { mine, kept: kept_state, chains: Vec::new() };
         Ok(())
     }
 
@@ -221,30 +188,21 @@ impl StrSession {
         };
         let view = self.core.view()?;
         if slots.last().map(|s| s.member.as_str()) != Some(from) {
-            return Err(unexpected(format!(
-                "chain from {from:?}, who is not its top"
-            )));
+            return Err(unexpected(format!("chain from {from:?}, who is not its top")));
         }
-        let mut covered: Vec<&String> = chains
-            .iter()
-            .flat_map(|(c, _)| c.iter().map(|s| &s.member))
-            .collect();
+        let mut covered: Vec<&String> =
+            chains.iter().flat_map(|(c, _)| c.iter().map(|s| &s.member)).collect();
         let mine_members = mine.members();
         for s in slots {
             if !view.members.contains(&s.member) || covered.contains(&&s.member) {
-                return Err(unexpected(format!(
-                    "chain member {:?} unknown or repeated",
-                    s.member
-                )));
+                return Err(unexpected(format!("chain member {:?} unknown or repeated", s.member)));
             }
             covered.push(&s.member);
         }
         let contains_me = slots.iter().any(|s| s.member == self.core.me());
         let names: Vec<String> = slots.iter().map(|s| s.member.clone()).collect();
         if contains_me && names != mine_members {
-            return Err(unexpected(
-                "a chain with this member that is not its group's",
-            ));
+            return Err(unexpected("a chain with this member that is not its group's"));
         }
         let valid = (valid as usize).clamp(1, slots.len());
         let mut decoded = Vec::with_capacity(slots.len());
@@ -253,16 +211,10 @@ impl StrSession {
                 Some(b) if i > 0 && i < valid => Some(self.core.dh.decode(b)?),
                 _ => None,
             };
-            decoded.push(Slot {
-                member: s.member.clone(),
-                br: self.core.dh.decode(&s.br)?,
-                bk,
-            });
+            decoded.push(Slot { member: s.member.clone(), br: self.core.dh.decode(&s.br)?, bk });
         }
         let done = covered.len() == view.members.len();
-        let Phase::Collect { chains, .. } = &mut self.phase else {
-            unreachable!()
-        };
+        let Phase::Collect { chains, .. } = &mut self.phase else { unreachable!() };
         chains.push((decoded, valid));
         if done {
             self.merge()?;
@@ -295,11 +247,7 @@ impl StrSession {
                 x[i] = xi.clone();
             }
         }
-        let mut merged = Agreed {
-            slots,
-            r: mine.r,
-            x,
-        };
+        let mut merged = Agreed { slots, r: mine.r, x };
         merged.invalidate_from(bottom_valid);
         let sponsor = sponsor_for(bottom_valid);
         // The sponsor refreshes its share if its group had agreed a key before.
@@ -339,9 +287,7 @@ impl StrSession {
         if sponsor == 0 {
             chain.x[0] = Some(chain.r.clone());
         } else {
-            let below = chain
-                .bk(sponsor - 1)
-                .ok_or_else(|| unexpected("no bk below"))?;
+            let below = chain.bk(sponsor - 1).ok_or_else(|| unexpected("no bk below"))?;
             let (k, x) = node_exponent(dh, &below, &chain.r);
             chain.x[sponsor] = Some(x);
             top_key = Some(k);
@@ -360,10 +306,7 @@ impl StrSession {
         }
         let secret = dh.encode(&top_key.expect("top above sponsor"));
         self.core.broadcast(&StrMsg::Update { br: new_br, bks })?;
-        self.phase = Phase::Sent {
-            next: chain,
-            secret,
-        };
+        self.phase = Phase::Sent { next: chain, secret };
         Ok(())
     }
 
@@ -389,9 +332,7 @@ impl StrSession {
         let top = chain.slots.len() - 1;
         let first_bk = sponsor.max(1);
         if bks.len() != top.saturating_sub(first_bk) {
-            return Err(unexpected(
-                "update carries the wrong number of blinded keys",
-            ));
+            return Err(unexpected("update carries the wrong number of blinded keys"));
         }
         let dh = &self.core.dh;
         let new_br = br.map(|b| dh.decode(b)).transpose()?;
@@ -417,9 +358,7 @@ impl StrSession {
     fn compute_up(&self, chain: &mut Agreed, sponsor: usize) -> Result<Vec<u8>, SessionError> {
         let dh = &self.core.dh;
         let me = self.core.me();
-        let pos = chain
-            .position(me)
-            .ok_or_else(|| unexpected("not in the chain"))?;
+        let pos = chain.position(me).ok_or_else(|| unexpected("not in the chain"))?;
         let top = chain.slots.len() - 1;
         let start = if pos < sponsor { sponsor } else { pos };
         let mut key = None;
@@ -434,9 +373,7 @@ impl StrSession {
             }
         }
         for i in start.max(pos + 1)..=top {
-            let x_below = chain.x[i - 1]
-                .clone()
-                .ok_or_else(|| unexpected("missing key below"))?;
+            let x_below = chain.x[i - 1].clone().ok_or_else(|| unexpected("missing key below"))?;
             let (k, x) = node_exponent(dh, &chain.slots[i].br, &x_below);
             chain.x[i] = Some(x);
             key = Some(k);
@@ -462,11 +399,7 @@ impl StrSession {
 impl Session for StrSession {
     fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
         let change = self.core.begin_view(view)?;
-        let kept = if change.keeps_state {
-            self.agreed.take()
-        } else {
-            None
-        };
+        let kept = if change.keeps_state { self.agreed.take() } else { None };
         self.agreed = None;
         self.phase = Phase::Idle;
         match kept {
@@ -489,10 +422,7 @@ impl Session for StrSession {
 
     fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
         if self.core.begin_refresh()? {
-            let agreed = self
-                .agreed
-                .take()
-                .ok_or_else(|| unexpected("refresh without a key"))?;
+            let agreed = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
             let n = agreed.slots.len();
             let sponsor = n - 1;
             let mut chain = agreed;

@@ -29,11 +29,7 @@ enum Phase {
     #[default]
     Idle,
     /// Round 1: collecting every group's tree.
-    Collect {
-        mine: Node,
-        kept: bool,
-        trees: Vec<(Node, bool)>,
-    },
+    Collect { mine: Node, trees: Vec<(Node, bool)> },
     /// Filling in the merged tree's missing blinded keys.
     Compute(Run),
 }
@@ -63,11 +59,7 @@ fn unexpected(what: impl Into<String>) -> SessionError {
 impl TgdhSession {
     /// A session for one member.
     pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
-        Ok(Self {
-            core: SessionCore::new(NAME, config)?,
-            agreed: None,
-            phase: Phase::Idle,
-        })
+        Ok(Self { core: SessionCore::new(NAME, config)?, agreed: None, phase: Phase::Idle })
     }
 
     fn me(&self) -> String {
@@ -113,16 +105,9 @@ impl TgdhSession {
         }
         if mine.rightmost() == self.core.me() {
             let nodes = to_wire(&mine, &|e| self.core.dh.encode(e));
-            self.core.broadcast(&TgdhMsg::Tree {
-                nodes,
-                kept: kept_state,
-            })?;
+            self.core.broadcast(&TgdhMsg::Tree { nodes, kept: kept_state })?;
         }
-        self.phase = Phase::Collect {
-            mine,
-            kept: kept_state,
-            trees: Vec::new(),
-        };
+        self.phase = Phase::Collect { mine, trees: Vec::new() };
         Ok(())
     }
 
@@ -138,9 +123,7 @@ impl TgdhSession {
         for w in nodes {
             if let WireNode::Leaf { member, .. } = w {
                 if !view.members.contains(member) || !covered.insert(member.clone()) {
-                    return Err(unexpected(format!(
-                        "tree member {member:?} unknown or repeated"
-                    )));
+                    return Err(unexpected(format!("tree member {member:?} unknown or repeated")));
                 }
                 leaves.push(member.clone());
             }
@@ -153,16 +136,12 @@ impl TgdhSession {
             unexpected(format!("malformed tree: {m}"))
         })?;
         if tree.rightmost() != from {
-            return Err(unexpected(format!(
-                "tree from {from:?}, who is not its rightmost member"
-            )));
+            return Err(unexpected(format!("tree from {from:?}, who is not its rightmost member")));
         }
         let me = self.me();
         let tree = if leaves.contains(&me) {
             if tree.members() != mine.members() {
-                return Err(unexpected(
-                    "a tree with this member that is not its group's",
-                ));
+                return Err(unexpected("a tree with this member that is not its group's"));
             }
             // Our own group's tree: keep the private exponents of our copy.
             mine.clone()
@@ -170,9 +149,7 @@ impl TgdhSession {
             tree
         };
         let done = covered.len() == view.members.len();
-        let Phase::Collect { trees, .. } = &mut self.phase else {
-            unreachable!()
-        };
+        let Phase::Collect { trees, .. } = &mut self.phase else { unreachable!() };
         trees.push((tree, kept));
         if done {
             self.merge()?;
@@ -208,9 +185,8 @@ impl TgdhSession {
         refresher: Option<String>,
     ) -> Result<(), SessionError> {
         if let Some(refresher) = refresher {
-            let path = tree
-                .path_to(&refresher)
-                .ok_or_else(|| unexpected("refresher not in tree"))?;
+            let path =
+                tree.path_to(&refresher).ok_or_else(|| unexpected("refresher not in tree"))?;
             tree.invalidate_ancestors(&path);
             let fresh = (refresher == self.core.me())
                 .then(|| self.core.dh.random_exponent(&mut self.core.rng));
@@ -220,11 +196,7 @@ impl TgdhSession {
                 leaf.x = Some(r);
             }
         }
-        self.phase = Phase::Compute(Run {
-            tree,
-            root: None,
-            sent: BTreeSet::new(),
-        });
+        self.phase = Phase::Compute(Run { tree, root: None, sent: BTreeSet::new() });
         self.advance()
     }
 
@@ -236,18 +208,12 @@ impl TgdhSession {
             return Ok(());
         };
         let dh = &self.core.dh;
-        let path = run
-            .tree
-            .path_to(&me)
-            .ok_or_else(|| unexpected("not in the tree"))?;
+        let path = run.tree.path_to(&me).ok_or_else(|| unexpected("not in the tree"))?;
         // Bottom-up along the path.
         if path.is_empty() {
             if run.root.is_none() {
                 let leaf = run.tree.at(&[]).expect("root");
-                let x = leaf
-                    .x
-                    .clone()
-                    .ok_or_else(|| unexpected("own share unknown"))?;
+                let x = leaf.x.clone().ok_or_else(|| unexpected("own share unknown"))?;
                 run.root = Some(dh.pow(&dh.blind(&x), &x));
             }
         } else {
@@ -309,13 +275,8 @@ impl TgdhSession {
         if run.root.is_none() || !run.tree.missing().is_empty() {
             return Ok(());
         }
-        let Phase::Compute(run) = std::mem::take(&mut self.phase) else {
-            unreachable!()
-        };
-        let secret = self
-            .core
-            .dh
-            .encode(run.root.as_ref().expect("root computed"));
+        let Phase::Compute(run) = std::mem::take(&mut self.phase) else { unreachable!() };
+        let secret = self.core.dh.encode(run.root.as_ref().expect("root computed"));
         self.agreed = Some(run.tree);
         self.core.install_key(&secret)
     }
@@ -323,21 +284,14 @@ impl TgdhSession {
     fn on_bkeys(&mut self, from: &str, list: &[(Path, Vec<u8>)]) -> Result<(), SessionError> {
         let me = self.me();
         let Phase::Compute(run) = &self.phase else {
-            return Err(unexpected(format!(
-                "blinded keys from {from:?} not expected"
-            )));
+            return Err(unexpected(format!("blinded keys from {from:?} not expected")));
         };
         let dh = &self.core.dh;
         let mut decoded = Vec::with_capacity(list.len());
         for (p, b) in list {
-            let node = run
-                .tree
-                .at(p)
-                .ok_or_else(|| unexpected("blinded key for no node"))?;
+            let node = run.tree.at(p).ok_or_else(|| unexpected("blinded key for no node"))?;
             if p.is_empty() || node.path_to(from).is_none() {
-                return Err(unexpected(format!(
-                    "{from:?} cannot know the key of that node"
-                )));
+                return Err(unexpected(format!("{from:?} cannot know the key of that node")));
             }
             let bk = dh.decode(b)?;
             if node.bk.as_ref().is_some_and(|old| *old != bk) {
@@ -345,9 +299,7 @@ impl TgdhSession {
             }
             decoded.push((p.clone(), bk));
         }
-        let Phase::Compute(run) = &mut self.phase else {
-            unreachable!()
-        };
+        let Phase::Compute(run) = &mut self.phase else { unreachable!() };
         for (p, bk) in decoded {
             if from == me {
                 run.sent.remove(&p);
@@ -361,11 +313,7 @@ impl TgdhSession {
 impl Session for TgdhSession {
     fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
         let change = self.core.begin_view(view)?;
-        let kept = if change.keeps_state {
-            self.agreed.take()
-        } else {
-            None
-        };
+        let kept = if change.keeps_state { self.agreed.take() } else { None };
         self.agreed = None;
         self.phase = Phase::Idle;
         match kept {
@@ -388,10 +336,7 @@ impl Session for TgdhSession {
 
     fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
         if self.core.begin_refresh()? {
-            let tree = self
-                .agreed
-                .take()
-                .ok_or_else(|| unexpected("refresh without a key"))?;
+            let tree = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
             let rightmost = tree.rightmost().to_owned();
             self.start_compute(tree, Some(rightmost))?;
         }

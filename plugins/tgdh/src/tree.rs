@@ -28,19 +28,11 @@ pub(crate) enum Kind {
 
 impl Node {
     pub(crate) fn leaf(member: String, bk: Option<Element>, x: Option<Secret>) -> Self {
-        Self {
-            bk,
-            x,
-            kind: Kind::Leaf(member),
-        }
+        Self { bk, x, kind: Kind::Leaf(member) }
     }
 
     fn inner(left: Node, right: Node) -> Self {
-        Self {
-            bk: None,
-            x: None,
-            kind: Kind::Inner(Box::new(left), Box::new(right)),
-        }
+        Self { bk: None, x: None, kind: Kind::Inner(Box::new(left), Box::new(right)) }
     }
 
     /// Height: 0 for a leaf.
@@ -155,19 +147,8 @@ impl Node {
                 match (l, r) {
                     (Some(l), Some(r)) => {
                         let changed = cl || cr;
-                        let (bk, x) = if changed {
-                            (None, None)
-                        } else {
-                            (self.bk, self.x)
-                        };
-                        (
-                            Some(Self {
-                                bk,
-                                x,
-                                kind: Kind::Inner(Box::new(l), Box::new(r)),
-                            }),
-                            changed,
-                        )
+                        let (bk, x) = if changed { (None, None) } else { (self.bk, self.x) };
+                        (Some(Self { bk, x, kind: Kind::Inner(Box::new(l), Box::new(r)) }), changed)
                     }
                     (Some(only), None) | (None, Some(only)) => (Some(only), true),
                     (None, None) => (None, true),
@@ -258,10 +239,7 @@ pub(crate) fn to_wire(node: &Node, encode: &dyn Fn(&Element) -> Vec<u8>) -> Vec<
     node.walk(&mut Vec::new(), &mut |_, n| {
         let bk = n.bk.as_ref().map(encode);
         out.push(match &n.kind {
-            Kind::Leaf(m) => WireNode::Leaf {
-                member: m.clone(),
-                bk,
-            },
+            Kind::Leaf(m) => WireNode::Leaf { member: m.clone(), bk },
             Kind::Inner(..) => WireNode::Inner { bk },
         });
     });
@@ -289,14 +267,7 @@ pub(crate) fn from_wire<E>(
             }
             WireNode::Inner { bk } => {
                 let bk = bk.as_deref().map(decode).transpose()?;
-                stack.push((
-                    Node {
-                        bk,
-                        x: None,
-                        kind: Kind::Leaf(String::new()),
-                    },
-                    Vec::new(),
-                ));
+                stack.push((Node { bk, x: None, kind: Kind::Leaf(String::new()) }, Vec::new()));
                 continue;
             }
         };
