@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 pub use gka_plugin_api::Protocol;
 
+pub mod artifacts;
 pub mod scenarios;
 
 use gka_plugin_api::{
