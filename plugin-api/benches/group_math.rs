@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the shared group math: one general modular exponentiation with a
 //! 256-bit exponent (ffdhe2048 and ffdhe3072) against one fixed-base g^x through the table.
 
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use gka_plugin_api::group::{Dh, GroupId};
 use gka_plugin_api::rng::session_rng;

@@ -118,7 +118,7 @@ impl SessionCore {
                 )));
             }
         }
-        let keeps_state = matches!(&self.view, Some(_) if !self.agreement_pending);
+        let keeps_state = self.view.is_some() && !self.agreement_pending;
         let side: Vec<MemberId> = match (&self.view, keeps_state) {
             (Some(prev), true) => {
                 view.members.iter().filter(|m| prev.members.contains(m)).cloned().collect()

@@ -280,7 +280,7 @@ impl FixedBaseTable {
     fn build(g: &BigUint, p: &BigUint) -> Self {
         let monty = Monty::new(p);
         let mut windows = Vec::with_capacity(Self::WINDOWS);
-        let mut base = monty.to_mont(g);
+        let mut base = monty.enter_mont(g);
         for _ in 0..Self::WINDOWS {
             let mut row = Vec::with_capacity(255);
             let mut acc = base.clone();
@@ -312,7 +312,7 @@ impl FixedBaseTable {
         bytes.zeroize();
         match acc {
             Some(mut a) => {
-                let out = self.monty.from_mont(&a);
+                let out = self.monty.leave_mont(&a);
                 a.zeroize();
                 out
             }

@@ -31,13 +31,13 @@ impl Monty {
     }
 
     /// x·R mod n, for x < n.
-    pub(crate) fn to_mont(&self, x: &BigUint) -> Vec<u64> {
+    pub(crate) fn enter_mont(&self, x: &BigUint) -> Vec<u64> {
         let shifted = (x << (64 * self.limbs())) % &self.modulus;
         to_limbs(&shifted, self.limbs())
     }
 
     /// a·R⁻¹ mod n as an integer.
-    pub(crate) fn from_mont(&self, a: &[u64]) -> BigUint {
+    pub(crate) fn leave_mont(&self, a: &[u64]) -> BigUint {
         let mut one = vec![0u64; self.limbs()];
         one[0] = 1;
         from_limbs(&self.mul(a, &one))
@@ -127,7 +127,7 @@ mod tests {
             let m = Monty::new(p);
             let a = (p - BigUint::from(12345u32)) >> 3usize;
             let b = p - BigUint::from(3u32);
-            let got = m.from_mont(&m.mul(&m.to_mont(&a), &m.to_mont(&b)));
+            let got = m.leave_mont(&m.mul(&m.enter_mont(&a), &m.enter_mont(&b)));
             assert_eq!(got, (&a * &b) % p);
         }
     }

@@ -20,7 +20,7 @@ fn sponsor_work(s: u64, top: u64, refresh: bool) -> u64 {
     }
     // K_s (if s ≥ 1), then for each node above: its blinded key below (not for position 0)
     // and its key.
-    r + u64::from(s >= 1) + (s + 1..=top).map(|i| u64::from(i - 1 >= 1) + 1).sum::<u64>()
+    r + u64::from(s >= 1) + (s + 1..=top).map(|i| u64::from(i > 1) + 1).sum::<u64>()
 }
 
 /// Exponentiations of the member at position j ≠ s.

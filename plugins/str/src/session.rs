@@ -295,7 +295,7 @@ impl StrSession {
         let mut bks = Vec::new();
         for i in sponsor + 1..=top {
             let x_below = chain.x[i - 1].clone().expect("computed below");
-            if i - 1 >= 1 {
+            if i > 1 {
                 let bk = dh.blind(&x_below);
                 bks.push(dh.encode(&bk));
                 chain.slots[i - 1].bk = Some(bk);

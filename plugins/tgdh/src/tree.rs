@@ -31,7 +31,7 @@ impl Node {
         Self { bk, x, kind: Kind::Leaf(member) }
     }
 
-    fn inner(left: Node, right: Node) -> Self {
+    fn inner(left: Self, right: Self) -> Self {
         Self { bk: None, x: None, kind: Kind::Inner(Box::new(left), Box::new(right)) }
     }
 
@@ -207,8 +207,8 @@ impl Node {
         }
         let path = spot.unwrap_or_default();
         let target = self.at_mut(&path).expect("insertion path exists");
-        let old = std::mem::replace(target, Node::leaf(String::new(), None, None));
-        *target = Node::inner(old, other);
+        let old = std::mem::replace(target, Self::leaf(String::new(), None, None));
+        *target = Self::inner(old, other);
         self.invalidate_ancestors(&path);
         path
     }
