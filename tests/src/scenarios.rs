@@ -262,5 +262,134 @@ macro_rules! scenario_tests {
         fn three_cascades_in_a_row() {
             $crate::scenarios::three_cascades_in_a_row(__make)
         }
+        #[test]
+        fn hostile_payloads_are_refused_and_the_group_converges() {
+            $crate::scenarios::hostile_payloads(__make)
+        }
     };
+}
+
+/// Reads a LEB128 (postcard varint) u64 at `at`; returns the value and the next offset.
+fn read_varint(bytes: &[u8], mut at: usize) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(at)?;
+        at += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some((value, at));
+        }
+    }
+    None
+}
+
+fn write_varint(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// The payload with its sealed view id and epoch replaced (format byte, two varints, body).
+fn reseal(payload: &[u8], view_id: impl Fn(u64) -> u64, epoch: impl Fn(u64) -> u64) -> Vec<u8> {
+    let (v, at) = read_varint(payload, 1).expect("view id");
+    let (e, at) = read_varint(payload, at).expect("epoch");
+    let mut out = vec![payload[0]];
+    write_varint(view_id(v), &mut out);
+    write_varint(epoch(e), &mut out);
+    out.extend_from_slice(&payload[at..]);
+    out
+}
+
+/// Offsets of fixed-length element encodings (a varint length prefix equal to the group's
+/// byte length, then that many bytes) in a payload.
+fn element_offsets(payload: &[u8], len: usize) -> Vec<usize> {
+    let mut prefix = Vec::new();
+    write_varint(len as u64, &mut prefix);
+    (0..payload.len().saturating_sub(prefix.len() + len - 1))
+        .filter(|&i| payload[i..].starts_with(&prefix))
+        .map(|i| i + prefix.len())
+        .collect()
+}
+
+/// Hostile payloads (truncated, oversized, wrong view, wrong epoch, the elements 0, 1, p − 1,
+/// p and one outside the subgroup, a non-member sender) are each refused with a typed error
+/// by a member in the middle of a join, and the group still converges afterwards.
+pub fn hostile_payloads(make: Factory) {
+    use gka_plugin_api::codec::MAX_PAYLOAD_BYTES;
+    use gka_plugin_api::{ErrorKind, GroupId};
+    use num_bigint_dig::BigUint;
+
+    let (mut h, c, k0) = group(make, "m", 5, 90);
+    h.join(c, &["new"]);
+    let msgs = h.take_in_flight(c);
+    assert!(!msgs.is_empty(), "a join sends messages");
+    let grp = GroupId::Ffdhe2048.params();
+    let len = grp.byte_len();
+    // The first message carrying an element, and a member it is for.
+    let (from, to, payload) = msgs
+        .iter()
+        .find(|(_, _, p)| !element_offsets(p, len).is_empty())
+        .cloned()
+        .expect("some message carries a group element");
+    let members = h.members(c);
+    let target =
+        to.clone().unwrap_or_else(|| members.iter().find(|m| **m != from).cloned().unwrap());
+
+    let mut expect = |what: &str, bytes: &[u8], sender: &str, kind: ErrorKind, text: &str| match h
+        .inject(c, sender, &target, bytes)
+    {
+        Ok(()) => panic!("{what}: accepted"),
+        Err(e) => {
+            assert_eq!(e.kind(), kind, "{what}: {e}");
+            assert!(e.to_string().contains(text), "{what}: {e:?} should mention {text:?}");
+        }
+    };
+    expect("truncated", &payload[..payload.len() / 2], &from, ErrorKind::Payload, "malformed");
+    expect("empty", &[], &from, ErrorKind::Payload, "empty");
+    let mut oversized = payload.clone();
+    oversized.resize(MAX_PAYLOAD_BYTES + 1, 0);
+    expect("oversized", &oversized, &from, ErrorKind::Payload, "exceeds the limit");
+    let mut trailing = payload.clone();
+    trailing.push(0);
+    expect("trailing byte", &trailing, &from, ErrorKind::Payload, "trailing");
+    let mut format = payload.clone();
+    format[0] = 99;
+    expect("unknown format", &format, &from, ErrorKind::Payload, "format");
+    expect("wrong view", &reseal(&payload, |v| v - 1, |e| e), &from, ErrorKind::StaleView, "view");
+    expect(
+        "wrong epoch",
+        &reseal(&payload, |v| v, |e| e + 1),
+        &from,
+        ErrorKind::StaleEpoch,
+        "epoch",
+    );
+    expect("non-member", &payload, "intruder", ErrorKind::NotAMember, "intruder");
+
+    let at = element_offsets(&payload, len)[0];
+    let p = grp.p().clone();
+    let bad: [(&str, BigUint, &str); 5] = [
+        ("element 0", BigUint::from(0u32), "range"),
+        ("element 1", BigUint::from(1u32), "range"),
+        ("element p - 1", &p - 1u32, "range"),
+        ("element p", p.clone(), "range"),
+        ("element outside the subgroup", &p - 2u32, "subgroup"),
+    ];
+    for (what, value, text) in bad {
+        let raw = value.to_bytes_be();
+        let mut tampered = payload.clone();
+        tampered[at..at + len].fill(0);
+        tampered[at + len - raw.len()..at + len].copy_from_slice(&raw);
+        expect(what, &tampered, &from, ErrorKind::Element, text);
+    }
+
+    // Nothing above changed any session: the real messages still lead to one new key.
+    h.put_in_flight(c, msgs);
+    let k1 = settle(&mut h, c, "join after hostile payloads");
+    assert_ne!(k0.key, k1.key);
 }

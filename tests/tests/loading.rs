@@ -135,6 +135,10 @@ macro_rules! across_the_abi {
                 gka_tests::scenarios::refresh(make);
             }
             #[test]
+            fn hostile_payloads() {
+                gka_tests::scenarios::hostile_payloads(make);
+            }
+            #[test]
             fn heal_and_cascades() {
                 gka_tests::scenarios::heal(make);
                 gka_tests::scenarios::three_cascades_in_a_row(make);
