@@ -263,6 +263,10 @@ macro_rules! scenario_tests {
             $crate::scenarios::three_cascades_in_a_row(__make)
         }
         #[test]
+        fn cost_model_matches_measurements() {
+            $crate::scenarios::cost_model_matches(__make)
+        }
+        #[test]
         fn hostile_payloads_are_refused_and_the_group_converges() {
             $crate::scenarios::hostile_payloads(__make)
         }
@@ -392,4 +396,67 @@ pub fn hostile_payloads(make: Factory) {
     h.put_in_flight(c, msgs);
     let k1 = settle(&mut h, c, "join after hostile payloads");
     assert_ne!(k0.key, k1.key);
+}
+
+/// Runs one event in the canonical configuration the cost models describe and returns the
+/// measured cost: the group is `m0000..` after its initial agreement, joiners are `new0000..`,
+/// "leave" removes the member at index ⌊n/2⌋, "partition" the k members from ⌊(n − k)/2⌋.
+pub fn measure(
+    make: Factory,
+    event: gka_plugin_api::EventKind,
+    n: usize,
+    k: usize,
+) -> crate::Measured {
+    use gka_plugin_api::EventKind as E;
+    let mut h = Harness::new(make(), 100 + n as u64);
+    let base = Harness::names("m", n);
+    let c = h.create(&strs(&base));
+    let initial = h.run(c).unwrap_or_else(|e| panic!("initial agreement of {n}: {e}"));
+    if event == E::Initial {
+        return initial;
+    }
+    match event {
+        E::Join => h.join(c, &["new0000"]),
+        E::Merge => h.join(c, &strs(&Harness::names("new", k))),
+        E::Leave => h.leave(c, &[&base[n / 2]]),
+        E::Partition => {
+            let start = (n - k) / 2;
+            h.leave(c, &strs(&base[start..start + k]));
+        }
+        E::Refresh => h.refresh(c),
+        other => panic!("no canonical configuration for {other}"),
+    }
+    let (_, m) = h.settle(c).unwrap_or_else(|e| panic!("{event} at n = {n}: {e}"));
+    m
+}
+
+/// Compares the measured cost of every event, for several n, m and p, with the protocol's own
+/// cost model: rounds, unicasts, broadcasts, serial and total exponentiations, serial
+/// signatures and verifications must all match.
+pub fn cost_model_matches(make: Factory) {
+    use gka_plugin_api::EventKind as E;
+    let protocol = make();
+    let mut mismatches = Vec::new();
+    for n in [4usize, 7, 12] {
+        let cases = [
+            (E::Initial, 0),
+            (E::Join, 0),
+            (E::Merge, 3),
+            (E::Leave, 0),
+            (E::Partition, 2),
+            (E::Partition, n / 2),
+            (E::Refresh, 0),
+        ];
+        for (event, k) in cases {
+            let measured = measure(make, event, n, k).as_cost();
+            let mut model = protocol.cost(event, n as u64, k as u64);
+            model.bytes = measured.bytes;
+            if measured != model {
+                mismatches.push(format!(
+                    "{event} n={n} k={k}:\n  measured {measured:?}\n  model    {model:?}"
+                ));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "cost model mismatches:\n{}", mismatches.join("\n"));
 }

@@ -20,7 +20,7 @@ fn merge(n: u64, m: u64) -> CostFigures {
         serial_exponentiations: n + 2 * m + 1,
         total_exponentiations: 3 * n + 4 * m - 2,
         signatures: m + 3,
-        verifications: n + 2 * m,
+        verifications: n + 2 * m + 1,
         bytes: m * (HEADER + list + ELEMENT + 3)
             + (HEADER + list + ELEMENT + 3)
             + (size - 1) * (HEADER + ELEMENT + 3)

@@ -2,7 +2,8 @@
 //!
 //! Position-dependent events use a stated configuration: "leave" removes the member in the
 //! middle of the chain (position ⌊n/2⌋), "partition" removes p consecutive members starting at
-//! position ⌊(n − p)/2⌋. A leave near the top is cheaper, one near the bottom dearer.
+//! position ⌊(n − p)/2⌋; joiners are new members whose ids sort after the group's. A leave
+//! near the top is cheaper, one near the bottom dearer.
 
 use gka_plugin_api::{CostFigures, EventKind};
 
@@ -34,6 +35,8 @@ fn member_work(j: u64, s: u64, top: u64) -> u64 {
 
 struct Run {
     size: u64,
+    /// Members of the bottom (largest) group in an exchange.
+    bottom: u64,
     sponsor: u64,
     refresh: bool,
     /// Groups exchanging chains in round 1 (0: one agreed chain, no exchange).
@@ -43,7 +46,7 @@ struct Run {
 }
 
 fn figures(run: Run) -> CostFigures {
-    let Run { size, sponsor, refresh, groups, fresh } = run;
+    let Run { size, bottom, sponsor, refresh, groups, fresh } = run;
     if size == 0 {
         return CostFigures::default();
     }
@@ -68,17 +71,20 @@ fn figures(run: Run) -> CostFigures {
         serial_exponentiations: c1 + ws + others.iter().copied().max().unwrap_or(0),
         total_exponentiations: fresh + ws + others.iter().sum::<u64>(),
         signatures: if exchange { 2 } else { 1 },
-        verifications: if exchange { groups } else { 1 },
+        // The sponsor hears the other groups' chains; a member of the bottom group other than
+        // the sponsor also hears its own group's, then the update.
+        verifications: if exchange { groups + u64::from(bottom > 1) } else { 1 },
         bytes: if exchange { HEADER * groups + size * SLOT } else { 0 } + update_bytes,
     }
 }
 
 /// The figures for the event, with ffdhe2048 elements.
 pub(crate) fn cost(event: EventKind, n: u64, k: u64) -> CostFigures {
-    let middle_leave = |n: u64, p: u64| {
-        let d = (n - p) / 2;
+    // The p members from position d leave: positions below d keep their keys.
+    let leave_from = |n: u64, p: u64, d: u64| {
         figures(Run {
             size: n - p,
+            bottom: n - p,
             sponsor: sponsor_for(d as usize) as u64,
             refresh: true,
             groups: 0,
@@ -87,26 +93,37 @@ pub(crate) fn cost(event: EventKind, n: u64, k: u64) -> CostFigures {
     };
     match event {
         EventKind::Initial if n <= 1 => {
-            figures(Run { size: 1, sponsor: 0, refresh: false, groups: 0, fresh: 1 })
+            figures(Run { size: 1, bottom: 1, sponsor: 0, refresh: false, groups: 0, fresh: 1 })
         }
         EventKind::Initial => {
-            figures(Run { size: n, sponsor: 0, refresh: false, groups: n, fresh: n })
+            figures(Run { size: n, bottom: 1, sponsor: 0, refresh: false, groups: n, fresh: n })
         }
-        EventKind::Join => {
-            figures(Run { size: n + 1, sponsor: n.max(1) - 1, refresh: true, groups: 2, fresh: 1 })
-        }
+        EventKind::Join => figures(Run {
+            size: n + 1,
+            bottom: n,
+            sponsor: n.max(1) - 1,
+            refresh: true,
+            groups: 2,
+            fresh: 1,
+        }),
         EventKind::Merge => figures(Run {
             size: n + k,
+            bottom: n,
             sponsor: n.max(1) - 1,
             refresh: true,
             groups: k + 1,
             fresh: k,
         }),
-        EventKind::Leave if n >= 1 => middle_leave(n, 1),
-        EventKind::Partition if k < n => middle_leave(n, k),
-        EventKind::Refresh => {
-            figures(Run { size: n, sponsor: n.max(1) - 1, refresh: true, groups: 0, fresh: 0 })
-        }
+        EventKind::Leave if n >= 1 => leave_from(n, 1, n / 2),
+        EventKind::Partition if k < n => leave_from(n, k, (n - k) / 2),
+        EventKind::Refresh => figures(Run {
+            size: n,
+            bottom: n,
+            sponsor: n.max(1) - 1,
+            refresh: true,
+            groups: 0,
+            fresh: 0,
+        }),
         _ => CostFigures::default(),
     }
 }

@@ -7,7 +7,10 @@ use gka_plugin_api::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::tree::{from_wire, merge_order, to_wire, Node, Path, WireNode};
+use crate::tree::{
+    from_wire, invalidate_refresher, merge_trees, publication, subtractive_refresher, to_wire,
+    Node, Path, WireNode,
+};
 use crate::NAME;
 
 /// Domain label for mapping node keys to exponents (§9.2).
@@ -77,14 +80,7 @@ impl TgdhSession {
         let tree = tree
             .prune(&|m| !members.iter().any(|x| x == m))
             .ok_or_else(|| unexpected("no member left"))?;
-        // The refresher: the rightmost leaf under the deepest (then rightmost) node that lost
-        // its key, so one path covers every change of a leave; the rightmost member if none.
-        let missing = tree.missing();
-        let refresher = missing
-            .iter()
-            .max_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)))
-            .and_then(|p| tree.at(p))
-            .map_or_else(|| tree.rightmost().to_owned(), |n| n.rightmost().to_owned());
+        let refresher = subtractive_refresher(&tree);
         self.start_compute(tree, Some(refresher))
     }
 
@@ -162,20 +158,7 @@ impl TgdhSession {
         let Phase::Collect { trees, .. } = std::mem::take(&mut self.phase) else {
             return Err(unexpected("merge outside collection"));
         };
-        let order = merge_order(&trees.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>());
-        let mut trees: Vec<Option<(Node, bool)>> = trees.into_iter().map(Some).collect();
-        let (mut merged, base_kept) = trees[order[0]].take().expect("base tree");
-        let mut refresher = None;
-        for &i in &order[1..] {
-            let (t, _) = trees[i].take().expect("tree");
-            let at = merged.insert(t);
-            if refresher.is_none() && base_kept {
-                // The sponsor of the first insertion point refreshes its share.
-                let mut v = at.clone();
-                v.push(false);
-                refresher = merged.at(&v).map(|n| n.rightmost().to_owned());
-            }
-        }
+        let (merged, refresher) = merge_trees(trees);
         self.start_compute(merged, refresher)
     }
 
@@ -185,15 +168,11 @@ impl TgdhSession {
         refresher: Option<String>,
     ) -> Result<(), SessionError> {
         if let Some(refresher) = refresher {
-            let path =
-                tree.path_to(&refresher).ok_or_else(|| unexpected("refresher not in tree"))?;
-            tree.invalidate_ancestors(&path);
-            let fresh = (refresher == self.core.me())
-                .then(|| self.core.dh.random_exponent(&mut self.core.rng));
-            let leaf = tree.at_mut(&path).expect("leaf exists");
-            leaf.bk = None;
-            if let Some(r) = fresh {
-                leaf.x = Some(r);
+            let path = invalidate_refresher(&mut tree, &refresher)
+                .ok_or_else(|| unexpected("refresher not in tree"))?;
+            if refresher == self.core.me() {
+                let r = self.core.dh.random_exponent(&mut self.core.rng);
+                tree.at_mut(&path).expect("leaf exists").x = Some(r);
             }
         }
         self.phase = Phase::Compute(Run { tree, root: None, sent: BTreeSet::new() });
@@ -243,27 +222,18 @@ impl TgdhSession {
                 }
             }
         }
-        // Publish: if this member is the sponsor (rightmost leaf) of a node on its path that
-        // it can compute and nobody has published, it sends every such blinded key it knows.
-        let mut candidates = Vec::new();
-        let mut responsible = false;
-        for depth in (1..=path.len()).rev() {
-            let p = &path[..depth];
-            let node = run.tree.at(p).expect("on path");
-            if node.bk.is_some() || run.sent.contains(p) || node.x.is_none() {
-                continue;
-            }
-            responsible |= node.rightmost() == me;
-            candidates.push(p.to_vec());
-        }
-        if responsible {
-            let mut list = Vec::new();
-            for p in candidates {
+        // Publish what this member is responsible for (see `tree::publication`).
+        let tree = &run.tree;
+        let knows = |p: &[bool]| tree.at(p).is_some_and(|n| n.x.is_some());
+        let list = publication(tree, &path, &me, &knows, &run.sent);
+        if !list.is_empty() {
+            let mut wire = Vec::with_capacity(list.len());
+            for p in list {
                 let x = run.tree.at(&p).and_then(|n| n.x.clone()).expect("known");
-                list.push((p.clone(), dh.encode(&dh.blind(&x))));
+                wire.push((p.clone(), dh.encode(&dh.blind(&x))));
                 run.sent.insert(p);
             }
-            self.core.broadcast(&TgdhMsg::Bkeys(list))?;
+            self.core.broadcast(&TgdhMsg::Bkeys(wire))?;
         }
         self.try_commit()
     }

@@ -214,8 +214,74 @@ impl Node {
     }
 }
 
+/// The member who refreshes its share after leavers were pruned from an agreed tree: the
+/// rightmost leaf under the deepest (then rightmost) node that lost its key, so that one path
+/// covers every change of a leave; the rightmost member if no node changed (a refresh).
+pub(crate) fn subtractive_refresher(tree: &Node) -> String {
+    tree.missing()
+        .iter()
+        .max_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)))
+        .and_then(|p| tree.at(p))
+        .map_or_else(|| tree.rightmost().to_owned(), |n| n.rightmost().to_owned())
+}
+
+/// Merges group trees (§9.6): tallest first, each inserted by [`Node::insert`]. If the base
+/// (first) tree's group had agreed a key, the rightmost member under the first insertion point
+/// refreshes its share; it is returned.
+pub(crate) fn merge_trees(trees: Vec<(Node, bool)>) -> (Node, Option<String>) {
+    let order = merge_order(&trees.iter().map(|(t, _)| t).collect::<Vec<_>>());
+    let mut trees: Vec<Option<(Node, bool)>> = trees.into_iter().map(Some).collect();
+    let (mut merged, base_kept) = trees[order[0]].take().expect("base tree");
+    let mut refresher = None;
+    for &i in &order[1..] {
+        let (t, _) = trees[i].take().expect("each tree once");
+        let mut v = merged.insert(t);
+        if refresher.is_none() && base_kept {
+            v.push(false);
+            refresher = merged.at(&v).map(|n| n.rightmost().to_owned());
+        }
+    }
+    (merged, refresher)
+}
+
+/// Marks the refresher's leaf and every ancestor as changed; returns the leaf's path.
+pub(crate) fn invalidate_refresher(tree: &mut Node, refresher: &str) -> Option<Path> {
+    let path = tree.path_to(refresher)?;
+    tree.invalidate_ancestors(&path);
+    tree.at_mut(&path)?.bk = None;
+    Some(path)
+}
+
+/// The nodes a member publishes: on its path (leaf included, root excluded), every node whose
+/// exponent it knows, whose blinded key was not delivered and that it has not sent yet, but
+/// only if it is the sponsor (rightmost leaf) of at least one of them; else nothing.
+pub(crate) fn publication(
+    tree: &Node,
+    path: &[bool],
+    me: &str,
+    knows: &dyn Fn(&[bool]) -> bool,
+    sent: &std::collections::BTreeSet<Path>,
+) -> Vec<Path> {
+    let mut candidates = Vec::new();
+    let mut responsible = false;
+    for depth in (1..=path.len()).rev() {
+        let p = &path[..depth];
+        let Some(node) = tree.at(p) else { continue };
+        if node.bk.is_some() || sent.contains(p) || !knows(p) {
+            continue;
+        }
+        responsible |= node.rightmost() == me;
+        candidates.push(p.to_vec());
+    }
+    if responsible {
+        candidates
+    } else {
+        Vec::new()
+    }
+}
+
 /// The order in which trees are merged: tallest first, ties by the leftmost member's id.
-pub(crate) fn merge_order(trees: &[Node]) -> Vec<usize> {
+pub(crate) fn merge_order(trees: &[&Node]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..trees.len()).collect();
     order.sort_by(|&a, &b| {
         trees[b]
