@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 pub use gka_plugin_api::Protocol;
 
 pub mod artifacts;
+pub mod kat;
 pub mod scenarios;
 
 use gka_plugin_api::{
@@ -138,7 +139,7 @@ impl Harness {
     pub fn new(protocol: Box<dyn Protocol>, seed: u64) -> Self {
         Self {
             protocol,
-            group: "test-group".into(),
+            group: Self::GROUP.into(),
             dh_group: GroupId::Ffdhe2048,
             seed,
             next_view_id: 1,
@@ -177,18 +178,28 @@ impl Harness {
         self.comp(c).view_id
     }
 
+    /// The RNG seed of the `index`-th session a harness seeded with `seed` makes, for member
+    /// `id`: SHA-256(seed ‖ id ‖ index). Tests use it to recompute members' shares.
+    pub fn member_seed(seed: u64, id: &str, index: u64) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(seed.to_le_bytes());
+        h.update(id.as_bytes());
+        h.update(index.to_le_bytes());
+        h.finalize().into()
+    }
+
+    /// The group name every harness session uses.
+    pub const GROUP: &'static str = "test-group";
+
     fn new_member(&mut self, id: &str) {
         assert!(!self.members.contains_key(id), "member {id} exists");
-        let mut h = Sha256::new();
-        h.update(self.seed.to_le_bytes());
-        h.update(id.as_bytes());
-        h.update(self.sessions_made.to_le_bytes());
+        let rng_seed = Self::member_seed(self.seed, id, self.sessions_made);
         self.sessions_made += 1;
         let config = SessionConfig {
             group_name: self.group.clone(),
             member_id: id.to_owned(),
             dh_group: self.dh_group,
-            rng_seed: h.finalize().into(),
+            rng_seed,
         };
         let session = self.protocol.new_session(config).expect("new session");
         self.age += 1;

@@ -135,6 +135,14 @@ macro_rules! across_the_abi {
                 gka_tests::scenarios::refresh(make);
             }
             #[test]
+            fn known_answer_vectors_replay_through_the_abi() {
+                let path = gka_tests::artifacts::workspace_root()
+                    .join("plugins")
+                    .join(stringify!($name))
+                    .join("test_vectors/kat.json");
+                gka_tests::kat::check(make, &path);
+            }
+            #[test]
             fn hostile_payloads() {
                 gka_tests::scenarios::hostile_payloads(make);
             }
