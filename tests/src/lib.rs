@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 pub use gka_plugin_api::Protocol;
 
+pub mod algebra;
 pub mod artifacts;
 pub mod kat;
 pub mod scenarios;
