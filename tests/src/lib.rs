@@ -21,11 +21,13 @@
 //! Lamport-style clocks that messages carry from sender to receiver.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 pub use gka_plugin_api::Protocol;
 
 pub mod algebra;
 pub mod artifacts;
+pub mod bench;
 pub mod kat;
 pub mod scenarios;
 
@@ -68,6 +70,8 @@ struct Member {
     prev_view: Option<Vec<String>>,
     keys: Vec<GroupKey>,
     clock: Clock,
+    /// Time spent inside this member's session calls during the current event.
+    cpu: Duration,
 }
 
 /// A connected set of members with its own views and message queue.
@@ -97,6 +101,10 @@ pub struct Measured {
     pub verifications: u64,
     /// Payload bytes sent.
     pub bytes: u64,
+    /// Time spent in session calls, summed over members (wall time on this machine).
+    pub total_cpu: Duration,
+    /// Time spent in the session calls of the busiest member.
+    pub busiest_member_cpu: Duration,
 }
 
 impl Measured {
@@ -207,7 +215,13 @@ impl Harness {
         self.joined_at.insert(id.to_owned(), self.age);
         self.members.insert(
             id.to_owned(),
-            Member { session, prev_view: None, keys: Vec::new(), clock: Clock::default() },
+            Member {
+                session,
+                prev_view: None,
+                keys: Vec::new(),
+                clock: Clock::default(),
+                cpu: Duration::ZERO,
+            },
         );
     }
 
@@ -220,6 +234,7 @@ impl Harness {
         self.measured = Measured::default();
         for m in self.members.values_mut() {
             m.clock = Clock::default();
+            m.cpu = Duration::ZERO;
         }
     }
 
@@ -246,7 +261,9 @@ impl Harness {
             };
             m.prev_view = Some(members.clone());
             let before = m.session.counters().exponentiations;
+            let started = Instant::now();
             let result = m.session.handle_view(0, &view);
+            m.cpu += started.elapsed();
             if let Err(e) = result {
                 self.errors.push(format!("{id}: handle_view({view_id}): {e}"));
             }
@@ -370,7 +387,10 @@ impl Harness {
         for id in self.comp(c).members.clone() {
             let m = self.members.get_mut(&id).expect("member");
             let before = m.session.counters().exponentiations;
-            if let Err(e) = m.session.handle_refresh(0) {
+            let started = Instant::now();
+            let refreshed = m.session.handle_refresh(0);
+            m.cpu += started.elapsed();
+            if let Err(e) = refreshed {
                 self.errors.push(format!("{id}: handle_refresh: {e}"));
             }
             self.after_input(c, &id, before, 1);
@@ -402,7 +422,10 @@ impl Harness {
                 m.clock.verifs += 1;
             }
             let before = m.session.counters().exponentiations;
-            if let Err(e) = m.session.handle_payload(0, &msg.from, &msg.payload) {
+            let started = Instant::now();
+            let handled = m.session.handle_payload(0, &msg.from, &msg.payload);
+            m.cpu += started.elapsed();
+            if let Err(e) = handled {
                 self.errors.push(format!("{t}: payload from {}: {e}", msg.from));
             }
             self.after_input(c, &t, before, msg.wave + 1);
@@ -449,7 +472,10 @@ impl Harness {
         self.take_errors()?;
         let mut m = self.measured;
         for id in &self.comp(c).members {
-            let clock = self.members[id].clock;
+            let member = &self.members[id];
+            m.total_cpu += member.cpu;
+            m.busiest_member_cpu = m.busiest_member_cpu.max(member.cpu);
+            let clock = member.clock;
             m.serial_exponentiations = m.serial_exponentiations.max(clock.exps);
             m.signatures = m.signatures.max(clock.sigs);
             m.verifications = m.verifications.max(clock.verifs);
