@@ -21,6 +21,10 @@ fn exponentiation(c: &mut Criterion) {
         c.bench_function(&format!("modexp/{id}/fixed-base-g-256bit"), |b| {
             b.iter(|| dh.blind(std::hint::black_box(&x)))
         });
+        let encoded = dh.encode(&base);
+        c.bench_function(&format!("validate/{id}/decode-range-legendre"), |b| {
+            b.iter(|| dh.decode(std::hint::black_box(&encoded)))
+        });
     }
 }
 

@@ -635,3 +635,93 @@ impl Session for LoadedSession {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::EventKind;
+
+    /// Sessions whose every input panics.
+    #[derive(Default)]
+    struct Bomb;
+
+    struct BombSession;
+
+    impl Session for BombSession {
+        fn handle_view(&mut self, _: u64, _: &View) -> Result<(), SessionError> {
+            panic!("view exploded")
+        }
+        fn handle_payload(&mut self, _: u64, _: &str, _: &[u8]) -> Result<(), SessionError> {
+            Ok(())
+        }
+        fn handle_refresh(&mut self, _: u64) -> Result<(), SessionError> {
+            Ok(())
+        }
+        fn poll_output(&mut self) -> Option<Output> {
+            None
+        }
+        fn counters(&self) -> Counters {
+            Counters::default()
+        }
+    }
+
+    impl Protocol for Bomb {
+        fn descriptor(&self) -> Descriptor {
+            Descriptor {
+                name: "bomb".into(),
+                version: "0".into(),
+                summary: String::new(),
+                events: vec![],
+            }
+        }
+        fn cost(&self, _: EventKind, _: u64, _: u64) -> CostFigures {
+            panic!("cost exploded")
+        }
+        fn new_session(&self, _: SessionConfig) -> Result<Box<dyn Session>, SessionError> {
+            Ok(Box::new(BombSession))
+        }
+    }
+
+    #[test]
+    fn a_panicking_session_becomes_an_error_and_is_poisoned() {
+        let config = FfiSessionConfig {
+            group_name: "g".into(),
+            member_id: "a".into(),
+            dh_group: 2048,
+            rng_seed: [0; 32],
+        };
+        let mut session = ffi_new_session::<Bomb>(config).into_result().expect("session");
+        let view = FfiView::from(&View {
+            view_id: 1,
+            members: vec!["a".into()],
+            joined: vec![],
+            left: vec![],
+        });
+        let err = session.handle_view(0, &view).into_result().expect_err("panic caught");
+        assert_eq!(ErrorKind::from_code(err.kind), ErrorKind::Panicked);
+        assert!(err.message.as_str().contains("view exploded"));
+        // Poisoned: even a harmless call now fails.
+        let err = session.handle_refresh(0).into_result().expect_err("poisoned");
+        assert!(err.message.as_str().contains("poisoned"));
+    }
+
+    #[test]
+    fn a_panicking_cost_model_becomes_an_error() {
+        let err = ffi_cost::<Bomb>(EventKind::Join.code(), 4, 0).into_result().expect_err("caught");
+        assert_eq!(ErrorKind::from_code(err.kind), ErrorKind::Panicked);
+        let err = ffi_cost::<Bomb>(200, 4, 0).into_result().expect_err("unknown event");
+        assert_eq!(ErrorKind::from_code(err.kind), ErrorKind::Config);
+    }
+
+    #[test]
+    fn an_unknown_group_is_a_config_error() {
+        let config = FfiSessionConfig {
+            group_name: "g".into(),
+            member_id: "a".into(),
+            dh_group: 1234,
+            rng_seed: [0; 32],
+        };
+        let err = ffi_new_session::<Bomb>(config).into_result().err().expect("refused");
+        assert_eq!(ErrorKind::from_code(err.kind), ErrorKind::Config);
+    }
+}

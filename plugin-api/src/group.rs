@@ -17,15 +17,14 @@ use std::cell::Cell;
 use std::fmt;
 use std::sync::OnceLock;
 
-use num_bigint_dig::algorithms::jacobi;
-use num_bigint_dig::{BigInt, BigUint, ModInverse, RandBigInt};
+use num_bigint_dig::{BigUint, ModInverse, RandBigInt};
 use num_traits::{One, Zero};
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
-use crate::monty::Monty;
+use crate::monty::{jacobi, Monty};
 use crate::rfc7919;
 
 /// Bits in every secret exponent (RFC 7919 §5.2 asks for at least 225 for `ffdhe2048`).
@@ -230,8 +229,7 @@ impl FfdheGroup {
         if *y <= BigUint::one() || *y >= self.p_minus_1 {
             return Err(ElementError::OutOfRange);
         }
-        let symbol = jacobi(&BigInt::from(y.clone()), &BigInt::from(self.p.clone()));
-        if symbol != 1 {
+        if jacobi(y, &self.p) != 1 {
             return Err(ElementError::NotInSubgroup);
         }
         Ok(())

@@ -341,9 +341,16 @@ pub fn hostile_payloads(make: Factory) {
         .find(|(_, _, p)| !element_offsets(p, len).is_empty())
         .cloned()
         .expect("some message carries a group element");
+    // A member outside the sender's side, which must validate everything: the joiner, unless
+    // it sent the message.
     let members = h.members(c);
-    let target =
-        to.clone().unwrap_or_else(|| members.iter().find(|m| **m != from).cloned().unwrap());
+    let target = to.clone().unwrap_or_else(|| {
+        if from != "new" {
+            "new".to_owned()
+        } else {
+            members.iter().find(|m| **m != from).cloned().expect("another member")
+        }
+    });
 
     let mut expect = |what: &str, bytes: &[u8], sender: &str, kind: ErrorKind, text: &str| match h
         .inject(c, sender, &target, bytes)

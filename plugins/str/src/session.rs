@@ -23,7 +23,7 @@ enum StrMsg {
 }
 
 /// One chain position on the wire.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct WireSlot {
     member: String,
     br: Vec<u8>,
@@ -65,10 +65,6 @@ impl Agreed {
         }
     }
 
-    fn members(&self) -> Vec<String> {
-        self.slots.iter().map(|s| s.member.clone()).collect()
-    }
-
     /// Keeps the given members; returns how many bottom positions kept their keys.
     fn retain(&mut self, members: &[String]) -> usize {
         let first_removed = self.slots.iter().position(|s| !members.contains(&s.member));
@@ -106,6 +102,8 @@ enum Phase {
     Collect {
         /// This member's group chain (with its private keys).
         mine: Agreed,
+        /// How many bottom positions of it kept their keys.
+        mine_valid: usize,
         /// Whether this member's group kept an agreed state (its sponsor then refreshes).
         kept: bool,
         /// Chains received, with their `valid` counts.
@@ -166,24 +164,29 @@ impl StrSession {
         }
         let top = mine.slots.last().map(|s| s.member.clone()).unwrap_or_default();
         if top == self.core.me() {
-            let slots = mine
-                .slots
-                .iter()
-                .enumerate()
-                .map(|(i, s)| WireSlot {
-                    member: s.member.clone(),
-                    br: self.core.dh.encode(&s.br),
-                    bk: s.bk.as_ref().filter(|_| i > 0).map(|e| self.core.dh.encode(e)),
-                })
-                .collect();
+            let slots = self.wire(&mine.slots);
             self.core.broadcast(&StrMsg::Chain { slots, valid: valid as u32 })?;
         }
-        self.phase = Phase::Collect { mine, kept: kept_state, chains: Vec::new() };
+        self.phase =
+            Phase::Collect { mine, mine_valid: valid, kept: kept_state, chains: Vec::new() };
         Ok(())
     }
 
+    /// A chain's wire form (position 0 carries no bk: it is br_0).
+    fn wire(&self, slots: &[Slot]) -> Vec<WireSlot> {
+        slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| WireSlot {
+                member: s.member.clone(),
+                br: self.core.dh.encode(&s.br),
+                bk: s.bk.as_ref().filter(|_| i > 0).map(|e| self.core.dh.encode(e)),
+            })
+            .collect()
+    }
+
     fn on_chain(&mut self, from: &str, slots: &[WireSlot], valid: u32) -> Result<(), SessionError> {
-        let Phase::Collect { mine, chains, .. } = &self.phase else {
+        let Phase::Collect { mine, mine_valid, chains, .. } = &self.phase else {
             return Err(unexpected(format!("chain from {from:?} not expected")));
         };
         let view = self.core.view()?;
@@ -192,7 +195,6 @@ impl StrSession {
         }
         let mut covered: Vec<&String> =
             chains.iter().flat_map(|(c, _)| c.iter().map(|s| &s.member)).collect();
-        let mine_members = mine.members();
         for s in slots {
             if !view.members.contains(&s.member) || covered.contains(&&s.member) {
                 return Err(unexpected(format!("chain member {:?} unknown or repeated", s.member)));
@@ -200,19 +202,26 @@ impl StrSession {
             covered.push(&s.member);
         }
         let contains_me = slots.iter().any(|s| s.member == self.core.me());
-        let names: Vec<String> = slots.iter().map(|s| s.member.clone()).collect();
-        if contains_me && names != mine_members {
-            return Err(unexpected("a chain with this member that is not its group's"));
-        }
         let valid = (valid as usize).clamp(1, slots.len());
-        let mut decoded = Vec::with_capacity(slots.len());
-        for (i, s) in slots.iter().enumerate() {
-            let bk = match &s.bk {
-                Some(b) if i > 0 && i < valid => Some(self.core.dh.decode(b)?),
-                _ => None,
-            };
-            decoded.push(Slot { member: s.member.clone(), br: self.core.dh.decode(&s.br)?, bk });
-        }
+        let decoded = if contains_me {
+            // Our own group's chain: it must be exactly our copy. Comparing encodings spares
+            // validating elements we computed or checked before.
+            if self.wire(&mine.slots) != slots || valid != *mine_valid {
+                return Err(unexpected("a chain with this member that is not its group's"));
+            }
+            mine.slots.clone()
+        } else {
+            let mut decoded = Vec::with_capacity(slots.len());
+            for (i, s) in slots.iter().enumerate() {
+                let bk = match &s.bk {
+                    Some(b) if i > 0 && i < valid => Some(self.core.dh.decode(b)?),
+                    _ => None,
+                };
+                let br = self.core.dh.decode(&s.br)?;
+                decoded.push(Slot { member: s.member.clone(), br, bk });
+            }
+            decoded
+        };
         let done = covered.len() == view.members.len();
         let Phase::Collect { chains, .. } = &mut self.phase else { unreachable!() };
         chains.push((decoded, valid));
@@ -224,7 +233,7 @@ impl StrSession {
 
     /// Every group's chain is in: stack them and let the sponsor compute.
     fn merge(&mut self) -> Result<(), SessionError> {
-        let Phase::Collect { mine, kept, chains } = std::mem::take(&mut self.phase) else {
+        let Phase::Collect { mine, kept, chains, .. } = std::mem::take(&mut self.phase) else {
             return Err(unexpected("merge outside collection"));
         };
         let order = merge_order(

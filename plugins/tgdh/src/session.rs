@@ -127,23 +127,23 @@ impl TgdhSession {
         if nodes.len() != 2 * leaves.len().max(1) - 1 {
             return Err(unexpected("tree shape does not match its leaves"));
         }
-        let dh = &self.core.dh;
-        let tree = from_wire(nodes, &|b| dh.decode(b).map_err(SessionError::from), &|m| {
-            unexpected(format!("malformed tree: {m}"))
-        })?;
+        let me = self.me();
+        let tree = if leaves.contains(&me) {
+            // Our own group's tree: it must be exactly our copy, which keeps our private
+            // exponents. Comparing encodings spares validating elements we computed or checked.
+            if to_wire(mine, &|e| self.core.dh.encode(e)) != nodes {
+                return Err(unexpected("a tree with this member that is not its group's"));
+            }
+            mine.clone()
+        } else {
+            let dh = &self.core.dh;
+            from_wire(nodes, &|b| dh.decode(b).map_err(SessionError::from), &|m| {
+                unexpected(format!("malformed tree: {m}"))
+            })?
+        };
         if tree.rightmost() != from {
             return Err(unexpected(format!("tree from {from:?}, who is not its rightmost member")));
         }
-        let me = self.me();
-        let tree = if leaves.contains(&me) {
-            if tree.members() != mine.members() {
-                return Err(unexpected("a tree with this member that is not its group's"));
-            }
-            // Our own group's tree: keep the private exponents of our copy.
-            mine.clone()
-        } else {
-            tree
-        };
         let done = covered.len() == view.members.len();
         let Phase::Collect { trees, .. } = &mut self.phase else { unreachable!() };
         trees.push((tree, kept));

@@ -293,7 +293,7 @@ pub(crate) fn merge_order(trees: &[&Node]) -> Vec<usize> {
 }
 
 /// One node of the flat (pre-order) wire form of a tree.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum WireNode {
     Leaf { member: String, bk: Option<Vec<u8>> },
     Inner { bk: Option<Vec<u8>> },
