@@ -2,9 +2,14 @@
 //! several group sizes, measured with the in-memory harness (one thread, so the times are CPU
 //! times on this machine). Network time is not included; that is the simulator's job.
 //!
-//! Run with `cargo bench -p gka-<protocol>` (each plugin has a `benches/events.rs`).
+//! Run with `cargo bench -p gka-<protocol>` (each plugin has a `benches/events.rs`). Each
+//! criterion sample runs whole episodes (initial agreement, join, leave, merge, partition,
+//! refresh) and reports only the benchmarked event's busiest-member time, so forming the group
+//! is never counted.
 
 use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, SamplingMode};
 
 use crate::scenarios::Factory;
 use crate::{strs, Harness, Measured};
@@ -58,6 +63,30 @@ fn episode(make: Factory, n: usize, seed: u64) -> Vec<(&'static str, Measured, u
     h.refresh(c);
     settle(&mut h, "refresh");
     out
+}
+
+/// The events of an episode, in order.
+pub const EVENTS: [&str; 6] = ["initial", "join", "leave", "merge-3", "partition-3", "refresh"];
+
+/// Registers one criterion benchmark per event and size: the busiest member's computation.
+pub fn criterion_benches(c: &mut Criterion, make: Factory) {
+    let name = make().descriptor().name;
+    let mut group = c.benchmark_group(format!("{name}/per-member"));
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_millis(500));
+    for n in SIZES {
+        for (j, event) in EVENTS.iter().enumerate() {
+            group.bench_with_input(BenchmarkId::new(*event, n), &n, |b, &n| {
+                b.iter_custom(|iters| {
+                    (0..iters).map(|i| episode(make, n, i)[j].1.busiest_member_cpu).sum()
+                })
+            });
+        }
+    }
+    group.finish();
 }
 
 /// Runs the benchmark and returns its rows.

@@ -1,5 +1,17 @@
-//! Per-member computation of every event at n = 8, 32 and 128 (see `gka_tests::bench`).
+//! Criterion: the busiest member's computation for every event at n = 8, 32 and 128 (see
+//! `gka_tests::bench`). `GKA_BENCH_TABLE=1` prints a Markdown table of the same instead.
 
-fn main() {
-    gka_tests::bench::report(|| Box::new(gka_tgdh::Tgdh));
+#![allow(missing_docs)]
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn events(c: &mut Criterion) {
+    if std::env::var_os("GKA_BENCH_TABLE").is_some() {
+        gka_tests::bench::report(|| Box::new(gka_tgdh::Tgdh));
+        return;
+    }
+    gka_tests::bench::criterion_benches(c, || Box::new(gka_tgdh::Tgdh));
 }
+
+criterion_group!(benches, events);
+criterion_main!(benches);
