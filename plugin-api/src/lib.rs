@@ -30,6 +30,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod abi;
+mod agreement;
 pub mod codec;
 mod core;
 mod error;
@@ -40,6 +41,7 @@ pub mod protocol;
 mod rfc7919;
 pub mod rng;
 
+pub use crate::agreement::Agreement;
 pub use crate::core::{SessionCore, ViewChange};
 pub use crate::error::{ErrorKind, PayloadError, SessionError};
 pub use crate::group::{Dh, Element, ElementError, GroupId, Secret};

@@ -1,13 +1,17 @@
 //! The BD session state machine.
 
-use gka_plugin_api::{Element, Secret, Session, SessionConfig, SessionCore, SessionError, View};
+use gka_plugin_api::{
+    Agreement, Element, Secret, SessionConfig, SessionCore, SessionError, View, ViewChange,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::NAME;
 
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
 /// BD's messages (each sealed with view id and epoch by [`SessionCore`]).
 #[derive(Debug, Serialize, Deserialize)]
-enum BdMsg {
+pub enum BdMsg {
     /// Round 1: z_i = g^(r_i), fixed-length big-endian.
     Z(Vec<u8>),
     /// Round 2: X_i = (z_(i+1) / z_(i-1))^(r_i).
@@ -148,19 +152,36 @@ impl BdSession {
     }
 }
 
-impl Session for BdSession {
-    fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
-        self.core.begin_view(view)?;
+impl Agreement for BdSession {
+    /// BD keeps nothing between agreements: every event restarts it.
+    type Agreed = ();
+    type Message = BdMsg;
+
+    fn core(&self) -> &SessionCore {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut SessionCore {
+        &mut self.core
+    }
+
+    fn take_agreed(&mut self) -> Option<()> {
+        None
+    }
+
+    fn reset_run(&mut self) {
+        self.run = None;
+    }
+
+    fn on_whole_view(&mut self, _agreed: (), view: &View) -> Result<(), SessionError> {
         self.start(view)
     }
 
-    fn handle_payload(
-        &mut self,
-        _now_ms: u64,
-        from: &str,
-        payload: &[u8],
-    ) -> Result<(), SessionError> {
-        let msg: BdMsg = self.core.open(from, payload)?;
+    fn on_merge(&mut self, change: &ViewChange, _kept: Option<()>) -> Result<(), SessionError> {
+        self.start(&change.view)
+    }
+
+    fn on_message(&mut self, from: &str, msg: BdMsg) -> Result<(), SessionError> {
         let run = self.run.as_mut().ok_or(SessionError::NoView)?;
         let i = run.index_of(from)?;
         match msg {
@@ -180,19 +201,8 @@ impl Session for BdSession {
         self.advance()
     }
 
-    fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
-        if self.core.begin_refresh()? {
-            let view = self.core.view()?.clone();
-            self.start(&view)?;
-        }
-        Ok(())
-    }
-
-    fn poll_output(&mut self) -> Option<gka_plugin_api::Output> {
-        self.core.poll_output()
-    }
-
-    fn counters(&self) -> gka_plugin_api::Counters {
-        self.core.counters()
+    fn on_refresh(&mut self) -> Result<(), SessionError> {
+        let view = self.core.view()?.clone();
+        self.start(&view)
     }
 }

@@ -6,7 +6,9 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use gka_plugin_api::kdf::derive_subkey;
 use gka_plugin_api::rand_core::RngCore;
-use gka_plugin_api::{Secret, Session, SessionConfig, SessionCore, SessionError, View};
+use gka_plugin_api::{
+    Agreement, Secret, SessionConfig, SessionCore, SessionError, View, ViewChange,
+};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -15,9 +17,11 @@ use crate::NAME;
 const WRAP_LABEL: &[u8] = b"gka ckd pairwise wrap v1";
 const NONCE_LEN: usize = 12;
 
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
 /// CKD's messages.
 #[derive(Debug, Serialize, Deserialize)]
-enum CkdMsg {
+pub enum CkdMsg {
     /// A member's g^B, unicast to the controller.
     Share(Vec<u8>),
     /// The controller's g^A and the group secret wrapped for each member.
@@ -26,10 +30,12 @@ enum CkdMsg {
 
 type WrapKey = Zeroizing<[u8; 32]>;
 
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
 /// CKD state. The pairwise keys survive from one agreement to the next while the controller
 /// stays; everything is dropped when this member starts afresh.
 #[derive(Debug, Default)]
-struct State {
+pub struct State {
     controller: String,
     /// Controller only: its share A and g^A.
     a: Option<(Secret, Vec<u8>)>,
@@ -70,6 +76,23 @@ impl CkdSession {
 
     fn wrap_key(&self, pairwise_secret: &gka_plugin_api::Element) -> WrapKey {
         derive_subkey(&self.core.dh.encode(pairwise_secret), WRAP_LABEL)
+    }
+
+    /// Pairwise keys survive only while the controller (the oldest member) stays and this
+    /// member's side kept its agreed state.
+    fn on_view(&mut self, kept: Option<State>, view: &View) -> Result<(), SessionError> {
+        let controller = view.members[0].clone();
+        self.state = match kept {
+            Some(mut state) if state.controller == controller => {
+                state.pairwise.retain(|m, _| view.members.contains(m));
+                state.awaiting.clear();
+                state.my_b = None;
+                state.sent_secret = None;
+                state
+            }
+            _ => State { controller, ..State::default() },
+        };
+        self.start()
     }
 
     fn start(&mut self) -> Result<(), SessionError> {
@@ -210,45 +233,43 @@ impl CkdSession {
     }
 }
 
-impl Session for CkdSession {
-    fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
-        let change = self.core.begin_view(view)?;
-        let controller = view.members[0].clone();
-        if change.keeps_state && self.state.controller == controller {
-            self.state.pairwise.retain(|m, _| view.members.contains(m));
-            self.state.awaiting.clear();
-            self.state.my_b = None;
-            self.state.sent_secret = None;
-        } else {
-            self.state = State { controller, ..State::default() };
-        }
-        self.start()
+impl Agreement for CkdSession {
+    type Agreed = State;
+    type Message = CkdMsg;
+
+    fn core(&self) -> &SessionCore {
+        &self.core
     }
 
-    fn handle_payload(
-        &mut self,
-        _now_ms: u64,
-        from: &str,
-        payload: &[u8],
-    ) -> Result<(), SessionError> {
-        match self.core.open(from, payload)? {
+    fn core_mut(&mut self) -> &mut SessionCore {
+        &mut self.core
+    }
+
+    fn take_agreed(&mut self) -> Option<State> {
+        Some(std::mem::take(&mut self.state))
+    }
+
+    fn reset_run(&mut self) {}
+
+    fn on_whole_view(&mut self, agreed: State, view: &View) -> Result<(), SessionError> {
+        self.on_view(Some(agreed), view)
+    }
+
+    fn on_merge(&mut self, change: &ViewChange, kept: Option<State>) -> Result<(), SessionError> {
+        self.on_view(kept, &change.view)
+    }
+
+    fn on_message(&mut self, from: &str, msg: CkdMsg) -> Result<(), SessionError> {
+        match msg {
             CkdMsg::Share(gb) => self.on_share(from, &gb),
             CkdMsg::Key { ga, wrapped } => self.on_key(from, &ga, &wrapped),
         }
     }
 
-    fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
-        if self.core.begin_refresh()? && self.is_controller() {
+    fn on_refresh(&mut self) -> Result<(), SessionError> {
+        if self.is_controller() {
             self.distribute()?;
         }
         Ok(())
-    }
-
-    fn poll_output(&mut self) -> Option<gka_plugin_api::Output> {
-        self.core.poll_output()
-    }
-
-    fn counters(&self) -> gka_plugin_api::Counters {
-        self.core.counters()
     }
 }

@@ -3,15 +3,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gka_plugin_api::{
-    Element, Secret, Session, SessionConfig, SessionCore, SessionError, View, ViewChange,
+    Agreement, Element, Secret, SessionConfig, SessionCore, SessionError, View, ViewChange,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::NAME;
 
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
 /// GDH's messages.
 #[derive(Debug, Serialize, Deserialize)]
-enum GdhMsg {
+pub enum GdhMsg {
     /// The upflow token, unicast along the chain: the final member order and the running value.
     Upflow { order: Vec<String>, c: Vec<u8> },
     /// The last chain member's broadcast of C = g^(Π_(j≠last) r_j).
@@ -22,9 +24,11 @@ enum GdhMsg {
     KeyList(Vec<(String, Vec<u8>)>),
 }
 
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
 /// What a member keeps from its last completed agreement.
 #[derive(Debug, Clone)]
-struct Agreed {
+pub struct Agreed {
     /// Member list in protocol order; the last one is the controller.
     order: Vec<String>,
     /// Every member's partial key P_i (published, so every member has them all).
@@ -318,25 +322,36 @@ impl GdhSession {
     }
 }
 
-impl Session for GdhSession {
-    fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
-        let change = self.core.begin_view(view)?;
-        let kept = if change.keeps_state { self.agreed.take() } else { None };
-        self.agreed = None;
-        self.phase = Phase::Idle;
-        match kept {
-            Some(agreed) if change.side_is_whole_view => self.subtractive(agreed),
-            kept => self.additive(&change, kept),
-        }
+impl Agreement for GdhSession {
+    type Agreed = Agreed;
+    type Message = GdhMsg;
+
+    fn core(&self) -> &SessionCore {
+        &self.core
     }
 
-    fn handle_payload(
-        &mut self,
-        _now_ms: u64,
-        from: &str,
-        payload: &[u8],
-    ) -> Result<(), SessionError> {
-        match self.core.open(from, payload)? {
+    fn core_mut(&mut self) -> &mut SessionCore {
+        &mut self.core
+    }
+
+    fn take_agreed(&mut self) -> Option<Agreed> {
+        self.agreed.take()
+    }
+
+    fn reset_run(&mut self) {
+        self.phase = Phase::Idle;
+    }
+
+    fn on_whole_view(&mut self, agreed: Agreed, _view: &View) -> Result<(), SessionError> {
+        self.subtractive(agreed)
+    }
+
+    fn on_merge(&mut self, change: &ViewChange, kept: Option<Agreed>) -> Result<(), SessionError> {
+        self.additive(change, kept)
+    }
+
+    fn on_message(&mut self, from: &str, msg: GdhMsg) -> Result<(), SessionError> {
+        match msg {
             GdhMsg::Upflow { order, c } => self.on_upflow(from, order, &c),
             GdhMsg::Final { order, c } => self.on_final(from, order, &c),
             GdhMsg::FactorOut(f) => self.on_factor_out(from, &f),
@@ -344,19 +359,8 @@ impl Session for GdhSession {
         }
     }
 
-    fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
-        if self.core.begin_refresh()? {
-            let agreed = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
-            self.subtractive(agreed)?;
-        }
-        Ok(())
-    }
-
-    fn poll_output(&mut self) -> Option<gka_plugin_api::Output> {
-        self.core.poll_output()
-    }
-
-    fn counters(&self) -> gka_plugin_api::Counters {
-        self.core.counters()
+    fn on_refresh(&mut self) -> Result<(), SessionError> {
+        let agreed = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
+        self.subtractive(agreed)
     }
 }

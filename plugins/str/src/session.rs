@@ -1,7 +1,7 @@
 //! The STR session state machine.
 
 use gka_plugin_api::{
-    Dh, Element, Secret, Session, SessionConfig, SessionCore, SessionError, View, ViewChange,
+    Agreement, Dh, Element, Secret, SessionConfig, SessionCore, SessionError, View, ViewChange,
 };
 use serde::{Deserialize, Serialize};
 
@@ -11,9 +11,11 @@ use crate::NAME;
 /// Domain label for mapping node keys to exponents (§9.2).
 const NODE_LABEL: &str = "gka str node key";
 
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
 /// STR's messages.
 #[derive(Debug, Serialize, Deserialize)]
-enum StrMsg {
+pub enum StrMsg {
     /// Round 1 of an additive event: a group's chain, bottom first. `valid` counts the bottom
     /// positions whose keys are unchanged since the group's last agreement.
     Chain { slots: Vec<WireSlot>, valid: u32 },
@@ -22,9 +24,11 @@ enum StrMsg {
     Update { br: Option<Vec<u8>>, bks: Vec<Vec<u8>> },
 }
 
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
 /// One chain position on the wire.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct WireSlot {
+pub struct WireSlot {
     member: String,
     br: Vec<u8>,
     /// The node's blinded key, when known and valid (never for position 0 or the top).
@@ -41,9 +45,11 @@ struct Slot {
     bk: Option<Element>,
 }
 
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
 /// The chain and this member's private knowledge of it.
 #[derive(Debug, Clone)]
-struct Agreed {
+pub struct Agreed {
     slots: Vec<Slot>,
     /// This member's share.
     r: Secret,
@@ -405,47 +411,44 @@ impl StrSession {
     }
 }
 
-impl Session for StrSession {
-    fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
-        let change = self.core.begin_view(view)?;
-        let kept = if change.keeps_state { self.agreed.take() } else { None };
-        self.agreed = None;
-        self.phase = Phase::Idle;
-        match kept {
-            Some(agreed) if change.side_is_whole_view => self.subtractive(agreed, &view.members),
-            kept => self.additive(&change, kept),
-        }
+impl Agreement for StrSession {
+    type Agreed = Agreed;
+    type Message = StrMsg;
+
+    fn core(&self) -> &SessionCore {
+        &self.core
     }
 
-    fn handle_payload(
-        &mut self,
-        _now_ms: u64,
-        from: &str,
-        payload: &[u8],
-    ) -> Result<(), SessionError> {
-        match self.core.open(from, payload)? {
+    fn core_mut(&mut self) -> &mut SessionCore {
+        &mut self.core
+    }
+
+    fn take_agreed(&mut self) -> Option<Agreed> {
+        self.agreed.take()
+    }
+
+    fn reset_run(&mut self) {
+        self.phase = Phase::Idle;
+    }
+
+    fn on_whole_view(&mut self, agreed: Agreed, view: &View) -> Result<(), SessionError> {
+        self.subtractive(agreed, &view.members)
+    }
+
+    fn on_merge(&mut self, change: &ViewChange, kept: Option<Agreed>) -> Result<(), SessionError> {
+        self.additive(change, kept)
+    }
+
+    fn on_message(&mut self, from: &str, msg: StrMsg) -> Result<(), SessionError> {
+        match msg {
             StrMsg::Chain { slots, valid } => self.on_chain(from, &slots, valid),
             StrMsg::Update { br, bks } => self.on_update(from, br.as_deref(), &bks),
         }
     }
 
-    fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
-        if self.core.begin_refresh()? {
-            let agreed = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
-            let n = agreed.slots.len();
-            let sponsor = n - 1;
-            let mut chain = agreed;
-            chain.invalidate_from(n);
-            self.proceed(chain, sponsor, true)?;
-        }
-        Ok(())
-    }
-
-    fn poll_output(&mut self) -> Option<gka_plugin_api::Output> {
-        self.core.poll_output()
-    }
-
-    fn counters(&self) -> gka_plugin_api::Counters {
-        self.core.counters()
+    fn on_refresh(&mut self) -> Result<(), SessionError> {
+        let agreed = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
+        let top = agreed.slots.len() - 1;
+        self.proceed(agreed, top, true)
     }
 }

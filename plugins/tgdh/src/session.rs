@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use gka_plugin_api::{
-    Element, Session, SessionConfig, SessionCore, SessionError, View, ViewChange,
+    Agreement, Element, SessionConfig, SessionCore, SessionError, View, ViewChange,
 };
 use serde::{Deserialize, Serialize};
 
@@ -16,9 +16,11 @@ use crate::NAME;
 /// Domain label for mapping node keys to exponents (§9.2).
 const NODE_LABEL: &str = "gka tgdh node key";
 
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
 /// TGDH's messages.
 #[derive(Debug, Serialize, Deserialize)]
-enum TgdhMsg {
+pub enum TgdhMsg {
     /// Round 1 of an additive event: a group's tree (pre-order), sent by its rightmost member,
     /// and whether the group had agreed a key before (its sponsor then refreshes).
     Tree { nodes: Vec<WireNode>, kept: bool },
@@ -280,44 +282,44 @@ impl TgdhSession {
     }
 }
 
-impl Session for TgdhSession {
-    fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
-        let change = self.core.begin_view(view)?;
-        let kept = if change.keeps_state { self.agreed.take() } else { None };
-        self.agreed = None;
-        self.phase = Phase::Idle;
-        match kept {
-            Some(tree) if change.side_is_whole_view => self.subtractive(tree, &view.members),
-            kept => self.additive(&change, kept),
-        }
+impl Agreement for TgdhSession {
+    type Agreed = Node;
+    type Message = TgdhMsg;
+
+    fn core(&self) -> &SessionCore {
+        &self.core
     }
 
-    fn handle_payload(
-        &mut self,
-        _now_ms: u64,
-        from: &str,
-        payload: &[u8],
-    ) -> Result<(), SessionError> {
-        match self.core.open(from, payload)? {
+    fn core_mut(&mut self) -> &mut SessionCore {
+        &mut self.core
+    }
+
+    fn take_agreed(&mut self) -> Option<Node> {
+        self.agreed.take()
+    }
+
+    fn reset_run(&mut self) {
+        self.phase = Phase::Idle;
+    }
+
+    fn on_whole_view(&mut self, tree: Node, view: &View) -> Result<(), SessionError> {
+        self.subtractive(tree, &view.members)
+    }
+
+    fn on_merge(&mut self, change: &ViewChange, kept: Option<Node>) -> Result<(), SessionError> {
+        self.additive(change, kept)
+    }
+
+    fn on_message(&mut self, from: &str, msg: TgdhMsg) -> Result<(), SessionError> {
+        match msg {
             TgdhMsg::Tree { nodes, kept } => self.on_tree(from, &nodes, kept),
             TgdhMsg::Bkeys(list) => self.on_bkeys(from, &list),
         }
     }
 
-    fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
-        if self.core.begin_refresh()? {
-            let tree = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
-            let rightmost = tree.rightmost().to_owned();
-            self.start_compute(tree, Some(rightmost))?;
-        }
-        Ok(())
-    }
-
-    fn poll_output(&mut self) -> Option<gka_plugin_api::Output> {
-        self.core.poll_output()
-    }
-
-    fn counters(&self) -> gka_plugin_api::Counters {
-        self.core.counters()
+    fn on_refresh(&mut self) -> Result<(), SessionError> {
+        let tree = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
+        let rightmost = tree.rightmost().to_owned();
+        self.start_compute(tree, Some(rightmost))
     }
 }

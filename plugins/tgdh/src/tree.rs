@@ -6,11 +6,15 @@ use gka_plugin_api::{Element, Secret};
 use serde::{Deserialize, Serialize};
 
 /// A path from the root: `false` is left, `true` is right.
-pub(crate) type Path = Vec<bool>;
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
+pub type Path = Vec<bool>;
 
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
 /// One node of the key tree.
 #[derive(Debug, Clone)]
-pub(crate) struct Node {
+pub struct Node {
     /// The node's blinded key g^x as the group knows it (delivered), if valid.
     pub(crate) bk: Option<Element>,
     /// The node's exponent x (a leaf's share, or H(K) of an inner node), if this member knows
@@ -21,7 +25,8 @@ pub(crate) struct Node {
 
 /// A leaf (a member) or an inner node with two children.
 #[derive(Debug, Clone)]
-pub(crate) enum Kind {
+#[allow(unreachable_pub)]
+pub enum Kind {
     Leaf(String),
     Inner(Box<Node>, Box<Node>),
 }
@@ -292,9 +297,11 @@ pub(crate) fn merge_order(trees: &[&Node]) -> Vec<usize> {
     order
 }
 
+// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
+#[allow(unreachable_pub)]
 /// One node of the flat (pre-order) wire form of a tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum WireNode {
+pub enum WireNode {
     Leaf { member: String, bk: Option<Vec<u8>> },
     Inner { bk: Option<Vec<u8>> },
 }
