@@ -103,7 +103,7 @@ pub fn run(make: Factory) -> Vec<Row> {
                 n,
                 busiest,
                 mean_per_member: mean,
-                serial_exponentiations: m.serial_exponentiations,
+                serial_exponentiations: m.figures.serial_exponentiations,
             });
         }
     }

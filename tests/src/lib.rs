@@ -82,45 +82,16 @@ struct Component {
     queue: VecDeque<Msg>,
 }
 
-/// What one event cost, as measured.
+/// What one event cost, as measured: the same figures a cost model predicts (with the same
+/// meaning, see [`CostFigures`]), plus the time spent computing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Measured {
-    /// Waves that delivered at least one message.
-    pub rounds: u64,
-    /// Unicasts sent.
-    pub unicasts: u64,
-    /// Broadcasts sent.
-    pub broadcasts: u64,
-    /// Exponentiations on the critical path.
-    pub serial_exponentiations: u64,
-    /// Exponentiations summed over all members.
-    pub total_exponentiations: u64,
-    /// Signatures on the critical path.
-    pub signatures: u64,
-    /// Verifications on the critical path.
-    pub verifications: u64,
-    /// Payload bytes sent.
-    pub bytes: u64,
+    /// Rounds, messages, exponentiations, signatures, verifications and bytes.
+    pub figures: CostFigures,
     /// Time spent in session calls, summed over members (wall time on this machine).
     pub total_cpu: Duration,
     /// Time spent in the session calls of the busiest member.
     pub busiest_member_cpu: Duration,
-}
-
-impl Measured {
-    /// The same figures as a [`CostFigures`], for comparison with a cost model.
-    pub fn as_cost(&self) -> CostFigures {
-        CostFigures {
-            rounds: self.rounds,
-            unicasts: self.unicasts,
-            broadcasts: self.broadcasts,
-            serial_exponentiations: self.serial_exponentiations,
-            total_exponentiations: self.total_exponentiations,
-            signatures: self.signatures,
-            verifications: self.verifications,
-            bytes: self.bytes,
-        }
-    }
 }
 
 /// Identifies a component of the harness.
@@ -277,20 +248,20 @@ impl Harness {
         let m = self.members.get_mut(id).expect("member");
         let exps = m.session.counters().exponentiations - exps_before;
         m.clock.exps += exps;
-        self.measured.total_exponentiations += exps;
+        self.measured.figures.total_exponentiations += exps;
         let mut sent = Vec::new();
         while let Some(out) = m.session.poll_output() {
             match out {
                 Output::Broadcast(payload) => {
                     m.clock.sigs += 1;
-                    self.measured.broadcasts += 1;
-                    self.measured.bytes += payload.len() as u64;
+                    self.measured.figures.broadcasts += 1;
+                    self.measured.figures.bytes += payload.len() as u64;
                     sent.push(Msg { from: id.to_owned(), to: None, payload, clock: m.clock, wave });
                 }
                 Output::Unicast { to, payload } => {
                     m.clock.sigs += 1;
-                    self.measured.unicasts += 1;
-                    self.measured.bytes += payload.len() as u64;
+                    self.measured.figures.unicasts += 1;
+                    self.measured.figures.bytes += payload.len() as u64;
                     if !members.contains(&to) {
                         self.errors.push(format!("{id}: unicast to non-member {to}"));
                     }
@@ -403,7 +374,7 @@ impl Harness {
         let Some(msg) = self.comp_mut(c).queue.pop_front() else {
             return false;
         };
-        self.measured.rounds = self.measured.rounds.max(msg.wave);
+        self.measured.figures.rounds = self.measured.figures.rounds.max(msg.wave);
         let members = self.comp(c).members.clone();
         let targets: Vec<String> = match &msg.to {
             Some(to) => vec![to.clone()],
@@ -476,9 +447,9 @@ impl Harness {
             m.total_cpu += member.cpu;
             m.busiest_member_cpu = m.busiest_member_cpu.max(member.cpu);
             let clock = member.clock;
-            m.serial_exponentiations = m.serial_exponentiations.max(clock.exps);
-            m.signatures = m.signatures.max(clock.sigs);
-            m.verifications = m.verifications.max(clock.verifs);
+            m.figures.serial_exponentiations = m.figures.serial_exponentiations.max(clock.exps);
+            m.figures.signatures = m.figures.signatures.max(clock.sigs);
+            m.figures.verifications = m.figures.verifications.max(clock.verifs);
         }
         Ok(m)
     }

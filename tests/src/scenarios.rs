@@ -151,7 +151,7 @@ pub fn cascade_at_every_round(make: Factory) {
         let (mut h, c, _) = group(make, "m", 6, 70);
         first(&mut h, c, 0);
         let m = h.run(c).expect("undisturbed first event");
-        let messages = (m.unicasts + m.broadcasts) as usize;
+        let messages = (m.figures.unicasts + m.figures.broadcasts) as usize;
         for (sname, second) in seconds {
             for cut in 0..=messages {
                 let what = format!("{fname} cut after {cut} of {messages} messages by {sname}");
@@ -455,7 +455,7 @@ pub fn cost_model_matches(make: Factory) {
             (E::Refresh, 0),
         ];
         for (event, k) in cases {
-            let measured = measure(make, event, n, k).as_cost();
+            let measured = measure(make, event, n, k).figures;
             let mut model = protocol.cost(event, n as u64, k as u64);
             model.bytes = measured.bytes;
             if measured != model {
