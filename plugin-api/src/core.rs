@@ -22,7 +22,10 @@ use crate::codec;
 use crate::error::SessionError;
 use crate::group::Dh;
 use crate::kdf::{derive_group_key, KeyContext};
-use crate::protocol::{epoch_of, Counters, GroupKey, MemberId, Output, SessionConfig, View};
+use crate::protocol::{
+    epoch_of, Counters, GroupKey, MemberId, Output, SessionConfig, View, MAX_KEYS_PER_VIEW,
+    MAX_VIEW_ID,
+};
 use crate::rng::{session_rng, SessionRng};
 
 /// Every payload on the wire: the view and epoch it belongs to, then the protocol's message.
@@ -110,6 +113,12 @@ impl SessionCore {
     /// on error nothing has changed.
     pub fn begin_view(&mut self, view: &View) -> Result<ViewChange, SessionError> {
         validate_view(view, self.me())?;
+        if view.view_id > MAX_VIEW_ID {
+            return Err(SessionError::InvalidView(format!(
+                "view id {} exceeds the largest supported, {MAX_VIEW_ID}",
+                view.view_id
+            )));
+        }
         if let Some(old) = &self.view {
             if view.view_id <= old.view_id {
                 return Err(SessionError::InvalidView(format!(
@@ -140,6 +149,11 @@ impl SessionCore {
         self.view()?;
         if self.agreement_pending {
             return Ok(false);
+        }
+        if self.keys_in_view + 1 >= MAX_KEYS_PER_VIEW {
+            return Err(SessionError::Config(format!(
+                "{MAX_KEYS_PER_VIEW} keys agreed in one view: a view change is needed first"
+            )));
         }
         self.keys_in_view += 1;
         self.agreement_pending = true;
@@ -264,4 +278,84 @@ fn validate_view(view: &View, me: &str) -> Result<(), SessionError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::GroupId;
+
+    fn core(me: &str) -> SessionCore {
+        SessionCore::new(
+            "test",
+            SessionConfig {
+                group_name: "g".into(),
+                member_id: me.into(),
+                dh_group: GroupId::Ffdhe2048,
+                rng_seed: [1; 32],
+            },
+        )
+        .expect("core")
+    }
+
+    fn view(id: u64, members: &[&str]) -> View {
+        View {
+            view_id: id,
+            members: members.iter().map(|m| m.to_string()).collect(),
+            joined: vec![],
+            left: vec![],
+        }
+    }
+
+    #[test]
+    fn inconsistent_views_are_typed_errors_and_change_nothing() {
+        let mut c = core("a");
+        let bad = [
+            view(1, &["b", "c"]),
+            view(1, &["a", "a"]),
+            view(1, &["a", ""]),
+            View { joined: vec!["z".into()], ..view(1, &["a"]) },
+            View { left: vec!["a".into()], ..view(1, &["a"]) },
+            view(MAX_VIEW_ID + 1, &["a"]),
+        ];
+        for v in bad {
+            assert!(matches!(c.begin_view(&v), Err(SessionError::InvalidView(_))), "{v:?}");
+            assert!(c.view().is_err(), "a refused view is not installed");
+        }
+        c.begin_view(&view(5, &["a", "b"])).expect("valid view");
+        assert!(matches!(c.begin_view(&view(5, &["a"])), Err(SessionError::InvalidView(_))));
+        assert_eq!(c.view().expect("view").view_id, 5);
+    }
+
+    #[test]
+    fn sides_follow_the_last_completed_agreement() {
+        let mut c = core("a");
+        let first = c.begin_view(&view(1, &["a", "b"])).expect("view");
+        assert_eq!(first.side, ["a"], "a first view starts afresh");
+        assert!(!first.keeps_state);
+        c.install_key(&[7; 32]).expect("key");
+        let second = c.begin_view(&view(2, &["a", "b", "c"])).expect("view");
+        assert_eq!(second.side, ["a", "b"]);
+        assert!(second.keeps_state && !second.side_is_whole_view);
+        // Interrupted: the next view restarts this member alone.
+        let third = c.begin_view(&view(3, &["a", "b"])).expect("view");
+        assert_eq!(third.side, ["a"]);
+        assert!(!third.keeps_state);
+    }
+
+    #[test]
+    fn epochs_grow_with_views_and_refreshes() {
+        let mut c = core("a");
+        c.begin_view(&view(1, &["a"])).expect("view");
+        let e0 = c.epoch();
+        assert!(!c.begin_refresh().expect("refresh during an agreement is a no-op"));
+        c.install_key(&[1; 32]).expect("key");
+        assert!(c.begin_refresh().expect("refresh"));
+        assert!(c.epoch() > e0);
+        c.install_key(&[2; 32]).expect("key");
+        let e1 = c.epoch();
+        c.begin_view(&view(2, &["a"])).expect("view");
+        assert!(c.epoch() > e1);
+        assert_eq!(epoch_of(2, 0), 2 << 24);
+    }
 }

@@ -147,7 +147,8 @@ pub struct CostFigures {
 /// A derived group key, handed to the host. The raw group secret never leaves the plugin.
 #[derive(Clone, PartialEq, Eq)]
 pub struct GroupKey {
-    /// The key's epoch: `view_id << 16 | n`, where n counts the keys agreed in that view.
+    /// The key's epoch: `view_id << 24 | n`, where n counts the keys agreed in that view before
+    /// this one (see [`epoch_of`]).
     pub epoch: u64,
     /// The view the key was agreed in.
     pub view_id: u64,
@@ -175,9 +176,18 @@ impl fmt::Debug for GroupKey {
     }
 }
 
-/// The epoch of the `n`-th key agreed in view `view_id`.
+/// Keys a view can agree before a refresh is refused (a view change resets the count).
+pub const MAX_KEYS_PER_VIEW: u64 = 1 << 24;
+
+/// The largest view id whose epochs are representable.
+pub const MAX_VIEW_ID: u64 = (1 << 40) - 1;
+
+/// The epoch of the `n`-th key (counting from 0) agreed in view `view_id`: the view id in the
+/// high 40 bits, n in the low 24, so epochs grow with view ids and with refreshes. Callers keep
+/// `view_id <= MAX_VIEW_ID` and `n < MAX_KEYS_PER_VIEW` ([`SessionCore`](crate::SessionCore)
+/// refuses views and refreshes beyond them).
 pub fn epoch_of(view_id: u64, n: u64) -> u64 {
-    (view_id << 16) | (n & 0xffff)
+    (view_id << 24) | (n & (MAX_KEYS_PER_VIEW - 1))
 }
 
 /// Something the session wants done.
