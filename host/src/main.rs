@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use gka_host::identity::{Identity, Scheme};
 use gka_host::loader::{host_abi_version, plugin_dirs, PluginInfo, Registry};
 use gka_plugin_api::EventKind;
 
@@ -19,6 +20,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Make a member's identity key pair: DIR/ID.key (PKCS#8 PEM, mode 0600) and DIR/ID.pub
+    /// (SPKI PEM, for the other members' trust stores).
+    Keygen {
+        /// The member id (letters, digits, '-', '_', '.').
+        #[arg(long)]
+        id: String,
+        /// Directory to write the two files to.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Signature scheme: ed25519 (default) or rsa (RSA-2048 PSS SHA-256).
+        #[arg(long, default_value = "ed25519")]
+        scheme: String,
+    },
     /// Inspect the key-agreement plugins.
     Plugins {
         #[command(subcommand)]
@@ -70,6 +84,24 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Keygen { id, out, scheme } => {
+            let scheme = Scheme::from_name(&scheme)
+                .with_context(|| format!("unknown scheme {scheme:?} (use ed25519 or rsa)"))?;
+            let identity = Identity::generate(&id, scheme)
+                .with_context(|| format!("cannot make a key for {id:?}"))?;
+            let (private, public) = identity
+                .write(&out)
+                .with_context(|| format!("cannot write keys to {}", out.display()))?;
+            let mut stdout = io::stdout().lock();
+            writeln!(stdout, "{scheme} key for {id}")?;
+            writeln!(stdout, "private: {} (keep secret)", private.display())?;
+            writeln!(
+                stdout,
+                "public:  {} (copy into the members' trust stores)",
+                public.display()
+            )?;
+            Ok(())
+        }
         Command::Plugins { command, plugins } => {
             let dirs = plugin_dirs(plugins.as_deref());
             let registry = Registry::scan(&dirs);

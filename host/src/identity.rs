@@ -1,0 +1,403 @@
+//! Member identity keys, signatures and the trust store.
+//!
+//! Two schemes, told apart by the algorithm named inside each key file (PKCS#8 for private
+//! keys, SPKI for public keys, both PEM):
+//! - **Ed25519** (`ed25519-dalek`), the default: fast (tens of microseconds to sign or verify)
+//!   and with constant-time signing;
+//! - **RSA-2048 with PSS and SHA-256** (`rsa`, `sha2`), as Cliques and Secure Spread used. Its
+//!   private-key operation carries an unfixed timing side-channel advisory (RUSTSEC-2023-0071),
+//!   and it signs about a hundred times slower; it is here for compatibility, not as a default.
+//!
+//! The trust store is a directory of `<member id>.pub` files: it is both the set of keys that
+//! verify envelopes and the access-control list (a member without a file there never takes
+//! part in key agreement).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{Signer, Verifier};
+use rand_core::OsRng;
+use rsa::pkcs8::LineEnding;
+use rsa::signature::{RandomizedSigner, SignatureEncoding};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+/// RSA modulus size for new keys.
+pub const RSA_BITS: usize = 2048;
+
+/// A signature scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scheme {
+    /// Ed25519 (the default).
+    #[default]
+    Ed25519,
+    /// RSA-2048, PSS padding, SHA-256.
+    RsaPss,
+}
+
+impl Scheme {
+    /// The scheme's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ed25519 => "ed25519",
+            Self::RsaPss => "rsa",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "ed25519" => Some(Self::Ed25519),
+            "rsa" | "rsa-pss" => Some(Self::RsaPss),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What can go wrong with keys and signatures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// A key file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// A key file holds no key this program understands.
+    #[error("{path}: not an Ed25519 or RSA key in PEM ({detail})")]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// What the decoders said.
+        detail: String,
+    },
+    /// A member id cannot name a key file.
+    #[error(
+        "invalid member id {0:?}: use letters, digits, '-', '_' or '.', not starting with '.'"
+    )]
+    BadId(String),
+    /// Key generation or signing failed.
+    #[error("signing failed: {0}")]
+    Sign(String),
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+}
+
+/// True if `id` can be a member id (and a file name).
+pub fn valid_member_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+enum PrivateKey {
+    Ed25519(Box<ed25519_dalek::SigningKey>),
+    Rsa(Box<rsa::pss::BlindedSigningKey<Sha256>>),
+}
+
+/// A member's private identity: signs envelopes.
+pub struct Identity {
+    id: String,
+    key: PrivateKey,
+    public: PublicKey,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity").field("id", &self.id).field("scheme", &self.scheme()).finish()
+    }
+}
+
+/// A member's public key: verifies its envelopes.
+#[derive(Clone)]
+pub enum PublicKey {
+    /// Ed25519.
+    Ed25519(ed25519_dalek::VerifyingKey),
+    /// RSA-PSS with SHA-256.
+    Rsa(Box<rsa::RsaPublicKey>),
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.scheme())
+    }
+}
+
+impl PublicKey {
+    /// The key's scheme.
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            Self::Ed25519(_) => Scheme::Ed25519,
+            Self::Rsa(_) => Scheme::RsaPss,
+        }
+    }
+
+    /// Verifies `signature` over `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), IdentityError> {
+        match self {
+            Self::Ed25519(k) => {
+                let sig = ed25519_dalek::Signature::from_slice(signature)
+                    .map_err(|_| IdentityError::BadSignature)?;
+                k.verify_strict(message, &sig).map_err(|_| IdentityError::BadSignature)
+            }
+            Self::Rsa(k) => {
+                let sig = rsa::pss::Signature::try_from(signature)
+                    .map_err(|_| IdentityError::BadSignature)?;
+                rsa::pss::VerifyingKey::<Sha256>::new((**k).clone())
+                    .verify(message, &sig)
+                    .map_err(|_| IdentityError::BadSignature)
+            }
+        }
+    }
+
+    /// The SPKI PEM encoding.
+    pub fn to_pem(&self) -> Result<String, IdentityError> {
+        match self {
+            Self::Ed25519(k) => k.to_public_key_pem(LineEnding::LF),
+            Self::Rsa(k) => k.to_public_key_pem(LineEnding::LF),
+        }
+        .map_err(|e| IdentityError::Sign(e.to_string()))
+    }
+
+    /// Parses an SPKI PEM public key of either scheme.
+    pub fn from_pem(pem: &str, path: &Path) -> Result<Self, IdentityError> {
+        if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_pem(pem) {
+            return Ok(Self::Ed25519(k));
+        }
+        match rsa::RsaPublicKey::from_public_key_pem(pem) {
+            Ok(k) => Ok(Self::Rsa(Box::new(k))),
+            Err(e) => {
+                Err(IdentityError::BadKey { path: path.to_path_buf(), detail: e.to_string() })
+            }
+        }
+    }
+}
+
+impl Identity {
+    /// A new key pair for `id`, from the OS's randomness.
+    pub fn generate(id: &str, scheme: Scheme) -> Result<Self, IdentityError> {
+        if !valid_member_id(id) {
+            return Err(IdentityError::BadId(id.to_owned()));
+        }
+        let key = match scheme {
+            Scheme::Ed25519 => {
+                PrivateKey::Ed25519(Box::new(ed25519_dalek::SigningKey::generate(&mut OsRng)))
+            }
+            Scheme::RsaPss => {
+                let k = rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS)
+                    .map_err(|e| IdentityError::Sign(e.to_string()))?;
+                PrivateKey::Rsa(Box::new(rsa::pss::BlindedSigningKey::new(k)))
+            }
+        };
+        Ok(Self::from_key(id, key))
+    }
+
+    fn from_key(id: &str, key: PrivateKey) -> Self {
+        let public = match &key {
+            PrivateKey::Ed25519(k) => PublicKey::Ed25519(k.verifying_key()),
+            PrivateKey::Rsa(k) => {
+                let private: &rsa::RsaPrivateKey = (**k).as_ref();
+                PublicKey::Rsa(Box::new(private.to_public_key()))
+            }
+        };
+        Self { id: id.to_owned(), key, public }
+    }
+
+    /// The member id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The key's scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.public.scheme()
+    }
+
+    /// The public half.
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// Signs `message`.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match &self.key {
+            PrivateKey::Ed25519(k) => k.sign(message).to_bytes().to_vec(),
+            PrivateKey::Rsa(k) => k.sign_with_rng(&mut OsRng, message).to_vec(),
+        }
+    }
+
+    /// Writes `<dir>/<id>.key` (PKCS#8 PEM, mode 0600) and `<dir>/<id>.pub` (SPKI PEM).
+    /// Returns the two paths.
+    pub fn write(&self, dir: &Path) -> Result<(PathBuf, PathBuf), IdentityError> {
+        fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let private_path = dir.join(format!("{}.key", self.id));
+        let public_path = dir.join(format!("{}.pub", self.id));
+        let pem: Zeroizing<String> = match &self.key {
+            PrivateKey::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF),
+            PrivateKey::Rsa(k) => {
+                let private: &rsa::RsaPrivateKey = (**k).as_ref();
+                private.to_pkcs8_pem(LineEnding::LF)
+            }
+        }
+        .map_err(|e| IdentityError::Sign(e.to_string()))?;
+        write_private(&private_path, pem.as_bytes()).map_err(|e| io_error(&private_path, e))?;
+        fs::write(&public_path, self.public.to_pem()?).map_err(|e| io_error(&public_path, e))?;
+        Ok((private_path, public_path))
+    }
+
+    /// Reads a private key file; the member id is the file name without `.key`.
+    pub fn load(path: &Path) -> Result<Self, IdentityError> {
+        let id = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|s| valid_member_id(s))
+            .ok_or_else(|| IdentityError::BadId(path.display().to_string()))?
+            .to_owned();
+        let pem = Zeroizing::new(
+            fs::read_to_string(path)
+                .map_err(|source| IdentityError::Io { path: path.to_path_buf(), source })?,
+        );
+        if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem) {
+            return Ok(Self::from_key(&id, PrivateKey::Ed25519(Box::new(k))));
+        }
+        match rsa::RsaPrivateKey::from_pkcs8_pem(&pem) {
+            Ok(k) => Ok(Self::from_key(
+                &id,
+                PrivateKey::Rsa(Box::new(rsa::pss::BlindedSigningKey::new(k))),
+            )),
+            Err(e) => {
+                Err(IdentityError::BadKey { path: path.to_path_buf(), detail: e.to_string() })
+            }
+        }
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> IdentityError {
+    IdentityError::Io { path: path.to_path_buf(), source }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f =
+        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    fs::write(path, bytes)
+}
+
+/// The trusted members' public keys: the access-control list.
+#[derive(Debug, Clone, Default)]
+pub struct TrustStore {
+    keys: BTreeMap<String, PublicKey>,
+}
+
+impl TrustStore {
+    /// Reads every `<id>.pub` file in `dir`; any unreadable or invalid file is an error naming it.
+    pub fn load(dir: &Path) -> Result<Self, IdentityError> {
+        let entries = fs::read_dir(dir)
+            .map_err(|source| IdentityError::Io { path: dir.to_path_buf(), source })?;
+        let mut keys = BTreeMap::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|source| IdentityError::Io { path: dir.to_path_buf(), source })?
+                .path();
+            if path.extension().and_then(|e| e.to_str()) != Some("pub") {
+                continue;
+            }
+            let id = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .filter(|s| valid_member_id(s))
+                .ok_or_else(|| IdentityError::BadId(path.display().to_string()))?
+                .to_owned();
+            let pem = fs::read_to_string(&path)
+                .map_err(|source| IdentityError::Io { path: path.clone(), source })?;
+            keys.insert(id, PublicKey::from_pem(&pem, &path)?);
+        }
+        Ok(Self { keys })
+    }
+
+    /// Adds or replaces a member's key.
+    pub fn insert(&mut self, id: &str, key: PublicKey) {
+        self.keys.insert(id.to_owned(), key);
+    }
+
+    /// The key of a trusted member.
+    pub fn get(&self, id: &str) -> Option<&PublicKey> {
+        self.keys.get(id)
+    }
+
+    /// True if the member is trusted.
+    pub fn contains(&self, id: &str) -> bool {
+        self.keys.contains_key(id)
+    }
+
+    /// The trusted member ids.
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_schemes_sign_verify_and_round_trip_through_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (id, scheme) in [("alice", Scheme::Ed25519), ("bob", Scheme::RsaPss)] {
+            let me = Identity::generate(id, scheme).expect("keygen");
+            let sig = me.sign(b"hello");
+            me.public().verify(b"hello", &sig).expect("verifies");
+            assert!(me.public().verify(b"hellO", &sig).is_err());
+            let (private, _) = me.write(dir.path()).expect("write");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "private key file mode");
+            }
+            let loaded = Identity::load(&private).expect("load");
+            assert_eq!(loaded.scheme(), scheme);
+            assert_eq!(loaded.id(), id);
+            loaded.public().verify(b"x", &me.sign(b"x")).expect("same key");
+        }
+        let store = TrustStore::load(dir.path()).expect("trust store");
+        assert_eq!(store.members().collect::<Vec<_>>(), ["alice", "bob"]);
+        assert_eq!(store.get("bob").map(PublicKey::scheme), Some(Scheme::RsaPss));
+    }
+
+    #[test]
+    fn bad_key_files_and_ids_are_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = dir.path().join("mallory.key");
+        fs::write(&bad, "not a key").unwrap();
+        assert!(matches!(Identity::load(&bad), Err(IdentityError::BadKey { .. })));
+        assert!(matches!(
+            Identity::generate("../x", Scheme::Ed25519),
+            Err(IdentityError::BadId(_))
+        ));
+        fs::write(dir.path().join("eve.pub"), "garbage").unwrap();
+        let err = TrustStore::load(dir.path()).expect_err("garbage public key");
+        assert!(err.to_string().contains("eve.pub"), "{err}");
+    }
+}
