@@ -1,7 +1,9 @@
 //! # gka host
 //!
-//! The host side of gka: everything that does IO. For now this is the plugin loader
-//! ([`loader`]); the group layer, the member runtime and the policy engine come next.
+//! The host side of gka: everything that does IO. So far: the plugin loader ([`loader`]),
+//! member identities and the trust store ([`identity`]) and signed envelopes ([`envelope`]);
+//! the group layer, the member runtime and the policy engine come next.
 
+pub mod envelope;
 pub mod identity;
 pub mod loader;
