@@ -7,3 +7,4 @@
 pub mod envelope;
 pub mod identity;
 pub mod loader;
+pub mod sequencer;

@@ -1,0 +1,438 @@
+//! The group layer's core: a sans-IO sequencer that gives every group views and agreed-order
+//! delivery with view synchrony. The daemon wraps it in tokio and TCP; the in-memory network
+//! drives it directly, so both implementations share one set of rules.
+//!
+//! Guarantees, per group:
+//! - **views**: each component of a group (the members that can reach each other) has a view:
+//!   an id drawn from one counter that only grows, the members oldest first, and, for each
+//!   member, who joined and who left relative to that member's previous view. Joins and leaves
+//!   that arrive within one batching window form a single view (a merge, a partition);
+//! - **agreed order**: the sequencer orders every message of a component once, and every
+//!   recipient gets them in that order;
+//! - **view synchrony**: a message carries the view its sender was in; one sent in a view that
+//!   has since ended is dropped for everyone ("to none"), and a new view is queued only after
+//!   every message sequenced in the old one, so every survivor sees the same messages in it;
+//! - **failure detection**: a member not heard from (message or heartbeat) within the timeout
+//!   is removed, as if it had left;
+//! - **partitions** (fault injection): a component can be split into given subsets, each of
+//!   which continues with its own views (Extended Virtual Synchrony), and healed into one merge.
+//!
+//! Time is an input (`now_ms`); outputs are drained with [`Sequencer::poll_delivery`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use gka_plugin_api::View;
+
+/// What the group layer delivers to one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A new view.
+    View(View),
+    /// A message sequenced in the member's current view.
+    Message {
+        /// The sender.
+        from: String,
+        /// The view it was sent and is delivered in.
+        view_id: u64,
+        /// The bytes (a signed envelope).
+        bytes: Vec<u8>,
+    },
+}
+
+/// Why the sequencer refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SequencerError {
+    /// The member is not in the group.
+    #[error("{0:?} is not a member of the group")]
+    NotAMember(String),
+    /// The member is already in the group.
+    #[error("{0:?} is already a member of the group")]
+    AlreadyMember(String),
+    /// A unicast to someone outside the sender's view.
+    #[error("{0:?} is not in the sender's view")]
+    NotInView(String),
+    /// A partition request that does not list every member of one component exactly once.
+    #[error("invalid partition: {0}")]
+    BadPartition(String),
+}
+
+/// Timing settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Joins and leaves within this window form one view.
+    pub batch_ms: u64,
+    /// A member silent for this long is removed.
+    pub failure_timeout_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self { batch_ms: 50, failure_timeout_ms: 3_000 }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Component {
+    view_id: u64,
+    members: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct MemberState {
+    joined_at: u64,
+    last_heard_ms: u64,
+    /// The members of the last view delivered to this member.
+    last_view: Vec<String>,
+    /// Component index.
+    component: usize,
+}
+
+/// One group's sequencer (see the module docs).
+#[derive(Debug)]
+pub struct Sequencer {
+    timing: Timing,
+    next_view_id: u64,
+    age: u64,
+    members: BTreeMap<String, MemberState>,
+    components: Vec<Component>,
+    /// Components whose membership changed and awaits the batching window's end.
+    dirty: BTreeMap<usize, u64>,
+    out: VecDeque<(String, Delivery)>,
+}
+
+impl Sequencer {
+    /// An empty group.
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            timing,
+            next_view_id: 1,
+            age: 0,
+            members: BTreeMap::new(),
+            components: Vec::new(),
+            dirty: BTreeMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// A member joins. It joins the (first) component; the view follows when the batching
+    /// window ends.
+    pub fn join(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
+        if self.members.contains_key(member) {
+            return Err(SequencerError::AlreadyMember(member.to_owned()));
+        }
+        if self.components.is_empty() {
+            self.components.push(Component { view_id: 0, members: Vec::new() });
+        }
+        self.age += 1;
+        self.members.insert(
+            member.to_owned(),
+            MemberState {
+                joined_at: self.age,
+                last_heard_ms: now_ms,
+                last_view: Vec::new(),
+                component: 0,
+            },
+        );
+        self.touch(0, now_ms);
+        Ok(())
+    }
+
+    /// A member leaves (or is found to have failed).
+    pub fn leave(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
+        let state = self
+            .members
+            .remove(member)
+            .ok_or_else(|| SequencerError::NotAMember(member.to_owned()))?;
+        self.touch(state.component, now_ms);
+        Ok(())
+    }
+
+    /// Proof of life from a member.
+    pub fn heartbeat(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
+        let state = self
+            .members
+            .get_mut(member)
+            .ok_or_else(|| SequencerError::NotAMember(member.to_owned()))?;
+        state.last_heard_ms = state.last_heard_ms.max(now_ms);
+        Ok(())
+    }
+
+    fn touch(&mut self, component: usize, now_ms: u64) {
+        self.dirty.entry(component).or_insert(now_ms);
+    }
+
+    /// A message from `from`, sent in view `view_id`, to every member of that view (`to` None,
+    /// the sender included) or to one member. Sequenced now, or dropped for everyone if the
+    /// sender's view has ended.
+    pub fn send(
+        &mut self,
+        from: &str,
+        view_id: u64,
+        to: Option<&str>,
+        bytes: Vec<u8>,
+        now_ms: u64,
+    ) -> Result<bool, SequencerError> {
+        let state = self
+            .members
+            .get_mut(from)
+            .ok_or_else(|| SequencerError::NotAMember(from.to_owned()))?;
+        state.last_heard_ms = state.last_heard_ms.max(now_ms);
+        let component = &self.components[state.component];
+        if component.view_id != view_id {
+            return Ok(false);
+        }
+        let recipients: Vec<String> = match to {
+            None => component.members.clone(),
+            Some(t) if component.members.iter().any(|m| m == t) => vec![t.to_owned()],
+            Some(t) => return Err(SequencerError::NotInView(t.to_owned())),
+        };
+        for r in recipients {
+            self.out.push_back((
+                r,
+                Delivery::Message { from: from.to_owned(), view_id, bytes: bytes.clone() },
+            ));
+        }
+        Ok(true)
+    }
+
+    /// Splits the component holding `groups[0][0]` into the given subsets (each member of the
+    /// component in exactly one), each continuing with its own views.
+    pub fn partition(&mut self, groups: &[Vec<String>], now_ms: u64) -> Result<(), SequencerError> {
+        let first = groups
+            .first()
+            .and_then(|g| g.first())
+            .ok_or_else(|| SequencerError::BadPartition("no members".into()))?;
+        let c = self
+            .members
+            .get(first)
+            .ok_or_else(|| SequencerError::NotAMember(first.clone()))?
+            .component;
+        let listed: BTreeSet<&String> = groups.iter().flatten().collect();
+        let in_component: BTreeSet<&String> =
+            self.members.iter().filter(|(_, s)| s.component == c).map(|(m, _)| m).collect();
+        if listed != in_component || listed.len() != groups.iter().map(Vec::len).sum::<usize>() {
+            return Err(SequencerError::BadPartition(
+                "the subsets must list every member of one component exactly once".into(),
+            ));
+        }
+        for g in groups.iter().skip(1) {
+            // Until its first view, nothing a moved member sends is sequenced: a message of the
+            // ending view reaches all of its survivors or none.
+            let idx = self.components.len();
+            self.components.push(Component { view_id: 0, members: Vec::new() });
+            for m in g {
+                self.members.get_mut(m).expect("listed member").component = idx;
+            }
+            self.touch(idx, now_ms);
+        }
+        self.touch(c, now_ms);
+        Ok(())
+    }
+
+    /// Merges every component into one (heals all partitions).
+    pub fn heal(&mut self, now_ms: u64) {
+        for s in self.members.values_mut() {
+            s.component = 0;
+        }
+        for c in 0..self.components.len() {
+            self.touch(c, now_ms);
+        }
+    }
+
+    /// Advances time: removes silent members and installs views whose batching window ended.
+    pub fn tick(&mut self, now_ms: u64) {
+        let silent: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, s)| {
+                now_ms.saturating_sub(s.last_heard_ms) >= self.timing.failure_timeout_ms
+            })
+            .map(|(m, _)| m.clone())
+            .collect();
+        for m in silent {
+            let _ = self.leave(&m, now_ms);
+        }
+        let due: Vec<usize> = self
+            .dirty
+            .iter()
+            .filter(|(_, &since)| now_ms >= since + self.timing.batch_ms)
+            .map(|(&c, _)| c)
+            .collect();
+        for c in due {
+            self.dirty.remove(&c);
+            self.install(c);
+        }
+    }
+
+    /// The earliest time at which [`Sequencer::tick`] has something to do, if any.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let batch = self.dirty.values().map(|&since| since + self.timing.batch_ms).min();
+        let failure =
+            self.members.values().map(|s| s.last_heard_ms + self.timing.failure_timeout_ms).min();
+        batch.into_iter().chain(failure).min()
+    }
+
+    /// Installs a new view for component `c` (whatever its members are now).
+    fn install(&mut self, c: usize) {
+        let mut members: Vec<(u64, String)> = self
+            .members
+            .iter()
+            .filter(|(_, s)| s.component == c)
+            .map(|(m, s)| (s.joined_at, m.clone()))
+            .collect();
+        members.sort();
+        let members: Vec<String> = members.into_iter().map(|(_, m)| m).collect();
+        let component = &mut self.components[c];
+        if members.is_empty() {
+            component.members.clear();
+            return;
+        }
+        if members == component.members && component.view_id != 0 {
+            return;
+        }
+        let view_id = self.next_view_id;
+        self.next_view_id += 1;
+        component.view_id = view_id;
+        component.members = members.clone();
+        for m in &members {
+            let state = self.members.get_mut(m).expect("member");
+            let prev = std::mem::replace(&mut state.last_view, members.clone());
+            let view = View {
+                view_id,
+                members: members.clone(),
+                joined: members.iter().filter(|x| !prev.contains(x)).cloned().collect(),
+                left: prev.iter().filter(|x| !members.contains(x)).cloned().collect(),
+            };
+            self.out.push_back((m.clone(), Delivery::View(view)));
+        }
+    }
+
+    /// The next delivery, in the order the sequencer decided: `(recipient, delivery)`.
+    pub fn poll_delivery(&mut self) -> Option<(String, Delivery)> {
+        self.out.pop_front()
+    }
+
+    /// The current view id of a member's component (0 before its first view).
+    pub fn view_of(&self, member: &str) -> Option<u64> {
+        self.members.get(member).map(|s| self.components[s.component].view_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(s: &mut Sequencer) -> Vec<(String, Delivery)> {
+        std::iter::from_fn(|| s.poll_delivery()).collect()
+    }
+
+    fn views_of(d: &[(String, Delivery)], who: &str) -> Vec<View> {
+        d.iter()
+            .filter(|(m, _)| m == who)
+            .filter_map(|(_, x)| if let Delivery::View(v) = x { Some(v.clone()) } else { None })
+            .collect()
+    }
+
+    #[test]
+    fn a_second_join_is_refused() {
+        let mut s = Sequencer::new(Timing::default());
+        s.join("a", 0).unwrap();
+        assert_eq!(s.join("a", 1), Err(SequencerError::AlreadyMember("a".into())));
+        assert_eq!(s.leave("z", 1), Err(SequencerError::NotAMember("z".into())));
+        assert!(matches!(s.send("z", 1, None, vec![], 1), Err(SequencerError::NotAMember(_))));
+    }
+
+    #[test]
+    fn simultaneous_joins_form_one_view_oldest_first() {
+        let mut s = Sequencer::new(Timing::default());
+        for m in ["a", "b", "c"] {
+            s.join(m, 0).unwrap();
+        }
+        s.tick(10);
+        assert!(drain(&mut s).is_empty(), "the batching window is still open");
+        s.tick(50);
+        let d = drain(&mut s);
+        let v = &views_of(&d, "b")[0];
+        assert_eq!(v.members, ["a", "b", "c"]);
+        assert_eq!(v.joined, ["a", "b", "c"]);
+        assert_eq!(views_of(&d, "a")[0].view_id, v.view_id);
+    }
+
+    #[test]
+    fn messages_are_agreed_and_a_message_of_an_ended_view_is_dropped_for_everyone() {
+        let mut s = Sequencer::new(Timing::default());
+        for m in ["a", "b", "c"] {
+            s.join(m, 0).unwrap();
+        }
+        s.tick(50);
+        drain(&mut s);
+        let v1 = s.view_of("a").unwrap();
+        assert!(s.send("a", v1, None, b"1".to_vec(), 60).unwrap());
+        assert!(s.send("b", v1, None, b"2".to_vec(), 60).unwrap());
+        s.leave("c", 61).unwrap();
+        s.tick(120);
+        // Sent in v1 after v1 ended: nobody gets it.
+        assert!(!s.send("a", v1, None, b"late".to_vec(), 130).unwrap());
+        let d = drain(&mut s);
+        for who in ["a", "b"] {
+            let seen: Vec<&[u8]> = d
+                .iter()
+                .filter(|(m, _)| m == who)
+                .filter_map(|(_, x)| match x {
+                    Delivery::Message { bytes, .. } => Some(bytes.as_slice()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(seen, [b"1".as_slice(), b"2"], "{who}: agreed order, no late message");
+            // The new view comes after the old view's messages.
+            let last = d.iter().filter(|(m, _)| m == who).last().unwrap();
+            assert!(matches!(&last.1, Delivery::View(v) if v.left == ["c"]));
+        }
+    }
+
+    #[test]
+    fn silent_members_are_removed_after_the_timeout() {
+        let mut s = Sequencer::new(Timing { batch_ms: 10, failure_timeout_ms: 1_000 });
+        for m in ["a", "b"] {
+            s.join(m, 0).unwrap();
+        }
+        s.tick(10);
+        drain(&mut s);
+        s.heartbeat("a", 900).unwrap();
+        s.tick(1_000);
+        s.tick(1_010);
+        let d = drain(&mut s);
+        assert_eq!(views_of(&d, "a")[0].left, ["b"]);
+        assert_eq!(s.view_of("b"), None);
+    }
+
+    #[test]
+    fn partitions_continue_separately_and_heal_into_a_merge() {
+        let mut s = Sequencer::new(Timing { batch_ms: 0, failure_timeout_ms: u64::MAX / 2 });
+        for m in ["a", "b", "c", "d"] {
+            s.join(m, 0).unwrap();
+        }
+        s.tick(0);
+        drain(&mut s);
+        s.partition(&[vec!["a".into(), "c".into()], vec!["b".into(), "d".into()]], 1).unwrap();
+        s.tick(1);
+        let d = drain(&mut s);
+        assert_eq!(views_of(&d, "a")[0].members, ["a", "c"]);
+        assert_eq!(views_of(&d, "d")[0].members, ["b", "d"]);
+        assert_ne!(s.view_of("a"), s.view_of("b"));
+        // Each side orders its own messages.
+        let va = s.view_of("a").unwrap();
+        s.send("a", va, None, b"x".to_vec(), 2).unwrap();
+        let d = drain(&mut s);
+        assert_eq!(d.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        assert!(s.partition(&[vec!["a".into()]], 3).is_err(), "must list the whole component");
+        s.heal(4);
+        s.tick(4);
+        let d = drain(&mut s);
+        let v = &views_of(&d, "a")[0];
+        assert_eq!(v.members, ["a", "b", "c", "d"]);
+        assert_eq!(v.joined, ["b", "d"]);
+        assert_eq!(views_of(&d, "b")[0].joined, ["a", "c"]);
+    }
+}
