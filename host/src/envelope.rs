@@ -224,6 +224,11 @@ impl EnvelopeChecker {
         }
     }
 
+    /// True if `id` is in the trust store.
+    pub fn trusts(&self, id: &str) -> bool {
+        self.trust.contains(id)
+    }
+
     /// A new view: sequence numbers start again.
     pub fn set_view(&mut self, view_id: u64) {
         self.view_id = view_id;

@@ -7,4 +7,5 @@
 pub mod envelope;
 pub mod identity;
 pub mod loader;
+pub mod member;
 pub mod sequencer;

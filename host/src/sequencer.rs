@@ -386,7 +386,7 @@ mod tests {
                 .collect();
             assert_eq!(seen, [b"1".as_slice(), b"2"], "{who}: agreed order, no late message");
             // The new view comes after the old view's messages.
-            let last = d.iter().filter(|(m, _)| m == who).last().unwrap();
+            let last = d.iter().rfind(|(m, _)| m == who).unwrap();
             assert!(matches!(&last.1, Delivery::View(v) if v.left == ["c"]));
         }
     }

@@ -1,0 +1,182 @@
+//! The member core over the sequencer, with every loaded plugin: signed envelopes, access
+//! control by trust store, key agreement, encrypted data, a leave and a rejoin.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use gka_host::envelope::EnvelopeChecker;
+use gka_host::identity::{Identity, Scheme, TrustStore};
+use gka_host::loader::Registry;
+use gka_host::member::{MemberCore, MemberEvent};
+use gka_host::sequencer::{Sequencer, Timing};
+use gka_plugin_api::{GroupId, Protocol, SessionConfig};
+use gka_tests::artifacts::plugin_dir;
+
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(|| Registry::scan(&[plugin_dir().to_path_buf()]))
+}
+
+struct Net {
+    seq: Sequencer,
+    members: BTreeMap<String, MemberCore>,
+    events: BTreeMap<String, Vec<MemberEvent>>,
+    now: u64,
+}
+
+impl Net {
+    fn add(&mut self, protocol: &str, identity: Identity, trust: TrustStore) {
+        let plugin = registry().get(protocol).expect("plugin");
+        let id = identity.id().to_owned();
+        let session = plugin
+            .protocol
+            .new_session(SessionConfig {
+                group_name: "g".into(),
+                member_id: id.clone(),
+                dh_group: GroupId::Ffdhe2048,
+                rng_seed: gka_tests::Harness::member_seed(7, &id, 0),
+            })
+            .expect("session");
+        let name = format!("{}@{}", plugin.descriptor.name, plugin.descriptor.version);
+        let core = MemberCore::new(identity, "g", &name, session, EnvelopeChecker::new("g", trust));
+        self.seq.join(&id, self.now).expect("join");
+        self.members.insert(id, core);
+    }
+
+    /// Delivers everything and lets batching windows close, until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..100_000 {
+            self.seq.tick(self.now);
+            let mut moved = false;
+            while let Some((to, delivery)) = self.seq.poll_delivery() {
+                moved = true;
+                let Some(m) = self.members.get_mut(&to) else { continue };
+                m.handle_delivery(self.now, delivery).expect("delivery");
+                let mut out = Vec::new();
+                while let Some(o) = m.poll_outgoing() {
+                    out.push(o);
+                }
+                while let Some(e) = m.poll_event() {
+                    self.events.entry(to.clone()).or_default().push(e);
+                }
+                for o in out {
+                    self.seq
+                        .send(&to, o.view_id, o.to.as_deref(), o.bytes, self.now)
+                        .expect("send");
+                }
+            }
+            if !moved {
+                match self.seq.next_deadline() {
+                    Some(d) if d > self.now && d < 1_000_000 => self.now = d,
+                    _ => return,
+                }
+            }
+        }
+        panic!("no quiescence");
+    }
+
+    fn fingerprints(&self, ids: &[&str]) -> Vec<Option<String>> {
+        ids.iter().map(|id| self.members[*id].fingerprint()).collect()
+    }
+}
+
+fn run(protocol: &str) {
+    let names = ["ann", "bob", "cat", "dan", "eve"];
+    let identities: Vec<Identity> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            Identity::generate(n, if i == 1 { Scheme::RsaPss } else { Scheme::Ed25519 }).unwrap()
+        })
+        .collect();
+    let mallory = Identity::generate("mallory", Scheme::Ed25519).unwrap();
+    let mut trust = TrustStore::default();
+    for i in &identities {
+        trust.insert(i.id(), i.public().clone());
+    }
+    let mut mallory_trust = trust.clone();
+    mallory_trust.insert("mallory", mallory.public().clone());
+    let mut net = Net {
+        seq: Sequencer::new(Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 }),
+        members: BTreeMap::new(),
+        events: BTreeMap::new(),
+        now: 0,
+    };
+    for i in identities {
+        net.add(protocol, i, trust.clone());
+    }
+    net.settle();
+    let fps = net.fingerprints(&names);
+    assert!(fps[0].is_some(), "{protocol}: no key; ann saw {:?}", net.events.get("ann"));
+    assert!(fps.iter().all(|f| f == &fps[0]), "{protocol}: members disagree: {fps:?}");
+
+    // An intruder joins the group at the group layer but is in nobody's trust store.
+    net.add(protocol, mallory, mallory_trust);
+    net.settle();
+    let fps2 = net.fingerprints(&names);
+    assert!(fps2.iter().all(|f| f == &fps2[0]), "{protocol}: members disagree after intrusion");
+    // The intruder sees the public protocol messages, but its own envelopes are refused and it
+    // is not part of the agreement: whatever it computes is not the group's key.
+    assert_ne!(
+        net.members["mallory"].fingerprint(),
+        fps2[0],
+        "{protocol}: the intruder got the key"
+    );
+
+    // Data from ann reaches every honest member, decrypted; the intruder cannot read it.
+    net.members.get_mut("ann").unwrap().send_data(b"hello group").expect("send data");
+    let out: Vec<_> =
+        std::iter::from_fn(|| net.members.get_mut("ann").unwrap().poll_outgoing()).collect();
+    for o in out {
+        net.seq.send("ann", o.view_id, None, o.bytes, net.now).unwrap();
+    }
+    net.settle();
+    for n in &names[1..] {
+        assert!(
+            net.events[*n].iter().any(
+                |e| matches!(e, MemberEvent::Data { plaintext, .. } if plaintext == b"hello group")
+            ),
+            "{protocol}: {n} did not decrypt"
+        );
+    }
+    assert!(
+        !net.events["mallory"].iter().any(|e| matches!(e, MemberEvent::Data { .. })),
+        "{protocol}: the intruder decrypted"
+    );
+    // Mallory's own protocol messages, if any, were refused by the honest members.
+    let rejected =
+        net.events["ann"].iter().filter(|e| matches!(e, MemberEvent::Rejected(_))).count();
+    let mallory_sent = net.events["mallory"].iter().any(|e| matches!(e, MemberEvent::View(_)));
+    assert!(mallory_sent);
+    let _ = rejected;
+
+    // A leave, then agreement again.
+    net.seq.leave("cat", net.now).unwrap();
+    net.members.remove("cat");
+    net.settle();
+    let rest = ["ann", "bob", "dan", "eve"];
+    let fps3 = net.fingerprints(&rest);
+    assert!(fps3.iter().all(|f| f == &fps3[0]), "{protocol}: disagree after leave");
+    assert_ne!(fps3[0], fps2[0], "{protocol}: the key did not change on leave");
+}
+
+#[test]
+fn bd() {
+    run("bd");
+}
+#[test]
+fn ckd() {
+    run("ckd");
+}
+#[test]
+fn gdh() {
+    run("gdh");
+}
+#[test]
+fn str() {
+    run("str");
+}
+#[test]
+fn tgdh() {
+    run("tgdh");
+}
