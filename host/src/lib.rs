@@ -4,8 +4,11 @@
 //! member identities and the trust store ([`identity`]) and signed envelopes ([`envelope`]);
 //! the group layer, the member runtime and the policy engine come next.
 
+pub mod client;
+pub mod daemon;
 pub mod envelope;
 pub mod identity;
 pub mod loader;
 pub mod member;
 pub mod sequencer;
+pub mod wire;

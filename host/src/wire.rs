@@ -1,0 +1,156 @@
+//! The daemon's client protocol: length-delimited frames (a 4-byte big-endian length, at most
+//! [`MAX_FRAME_BYTES`]) each holding one versioned postcard message. The daemon only orders
+//! signed envelopes; it never sees a key.
+
+use gka_plugin_api::View;
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::LengthDelimitedCodec;
+
+use crate::envelope::MAX_ENVELOPE_BYTES;
+use crate::sequencer::Delivery;
+
+/// The wire format version; a frame with another is refused.
+pub const WIRE_VERSION: u8 = 1;
+
+/// The largest frame accepted in either direction.
+pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 1024;
+
+/// The frame codec both sides use.
+pub fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME_BYTES).new_codec()
+}
+
+/// A member's request to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// Join `group` as `member` (the first message of a member connection).
+    Join {
+        /// The group.
+        group: String,
+        /// The member id.
+        member: String,
+    },
+    /// Sequence a message sent in view `view_id` (to everyone, or to one member).
+    Send {
+        /// The sender's view.
+        view_id: u64,
+        /// None: every member of the view.
+        to: Option<String>,
+        /// A signed envelope.
+        bytes: Vec<u8>,
+    },
+    /// Proof of life.
+    Heartbeat,
+    /// Leave the group (closing the connection does the same).
+    Leave,
+    /// Fault injection (a control connection: the first message).
+    Control(ControlCmd),
+}
+
+/// Fault injection commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlCmd {
+    /// Split a group's component into these subsets (every member exactly once).
+    Partition {
+        /// The group.
+        group: String,
+        /// The subsets.
+        sets: Vec<Vec<String>>,
+    },
+    /// Merge every component of a group back into one.
+    Heal {
+        /// The group.
+        group: String,
+    },
+    /// Delay deliveries to `to` (from anyone, or only from `from`) by `ms` milliseconds.
+    Delay {
+        /// The recipient.
+        to: String,
+        /// Only deliveries from this sender, if given.
+        from: Option<String>,
+        /// The added delay.
+        ms: u64,
+    },
+}
+
+/// The daemon's messages to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMsg {
+    /// A new view.
+    View(View),
+    /// A sequenced message.
+    Message {
+        /// The sender.
+        from: String,
+        /// The view it belongs to.
+        view_id: u64,
+        /// The signed envelope.
+        bytes: Vec<u8>,
+    },
+    /// A request succeeded (control commands).
+    Ok,
+    /// A request was refused; the connection stays open unless the error is fatal.
+    Error(String),
+}
+
+impl From<Delivery> for ServerMsg {
+    fn from(d: Delivery) -> Self {
+        match d {
+            Delivery::View(v) => Self::View(v),
+            Delivery::Message { from, view_id, bytes } => Self::Message { from, view_id, bytes },
+        }
+    }
+}
+
+impl From<ServerMsg> for Option<Delivery> {
+    fn from(m: ServerMsg) -> Self {
+        match m {
+            ServerMsg::View(v) => Some(Delivery::View(v)),
+            ServerMsg::Message { from, view_id, bytes } => {
+                Some(Delivery::Message { from, view_id, bytes })
+            }
+            ServerMsg::Ok | ServerMsg::Error(_) => None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Versioned<T> {
+    version: u8,
+    msg: T,
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Not a message of this protocol.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// Another protocol version.
+    #[error("wire version {0}, this program speaks {WIRE_VERSION}")]
+    Version(u8),
+}
+
+/// Encodes a message for a frame.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    postcard::to_allocvec(&Versioned { version: WIRE_VERSION, msg }).expect("postcard serializes")
+}
+
+/// Decodes a frame.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, WireError> {
+    let (v, rest): (Versioned<T>, _) = postcard::take_from_bytes(bytes).map_err(|e| {
+        // A frame from another version may not even parse as this one: check the byte first.
+        match bytes.first() {
+            Some(&b) if b != WIRE_VERSION => WireError::Version(b),
+            _ => WireError::Malformed(e.to_string()),
+        }
+    })?;
+    if v.version != WIRE_VERSION {
+        return Err(WireError::Version(v.version));
+    }
+    if !rest.is_empty() {
+        return Err(WireError::Malformed(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(v.msg)
+}
