@@ -43,7 +43,7 @@ async fn group(d: &Daemon, names: &[&str]) -> (Vec<Connection>, View) {
     for n in names {
         conns.push(Connection::join(d.addr, "g", n).await.expect("join"));
     }
-    let mut v = None;
+    let mut v: Option<View> = None;
     for c in &mut conns {
         let got = view(c).await;
         if let Some(prev) = &v {
