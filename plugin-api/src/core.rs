@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::error::SessionError;
+use crate::error::{PayloadError, SessionError};
 use crate::group::Dh;
 use crate::kdf::{derive_group_key, KeyContext};
 use crate::protocol::{
@@ -170,7 +170,8 @@ impl SessionCore {
     ///
     /// A payload from this member itself must be the next of its own broadcasts still in
     /// flight: the group layer delivers every broadcast back to its sender, in agreed order,
-    /// and that delivery is how a session learns its message was delivered in this view.
+    /// and that delivery is how a session learns its message was delivered in this view. It
+    /// is consumed from the in-flight queue even if the plugin then refuses it.
     pub fn open<B: DeserializeOwned>(
         &mut self,
         from: &str,
@@ -179,6 +180,12 @@ impl SessionCore {
         let view = self.view()?;
         if !view.members.iter().any(|m| m == from) {
             return Err(SessionError::NotAMember(from.to_owned()));
+        }
+        // Bound what a hostile member can make us allocate while decoding: no honest message
+        // is larger than a budget per member of the view.
+        let limit = self.payload_limit();
+        if payload.len() > limit {
+            return Err(PayloadError::TooLarge { len: payload.len(), max: limit }.into());
         }
         if from == self.me() {
             if self.own_in_flight.front().map(Vec::as_slice) != Some(payload) {
@@ -197,6 +204,15 @@ impl SessionCore {
             return Err(SessionError::StaleEpoch { got: sealed.epoch, current: self.epoch() });
         }
         Ok(sealed.body)
+    }
+
+    /// The largest payload accepted in the current view: 64 KiB plus, per member, room for two
+    /// group elements and two member ids (a TGDH tree has two nodes per member), capped at
+    /// [`codec::MAX_PAYLOAD_BYTES`].
+    pub fn payload_limit(&self) -> usize {
+        let members = self.view.as_ref().map_or(1, |v| v.members.len());
+        let per_member = 2 * (self.dh.group().byte_len() + 160);
+        (64 * 1024 + members * per_member).min(codec::MAX_PAYLOAD_BYTES)
     }
 
     fn seal<B: Serialize>(&self, body: &B) -> Result<Vec<u8>, SessionError> {

@@ -189,7 +189,15 @@ impl Agreement for BdSession {
                 if run.z[i].is_some() {
                     return Err(SessionError::Unexpected(format!("second z from {from:?}")));
                 }
-                run.z[i] = Some(self.core.dh.decode(&bytes)?);
+                let z = self.core.dh.decode(&bytes)?;
+                // Equal z values would make a neighbour's X the identity, which every member
+                // refuses: blame the sender of the copy instead of the honest neighbour.
+                if run.z.iter().flatten().any(|other| *other == z) {
+                    return Err(SessionError::Unexpected(format!(
+                        "z from {from:?} repeats another"
+                    )));
+                }
+                run.z[i] = Some(z);
             }
             BdMsg::X(bytes) => {
                 if run.n() <= 2 || run.x[i].is_some() {

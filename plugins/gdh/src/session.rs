@@ -189,6 +189,9 @@ impl GdhSession {
 
     fn check_order(&self, order: &[String]) -> Result<(), SessionError> {
         let view = self.core.view()?;
+        if order.len() != view.members.len() {
+            return Err(unexpected("member order does not match the view"));
+        }
         let set: BTreeSet<&String> = order.iter().collect();
         let members: BTreeSet<&String> = view.members.iter().collect();
         if set.len() != order.len() || set != members {
@@ -201,6 +204,7 @@ impl GdhSession {
         if !matches!(self.phase, Phase::WaitUpflow) {
             return Err(unexpected(format!("upflow from {from:?} not expected")));
         }
+        // Phase first, then the (possibly large) order.
         self.check_order(&order)?;
         let me = self.me();
         let k = order.iter().position(|m| *m == me).ok_or_else(|| unexpected("not in order"))?;
@@ -230,15 +234,15 @@ impl GdhSession {
                 _ => Err(unexpected("own final broadcast in the wrong phase")),
             };
         }
+        let Phase::WaitFinal { r } = &self.phase else {
+            return Err(unexpected(format!("final broadcast from {from:?} not expected")));
+        };
+        let r = r.clone();
         self.check_order(&order)?;
         if order.last().map(String::as_str) != Some(from) {
             return Err(unexpected(format!("final broadcast from non-controller {from:?}")));
         }
-        let Phase::WaitFinal { r } = &self.phase else {
-            return Err(unexpected(format!("final broadcast from {from:?} not expected")));
-        };
         let c = self.core.dh.decode(c)?;
-        let r = r.clone();
         let dh = &self.core.dh;
         let factor_out = dh.pow(&c, &dh.invert_exponent(&r));
         let bytes = dh.encode(&factor_out);
@@ -282,9 +286,10 @@ impl GdhSession {
 
     fn on_key_list(&mut self, from: &str, list: &[(String, Vec<u8>)]) -> Result<(), SessionError> {
         if from == self.core.me() {
-            let Phase::Sent { next } = std::mem::take(&mut self.phase) else {
+            if !matches!(self.phase, Phase::Sent { .. }) {
                 return Err(unexpected("own key list in the wrong phase"));
-            };
+            }
+            let Phase::Sent { next } = std::mem::take(&mut self.phase) else { unreachable!() };
             return self.commit_controller(next);
         }
         let Phase::WaitKeyList { order, r, controller_partial } = &self.phase else {

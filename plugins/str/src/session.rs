@@ -199,16 +199,22 @@ impl StrSession {
         if slots.last().map(|s| s.member.as_str()) != Some(from) {
             return Err(unexpected(format!("chain from {from:?}, who is not its top")));
         }
-        let mut covered: Vec<&String> =
+        if slots.len() > view.members.len() {
+            return Err(unexpected("chain longer than the view"));
+        }
+        let in_view: std::collections::HashSet<&String> = view.members.iter().collect();
+        let mut covered: std::collections::HashSet<&String> =
             chains.iter().flat_map(|(c, _)| c.iter().map(|s| &s.member)).collect();
         for s in slots {
-            if !view.members.contains(&s.member) || covered.contains(&&s.member) {
+            if !in_view.contains(&s.member) || !covered.insert(&s.member) {
                 return Err(unexpected(format!("chain member {:?} unknown or repeated", s.member)));
             }
-            covered.push(&s.member);
         }
         let contains_me = slots.iter().any(|s| s.member == self.core.me());
-        let valid = (valid as usize).clamp(1, slots.len());
+        let valid = valid as usize;
+        if valid == 0 || valid > slots.len() {
+            return Err(unexpected(format!("chain from {from:?} claims {valid} valid positions")));
+        }
         let decoded = if contains_me {
             // Our own group's chain: it must be exactly our copy. Comparing encodings spares
             // validating elements we computed or checked before.
@@ -332,8 +338,11 @@ impl StrSession {
         bks: &[Vec<u8>],
     ) -> Result<(), SessionError> {
         if from == self.core.me() {
-            let Phase::Sent { next, secret } = std::mem::take(&mut self.phase) else {
+            if !matches!(self.phase, Phase::Sent { .. }) {
                 return Err(unexpected("own update in the wrong phase"));
+            }
+            let Phase::Sent { next, secret } = std::mem::take(&mut self.phase) else {
+                unreachable!()
             };
             return self.commit(next, &secret);
         }

@@ -116,11 +116,15 @@ impl TgdhSession {
         let view = self.core.view()?;
         // Check the leaves before building anything: distinct members of the view, not yet
         // covered. This also bounds the tree's depth by the view's size.
+        if nodes.len() >= 2 * view.members.len() {
+            return Err(unexpected("tree larger than the view"));
+        }
+        let in_view: std::collections::HashSet<&String> = view.members.iter().collect();
         let mut covered: BTreeSet<String> = trees.iter().flat_map(|(t, _)| t.members()).collect();
         let mut leaves = Vec::new();
         for w in nodes {
             if let WireNode::Leaf { member, .. } = w {
-                if !view.members.contains(member) || !covered.insert(member.clone()) {
+                if !in_view.contains(member) || !covered.insert(member.clone()) {
                     return Err(unexpected(format!("tree member {member:?} unknown or repeated")));
                 }
                 leaves.push(member.clone());
@@ -258,6 +262,15 @@ impl TgdhSession {
         let Phase::Compute(run) = &self.phase else {
             return Err(unexpected(format!("blinded keys from {from:?} not expected")));
         };
+        // Only nodes on the sender's path, each once.
+        let sender_depth = run.tree.path_to(from).map_or(0, |p| p.len());
+        if list.len() > sender_depth {
+            return Err(unexpected(format!("{from:?} sent more blinded keys than its path has")));
+        }
+        let distinct: BTreeSet<&Path> = list.iter().map(|(p, _)| p).collect();
+        if distinct.len() != list.len() {
+            return Err(unexpected("a node listed twice"));
+        }
         let dh = &self.core.dh;
         let mut decoded = Vec::with_capacity(list.len());
         for (p, b) in list {

@@ -319,8 +319,13 @@ pub(crate) fn to_wire(node: &Node, encode: &dyn Fn(&Element) -> Vec<u8>) -> Vec<
     out
 }
 
+/// The tallest tree accepted from a peer. The insertion rule keeps honest trees within a few
+/// levels of log2(n); a peer's degenerate tree would cost linear rounds and deep recursion.
+pub(crate) const MAX_TREE_HEIGHT: usize = 64;
+
 /// Rebuilds a tree from pre-order without recursion (a hostile encoding cannot exhaust the
-/// stack), decoding each blinded key with `decode`.
+/// stack), decoding each blinded key with `decode`; refuses trees taller than
+/// [`MAX_TREE_HEIGHT`].
 pub(crate) fn from_wire<E>(
     wire: &[WireNode],
     decode: &dyn Fn(&[u8]) -> Result<Element, E>,
@@ -339,6 +344,9 @@ pub(crate) fn from_wire<E>(
                 Node::leaf(member.clone(), bk, None)
             }
             WireNode::Inner { bk } => {
+                if stack.len() >= MAX_TREE_HEIGHT {
+                    return Err(malformed("tree too tall"));
+                }
                 let bk = bk.as_deref().map(decode).transpose()?;
                 stack.push((Node { bk, x: None, kind: Kind::Leaf(String::new()) }, Vec::new()));
                 continue;
@@ -399,6 +407,28 @@ mod tests {
         assert_eq!(t.members(), ["a", "b", "d"]);
         assert_eq!(t.path_to("d"), Some(vec![true]));
         assert!(t.prune(&|_| true).is_none());
+    }
+
+    #[test]
+    fn a_degenerate_tree_from_a_peer_is_refused() {
+        // Left-deep: Inner × (m − 1) then Leaf × m has height m − 1.
+        let tall = |m: usize| {
+            let mut w: Vec<WireNode> = (0..m - 1).map(|_| WireNode::Inner { bk: None }).collect();
+            w.extend((0..m).map(|i| WireNode::Leaf { member: format!("m{i}"), bk: None }));
+            w
+        };
+        let ok: Result<Node, &str> =
+            from_wire(&tall(MAX_TREE_HEIGHT + 1), &|_| Err("x"), &|_| "bad");
+        assert_eq!(ok.expect("height 64 is accepted").height(), MAX_TREE_HEIGHT);
+        let too_tall: Result<Node, &str> =
+            from_wire(&tall(MAX_TREE_HEIGHT + 2), &|_| Err("x"), &|m| {
+                if m.contains("tall") {
+                    "tall"
+                } else {
+                    "other"
+                }
+            });
+        assert_eq!(too_tall.err(), Some("tall"));
     }
 
     #[test]
