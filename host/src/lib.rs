@@ -6,9 +6,11 @@
 
 pub mod client;
 pub mod daemon;
+pub mod demo;
 pub mod envelope;
 pub mod identity;
 pub mod loader;
 pub mod member;
+pub mod runtime;
 pub mod sequencer;
 pub mod wire;

@@ -6,8 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use gka_host::identity::{Identity, Scheme};
+use gka_host::daemon::{Daemon, DaemonConfig};
+use gka_host::demo::DemoOptions;
+use gka_host::identity::{Identity, Scheme, TrustStore};
 use gka_host::loader::{host_abi_version, plugin_dirs, PluginInfo, Registry};
+use gka_host::member::MemberEvent;
+use gka_host::runtime::{spawn_member, Command as MemberCommand, MemberConfig, RuntimeEvent};
+use gka_host::sequencer::Timing;
 use gka_plugin_api::EventKind;
 
 /// Secure group communication with pluggable, switchable group key agreement.
@@ -20,6 +25,62 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the group communication daemon.
+    Daemon {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4803")]
+        listen: String,
+        /// Joins and leaves within this window form one view.
+        #[arg(long, default_value_t = 50)]
+        batch_ms: u64,
+        /// A member silent for this long is removed.
+        #[arg(long, default_value_t = 3000)]
+        failure_timeout_ms: u64,
+    },
+    /// Join a group: lines read from stdin are sent encrypted; views, key changes
+    /// (fingerprints only) and received lines are printed.
+    Member {
+        /// The daemon's address.
+        #[arg(long)]
+        daemon: String,
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// This member's id (must match the key file's name).
+        #[arg(long)]
+        id: String,
+        /// The private key file (from `gka keygen`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Directory of trusted members' public keys (the access-control list).
+        #[arg(long, value_name = "DIR")]
+        trust: PathBuf,
+        /// Key-agreement protocol.
+        #[arg(long, default_value = "tgdh")]
+        protocol: String,
+        /// Plugin directory (default: $GKA_PLUGIN_PATH, else this executable's directory).
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
+    },
+    /// The main job: an embedded daemon, members over real TCP, and a scenario of joins, a
+    /// leave, a merge, a partition and its heal and a cascade, with encrypted traffic.
+    Demo {
+        /// Members at the start.
+        #[arg(long, default_value_t = 5)]
+        members: usize,
+        /// Key-agreement protocol.
+        #[arg(long, default_value = "tgdh")]
+        protocol: String,
+        /// Seconds of steady encrypted traffic at the end.
+        #[arg(long, default_value_t = 1)]
+        seconds: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Plugin directory (default: $GKA_PLUGIN_PATH, else this executable's directory).
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
+    },
     /// Make a member's identity key pair: DIR/ID.key (PKCS#8 PEM, mode 0600) and DIR/ID.pub
     /// (SPKI PEM, for the other members' trust stores).
     Keygen {
@@ -82,8 +143,91 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")
+}
+
+fn load_protocol(
+    plugins: Option<&std::path::Path>,
+    name: &str,
+) -> Result<std::sync::Arc<dyn gka_plugin_api::Protocol>> {
+    let dirs = plugin_dirs(plugins);
+    let registry = Registry::scan(&dirs);
+    let plugin = registry.get(name).with_context(|| {
+        let known: Vec<&str> = registry.plugins().map(|p| p.descriptor.name.as_str()).collect();
+        format!("no plugin named {name:?} in {dirs:?} (loaded: {})", known.join(", "))
+    })?;
+    Ok(plugin.protocol.clone())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Daemon { listen, batch_ms, failure_timeout_ms } => runtime()?.block_on(async {
+            let config = DaemonConfig {
+                timing: Timing { batch_ms, failure_timeout_ms },
+                ..DaemonConfig::default()
+            };
+            let daemon = Daemon::start(&listen, config)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            println!("gka daemon listening on {}", daemon.addr);
+            std::future::pending::<()>().await;
+            Ok(())
+        }),
+        Command::Member { daemon, group, id, key, trust, protocol, plugins } => {
+            let identity =
+                Identity::load(&key).with_context(|| format!("cannot load {}", key.display()))?;
+            if identity.id() != id {
+                bail!("the key file {} is for {:?}, not {id:?}", key.display(), identity.id());
+            }
+            let trust = TrustStore::load(&trust)
+                .with_context(|| format!("cannot load the trust store {}", trust.display()))?;
+            let protocol = load_protocol(plugins.as_deref(), &protocol)?;
+            runtime()?.block_on(member(daemon, group, identity, trust, protocol))
+        }
+        Command::Demo { members, protocol, seconds, json, plugins } => {
+            let protocol = load_protocol(plugins.as_deref(), &protocol)?;
+            let lines = runtime()?
+                .block_on(gka_host::demo::run(protocol, &DemoOptions { members, seconds }))?;
+            let mut out = io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&lines)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<40} {:>5} {:>8} {:>7} {:>17} {:>16} {:>9} {:>5}",
+                    "event",
+                    "view",
+                    "protocol",
+                    "members",
+                    "epoch",
+                    "key fingerprint",
+                    "rekey ms",
+                    "msgs"
+                )?;
+                for l in &lines {
+                    writeln!(
+                        out,
+                        "{:<40} {:>5} {:>8} {:>7} {:>17} {:>16} {:>9.1} {:>5}",
+                        l.event,
+                        l.view_id,
+                        l.protocol,
+                        l.members,
+                        l.epoch,
+                        l.fingerprint,
+                        l.rekey_ms,
+                        l.messages_decrypted
+                    )?;
+                }
+                let worst = lines.iter().map(|l| l.rekey_ms).fold(0.0, f64::max);
+                writeln!(
+                    out,
+                    "\n{} events, every member agreed on every key; slowest rekey {worst:.1} ms",
+                    lines.len()
+                )?;
+            }
+            Ok(())
+        }
         Command::Keygen { id, out, scheme } => {
             let scheme = Scheme::from_name(&scheme)
                 .with_context(|| format!("unknown scheme {scheme:?} (use ed25519 or rsa)"))?;
@@ -236,4 +380,77 @@ fn table_sizes(max_n: u64) -> Vec<u64> {
     }
     sizes.dedup();
     sizes
+}
+
+/// `gka member`: stdin lines out (encrypted), events and received lines in.
+async fn member(
+    daemon: String,
+    group: String,
+    identity: Identity,
+    trust: TrustStore,
+    protocol: std::sync::Arc<dyn gka_plugin_api::Protocol>,
+) -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let id = identity.id().to_owned();
+    let mut handle = spawn_member(MemberConfig {
+        daemon: daemon.clone(),
+        group,
+        identity,
+        trust,
+        protocol,
+        dh_group: gka_plugin_api::GroupId::Ffdhe2048,
+        heartbeat: std::time::Duration::from_millis(500),
+    })
+    .await
+    .with_context(|| format!("cannot connect to the daemon at {daemon}"))?;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if stdin_open => match line? {
+                Some(l) => { let _ = handle.commands.send(MemberCommand::Send(l.into_bytes())); }
+                None => stdin_open = false,
+            },
+            event = handle.events.recv() => match event {
+                None => break,
+                Some(RuntimeEvent::Stopped(reason)) => {
+                    println!("[{id}] stopped: {reason}");
+                    break;
+                }
+                Some(e) => print_event(&id, &e),
+            },
+        }
+    }
+    Ok(())
+}
+
+fn print_event(id: &str, e: &RuntimeEvent) {
+    match e {
+        RuntimeEvent::Member(MemberEvent::View(v)) => {
+            println!(
+                "[{id}] view {} members {:?} joined {:?} left {:?}",
+                v.view_id, v.members, v.joined, v.left
+            )
+        }
+        RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint }) => {
+            println!("[{id}] key epoch {epoch} fingerprint {fingerprint}")
+        }
+        RuntimeEvent::Member(MemberEvent::Data { from, epoch, plaintext }) => {
+            println!("[{id}] {from} (epoch {epoch}): {}", String::from_utf8_lossy(plaintext))
+        }
+        RuntimeEvent::Member(MemberEvent::Rejected(r)) => {
+            println!("[{id}] rejected ({}): {r}", r.label())
+        }
+        RuntimeEvent::Member(MemberEvent::ProtocolError { from, error }) => {
+            println!("[{id}] protocol error from {from}: {error}")
+        }
+        RuntimeEvent::Member(MemberEvent::Undecryptable { from, epoch, reason }) => {
+            println!("[{id}] undecryptable from {from} (epoch {epoch}): {reason}")
+        }
+        RuntimeEvent::RekeyLatency { epoch, latency } => {
+            println!("[{id}] rekey to epoch {epoch} took {:.1} ms", latency.as_secs_f64() * 1e3)
+        }
+        RuntimeEvent::NotSent(reason) => println!("[{id}] not sent: {reason}"),
+        RuntimeEvent::Stopped(reason) => println!("[{id}] stopped: {reason}"),
+    }
 }

@@ -1,0 +1,307 @@
+//! `gka demo`: an embedded daemon on a loopback port, members with fresh keys connected over
+//! real TCP, and a scenario of membership events with encrypted traffic throughout. After every
+//! event it checks that every member agreed on one key (by fingerprint) and that every member
+//! decrypted the others' messages.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use gka_plugin_api::{GroupId, Protocol};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::client::Connection;
+use crate::daemon::{Daemon, DaemonConfig};
+use crate::identity::{Identity, Scheme, TrustStore};
+use crate::member::MemberEvent;
+use crate::runtime::{spawn_member, Command, MemberConfig, MemberHandle, RuntimeEvent};
+use crate::sequencer::Timing;
+use crate::wire::{ControlCmd, ServerMsg};
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Members at the start (at least 3).
+    pub members: usize,
+    /// Seconds of steady traffic at the end.
+    pub seconds: u64,
+}
+
+/// One line of the demo's output.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventLine {
+    /// What happened.
+    pub event: String,
+    /// The view id.
+    pub view_id: u64,
+    /// Members that agreed.
+    pub members: usize,
+    /// The protocol.
+    pub protocol: String,
+    /// The key's epoch.
+    pub epoch: u64,
+    /// The key's fingerprint (never the key).
+    pub fingerprint: String,
+    /// The slowest member's time from view to key.
+    pub rekey_ms: f64,
+    /// Encrypted messages delivered and decrypted after the event.
+    pub messages_decrypted: usize,
+}
+
+struct Member {
+    handle: MemberHandle,
+    view: Option<(u64, Vec<String>)>,
+    key: Option<(u64, String)>,
+    latency: Duration,
+    received: Vec<Vec<u8>>,
+}
+
+/// The running demo.
+struct Demo {
+    daemon: Daemon,
+    group: String,
+    protocol: Arc<dyn Protocol>,
+    protocol_name: String,
+    trust: TrustStore,
+    identities: BTreeMap<String, Identity>,
+    members: BTreeMap<String, Member>,
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+impl Demo {
+    async fn spawn(&mut self, name: &str) -> Result<()> {
+        let identity =
+            self.identities.remove(name).with_context(|| format!("no key for {name}"))?;
+        let handle = spawn_member(MemberConfig {
+            daemon: self.daemon.addr.to_string(),
+            group: self.group.clone(),
+            identity,
+            trust: self.trust.clone(),
+            protocol: self.protocol.clone(),
+            dh_group: GroupId::Ffdhe2048,
+            heartbeat: Duration::from_millis(200),
+        })
+        .await
+        .with_context(|| format!("{name} cannot connect to the daemon"))?;
+        self.members.insert(
+            name.to_owned(),
+            Member { handle, view: None, key: None, latency: Duration::ZERO, received: Vec::new() },
+        );
+        Ok(())
+    }
+
+    fn leave(&mut self, name: &str) {
+        if let Some(m) = self.members.remove(name) {
+            let _ = m.handle.commands.send(Command::Leave);
+        }
+    }
+
+    /// Reads every pending event of every member.
+    fn pump(&mut self) -> Result<()> {
+        for (name, m) in &mut self.members {
+            while let Ok(e) = m.handle.events.try_recv() {
+                match e {
+                    RuntimeEvent::Member(MemberEvent::View(v)) => {
+                        m.view = Some((v.view_id, v.members))
+                    }
+                    RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint }) => {
+                        m.key = Some((epoch, fingerprint))
+                    }
+                    RuntimeEvent::Member(MemberEvent::Data { plaintext, .. }) => {
+                        m.received.push(plaintext)
+                    }
+                    RuntimeEvent::RekeyLatency { latency, .. } => m.latency = latency,
+                    RuntimeEvent::Member(MemberEvent::Rejected(r)) => {
+                        bail!("{name} rejected an envelope: {r}")
+                    }
+                    RuntimeEvent::Member(MemberEvent::ProtocolError { from, error }) => {
+                        bail!("{name}: protocol error from {from}: {error}")
+                    }
+                    RuntimeEvent::Stopped(reason) => bail!("{name} stopped: {reason}"),
+                    RuntimeEvent::Member(_) | RuntimeEvent::NotSent(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until exactly `side` are in one view and share one key for it.
+    async fn agreed(&mut self, side: &[String]) -> Result<(u64, u64, String, Duration)> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.pump()?;
+            let mut sorted = side.to_vec();
+            sorted.sort();
+            let states: Vec<_> = side.iter().map(|n| &self.members[n]).collect();
+            let done = states.iter().all(|m| match (&m.view, &m.key) {
+                (Some((view_id, members)), Some((epoch, _))) => {
+                    let mut ms = members.clone();
+                    ms.sort();
+                    ms == sorted && epoch >> 24 == *view_id
+                }
+                _ => false,
+            });
+            if done {
+                let (view_id, _) = states[0].view.clone().expect("view");
+                let (epoch, fp) = states[0].key.clone().expect("key");
+                if states.iter().any(|m| m.key.as_ref().map(|k| &k.1) != Some(&fp)) {
+                    bail!("members of view {view_id} hold different keys");
+                }
+                let latency = states.iter().map(|m| m.latency).max().unwrap_or_default();
+                return Ok((view_id, epoch, fp, latency));
+            }
+            if Instant::now() > deadline {
+                bail!("no agreement among {side:?} within {WAIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Every member of `side` sends one line; waits until every other member decrypted all.
+    async fn traffic(&mut self, side: &[String], tag: &str) -> Result<usize> {
+        for m in self.members.values_mut() {
+            m.received.clear();
+        }
+        for name in side {
+            let line = format!("{tag}: hello from {name}").into_bytes();
+            self.members[name].handle.commands.send(Command::Send(line)).ok();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.pump()?;
+            // Each member also gets its own message back.
+            if side.iter().all(|n| self.members[n].received.len() >= side.len()) {
+                return Ok(side.len() * side.len());
+            }
+            if Instant::now() > deadline {
+                bail!("encrypted traffic among {side:?} did not arrive within {WAIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn step(&mut self, event: &str, side: &[String]) -> Result<EventLine> {
+        let (view_id, epoch, fingerprint, latency) =
+            self.agreed(side).await.with_context(|| format!("after {event}"))?;
+        let messages_decrypted =
+            self.traffic(side, event).await.with_context(|| format!("after {event}"))?;
+        Ok(EventLine {
+            event: event.to_owned(),
+            view_id,
+            members: side.len(),
+            protocol: self.protocol_name.clone(),
+            epoch,
+            fingerprint,
+            rekey_ms: latency.as_secs_f64() * 1e3,
+            messages_decrypted,
+        })
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.members.keys().cloned().collect()
+    }
+}
+
+/// Runs the scenario with `protocol` and returns one line per event.
+pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<Vec<EventLine>> {
+    if options.members < 3 {
+        bail!("the demo needs at least 3 members");
+    }
+    let config = DaemonConfig {
+        timing: Timing { batch_ms: 30, failure_timeout_ms: 3_000 },
+        tick: Duration::from_millis(5),
+    };
+    let daemon = Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
+    let total = options.members + 4;
+    let mut trust = TrustStore::default();
+    let mut identities = BTreeMap::new();
+    for i in 1..=total {
+        let name = format!("m{i:02}");
+        let id = Identity::generate(&name, Scheme::Ed25519)?;
+        trust.insert(&name, id.public().clone());
+        identities.insert(name, id);
+    }
+    let d = protocol.descriptor();
+    let mut demo = Demo {
+        daemon,
+        group: "demo".into(),
+        protocol_name: d.name.clone(),
+        protocol,
+        trust,
+        identities,
+        members: BTreeMap::new(),
+    };
+    let name = |i: usize| format!("m{i:02}");
+    let mut lines = Vec::new();
+
+    for i in 1..=options.members {
+        demo.spawn(&name(i)).await?;
+    }
+    lines.push(demo.step("initial agreement", &demo.names()).await?);
+
+    demo.spawn(&name(options.members + 1)).await?;
+    lines.push(demo.step("join", &demo.names()).await?);
+
+    demo.leave(&name(2));
+    lines.push(demo.step("leave", &demo.names()).await?);
+
+    demo.spawn(&name(options.members + 2)).await?;
+    demo.spawn(&name(options.members + 3)).await?;
+    lines.push(demo.step("merge of 2", &demo.names()).await?);
+
+    let all = demo.names();
+    let a: Vec<String> = all.iter().step_by(2).cloned().collect();
+    let b: Vec<String> = all.iter().skip(1).step_by(2).cloned().collect();
+    let split =
+        ControlCmd::Partition { group: demo.group.clone(), sets: vec![a.clone(), b.clone()] };
+    expect_ok(Connection::control(demo.daemon.addr, split).await?)?;
+    let side_a = demo.step("partition, side A", &a).await?;
+    let side_b = demo.step("partition, side B", &b).await?;
+    if side_a.fingerprint == side_b.fingerprint {
+        bail!("the two sides of the partition share a key");
+    }
+    lines.push(side_a);
+    lines.push(side_b);
+    expect_ok(
+        Connection::control(demo.daemon.addr, ControlCmd::Heal { group: demo.group.clone() })
+            .await?,
+    )?;
+    lines.push(demo.step("heal", &demo.names()).await?);
+
+    // A cascade: a second member joins while the group rekeys for the first.
+    let first = name(options.members + 4);
+    demo.spawn(&first).await?;
+    let deadline = Instant::now() + WAIT;
+    while demo.members[&first].view.is_none() {
+        demo.pump()?;
+        if Instant::now() > deadline {
+            bail!("the cascade's first joiner got no view");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    demo.leave(&name(1));
+    lines.push(demo.step("cascade: a leave during a join's rekey", &demo.names()).await?);
+
+    let until = Instant::now() + Duration::from_secs(options.seconds);
+    let mut round = 0;
+    while Instant::now() < until {
+        round += 1;
+        let names = demo.names();
+        demo.traffic(&names, &format!("traffic round {round}")).await?;
+    }
+    for name in demo.names() {
+        demo.leave(&name);
+    }
+    demo.daemon.stop();
+    Ok(lines)
+}
+
+fn expect_ok(msg: ServerMsg) -> Result<()> {
+    match msg {
+        ServerMsg::Ok => Ok(()),
+        other => bail!("the daemon refused a control command: {other:?}"),
+    }
+}
