@@ -1,0 +1,276 @@
+//! Real processes on loopback: one `gka daemon`, members as `gka member` processes, and a
+//! recording TCP proxy between the members and the daemon (so the test sees every byte the
+//! daemon relays). Lines written to one member's stdin appear, decrypted, at every other
+//! member and never in plaintext on the wire; a member killed with SIGKILL during a rekey is
+//! removed and the survivors agree on a new key; a new member joins and gets the next key.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const GKA: &str = env!("CARGO_BIN_EXE_gka");
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A running process whose stdout lines arrive on a channel.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn start(cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn gka");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Self { child, stdin, lines: rx, seen: Vec::new() }
+    }
+
+    /// Waits for a line matching `pred` (every line read is kept in `seen`).
+    fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write to member");
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy that records every byte in both directions.
+fn recording_proxy(upstream: String) -> (String, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let record = Arc::new(Mutex::new(Vec::new()));
+    let rec = record.clone();
+    thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let Ok(server) = TcpStream::connect(&upstream) else { continue };
+            for (mut from, mut to) in
+                [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+            {
+                let rec = rec.clone();
+                thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        rec.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    (addr, record)
+}
+
+fn keygen(dir: &Path, id: &str, scheme: &str) {
+    let status = Command::new(GKA)
+        .args(["keygen", "--id", id, "--out", dir.to_str().unwrap(), "--scheme", scheme])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn member(addr: &str, keys: &Path, trust: &Path, plugins: &Path, id: &str) -> Proc {
+    Proc::start(Command::new(GKA).args([
+        "member",
+        "--daemon",
+        addr,
+        "--group",
+        "lab",
+        "--id",
+        id,
+        "--key",
+        keys.join(format!("{id}.key")).to_str().unwrap(),
+        "--trust",
+        trust.to_str().unwrap(),
+        "--protocol",
+        "tgdh",
+        "--plugins",
+        plugins.to_str().unwrap(),
+    ]))
+}
+
+/// Parses "[id] view N members [...]" and "[id] key epoch E fingerprint F" lines.
+fn view_id(line: &str) -> u64 {
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+fn key_of(line: &str) -> (u64, String) {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    (w[3].parse().unwrap(), w[5].to_owned())
+}
+
+/// The members in a "[id] view N members [...] ..." line.
+fn view_members(line: &str) -> usize {
+    let inside = &line[line.find("members [").expect("members list")..];
+    inside[..inside.find(']').expect("end of list")].matches('"').count() / 2
+}
+
+/// Waits until every member's newest view has exactly `n` members and its newest key belongs
+/// to that view, and returns the common fingerprint.
+fn agreed(members: &mut HashMap<String, Proc>, n: usize) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut fps = Vec::new();
+        for p in members.values_mut() {
+            p.seen.extend(p.lines.try_iter());
+            let view = p.seen.iter().rev().find(|l| l.contains(" view ")).cloned();
+            let key = p.seen.iter().rev().find(|l| l.contains(" key epoch ")).cloned();
+            if let (Some(v), Some(k)) = (view, key) {
+                let (epoch, fp) = key_of(&k);
+                if view_members(&v) == n && epoch >> 24 == view_id(&v) {
+                    fps.push(fp);
+                }
+            }
+        }
+        if fps.len() == members.len() {
+            assert!(fps.iter().all(|f| *f == fps[0]), "members disagree: {fps:?}");
+            return fps[0].clone();
+        }
+        if Instant::now() > deadline {
+            let seen: Vec<_> = members.iter().map(|(id, p)| (id.clone(), p.seen.clone())).collect();
+            panic!("no agreement of {n} members; saw {seen:#?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn members_as_processes_over_the_daemon() {
+    let plugins = gka_tests::artifacts::plugin_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let trust = dir.path().join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    let ids = ["m1", "m2", "m3", "m4", "m5", "m6"];
+    for (i, id) in ids.iter().enumerate() {
+        keygen(&keys, id, if i == 1 { "rsa" } else { "ed25519" });
+        std::fs::copy(keys.join(format!("{id}.pub")), trust.join(format!("{id}.pub"))).unwrap();
+    }
+
+    let mut daemon = Proc::start(Command::new(GKA).args([
+        "daemon",
+        "--listen",
+        "127.0.0.1:0",
+        "--batch-ms",
+        "50",
+        "--failure-timeout-ms",
+        "2000",
+    ]));
+    let listening =
+        daemon.wait_for("the daemon's address", |l| l.starts_with("gka daemon listening on "));
+    let daemon_addr = listening.rsplit(' ').next().unwrap().to_owned();
+    let (proxy, wire) = recording_proxy(daemon_addr);
+
+    let mut members: HashMap<String, Proc> = HashMap::new();
+    for id in &ids[..5] {
+        members.insert(id.to_string(), member(&proxy, &keys, &trust, plugins, id));
+    }
+    let k1 = agreed(&mut members, 5);
+
+    // A line from m1 reaches every other member, decrypted, and never crosses in plaintext.
+    let secret = "the eagle lands at dawn 7f3a";
+    members.get_mut("m1").unwrap().say(secret);
+    for id in &ids[1..5] {
+        members.get_mut(*id).unwrap().wait_for(&format!("{id} decrypts"), |l| {
+            l.contains(&format!("m1 (epoch")) && l.ends_with(secret)
+        });
+    }
+    let bytes = wire.lock().unwrap().clone();
+    assert!(!bytes.is_empty());
+    assert!(
+        !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "plaintext crossed the daemon"
+    );
+
+    // m6 joins, and m5 is killed with SIGKILL while the group rekeys for it.
+    members.insert("m6".into(), member(&proxy, &keys, &trust, plugins, "m6"));
+    members
+        .get_mut("m1")
+        .unwrap()
+        .wait_for("m1 sees m6 join", |l| l.contains(" view ") && l.contains("\"m6\""));
+    let mut m5 = members.remove("m5").unwrap();
+    m5.child.kill().unwrap();
+    m5.child.wait().unwrap();
+    let k2 = agreed(&mut members, 5);
+    assert_ne!(k1, k2);
+
+    // An intruder with a key of its own (in no member's trust store) joins at the daemon: its
+    // envelopes are refused as from an unknown sender and it never holds the group's key.
+    let intruder_trust = dir.path().join("intruder-trust");
+    std::fs::create_dir_all(&intruder_trust).unwrap();
+    keygen(&keys, "mx", "ed25519");
+    for id in ["m1", "m2", "m3", "m4", "m6", "mx"] {
+        std::fs::copy(keys.join(format!("{id}.pub")), intruder_trust.join(format!("{id}.pub")))
+            .unwrap();
+    }
+    let mut intruder = member(&proxy, &keys, &intruder_trust, plugins, "mx");
+    members.get_mut("m1").unwrap().wait_for("m1 refuses the intruder", |l| {
+        l.contains("rejected (unknown_sender)") && l.contains("\"mx\"")
+    });
+    // The daemon's view now lists six (the intruder included); the trusted five agree anew.
+    let k3 = agreed(&mut members, 6);
+    intruder.seen.extend(intruder.lines.try_iter());
+    assert!(
+        !intruder.seen.iter().any(|l| l.contains(&k3) || l.contains(&k2)),
+        "the intruder printed the group's key: {:#?}",
+        intruder.seen
+    );
+
+    // The survivors and the newcomer keep talking.
+    members.get_mut("m6").unwrap().say("hello from the newcomer");
+    for id in ["m1", "m2", "m3", "m4"] {
+        members
+            .get_mut(id)
+            .unwrap()
+            .wait_for(&format!("{id} hears m6"), |l| l.ends_with("hello from the newcomer"));
+    }
+}
