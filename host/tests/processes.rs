@@ -221,7 +221,7 @@ fn members_as_processes_over_the_daemon() {
     members.get_mut("m1").unwrap().say(secret);
     for id in &ids[1..5] {
         members.get_mut(*id).unwrap().wait_for(&format!("{id} decrypts"), |l| {
-            l.contains(&format!("m1 (epoch")) && l.ends_with(secret)
+            l.contains("m1 (epoch") && l.ends_with(secret)
         });
     }
     let bytes = wire.lock().unwrap().clone();
