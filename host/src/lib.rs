@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod identity;
 pub mod loader;
 pub mod member;
+pub mod memnet;
 pub mod runtime;
 pub mod sequencer;
 pub mod wire;

@@ -1,0 +1,307 @@
+//! The group layer's guarantees, tested through the same code against both implementations:
+//! the in-memory network (virtual time) and the daemon over TCP (real time).
+//! - views: members oldest first, simultaneous joins in one view, joined/left per member;
+//! - agreed order: every member of a view gets the same messages in the same order;
+//! - view synchrony: a message is delivered in its view to all survivors or to none, before
+//!   the next view;
+//! - failure detection: a silent member is removed within the timeout;
+//! - partitions continue separately and heal into a merge.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gka_host::client::Connection;
+use gka_host::daemon::{Daemon, DaemonConfig};
+use gka_host::memnet::MemNet;
+use gka_host::sequencer::{Delivery, Timing};
+use gka_host::wire::{ClientMsg, ControlCmd, ServerMsg};
+
+const TIMING: Timing = Timing { batch_ms: 40, failure_timeout_ms: 600 };
+
+/// What the tests need from a group layer.
+trait GroupLayer {
+    fn join(&mut self, member: &str);
+    fn leave(&mut self, member: &str);
+    /// The member stops answering (no leave, no heartbeats) but stays connected.
+    fn crash(&mut self, member: &str);
+    fn send(&mut self, member: &str, bytes: &[u8]);
+    fn partition(&mut self, sets: &[&[&str]]);
+    fn heal(&mut self);
+    /// Lets `ms` pass.
+    fn wait(&mut self, ms: u64);
+    /// Deliveries to `member` since the last call.
+    fn take(&mut self, member: &str) -> Vec<Delivery>;
+}
+
+impl GroupLayer for MemNet {
+    fn join(&mut self, member: &str) {
+        MemNet::join(self, member).unwrap();
+    }
+    fn leave(&mut self, member: &str) {
+        MemNet::leave(self, member).unwrap();
+    }
+    fn crash(&mut self, member: &str) {
+        MemNet::crash(self, member);
+    }
+    fn send(&mut self, member: &str, bytes: &[u8]) {
+        MemNet::send(self, member, None, bytes.to_vec()).unwrap();
+    }
+    fn partition(&mut self, sets: &[&[&str]]) {
+        let sets: Vec<Vec<String>> =
+            sets.iter().map(|s| s.iter().map(|m| m.to_string()).collect()).collect();
+        MemNet::partition(self, &sets).unwrap();
+    }
+    fn heal(&mut self) {
+        MemNet::heal(self);
+    }
+    fn wait(&mut self, ms: u64) {
+        self.advance(ms);
+    }
+    fn take(&mut self, member: &str) -> Vec<Delivery> {
+        self.take_delivered(member)
+    }
+}
+
+/// The daemon on loopback, each member a real connection with a reader and a heartbeat task.
+struct DaemonLayer {
+    rt: tokio::runtime::Runtime,
+    daemon: Daemon,
+    members: BTreeMap<String, Member>,
+}
+
+struct Member {
+    outbox: tokio::sync::mpsc::UnboundedSender<ClientMsg>,
+    delivered: Arc<Mutex<Vec<Delivery>>>,
+    view: Arc<Mutex<u64>>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DaemonLayer {
+    fn new() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let config = DaemonConfig { timing: TIMING, tick: Duration::from_millis(5) };
+        let daemon = rt.block_on(Daemon::start("127.0.0.1:0", config)).unwrap();
+        Self { rt, daemon, members: BTreeMap::new() }
+    }
+}
+
+impl GroupLayer for DaemonLayer {
+    fn join(&mut self, member: &str) {
+        let addr = self.daemon.addr;
+        let mut conn = self.rt.block_on(Connection::join(addr, "g", member)).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ClientMsg>();
+        let delivered = Arc::new(Mutex::new(Vec::new()));
+        let view = Arc::new(Mutex::new(0u64));
+        let (d, v) = (delivered.clone(), view.clone());
+        let task = self.rt.spawn(async move {
+            loop {
+                tokio::select! {
+                    msg = rx.recv() => match msg {
+                        Some(m) => { if conn.send(&m).await.is_err() { break } }
+                        None => break,
+                    },
+                    frame = conn.recv() => match frame {
+                        Ok(Some(ServerMsg::View(view))) => {
+                            *v.lock().unwrap() = view.view_id;
+                            d.lock().unwrap().push(Delivery::View(view));
+                        }
+                        Ok(Some(ServerMsg::Message { from, view_id, bytes })) => {
+                            d.lock().unwrap().push(Delivery::Message { from, view_id, bytes });
+                        }
+                        Ok(Some(_)) => {}
+                        _ => break,
+                    },
+                }
+            }
+        });
+        let hb_tx = tx.clone();
+        let heartbeat = self.rt.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if hb_tx.send(ClientMsg::Heartbeat).is_err() {
+                    break;
+                }
+            }
+        });
+        self.members.insert(member.into(), Member { outbox: tx, delivered, view, heartbeat, task });
+    }
+    fn leave(&mut self, member: &str) {
+        let m = self.members.remove(member).unwrap();
+        m.heartbeat.abort();
+        let _ = m.outbox.send(ClientMsg::Leave);
+    }
+    fn crash(&mut self, member: &str) {
+        // Silent but connected: no heartbeats, nothing sent; the failure detector must act.
+        let m = &self.members[member];
+        m.heartbeat.abort();
+    }
+    fn send(&mut self, member: &str, bytes: &[u8]) {
+        let m = &self.members[member];
+        let view_id = *m.view.lock().unwrap();
+        m.outbox.send(ClientMsg::Send { view_id, to: None, bytes: bytes.to_vec() }).unwrap();
+    }
+    fn partition(&mut self, sets: &[&[&str]]) {
+        let sets = sets.iter().map(|s| s.iter().map(|m| m.to_string()).collect()).collect();
+        let reply = self.rt.block_on(Connection::control(
+            self.daemon.addr,
+            ControlCmd::Partition { group: "g".into(), sets },
+        ));
+        assert_eq!(reply.unwrap(), ServerMsg::Ok);
+    }
+    fn heal(&mut self) {
+        let reply = self.rt.block_on(Connection::control(
+            self.daemon.addr,
+            ControlCmd::Heal { group: "g".into() },
+        ));
+        assert_eq!(reply.unwrap(), ServerMsg::Ok);
+    }
+    fn wait(&mut self, ms: u64) {
+        // Real time on a shared 2-core machine: give the asynchronous side ample slack (the
+        // in-memory run checks the same steps on exact virtual time).
+        std::thread::sleep(Duration::from_millis(3 * ms));
+    }
+    fn take(&mut self, member: &str) -> Vec<Delivery> {
+        std::mem::take(&mut *self.members[member].delivered.lock().unwrap())
+    }
+}
+
+impl Drop for DaemonLayer {
+    fn drop(&mut self) {
+        for m in self.members.values() {
+            m.heartbeat.abort();
+            m.task.abort();
+        }
+    }
+}
+
+fn views(d: &[Delivery]) -> Vec<gka_plugin_api::View> {
+    d.iter()
+        .filter_map(|x| if let Delivery::View(v) = x { Some(v.clone()) } else { None })
+        .collect()
+}
+
+fn bodies(d: &[Delivery]) -> Vec<Vec<u8>> {
+    d.iter()
+        .filter_map(|x| {
+            if let Delivery::Message { bytes, .. } = x {
+                Some(bytes.clone())
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn views_and_order(net: &mut dyn GroupLayer) {
+    for m in ["a", "b", "c"] {
+        net.join(m);
+    }
+    net.wait(150);
+    let mut first = Vec::new();
+    for m in ["a", "b", "c"] {
+        let v = views(&net.take(m));
+        assert_eq!(v.len(), 1, "{m}: simultaneous joins form one view: {v:?}");
+        assert_eq!(v[0].members, ["a", "b", "c"]);
+        first.push(v[0].view_id);
+    }
+    assert!(first.iter().all(|v| *v == first[0]));
+    for round in 0..4u8 {
+        for (i, m) in ["a", "b", "c"].iter().enumerate() {
+            net.send(m, &[i as u8, round]);
+        }
+    }
+    net.wait(150);
+    let orders: Vec<Vec<Vec<u8>>> = ["a", "b", "c"].iter().map(|m| bodies(&net.take(m))).collect();
+    assert_eq!(orders[0].len(), 12);
+    assert!(orders.iter().all(|o| o == &orders[0]), "agreed order");
+}
+
+fn view_synchrony_and_leave(net: &mut dyn GroupLayer) {
+    for m in ["a", "b", "c"] {
+        net.join(m);
+    }
+    net.wait(150);
+    for m in ["a", "b", "c"] {
+        net.take(m);
+    }
+    net.send("a", b"before");
+    net.leave("c");
+    net.wait(200);
+    for m in ["a", "b"] {
+        let d = net.take(m);
+        // The message of the old view comes before the new view, at both survivors.
+        let pos_msg =
+            d.iter().position(|x| matches!(x, Delivery::Message { .. })).expect("message");
+        let pos_view = d.iter().position(|x| matches!(x, Delivery::View(_))).expect("view");
+        assert!(pos_msg < pos_view, "{m}: {d:?}");
+        let v = views(&d);
+        assert_eq!(v[0].members, ["a", "b"]);
+        assert_eq!(v[0].left, ["c"]);
+    }
+}
+
+fn failure_detection(net: &mut dyn GroupLayer) {
+    for m in ["a", "b", "c"] {
+        net.join(m);
+    }
+    net.wait(150);
+    for m in ["a", "b", "c"] {
+        net.take(m);
+    }
+    net.crash("b");
+    // Timeout 600 ms plus the batching window, with margin.
+    net.wait(1_200);
+    for m in ["a", "c"] {
+        let v = views(&net.take(m));
+        assert_eq!(v.last().expect("a view without b").members, ["a", "c"], "{m}");
+    }
+}
+
+fn partition_and_heal(net: &mut dyn GroupLayer) {
+    for m in ["a", "b", "c", "d"] {
+        net.join(m);
+    }
+    net.wait(150);
+    for m in ["a", "b", "c", "d"] {
+        net.take(m);
+    }
+    net.partition(&[&["a", "c"], &["b", "d"]]);
+    net.wait(150);
+    let va = views(&net.take("a"));
+    let vb = views(&net.take("b"));
+    assert_eq!(va[0].members, ["a", "c"]);
+    assert_eq!(vb[0].members, ["b", "d"]);
+    assert_ne!(va[0].view_id, vb[0].view_id);
+    net.take("c");
+    net.take("d");
+    net.send("a", b"side a");
+    net.wait(100);
+    assert_eq!(bodies(&net.take("c")), [b"side a".to_vec()]);
+    assert!(bodies(&net.take("b")).is_empty(), "the other side hears nothing");
+    net.heal();
+    net.wait(150);
+    let v = views(&net.take("a"));
+    assert_eq!(v.last().unwrap().members, ["a", "b", "c", "d"]);
+    assert_eq!(v.last().unwrap().joined, ["b", "d"]);
+}
+
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod in_memory {
+            $(#[test] fn $name() {
+                let mut net = gka_host::memnet::MemNet::new(super::TIMING);
+                super::$name(&mut net);
+            })*
+        }
+        mod daemon {
+            $(#[test] fn $name() {
+                let mut net = super::DaemonLayer::new();
+                super::$name(&mut net);
+            })*
+        }
+    };
+}
+
+both!(views_and_order, view_synchrony_and_leave, failure_detection, partition_and_heal);
