@@ -36,24 +36,24 @@ trait GroupLayer {
 
 impl GroupLayer for MemNet {
     fn join(&mut self, member: &str) {
-        MemNet::join(self, member).unwrap();
+        Self::join(self, member).unwrap();
     }
     fn leave(&mut self, member: &str) {
-        MemNet::leave(self, member).unwrap();
+        Self::leave(self, member).unwrap();
     }
     fn crash(&mut self, member: &str) {
-        MemNet::crash(self, member);
+        Self::crash(self, member);
     }
     fn send(&mut self, member: &str, bytes: &[u8]) {
-        MemNet::send(self, member, None, bytes.to_vec()).unwrap();
+        Self::send(self, member, None, bytes.to_vec()).unwrap();
     }
     fn partition(&mut self, sets: &[&[&str]]) {
         let sets: Vec<Vec<String>> =
             sets.iter().map(|s| s.iter().map(|m| m.to_string()).collect()).collect();
-        MemNet::partition(self, &sets).unwrap();
+        Self::partition(self, &sets).unwrap();
     }
     fn heal(&mut self) {
-        MemNet::heal(self);
+        Self::heal(self);
     }
     fn wait(&mut self, ms: u64) {
         self.advance(ms);
