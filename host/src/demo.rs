@@ -215,7 +215,7 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
         tick: Duration::from_millis(5),
     };
     let daemon = Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
-    let total = options.members + 4;
+    let total = options.members + 6;
     let mut trust = TrustStore::default();
     let mut identities = BTreeMap::new();
     for i in 1..=total {
@@ -284,6 +284,33 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
     }
     demo.leave(&name(1));
     lines.push(demo.step("cascade: a leave during a join's rekey", &demo.names()).await?);
+
+    // A partition during a merge: two members join and, while the group rekeys for them, the
+    // group splits in two; each side must converge, then the heal.
+    let (j1, j2) = (name(options.members + 5), name(options.members + 6));
+    demo.spawn(&j1).await?;
+    demo.spawn(&j2).await?;
+    let deadline = Instant::now() + WAIT;
+    while demo.members[&j1].view.is_none() || demo.members[&j2].view.is_none() {
+        demo.pump()?;
+        if Instant::now() > deadline {
+            bail!("the merging members got no view");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let all = demo.names();
+    let a: Vec<String> = all.iter().step_by(2).cloned().collect();
+    let b: Vec<String> = all.iter().skip(1).step_by(2).cloned().collect();
+    let split =
+        ControlCmd::Partition { group: demo.group.clone(), sets: vec![a.clone(), b.clone()] };
+    expect_ok(Connection::control(demo.daemon.addr, split).await?)?;
+    lines.push(demo.step("partition during a merge, side A", &a).await?);
+    lines.push(demo.step("partition during a merge, side B", &b).await?);
+    expect_ok(
+        Connection::control(demo.daemon.addr, ControlCmd::Heal { group: demo.group.clone() })
+            .await?,
+    )?;
+    lines.push(demo.step("heal", &demo.names()).await?);
 
     let until = Instant::now() + Duration::from_secs(options.seconds);
     let mut round = 0;

@@ -150,6 +150,36 @@ fn run(protocol: &str) {
     assert!(mallory_sent);
     let _ = rejected;
 
+    // Forged, replayed and misaddressed envelopes are refused with their reason, and the
+    // group keeps working.
+    net.members.get_mut("ann").unwrap().send_data(b"once").expect("send data");
+    let original = net.members.get_mut("ann").unwrap().poll_outgoing().expect("an envelope");
+    let mut forged = original.bytes.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let mut garbage = original.bytes.clone();
+    garbage.truncate(10);
+    for bytes in [original.bytes.clone(), original.bytes.clone(), forged, garbage] {
+        net.seq.send("ann", original.view_id, None, bytes, net.now).unwrap();
+    }
+    net.settle();
+    let bob = &net.events["bob"];
+    let labels: Vec<&str> = bob
+        .iter()
+        .filter_map(|e| if let MemberEvent::Rejected(r) = e { Some(r.label()) } else { None })
+        .collect();
+    for expected in ["replay", "bad_signature", "malformed"] {
+        assert!(
+            labels.contains(&expected),
+            "{protocol}: bob did not refuse a {expected}: {labels:?}"
+        );
+    }
+    let once = bob
+        .iter()
+        .filter(|e| matches!(e, MemberEvent::Data { plaintext, .. } if plaintext == b"once"))
+        .count();
+    assert_eq!(once, 1, "{protocol}: the replay was delivered");
+
     // A leave, then agreement again.
     net.seq.leave("cat", net.now).unwrap();
     net.members.remove("cat");
