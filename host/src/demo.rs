@@ -332,3 +332,78 @@ fn expect_ok(msg: ServerMsg) -> Result<()> {
         other => bail!("the daemon refused a control command: {other:?}"),
     }
 }
+
+/// One row of the daemon rekey-latency benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    /// The protocol.
+    pub protocol: String,
+    /// Group size before the event.
+    pub n: usize,
+    /// The event.
+    pub event: String,
+    /// The slowest member's time from the view's delivery to the key.
+    pub rekey_ms: f64,
+}
+
+/// Measures rekey latency over the daemon on loopback: initial agreement of n, a join, a leave,
+/// a merge of two and a partition of half, for each n in `sizes`.
+pub async fn bench(protocol: Arc<dyn Protocol>, sizes: &[usize]) -> Result<Vec<BenchRow>> {
+    let name = protocol.descriptor().name;
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let config = DaemonConfig {
+            timing: Timing { batch_ms: 10, failure_timeout_ms: 10_000 },
+            tick: Duration::from_millis(2),
+        };
+        let daemon =
+            Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
+        let mut trust = TrustStore::default();
+        let mut identities = BTreeMap::new();
+        for i in 1..=n + 3 {
+            let id = format!("b{i:03}");
+            let identity = Identity::generate(&id, Scheme::Ed25519)?;
+            trust.insert(&id, identity.public().clone());
+            identities.insert(id, identity);
+        }
+        let mut demo = Demo {
+            daemon,
+            group: "bench".into(),
+            protocol_name: name.clone(),
+            protocol: protocol.clone(),
+            trust,
+            identities,
+            members: BTreeMap::new(),
+        };
+        let mut row = |event: &str, latency: Duration| {
+            rows.push(BenchRow {
+                protocol: name.clone(),
+                n,
+                event: event.into(),
+                rekey_ms: latency.as_secs_f64() * 1e3,
+            })
+        };
+        for i in 1..=n {
+            demo.spawn(&format!("b{i:03}")).await?;
+        }
+        row("initial", demo.agreed(&demo.names()).await?.3);
+        demo.spawn(&format!("b{:03}", n + 1)).await?;
+        row("join", demo.agreed(&demo.names()).await?.3);
+        demo.leave(&format!("b{:03}", n + 1));
+        row("leave", demo.agreed(&demo.names()).await?.3);
+        demo.spawn(&format!("b{:03}", n + 2)).await?;
+        demo.spawn(&format!("b{:03}", n + 3)).await?;
+        row("merge-2", demo.agreed(&demo.names()).await?.3);
+        let all = demo.names();
+        let half: Vec<String> = all[all.len() / 2..].to_vec();
+        for m in &half {
+            demo.leave(m);
+        }
+        row("partition-half", demo.agreed(&demo.names()).await?.3);
+        for m in demo.names() {
+            demo.leave(&m);
+        }
+        demo.daemon.stop();
+    }
+    Ok(rows)
+}

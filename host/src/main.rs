@@ -80,6 +80,10 @@ enum Command {
         /// Plugin directory (default: $GKA_PLUGIN_PATH, else this executable's directory).
         #[arg(long, value_name = "DIR")]
         plugins: Option<PathBuf>,
+        /// Instead of the scenario, measure rekey latency over the daemon for every loaded
+        /// protocol and each event at n = 4, 8, 16 (a Markdown table).
+        #[arg(long)]
+        bench: bool,
     },
     /// Make a member's identity key pair: DIR/ID.key (PKCS#8 PEM, mode 0600) and DIR/ID.pub
     /// (SPKI PEM, for the other members' trust stores).
@@ -185,7 +189,32 @@ fn run(cli: Cli) -> Result<()> {
             let protocol = load_protocol(plugins.as_deref(), &protocol)?;
             runtime()?.block_on(member(daemon, group, identity, trust, protocol))
         }
-        Command::Demo { members, protocol, seconds, json, plugins } => {
+        Command::Demo { bench: true, plugins, .. } => {
+            let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
+            let rt = runtime()?;
+            let mut out = io::stdout().lock();
+            writeln!(out, "| protocol | event | n = 4 (ms) | n = 8 (ms) | n = 16 (ms) |")?;
+            writeln!(out, "|---|---|---:|---:|---:|")?;
+            for plugin in registry.plugins() {
+                let rows =
+                    rt.block_on(gka_host::demo::bench(plugin.protocol.clone(), &[4, 8, 16]))?;
+                for event in ["initial", "join", "leave", "merge-2", "partition-half"] {
+                    let cells: Vec<String> = rows
+                        .iter()
+                        .filter(|r| r.event == event)
+                        .map(|r| format!("{:.1}", r.rekey_ms))
+                        .collect();
+                    writeln!(
+                        out,
+                        "| {} | {event} | {} |",
+                        plugin.descriptor.name,
+                        cells.join(" | ")
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        Command::Demo { members, protocol, seconds, json, plugins, bench: false } => {
             let protocol = load_protocol(plugins.as_deref(), &protocol)?;
             let lines = runtime()?
                 .block_on(gka_host::demo::run(protocol, &DemoOptions { members, seconds }))?;
