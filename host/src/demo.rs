@@ -200,6 +200,19 @@ impl Demo {
         })
     }
 
+    /// Waits until `name` has received a view (its join is in, its rekey under way).
+    async fn wait_for_view(&mut self, name: &str) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        while self.members[name].view.is_none() {
+            self.pump()?;
+            if Instant::now() > deadline {
+                bail!("{name} got no view within {WAIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+
     fn names(&self) -> Vec<String> {
         self.members.keys().cloned().collect()
     }
@@ -215,7 +228,7 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
         tick: Duration::from_millis(5),
     };
     let daemon = Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
-    let total = options.members + 6;
+    let total = options.members + 8;
     let mut trust = TrustStore::default();
     let mut identities = BTreeMap::new();
     for i in 1..=total {
@@ -271,17 +284,17 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
     )?;
     lines.push(demo.step("heal", &demo.names()).await?);
 
-    // A cascade: a second member joins while the group rekeys for the first.
+    // Cascades: a member joins while the group rekeys for another's join; then a member leaves
+    // while the group rekeys for a join.
     let first = name(options.members + 4);
     demo.spawn(&first).await?;
-    let deadline = Instant::now() + WAIT;
-    while demo.members[&first].view.is_none() {
-        demo.pump()?;
-        if Instant::now() > deadline {
-            bail!("the cascade's first joiner got no view");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    demo.wait_for_view(&first).await?;
+    let second = name(options.members + 7);
+    demo.spawn(&second).await?;
+    lines.push(demo.step("cascade: a join during a join's rekey", &demo.names()).await?);
+    let third = name(options.members + 8);
+    demo.spawn(&third).await?;
+    demo.wait_for_view(&third).await?;
     demo.leave(&name(1));
     lines.push(demo.step("cascade: a leave during a join's rekey", &demo.names()).await?);
 
@@ -290,14 +303,8 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
     let (j1, j2) = (name(options.members + 5), name(options.members + 6));
     demo.spawn(&j1).await?;
     demo.spawn(&j2).await?;
-    let deadline = Instant::now() + WAIT;
-    while demo.members[&j1].view.is_none() || demo.members[&j2].view.is_none() {
-        demo.pump()?;
-        if Instant::now() > deadline {
-            bail!("the merging members got no view");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    demo.wait_for_view(&j1).await?;
+    demo.wait_for_view(&j2).await?;
     let all = demo.names();
     let a: Vec<String> = all.iter().step_by(2).cloned().collect();
     let b: Vec<String> = all.iter().skip(1).step_by(2).cloned().collect();

@@ -1,6 +1,6 @@
 //! `gka demo`'s scenario end to end over real TCP on loopback, for every protocol: initial
-//! agreement, join, leave, merge, partition (each side with its own key), heal, a leave during
-//! a join's rekey, and a partition during a merge, with encrypted traffic after every event;
+//! agreement, join, leave, merge, partition (each side with its own key), heal, a join and a
+//! leave during a join's rekey, and a partition during a merge, with encrypted traffic after every event;
 //! every member must agree on every key.
 
 use gka_host::demo::{run, DemoOptions};
@@ -15,7 +15,7 @@ fn demo(protocol: &str) {
         .block_on(run(plugin.protocol.clone(), &DemoOptions { members: 4, seconds: 0 }))
         .unwrap_or_else(|e| panic!("{protocol}: {e:#}"));
     let events: Vec<&str> = lines.iter().map(|l| l.event.as_str()).collect();
-    assert_eq!(events.len(), 11, "{events:?}");
+    assert_eq!(events.len(), 12, "{events:?}");
     // Every event produced a new key.
     let mut fps: Vec<&str> = lines.iter().map(|l| l.fingerprint.as_str()).collect();
     fps.sort();
