@@ -20,11 +20,19 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 }
 
 impl Connection {
-    /// Connects and joins `group` as `member`.
+    /// Connects and joins `group` as `member`, waiting for the daemon's acknowledgement (so
+    /// joins made one after another are seen in that order); a refusal is an error.
     pub async fn join(addr: impl ToSocketAddrs, group: &str, member: &str) -> io::Result<Self> {
         let mut c = Self::connect(addr).await?;
         c.send(&ClientMsg::Join { group: group.into(), member: member.into() }).await?;
-        Ok(c)
+        match c.recv().await? {
+            Some(ServerMsg::Ok) => Ok(c),
+            Some(ServerMsg::Error(e)) => {
+                Err(io::Error::other(format!("the daemon refused the join: {e}")))
+            }
+            Some(other) => Err(invalid(format!("unexpected answer to a join: {other:?}"))),
+            None => Err(invalid("the daemon closed the connection")),
+        }
     }
 
     async fn connect(addr: impl ToSocketAddrs) -> io::Result<Self> {

@@ -231,6 +231,9 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>) {
                     break;
                 }
                 st.conns.insert((group.clone(), member.clone()), tx.clone());
+                // The acknowledgement orders joins: a client that waits for it before the next
+                // join knows the daemon saw them in that order.
+                reply(ServerMsg::Ok);
                 joined = Some((group, member));
             }
             (ClientMsg::Control(cmd), None) => match st.control(cmd) {

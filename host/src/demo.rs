@@ -75,15 +75,18 @@ impl Demo {
     async fn spawn(&mut self, name: &str) -> Result<()> {
         let identity =
             self.identities.remove(name).with_context(|| format!("no key for {name}"))?;
-        let handle = spawn_member(MemberConfig {
-            daemon: self.daemon.addr.to_string(),
-            group: self.group.clone(),
-            identity,
-            trust: self.trust.clone(),
-            protocol: self.protocol.clone(),
-            dh_group: GroupId::Ffdhe2048,
-            heartbeat: Duration::from_millis(200),
-        })
+        let daemon = self.daemon.addr.to_string();
+        let handle = spawn_member(
+            &daemon,
+            MemberConfig {
+                group: self.group.clone(),
+                identity,
+                trust: self.trust.clone(),
+                protocol: self.protocol.clone(),
+                dh_group: GroupId::Ffdhe2048,
+                heartbeat: Duration::from_millis(200),
+            },
+        )
         .await
         .with_context(|| format!("{name} cannot connect to the daemon"))?;
         self.members.insert(

@@ -8,6 +8,7 @@ pub mod client;
 pub mod daemon;
 pub mod demo;
 pub mod envelope;
+pub mod group;
 pub mod identity;
 pub mod loader;
 pub mod member;

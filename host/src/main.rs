@@ -421,15 +421,17 @@ async fn member(
 ) -> Result<()> {
     use tokio::io::AsyncBufReadExt;
     let id = identity.id().to_owned();
-    let mut handle = spawn_member(MemberConfig {
-        daemon: daemon.clone(),
-        group,
-        identity,
-        trust,
-        protocol,
-        dh_group: gka_plugin_api::GroupId::Ffdhe2048,
-        heartbeat: std::time::Duration::from_millis(500),
-    })
+    let mut handle = spawn_member(
+        &daemon,
+        MemberConfig {
+            group,
+            identity,
+            trust,
+            protocol,
+            dh_group: gka_plugin_api::GroupId::Ffdhe2048,
+            heartbeat: std::time::Duration::from_millis(500),
+        },
+    )
     .await
     .with_context(|| format!("cannot connect to the daemon at {daemon}"))?;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();

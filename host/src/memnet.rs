@@ -88,10 +88,21 @@ impl MemNet {
         to: Option<&str>,
         bytes: Vec<u8>,
     ) -> Result<bool, SequencerError> {
+        let view_id = self.views.get(member).copied().unwrap_or(0);
+        self.send_in(member, view_id, to, bytes)
+    }
+
+    /// A message from `member` sent in view `view_id` (dropped if that view ended).
+    pub fn send_in(
+        &mut self,
+        member: &str,
+        view_id: u64,
+        to: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> Result<bool, SequencerError> {
         if self.crashed.contains(member) {
             return Ok(false);
         }
-        let view_id = self.views.get(member).copied().unwrap_or(0);
         let sent = self.seq.send(member, view_id, to, bytes, self.now_ms)?;
         self.schedule();
         Ok(sent)

@@ -12,14 +12,12 @@ use tokio::time::Instant;
 
 use crate::client::Connection;
 use crate::envelope::EnvelopeChecker;
+use crate::group::GroupEndpoint;
 use crate::identity::{Identity, TrustStore};
 use crate::member::{MemberCore, MemberEvent};
-use crate::wire::{ClientMsg, ServerMsg};
 
 /// How a member runs.
 pub struct MemberConfig {
-    /// The daemon's address.
-    pub daemon: String,
     /// The group's name.
     pub group: String,
     /// This member's identity.
@@ -37,7 +35,6 @@ pub struct MemberConfig {
 impl std::fmt::Debug for MemberConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemberConfig")
-            .field("daemon", &self.daemon)
             .field("group", &self.group)
             .field("id", &self.identity.id())
             .finish()
@@ -80,10 +77,19 @@ pub struct MemberHandle {
     pub events: mpsc::UnboundedReceiver<RuntimeEvent>,
 }
 
-/// Connects to the daemon, joins the group and runs the member in the background.
-pub async fn spawn_member(config: MemberConfig) -> std::io::Result<MemberHandle> {
+/// Connects to the daemon at `daemon`, joins the group and runs the member in the background.
+pub async fn spawn_member(daemon: &str, config: MemberConfig) -> std::io::Result<MemberHandle> {
+    let connection = Connection::join(daemon, &config.group, config.identity.id()).await?;
+    spawn_member_on(connection, config)
+}
+
+/// Runs the member in the background over an endpoint already joined to the group (the daemon's
+/// [`Connection`], or an in-memory [`crate::group::MemEndpoint`]).
+pub fn spawn_member_on<E: GroupEndpoint>(
+    endpoint: E,
+    config: MemberConfig,
+) -> std::io::Result<MemberHandle> {
     let id = config.identity.id().to_owned();
-    let connection = Connection::join(config.daemon.as_str(), &config.group, &id).await?;
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
     let session = config
@@ -101,22 +107,20 @@ pub async fn spawn_member(config: MemberConfig) -> std::io::Result<MemberHandle>
     let core = MemberCore::new(config.identity, &config.group, &protocol, session, checker);
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
-    tokio::spawn(drive(core, connection, config.heartbeat, command_rx, event_tx));
+    tokio::spawn(drive(core, endpoint, config.heartbeat, command_rx, event_tx));
     Ok(MemberHandle { commands: command_tx, events: event_rx })
 }
 
-async fn flush(core: &mut MemberCore, connection: &mut Connection) -> std::io::Result<()> {
+async fn flush<E: GroupEndpoint>(core: &mut MemberCore, endpoint: &mut E) -> std::io::Result<()> {
     while let Some(out) = core.poll_outgoing() {
-        connection
-            .send(&ClientMsg::Send { view_id: out.view_id, to: out.to, bytes: out.bytes })
-            .await?;
+        endpoint.send(out.view_id, out.to, out.bytes).await?;
     }
     Ok(())
 }
 
-async fn drive(
+async fn drive<E: GroupEndpoint>(
     mut core: MemberCore,
-    mut connection: Connection,
+    mut connection: E,
     heartbeat: Duration,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<RuntimeEvent>,
@@ -126,19 +130,11 @@ async fn drive(
     let mut ticker = tokio::time::interval(heartbeat);
     let reason = loop {
         tokio::select! {
-            frame = connection.recv() => {
-                let msg = match frame {
-                    Ok(Some(m)) => m,
-                    Ok(None) => break "the daemon closed the connection".to_owned(),
-                    Err(e) => break format!("connection error: {e}"),
-                };
-                let delivery = match msg {
-                    ServerMsg::Error(e) => break format!("the daemon refused: {e}"),
-                    ServerMsg::Ok => continue,
-                    other => match Option::from(other) {
-                        Some(d) => d,
-                        None => continue,
-                    },
+            delivery = connection.recv() => {
+                let delivery = match delivery {
+                    Ok(Some(d)) => d,
+                    Ok(None) => break "the group layer closed the connection".to_owned(),
+                    Err(e) => break format!("group layer error: {e}"),
                 };
                 let now_ms = start.elapsed().as_millis() as u64;
                 if let crate::sequencer::Delivery::View(_) = &delivery {
@@ -171,12 +167,12 @@ async fn drive(
                     }
                 }
                 Some(Command::Leave) | None => {
-                    let _ = connection.send(&ClientMsg::Leave).await;
+                    let _ = connection.leave().await;
                     break "left the group".to_owned();
                 }
             },
             _ = ticker.tick() => {
-                if let Err(e) = connection.send(&ClientMsg::Heartbeat).await {
+                if let Err(e) = connection.heartbeat().await {
                     break format!("connection error: {e}");
                 }
             }

@@ -1,5 +1,7 @@
-//! The group layer's guarantees, tested through the same code against both implementations:
-//! the in-memory network (virtual time) and the daemon over TCP (real time).
+//! The group layer's guarantees (documented on `gka_host::group::GroupEndpoint`), tested
+//! through the same code against both implementations: the in-memory network (its `MemNet`
+//! core, on exact virtual time) and the daemon over TCP (through the `GroupEndpoint` trait, in
+//! real time).
 //! - views: members oldest first, simultaneous joins in one view, joined/left per member;
 //! - agreed order: every member of a view gets the same messages in the same order;
 //! - view synchrony: a message is delivered in its view to all survivors or to none, before
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use gka_host::client::Connection;
 use gka_host::daemon::{Daemon, DaemonConfig};
+use gka_host::group::GroupEndpoint;
 use gka_host::memnet::MemNet;
 use gka_host::sequencer::{Delivery, Timing};
 use gka_host::wire::{ClientMsg, ControlCmd, ServerMsg};
@@ -98,19 +101,22 @@ impl GroupLayer for DaemonLayer {
         let task = self.rt.spawn(async move {
             loop {
                 tokio::select! {
-                    msg = rx.recv() => match msg {
-                        Some(m) => { if conn.send(&m).await.is_err() { break } }
-                        None => break,
-                    },
-                    frame = conn.recv() => match frame {
-                        Ok(Some(ServerMsg::View(view))) => {
+                    msg = rx.recv() => {
+                        // Member traffic goes through the runtime's trait.
+                        let sent = match msg {
+                            Some(ClientMsg::Send { view_id, to, bytes }) => GroupEndpoint::send(&mut conn, view_id, to, bytes).await,
+                            Some(ClientMsg::Heartbeat) => GroupEndpoint::heartbeat(&mut conn).await,
+                            Some(ClientMsg::Leave) | None => { let _ = GroupEndpoint::leave(&mut conn).await; break }
+                            Some(other) => conn.send(&other).await,
+                        };
+                        if sent.is_err() { break }
+                    }
+                    delivery = GroupEndpoint::recv(&mut conn) => match delivery {
+                        Ok(Some(Delivery::View(view))) => {
                             *v.lock().unwrap() = view.view_id;
                             d.lock().unwrap().push(Delivery::View(view));
                         }
-                        Ok(Some(ServerMsg::Message { from, view_id, bytes })) => {
-                            d.lock().unwrap().push(Delivery::Message { from, view_id, bytes });
-                        }
-                        Ok(Some(_)) => {}
+                        Ok(Some(m)) => d.lock().unwrap().push(m),
                         _ => break,
                     },
                 }
