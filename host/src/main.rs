@@ -248,12 +248,22 @@ fn run(cli: Cli) -> Result<()> {
                         l.messages_decrypted
                     )?;
                 }
-                let worst = lines.iter().map(|l| l.rekey_ms).fold(0.0, f64::max);
+                let mut latencies: Vec<f64> = lines.iter().map(|l| l.rekey_ms).collect();
+                latencies.sort_by(f64::total_cmp);
+                let median = latencies[latencies.len() / 2];
+                let worst = latencies[latencies.len() - 1];
+                let keys: std::collections::BTreeSet<&str> =
+                    lines.iter().map(|l| l.fingerprint.as_str()).collect();
+                let decrypted: usize = lines.iter().map(|l| l.messages_decrypted).sum();
+                writeln!(out, "\nsummary")?;
+                writeln!(out, "  events                      {}", lines.len())?;
                 writeln!(
                     out,
-                    "\n{} events, every member agreed on every key; slowest rekey {worst:.1} ms",
-                    lines.len()
+                    "  distinct keys               {} (every member agreed on each)",
+                    keys.len()
                 )?;
+                writeln!(out, "  messages decrypted          {decrypted}")?;
+                writeln!(out, "  rekey latency median / max  {median:.1} ms / {worst:.1} ms")?;
             }
             Ok(())
         }
