@@ -203,6 +203,23 @@ impl Demo {
         })
     }
 
+    /// Partitions the group into its even- and odd-ranked members; returns the two sides.
+    async fn split_in_two(&mut self) -> Result<(Vec<String>, Vec<String>)> {
+        let all = self.names();
+        let a: Vec<String> = all.iter().step_by(2).cloned().collect();
+        let b: Vec<String> = all.iter().skip(1).step_by(2).cloned().collect();
+        let split =
+            ControlCmd::Partition { group: self.group.clone(), sets: vec![a.clone(), b.clone()] };
+        expect_ok(Connection::control(self.daemon.addr, split).await?)?;
+        Ok((a, b))
+    }
+
+    /// Heals every partition of the group.
+    async fn heal(&mut self) -> Result<()> {
+        let heal = ControlCmd::Heal { group: self.group.clone() };
+        expect_ok(Connection::control(self.daemon.addr, heal).await?)
+    }
+
     /// Waits until `name` has received a view (its join is in, its rekey under way).
     async fn wait_for_view(&mut self, name: &str) -> Result<()> {
         let deadline = Instant::now() + WAIT;
@@ -268,12 +285,7 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
     demo.spawn(&name(options.members + 3)).await?;
     lines.push(demo.step("merge of 2", &demo.names()).await?);
 
-    let all = demo.names();
-    let a: Vec<String> = all.iter().step_by(2).cloned().collect();
-    let b: Vec<String> = all.iter().skip(1).step_by(2).cloned().collect();
-    let split =
-        ControlCmd::Partition { group: demo.group.clone(), sets: vec![a.clone(), b.clone()] };
-    expect_ok(Connection::control(demo.daemon.addr, split).await?)?;
+    let (a, b) = demo.split_in_two().await?;
     let side_a = demo.step("partition, side A", &a).await?;
     let side_b = demo.step("partition, side B", &b).await?;
     if side_a.fingerprint == side_b.fingerprint {
@@ -281,10 +293,7 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
     }
     lines.push(side_a);
     lines.push(side_b);
-    expect_ok(
-        Connection::control(demo.daemon.addr, ControlCmd::Heal { group: demo.group.clone() })
-            .await?,
-    )?;
+    demo.heal().await?;
     lines.push(demo.step("heal", &demo.names()).await?);
 
     // Cascades: a member joins while the group rekeys for another's join; then a member leaves
@@ -308,18 +317,10 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
     demo.spawn(&j2).await?;
     demo.wait_for_view(&j1).await?;
     demo.wait_for_view(&j2).await?;
-    let all = demo.names();
-    let a: Vec<String> = all.iter().step_by(2).cloned().collect();
-    let b: Vec<String> = all.iter().skip(1).step_by(2).cloned().collect();
-    let split =
-        ControlCmd::Partition { group: demo.group.clone(), sets: vec![a.clone(), b.clone()] };
-    expect_ok(Connection::control(demo.daemon.addr, split).await?)?;
+    let (a, b) = demo.split_in_two().await?;
     lines.push(demo.step("partition during a merge, side A", &a).await?);
     lines.push(demo.step("partition during a merge, side B", &b).await?);
-    expect_ok(
-        Connection::control(demo.daemon.addr, ControlCmd::Heal { group: demo.group.clone() })
-            .await?,
-    )?;
+    demo.heal().await?;
     lines.push(demo.step("heal", &demo.names()).await?);
 
     let until = Instant::now() + Duration::from_secs(options.seconds);

@@ -261,12 +261,7 @@ impl Identity {
 
     /// Reads a private key file; the member id is the file name without `.key`.
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
-        let id = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .filter(|s| valid_member_id(s))
-            .ok_or_else(|| IdentityError::BadId(path.display().to_string()))?
-            .to_owned();
+        let id = member_id_of(path)?;
         let pem = Zeroizing::new(
             fs::read_to_string(path)
                 .map_err(|source| IdentityError::Io { path: path.to_path_buf(), source })?,
@@ -284,6 +279,15 @@ impl Identity {
             }
         }
     }
+}
+
+/// The member id a key file names: its file name without the extension.
+fn member_id_of(path: &Path) -> Result<String, IdentityError> {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| valid_member_id(s))
+        .map(str::to_owned)
+        .ok_or_else(|| IdentityError::BadId(path.display().to_string()))
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> IdentityError {
@@ -323,12 +327,7 @@ impl TrustStore {
             if path.extension().and_then(|e| e.to_str()) != Some("pub") {
                 continue;
             }
-            let id = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .filter(|s| valid_member_id(s))
-                .ok_or_else(|| IdentityError::BadId(path.display().to_string()))?
-                .to_owned();
+            let id = member_id_of(&path)?;
             let pem = fs::read_to_string(&path)
                 .map_err(|source| IdentityError::Io { path: path.clone(), source })?;
             keys.insert(id, PublicKey::from_pem(&pem, &path)?);
