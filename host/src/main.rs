@@ -11,6 +11,7 @@ use gka_host::demo::DemoOptions;
 use gka_host::identity::{Identity, Scheme, TrustStore};
 use gka_host::loader::{host_abi_version, plugin_dirs, PluginInfo, Registry};
 use gka_host::member::MemberEvent;
+use gka_host::policy::Policy;
 use gka_host::runtime::{spawn_member, Command as MemberCommand, MemberConfig, RuntimeEvent};
 use gka_host::sequencer::Timing;
 use gka_plugin_api::EventKind;
@@ -25,6 +26,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check or explain a policy file.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+        /// Plugin directory (default: $GKA_PLUGIN_PATH, else this executable's directory).
+        #[arg(long, global = true, value_name = "DIR")]
+        plugins: Option<PathBuf>,
+    },
     /// Run the group communication daemon.
     Daemon {
         /// Address to listen on.
@@ -109,6 +118,43 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Report every error in a policy file with its line and column; exits non-zero on any.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Print each candidate's predicted cost per event for the given inputs, and the decision
+    /// with its reason.
+    Explain {
+        /// The policy file.
+        #[arg(long, default_value = "policy.toml")]
+        policy: PathBuf,
+        /// The protocol running now.
+        #[arg(long, default_value = "tgdh")]
+        current: String,
+        /// Seconds since the last switch.
+        #[arg(long, default_value_t = 3600.0)]
+        since_switch_s: f64,
+        /// Seconds since the last aborted switch.
+        #[arg(long)]
+        since_abort_s: Option<f64>,
+        /// Inputs as NAME=VALUE (group_size, rtt_median_ms, cpu_worst, ...), repeatable.
+        #[arg(long = "input", value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        /// Members in the view.
+        #[arg(long)]
+        group_size: Option<u64>,
+        /// Median round-trip time, ms.
+        #[arg(long)]
+        rtt_ms: Option<f64>,
+        /// The group's worst CPU load, 0 to 1.
+        #[arg(long)]
+        cpu: Option<f64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum PluginsCommand {
     /// List the plugins that load, and the libraries that do not.
     List {
@@ -166,6 +212,119 @@ fn load_protocol(
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Policy { command: PolicyCommand::Check { file }, plugins } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
+            let mut known: Vec<&str> =
+                registry.plugins().map(|p| p.descriptor.name.as_str()).collect();
+            if known.is_empty() {
+                known = gka_host::policy::KNOWN_PROTOCOLS.to_vec();
+            }
+            match Policy::parse(&text, &known) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    Ok(())
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{}:{e}", file.display());
+                    }
+                    bail!("{} error(s) in {}", errors.len(), file.display())
+                }
+            }
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Explain {
+                    policy,
+                    current,
+                    since_switch_s,
+                    since_abort_s,
+                    inputs,
+                    group_size,
+                    rtt_ms,
+                    cpu,
+                },
+            plugins,
+        } => {
+            let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
+            let known: Vec<&str> = registry.plugins().map(|p| p.descriptor.name.as_str()).collect();
+            if known.is_empty() {
+                bail!("no plugin loaded: pass --plugins DIR");
+            }
+            let text = std::fs::read_to_string(&policy)
+                .with_context(|| format!("cannot read {}", policy.display()))?;
+            let parsed = Policy::parse(&text, &known).map_err(|errors| {
+                let list: Vec<String> =
+                    errors.iter().map(|e| format!("{}:{e}", policy.display())).collect();
+                anyhow::anyhow!("invalid policy:\n{}", list.join("\n"))
+            })?;
+            let mut values = gka_host::policy::Inputs::default();
+            for kv in &inputs {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--input {kv:?}: expected NAME=VALUE"))?;
+                let v: f64 = v.parse().with_context(|| format!("--input {kv:?}: not a number"))?;
+                if !values.set(k, v) {
+                    bail!("--input {kv:?}: unknown input {k:?}");
+                }
+            }
+            if let Some(n) = group_size {
+                values.group_size = n;
+            }
+            if let Some(r) = rtt_ms {
+                values.rtt_median_ms = r;
+                values.rtt_worst_ms = values.rtt_worst_ms.max(r);
+            }
+            if let Some(c) = cpu {
+                values.cpu_local = c;
+                values.cpu_worst = values.cpu_worst.max(c);
+            }
+            let protocols: std::collections::BTreeMap<String, &dyn gka_plugin_api::Protocol> =
+                registry
+                    .plugins()
+                    .map(|p| {
+                        (p.descriptor.name.clone(), &*p.protocol as &dyn gka_plugin_api::Protocol)
+                    })
+                    .collect();
+            let candidates = parsed.candidates(&known, values.group_size);
+            let mut out = io::stdout().lock();
+            writeln!(out, "inputs: {values:?}")?;
+            writeln!(
+                out,
+                "{:<6} {:>9} {:>9} {:>9} {:>11} {:>12}  allowed",
+                "", "join ms", "leave ms", "merge ms", "partition ms", "expected ms"
+            )?;
+            for p in gka_host::policy::predict(&protocols, &values, &parsed.weights) {
+                let cells: Vec<String> =
+                    p.per_event.iter().map(|(_, ms)| format!("{ms:.2}")).collect();
+                writeln!(
+                    out,
+                    "{:<6} {:>9} {:>9} {:>9} {:>11} {:>12.2}  {}",
+                    p.protocol,
+                    cells[0],
+                    cells[1],
+                    cells[2],
+                    cells[3],
+                    p.expected_ms,
+                    if candidates.contains(&p.protocol.as_str()) { "yes" } else { "no" }
+                )?;
+            }
+            let state = gka_host::policy::State { current, since_switch_s, since_abort_s };
+            match parsed.decide(&protocols, &values, &state) {
+                gka_host::policy::Decision::Stay { reason } => {
+                    writeln!(out, "decision: stay on {} ({reason})", state.current)?
+                }
+                gka_host::policy::Decision::Switch { to, reason, gain } => writeln!(
+                    out,
+                    "decision: switch {} -> {to} ({reason}; predicted gain {:.0}%)",
+                    state.current,
+                    gain * 100.0
+                )?,
+            }
+            Ok(())
+        }
         Command::Daemon { listen, batch_ms, failure_timeout_ms } => runtime()?.block_on(async {
             let config = DaemonConfig {
                 timing: Timing { batch_ms, failure_timeout_ms },
