@@ -13,6 +13,7 @@ pub mod identity;
 pub mod loader;
 pub mod member;
 pub mod memnet;
+pub mod metrics;
 pub mod policy;
 pub mod runtime;
 pub mod sequencer;

@@ -45,6 +45,9 @@ enum Command {
         /// A member silent for this long is removed.
         #[arg(long, default_value_t = 3000)]
         failure_timeout_ms: u64,
+        /// Serve Prometheus metrics on this address (`/metrics`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Join a group: lines read from stdin are sent encrypted; views, key changes
     /// (fingerprints only) and received lines are printed.
@@ -70,6 +73,9 @@ enum Command {
         /// Plugin directory (default: $GKA_PLUGIN_PATH, else this executable's directory).
         #[arg(long, value_name = "DIR")]
         plugins: Option<PathBuf>,
+        /// Serve Prometheus metrics on this address (`/metrics`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// The main job: an embedded daemon, members over real TCP, and a scenario of joins, a
     /// leave, a merge, a partition and its heal and a cascade, with encrypted traffic.
@@ -93,6 +99,9 @@ enum Command {
         /// protocol and each event at n = 4, 8, 16 (a Markdown table).
         #[arg(long)]
         bench: bool,
+        /// Serve Prometheus metrics on this address (`/metrics`) while the demo runs.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Make a member's identity key pair: DIR/ID.key (PKCS#8 PEM, mode 0600) and DIR/ID.pub
     /// (SPKI PEM, for the other members' trust stores).
@@ -191,6 +200,15 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+fn install_metrics(addr: Option<std::net::SocketAddr>) -> Result<()> {
+    if let Some(addr) = addr {
+        gka_host::metrics::install(addr)
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        eprintln!("metrics on http://{addr}/metrics");
+    }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -325,19 +343,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Daemon { listen, batch_ms, failure_timeout_ms } => runtime()?.block_on(async {
-            let config = DaemonConfig {
-                timing: Timing { batch_ms, failure_timeout_ms },
-                ..DaemonConfig::default()
-            };
-            let daemon = Daemon::start(&listen, config)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            println!("gka daemon listening on {}", daemon.addr);
-            std::future::pending::<()>().await;
-            Ok(())
-        }),
-        Command::Member { daemon, group, id, key, trust, protocol, plugins } => {
+        Command::Daemon { listen, batch_ms, failure_timeout_ms, metrics } => {
+            runtime()?.block_on(async {
+                install_metrics(metrics)?;
+                let config = DaemonConfig {
+                    timing: Timing { batch_ms, failure_timeout_ms },
+                    ..DaemonConfig::default()
+                };
+                let daemon = Daemon::start(&listen, config)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                println!("gka daemon listening on {}", daemon.addr);
+                std::future::pending::<()>().await;
+                Ok(())
+            })
+        }
+        Command::Member { daemon, group, id, key, trust, protocol, plugins, metrics } => {
             let identity =
                 Identity::load(&key).with_context(|| format!("cannot load {}", key.display()))?;
             if identity.id() != id {
@@ -346,7 +367,10 @@ fn run(cli: Cli) -> Result<()> {
             let trust = TrustStore::load(&trust)
                 .with_context(|| format!("cannot load the trust store {}", trust.display()))?;
             let protocol = load_protocol(plugins.as_deref(), &protocol)?;
-            runtime()?.block_on(member(daemon, group, identity, trust, protocol))
+            runtime()?.block_on(async {
+                install_metrics(metrics)?;
+                member(daemon, group, identity, trust, protocol).await
+            })
         }
         Command::Demo { bench: true, plugins, .. } => {
             let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
@@ -373,10 +397,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Demo { members, protocol, seconds, json, plugins, bench: false } => {
+        Command::Demo { members, protocol, seconds, json, plugins, bench: false, metrics } => {
             let protocol = load_protocol(plugins.as_deref(), &protocol)?;
-            let lines = runtime()?
-                .block_on(gka_host::demo::run(protocol, &DemoOptions { members, seconds }))?;
+            let lines = runtime()?.block_on(async {
+                install_metrics(metrics)?;
+                gka_host::demo::run(protocol, &DemoOptions { members, seconds }).await
+            })?;
             let mut out = io::stdout().lock();
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&lines)?)?;

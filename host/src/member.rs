@@ -162,6 +162,21 @@ impl MemberCore {
         self.identity.id()
     }
 
+    /// The group's name.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The protocol, as `name@version`.
+    pub fn protocol(&self) -> &str {
+        &self.protocol
+    }
+
+    /// The plugin session's counters.
+    pub fn session_counters(&self) -> gka_plugin_api::Counters {
+        self.session.counters()
+    }
+
     /// The newest installed key's epoch.
     pub fn epoch(&self) -> Option<u64> {
         self.keys.back().map(|k| k.epoch)

@@ -127,6 +127,11 @@ async fn drive<E: GroupEndpoint>(
 ) {
     let start = Instant::now();
     let mut agreement_started: Option<Instant> = None;
+    let group = core.group().to_owned();
+    let protocol = core.protocol().split('@').next().unwrap_or_default().to_owned();
+    crate::metrics::active_protocol(&group, &protocol);
+    let mut event_kind = "initial";
+    let mut exps_seen = 0u64;
     let mut ticker = tokio::time::interval(heartbeat);
     let reason = loop {
         tokio::select! {
@@ -147,12 +152,25 @@ async fn drive<E: GroupEndpoint>(
                     }));
                 }
                 while let Some(e) = core.poll_event() {
+                    match &e {
+                        MemberEvent::View(v) => {
+                            crate::metrics::view(&group, v.members.len());
+                            event_kind = classify(v, event_kind);
+                        }
+                        MemberEvent::Rejected(r) => crate::metrics::rejected(&group, r.label()),
+                        _ => {}
+                    }
                     if let (MemberEvent::Key { epoch, .. }, Some(t)) = (&e, agreement_started) {
-                        let _ = events.send(RuntimeEvent::RekeyLatency { epoch: *epoch, latency: t.elapsed() });
+                        let latency = t.elapsed();
+                        crate::metrics::rekey(&group, &protocol, event_kind, latency.as_secs_f64());
+                        let _ = events.send(RuntimeEvent::RekeyLatency { epoch: *epoch, latency });
                         agreement_started = None;
                     }
                     let _ = events.send(RuntimeEvent::Member(e));
                 }
+                let exps = core.session_counters().exponentiations;
+                crate::metrics::exponentiations(&protocol, exps.saturating_sub(exps_seen));
+                exps_seen = exps;
                 if let Err(e) = flush(&mut core, &mut connection).await {
                     break format!("connection error: {e}");
                 }
@@ -179,4 +197,19 @@ async fn drive<E: GroupEndpoint>(
         }
     };
     let _ = events.send(RuntimeEvent::Stopped(reason));
+}
+
+/// The membership event a view represents for this member, as a metrics label.
+fn classify(view: &gka_plugin_api::View, previous: &'static str) -> &'static str {
+    let me_new =
+        previous == "initial" && view.left.is_empty() && view.joined.len() == view.members.len();
+    match (view.joined.len(), view.left.len()) {
+        _ if me_new => "initial",
+        (0, 0) => "refresh",
+        (1, 0) => "join",
+        (_, 0) => "merge",
+        (0, 1) => "leave",
+        (0, _) => "partition",
+        _ => "merge",
+    }
 }
