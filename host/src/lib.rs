@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod group;
 pub mod identity;
 pub mod loader;
+pub mod measure;
 pub mod member;
 pub mod memnet;
 pub mod metrics;

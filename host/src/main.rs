@@ -160,6 +160,10 @@ enum PolicyCommand {
         /// The group's worst CPU load, 0 to 1.
         #[arg(long)]
         cpu: Option<f64>,
+        /// Measure this machine first (exponentiation, signature and verification times, CPU
+        /// load); explicit inputs still override.
+        #[arg(long)]
+        measure: bool,
     },
 }
 
@@ -263,6 +267,7 @@ fn run(cli: Cli) -> Result<()> {
                     group_size,
                     rtt_ms,
                     cpu,
+                    measure,
                 },
             plugins,
         } => {
@@ -279,6 +284,22 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::anyhow!("invalid policy:\n{}", list.join("\n"))
             })?;
             let mut values = gka_host::policy::Inputs::default();
+            if measure {
+                let c = gka_host::measure::calibrate(
+                    gka_plugin_api::GroupId::Ffdhe2048,
+                    Scheme::Ed25519,
+                    20,
+                );
+                values.exp_ms = c.exp_ms;
+                values.sign_ms = c.sign_ms;
+                values.verify_ms = c.verify_ms;
+                if let Some(load) =
+                    gka_host::measure::cpu_load(std::time::Duration::from_millis(200))
+                {
+                    values.cpu_local = load;
+                    values.cpu_worst = load;
+                }
+            }
             for kv in &inputs {
                 let (k, v) = kv
                     .split_once('=')
