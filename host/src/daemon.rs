@@ -39,6 +39,10 @@ impl Default for DaemonConfig {
 
 type Outbox = mpsc::UnboundedSender<(Instant, ServerMsg)>;
 
+/// The largest emulated delay a control command may set (a minute): anything larger is a
+/// mistake, and an unbounded one would overflow the delivery clock.
+pub const MAX_DELAY_MS: u64 = 60_000;
+
 #[derive(Default)]
 struct Delays {
     to_member: HashMap<String, u64>,
@@ -117,6 +121,9 @@ impl State {
                 Ok(())
             }
             ControlCmd::Delay { to, from, ms } => {
+                if ms > MAX_DELAY_MS {
+                    return Err(format!("delay {ms} ms exceeds the limit of {MAX_DELAY_MS} ms"));
+                }
                 // Delays apply in every group the member is in.
                 for (group, member) in self.conns.keys() {
                     if *member == to {
@@ -266,6 +273,12 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>) {
         st.conns.remove(&(group.clone(), member.clone()));
         if let Some(seq) = st.groups.get_mut(&group) {
             let _ = seq.leave(&member, now);
+            // Group names come from clients: forget a group once its last member is gone.
+            if seq.is_empty() {
+                st.groups.remove(&group);
+                st.delays.remove(&group);
+                st.last_due.retain(|(g, _), _| *g != group);
+            }
         }
     }
     drop(tx);

@@ -73,12 +73,23 @@ struct SignedPart<'a> {
     body: &'a [u8],
 }
 
-#[derive(Serialize, Deserialize)]
+/// The wire form, decoded.
+#[derive(Deserialize)]
 struct Wire {
     format: u8,
     header: Header,
     body: Vec<u8>,
     signature: Vec<u8>,
+}
+
+/// The wire form, encoded from borrowed fields (same layout as [`Wire`]): no copies of the
+/// body on the send path.
+#[derive(Serialize)]
+struct WireRef<'a> {
+    format: u8,
+    header: &'a Header,
+    body: &'a [u8],
+    signature: &'a [u8],
 }
 
 fn signed_bytes(header: &Header, body: &[u8]) -> Vec<u8> {
@@ -96,11 +107,11 @@ impl Envelope {
 
     /// The wire encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_allocvec(&Wire {
+        postcard::to_allocvec(&WireRef {
             format: ENVELOPE_FORMAT,
-            header: self.header.clone(),
-            body: self.body.clone(),
-            signature: self.signature.clone(),
+            header: &self.header,
+            body: &self.body,
+            signature: &self.signature,
         })
         .expect("postcard serializes an envelope")
     }

@@ -313,6 +313,11 @@ impl Sequencer {
         self.out.pop_front()
     }
 
+    /// True when the group has no members left.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
     /// The current view id of a member's component (0 before its first view).
     pub fn view_of(&self, member: &str) -> Option<u64> {
         self.members.get(member).map(|s| self.components[s.component].view_id)

@@ -119,6 +119,26 @@ async fn partition_and_heal() {
     }
     let bad = ControlCmd::Partition { group: "nope".into(), sets: vec![] };
     assert!(matches!(Connection::control(d.addr, bad).await.unwrap(), ServerMsg::Error(_)));
+    // An absurd delay is refused, and the daemon keeps ticking (the group still heals below).
+    let huge = ControlCmd::Delay { to: "a".into(), from: None, ms: u64::MAX };
+    assert!(
+        matches!(Connection::control(d.addr, huge).await.unwrap(), ServerMsg::Error(e) if e.contains("exceeds"))
+    );
+    let split = ControlCmd::Partition {
+        group: "g".into(),
+        sets: vec![vec!["a".into(), "c".into()], vec!["b".into(), "d".into()]],
+    };
+    assert_eq!(Connection::control(d.addr, split).await.unwrap(), ServerMsg::Ok);
+    for c in &mut conns {
+        view(c).await;
+    }
+    assert_eq!(
+        Connection::control(d.addr, ControlCmd::Heal { group: "g".into() }).await.unwrap(),
+        ServerMsg::Ok
+    );
+    for c in &mut conns {
+        assert_eq!(view(c).await.members, ["a", "b", "c", "d"]);
+    }
     d.stop();
 }
 
