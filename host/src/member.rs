@@ -228,6 +228,15 @@ impl MemberCore {
                 };
                 let from = envelope.header.sender.clone();
                 match envelope.header.kind {
+                    Kind::Protocol if envelope.header.protocol != self.protocol => {
+                        self.events.push_back(MemberEvent::ProtocolError {
+                            from,
+                            error: format!(
+                                "envelope for protocol {}, this member runs {}",
+                                envelope.header.protocol, self.protocol
+                            ),
+                        });
+                    }
                     Kind::Protocol => {
                         if let Err(e) = self.session.handle_payload(now_ms, &from, &envelope.body) {
                             self.events.push_back(MemberEvent::ProtocolError {
@@ -238,7 +247,11 @@ impl MemberCore {
                         self.drain_session();
                     }
                     Kind::Data => self.decrypt(&envelope),
-                    Kind::Control => {}
+                    // Reported, not silently dropped: no control messages are defined yet.
+                    Kind::Control => self.events.push_back(MemberEvent::ProtocolError {
+                        from,
+                        error: "control envelopes are not supported by this runtime".into(),
+                    }),
                 }
             }
         }
@@ -381,5 +394,95 @@ impl MemberCore {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<MemberEvent> {
         self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gka_plugin_api::{Counters, Output, SessionError};
+
+    use super::*;
+    use crate::identity::{Scheme, TrustStore};
+
+    /// A session that only records the payloads it is given.
+    #[derive(Default)]
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl Session for Recorder {
+        fn handle_view(&mut self, _: u64, _: &View) -> Result<(), SessionError> {
+            Ok(())
+        }
+        fn handle_payload(&mut self, _: u64, _: &str, p: &[u8]) -> Result<(), SessionError> {
+            self.0.lock().unwrap().push(p.to_vec());
+            Ok(())
+        }
+        fn handle_refresh(&mut self, _: u64) -> Result<(), SessionError> {
+            Ok(())
+        }
+        fn poll_output(&mut self) -> Option<Output> {
+            None
+        }
+        fn counters(&self) -> Counters {
+            Counters::default()
+        }
+    }
+
+    #[test]
+    fn envelopes_of_another_protocol_and_control_envelopes_are_reported_not_passed_on() {
+        let me = Identity::generate("me", Scheme::Ed25519).unwrap();
+        let peer = Identity::generate("peer", Scheme::Ed25519).unwrap();
+        let mut trust = TrustStore::default();
+        trust.insert("me", me.public().clone());
+        trust.insert("peer", peer.public().clone());
+        let seen = Recorder::default();
+        let log = seen.0.clone();
+        let mut core = MemberCore::new(
+            me,
+            "g",
+            "tgdh@0.1.0",
+            Box::new(seen),
+            EnvelopeChecker::new("g", trust),
+        );
+        let view = View {
+            view_id: 1,
+            members: vec!["me".into(), "peer".into()],
+            joined: vec![],
+            left: vec![],
+        };
+        core.handle_delivery(0, Delivery::View(view)).unwrap();
+        let header = |protocol: &str, kind: Kind, seq: u64| Header {
+            group: "g".into(),
+            view_id: 1,
+            epoch: epoch_of(1, 0),
+            kind,
+            protocol: protocol.into(),
+            sender: "peer".into(),
+            seq,
+        };
+        let send = |core: &mut MemberCore, h: Header| {
+            let bytes = Envelope::seal(&peer, h, b"x".to_vec()).to_bytes();
+            core.handle_delivery(0, Delivery::Message { from: "peer".into(), view_id: 1, bytes })
+                .unwrap();
+        };
+        send(&mut core, header("bd@0.1.0", Kind::Protocol, 1));
+        send(&mut core, header("tgdh@0.1.0", Kind::Control, 2));
+        send(&mut core, header("tgdh@0.1.0", Kind::Protocol, 3));
+        assert_eq!(
+            log.lock().unwrap().len(),
+            1,
+            "only the matching protocol envelope reaches the plugin"
+        );
+        let errors: Vec<String> = std::iter::from_fn(|| core.poll_event())
+            .filter_map(|e| {
+                if let MemberEvent::ProtocolError { error, .. } = e {
+                    Some(error)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("protocol bd@0.1.0"));
+        assert!(errors[1].contains("control envelopes"));
     }
 }
