@@ -16,7 +16,7 @@ use crate::client::Connection;
 use crate::daemon::{Daemon, DaemonConfig};
 use crate::identity::{Identity, Scheme, TrustStore};
 use crate::member::MemberEvent;
-use crate::runtime::{spawn_member, Command, MemberConfig, MemberHandle, RuntimeEvent};
+use crate::runtime::{spawn_member, Command, MemberConfig, MemberHandle, RuntimeEvent, Switching};
 use crate::sequencer::Timing;
 use crate::wire::{ControlCmd, ServerMsg};
 
@@ -67,6 +67,8 @@ struct Demo {
     trust: TrustStore,
     identities: BTreeMap<String, Identity>,
     members: BTreeMap<String, Member>,
+    /// Switching support given to every member (`None`: the protocol is fixed).
+    switching: Option<Switching>,
 }
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -85,6 +87,7 @@ impl Demo {
                 protocol: self.protocol.clone(),
                 dh_group: GroupId::Ffdhe2048,
                 heartbeat: Duration::from_millis(200),
+                switching: self.switching.clone(),
             },
         )
         .await
@@ -110,7 +113,7 @@ impl Demo {
                     RuntimeEvent::Member(MemberEvent::View(v)) => {
                         m.view = Some((v.view_id, v.members))
                     }
-                    RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint }) => {
+                    RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint, .. }) => {
                         m.key = Some((epoch, fingerprint))
                     }
                     RuntimeEvent::Member(MemberEvent::Data { plaintext, .. }) => {
@@ -124,6 +127,7 @@ impl Demo {
                         bail!("{name}: protocol error from {from}: {error}")
                     }
                     RuntimeEvent::Stopped(reason) => bail!("{name} stopped: {reason}"),
+                    RuntimeEvent::PolicyRejected(e) => bail!("{name} rejected its policy: {e}"),
                     RuntimeEvent::Member(_) | RuntimeEvent::NotSent(_) => {}
                 }
             }
@@ -266,6 +270,7 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
         trust,
         identities,
         members: BTreeMap::new(),
+        switching: None,
     };
     let name = |i: usize| format!("m{i:02}");
     let mut lines = Vec::new();
@@ -385,6 +390,7 @@ pub async fn bench(protocol: Arc<dyn Protocol>, sizes: &[usize]) -> Result<Vec<B
             trust,
             identities,
             members: BTreeMap::new(),
+            switching: None,
         };
         let mut row = |event: &str, latency: Duration| {
             rows.push(BenchRow {

@@ -9,11 +9,13 @@
 //! sender's stream. A receiver's [`EnvelopeChecker`] refuses, with a typed [`Rejection`] that
 //! names the reason (and serves as a metrics label): bytes that do not decode or are too large,
 //! an unknown format, another group, a sender not in the trust store, a bad signature, another
-//! view, a protocol or control message from an earlier epoch, and a sequence number not above
+//! view, a protocol message from an earlier epoch (a control message from an earlier view's
+//! epoch), and a sequence number not above
 //! the last one accepted from that sender in this view (a replay).
 
 use std::collections::HashMap;
 
+use gka_plugin_api::epoch_of;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Identity, TrustStore};
@@ -275,7 +277,15 @@ impl EnvelopeChecker {
         if h.view_id != self.view_id {
             return Err(Rejection::WrongView { got: h.view_id, current: self.view_id });
         }
-        if h.kind != Kind::Data && h.epoch < self.epoch {
+        // Protocol messages belong to the agreement of the current epoch. Control messages
+        // (votes, probes, reports) are bound to the view: a member may have moved to the next
+        // epoch (a switch's commit) while its peers' control messages of this view are in flight.
+        let stale = match h.kind {
+            Kind::Protocol => h.epoch < self.epoch,
+            Kind::Control => h.epoch < epoch_of(h.view_id, 0),
+            Kind::Data => false,
+        };
+        if stale {
             return Err(Rejection::StaleEpoch { got: h.epoch, current: self.epoch });
         }
         let last = self.last_seq.get(&h.sender).copied().unwrap_or(0);

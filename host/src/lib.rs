@@ -1,15 +1,20 @@
 //! # gka host
 //!
-//! The host side of gka: everything that does IO. So far: the plugin loader ([`loader`]),
-//! member identities and the trust store ([`identity`]) and signed envelopes ([`envelope`]);
-//! the group layer, the member runtime and the policy engine come next.
+//! The host side of gka: everything that does IO, time, signing and metrics around the sans-IO
+//! plugins: the plugin loader ([`loader`]), identities and the trust store ([`identity`]),
+//! signed envelopes ([`envelope`]), the group layer ([`group`]: [`sequencer`], [`memnet`],
+//! [`daemon`]), the member core ([`member`]) with its control messages ([`control`]), live
+//! measurements ([`live`], [`measure`]) and agreed protocol switch ([`switch`]), the policy
+//! engine ([`policy`]), the async runtime ([`runtime`]), metrics ([`metrics`]) and the demo.
 
 pub mod client;
+pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod envelope;
 pub mod group;
 pub mod identity;
+pub mod live;
 pub mod loader;
 pub mod measure;
 pub mod member;
@@ -18,4 +23,5 @@ pub mod metrics;
 pub mod policy;
 pub mod runtime;
 pub mod sequencer;
+pub mod switch;
 pub mod wire;

@@ -10,10 +10,13 @@ use gka_host::daemon::{Daemon, DaemonConfig};
 use gka_host::demo::DemoOptions;
 use gka_host::identity::{Identity, Scheme, TrustStore};
 use gka_host::loader::{host_abi_version, plugin_dirs, PluginInfo, Registry};
-use gka_host::member::MemberEvent;
-use gka_host::policy::Policy;
-use gka_host::runtime::{spawn_member, Command as MemberCommand, MemberConfig, RuntimeEvent};
+use gka_host::member::{ControlTiming, MemberEvent};
+use gka_host::policy::{Decision, Policy};
+use gka_host::runtime::{
+    spawn_member, Command as MemberCommand, MemberConfig, RuntimeEvent, Switching,
+};
 use gka_host::sequencer::Timing;
+use gka_host::switch::{Catalogue, SwitchEvent};
 use gka_plugin_api::EventKind;
 
 /// Secure group communication with pluggable, switchable group key agreement.
@@ -76,6 +79,11 @@ enum Command {
         /// Serve Prometheus metrics on this address (`/metrics`).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// The policy to vote by and, as the oldest member, to propose switches by; the file
+        /// is watched, and an edit applies at the next quiescent point. Without it the member
+        /// never proposes, and accepts any switch to a plugin it has.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
     /// The main job: an embedded daemon, members over real TCP, and a scenario of joins, a
     /// leave, a merge, a partition and its heal and a cascade, with encrypted traffic.
@@ -232,18 +240,34 @@ fn load_protocol(
     Ok(plugin.protocol.clone())
 }
 
+/// The protocol names a policy may mention: the loaded plugins, or the five built-in names
+/// when none loaded.
+fn known_protocols(registry: &Registry) -> Vec<&str> {
+    let known: Vec<&str> = registry.plugins().map(|p| p.descriptor.name.as_str()).collect();
+    if known.is_empty() {
+        gka_host::policy::KNOWN_PROTOCOLS.to_vec()
+    } else {
+        known
+    }
+}
+
+/// Reads and checks a policy file; every error is named with its line and column.
+fn read_policy(path: &std::path::Path, registry: &Registry) -> Result<Policy> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Policy::parse(&text, &known_protocols(registry)).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("{}:{e}", path.display())).collect();
+        anyhow::anyhow!("{} error(s) in {}:\n{}", errors.len(), path.display(), lines.join("\n"))
+    })
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Policy { command: PolicyCommand::Check { file }, plugins } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
-            let mut known: Vec<&str> =
-                registry.plugins().map(|p| p.descriptor.name.as_str()).collect();
-            if known.is_empty() {
-                known = gka_host::policy::KNOWN_PROTOCOLS.to_vec();
-            }
-            match Policy::parse(&text, &known) {
+            match Policy::parse(&text, &known_protocols(&registry)) {
                 Ok(_) => {
                     println!("{}: ok", file.display());
                     Ok(())
@@ -272,17 +296,10 @@ fn run(cli: Cli) -> Result<()> {
             plugins,
         } => {
             let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
-            let known: Vec<&str> = registry.plugins().map(|p| p.descriptor.name.as_str()).collect();
-            if known.is_empty() {
+            if registry.plugins().next().is_none() {
                 bail!("no plugin loaded: pass --plugins DIR");
             }
-            let text = std::fs::read_to_string(&policy)
-                .with_context(|| format!("cannot read {}", policy.display()))?;
-            let parsed = Policy::parse(&text, &known).map_err(|errors| {
-                let list: Vec<String> =
-                    errors.iter().map(|e| format!("{}:{e}", policy.display())).collect();
-                anyhow::anyhow!("invalid policy:\n{}", list.join("\n"))
-            })?;
+            let parsed = read_policy(&policy, &registry)?;
             let mut values = gka_host::policy::Inputs::default();
             if measure {
                 let c = gka_host::measure::calibrate(
@@ -327,7 +344,7 @@ fn run(cli: Cli) -> Result<()> {
                         (p.descriptor.name.clone(), &*p.protocol as &dyn gka_plugin_api::Protocol)
                     })
                     .collect();
-            let candidates = parsed.candidates(&known, values.group_size);
+            let candidates = parsed.candidates(&known_protocols(&registry), values.group_size);
             let mut out = io::stdout().lock();
             writeln!(out, "inputs: {values:?}")?;
             writeln!(
@@ -352,10 +369,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             let state = gka_host::policy::State { current, since_switch_s, since_abort_s };
             match parsed.decide(&protocols, &values, &state) {
-                gka_host::policy::Decision::Stay { reason } => {
+                Decision::Stay { reason, .. } => {
                     writeln!(out, "decision: stay on {} ({reason})", state.current)?
                 }
-                gka_host::policy::Decision::Switch { to, reason, gain } => writeln!(
+                Decision::Switch { to, reason, gain, .. } => writeln!(
                     out,
                     "decision: switch {} -> {to} ({reason}; predicted gain {:.0}%)",
                     state.current,
@@ -379,7 +396,7 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             })
         }
-        Command::Member { daemon, group, id, key, trust, protocol, plugins, metrics } => {
+        Command::Member { daemon, group, id, key, trust, protocol, plugins, metrics, policy } => {
             let identity =
                 Identity::load(&key).with_context(|| format!("cannot load {}", key.display()))?;
             if identity.id() != id {
@@ -388,9 +405,21 @@ fn run(cli: Cli) -> Result<()> {
             let trust = TrustStore::load(&trust)
                 .with_context(|| format!("cannot load the trust store {}", trust.display()))?;
             let protocol = load_protocol(plugins.as_deref(), &protocol)?;
+            let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
+            let parsed = match &policy {
+                Some(path) => Some(read_policy(path, &registry)?),
+                None => None,
+            };
+            let switching = Switching {
+                catalogue: std::sync::Arc::new(Catalogue::from_registry(&registry)),
+                policy: parsed,
+                policy_file: policy,
+                timing: ControlTiming::default(),
+                calibration: None,
+            };
             runtime()?.block_on(async {
                 install_metrics(metrics)?;
-                member(daemon, group, identity, trust, protocol).await
+                member(daemon, group, identity, trust, protocol, switching).await
             })
         }
         Command::Demo { bench: true, plugins, .. } => {
@@ -634,6 +663,7 @@ async fn member(
     identity: Identity,
     trust: TrustStore,
     protocol: std::sync::Arc<dyn gka_plugin_api::Protocol>,
+    switching: Switching,
 ) -> Result<()> {
     use tokio::io::AsyncBufReadExt;
     let id = identity.id().to_owned();
@@ -646,6 +676,7 @@ async fn member(
             protocol,
             dh_group: gka_plugin_api::GroupId::Ffdhe2048,
             heartbeat: std::time::Duration::from_millis(500),
+            switching: Some(switching),
         },
     )
     .await
@@ -671,6 +702,34 @@ async fn member(
     Ok(())
 }
 
+fn print_switch(id: &str, s: &SwitchEvent) {
+    match s {
+        SwitchEvent::Decided { decision: Decision::Stay { .. }, .. } => {}
+        SwitchEvent::Decided { decision: Decision::Switch { to, reason, gain, .. }, .. } => {
+            println!(
+                "[{id}] policy: switch to {to} ({reason}; predicted gain {:.0}%)",
+                gain * 100.0
+            )
+        }
+        SwitchEvent::Proposed(p) => {
+            println!("[{id}] switch {} proposed: {} -> {} ({})", p.id, p.from, p.to.tag(), p.reason)
+        }
+        SwitchEvent::Voted { id: sid, verdict } => println!("[{id}] voted on {sid}: {verdict:?}"),
+        SwitchEvent::Committed { id: sid, to } => println!("[{id}] switch {sid} to {to} committed"),
+        SwitchEvent::Aborted { id: sid, reason, .. } => {
+            println!("[{id}] switch {sid} aborted: {reason}")
+        }
+        SwitchEvent::Completed { from, to, epoch, commit_to_key, .. } => println!(
+            "[{id}] switched {from} -> {to}: epoch {epoch}, {:.1} ms from commit to key",
+            commit_to_key.as_secs_f64() * 1e3
+        ),
+        SwitchEvent::Adopted { protocol } => {
+            println!("[{id}] runs the group's protocol {protocol}")
+        }
+        SwitchEvent::PolicyApplied => println!("[{id}] new policy in force"),
+    }
+}
+
 fn print_event(id: &str, e: &RuntimeEvent) {
     match e {
         RuntimeEvent::Member(MemberEvent::View(v)) => {
@@ -679,9 +738,11 @@ fn print_event(id: &str, e: &RuntimeEvent) {
                 v.view_id, v.members, v.joined, v.left
             )
         }
-        RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint }) => {
-            println!("[{id}] key epoch {epoch} fingerprint {fingerprint}")
+        RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint, protocol }) => {
+            println!("[{id}] key epoch {epoch} fingerprint {fingerprint} ({protocol})")
         }
+        RuntimeEvent::Member(MemberEvent::Switch(s)) => print_switch(id, s),
+        RuntimeEvent::PolicyRejected(e) => println!("[{id}] policy edit rejected: {e}"),
         RuntimeEvent::Member(MemberEvent::Data { from, epoch, plaintext }) => {
             println!("[{id}] {from} (epoch {epoch}): {}", String::from_utf8_lossy(plaintext))
         }

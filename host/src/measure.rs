@@ -31,6 +31,13 @@ fn mean_ms(runs: u32, mut f: impl FnMut()) -> f64 {
 /// Times `runs` exponentiations in `group` and `runs` signatures and verifications with a fresh
 /// key of `scheme`.
 pub fn calibrate(group: GroupId, scheme: Scheme, runs: u32) -> Calibration {
+    let identity = Identity::generate("calibration", scheme).expect("a calibration key");
+    calibrate_with(group, &identity, runs)
+}
+
+/// Times `runs` exponentiations in `group` and `runs` signatures and verifications with
+/// `identity` (a running member calibrates with its own key).
+pub fn calibrate_with(group: GroupId, identity: &Identity, runs: u32) -> Calibration {
     let dh = Dh::new(group);
     let mut rng = gka_plugin_api::rng::session_rng([9; 32]);
     let x = dh.random_exponent(&mut rng);
@@ -38,7 +45,6 @@ pub fn calibrate(group: GroupId, scheme: Scheme, runs: u32) -> Calibration {
     let exp_ms = mean_ms(runs, || {
         std::hint::black_box(dh.pow(&base, &x));
     });
-    let identity = Identity::generate("calibration", scheme).expect("a calibration key");
     let message = [7u8; 256];
     let signature = identity.sign(&message);
     let sign_ms = mean_ms(runs, || {
@@ -62,13 +68,31 @@ fn cpu_times() -> Option<(u64, u64)> {
 }
 
 /// This machine's CPU load (0 to 1) over `window`, from `/proc/stat`; None where it is not
-/// available.
+/// available. Blocks for `window`: a running member uses [`CpuSampler`] instead.
 pub fn cpu_load(window: Duration) -> Option<f64> {
-    let (busy0, total0) = cpu_times()?;
+    let mut sampler = CpuSampler::default();
+    cpu_times()?;
+    sampler.sample();
     std::thread::sleep(window);
-    let (busy1, total1) = cpu_times()?;
-    let total = total1.saturating_sub(total0);
-    (total > 0).then(|| busy1.saturating_sub(busy0) as f64 / total as f64)
+    sampler.sample()
+}
+
+/// CPU load between successive calls, without blocking.
+#[derive(Debug, Default)]
+pub struct CpuSampler {
+    last: Option<(u64, u64)>,
+}
+
+impl CpuSampler {
+    /// The load since the previous call (None on the first call, when nothing changed, or
+    /// where `/proc/stat` is not available).
+    pub fn sample(&mut self) -> Option<f64> {
+        let (busy, total) = cpu_times()?;
+        let previous = self.last.replace((busy, total));
+        let (busy0, total0) = previous?;
+        let dt = total.saturating_sub(total0);
+        (dt > 0).then(|| busy.saturating_sub(busy0) as f64 / dt as f64)
+    }
 }
 
 #[cfg(test)]

@@ -14,11 +14,19 @@
 //! | `gka_rekey_duration_seconds` | histogram | group, protocol, event |
 //! | `gka_rejected_messages_total` | counter | group, reason |
 //! | `gka_exponentiations_total` | counter | protocol |
+//! | `gka_protocol_switches_total` | counter | group, from, to, reason |
+//! | `gka_switch_aborts_total` | counter | group, reason |
+//! | `gka_switch_duration_seconds` | histogram (commit to new key) | group, to |
+//! | `gka_policy_decisions_total` | counter | group, chosen, reason |
+//! | `gka_predicted_rekey_seconds` | gauge | group, protocol, event |
+//! | `gka_rtt_seconds` | gauge (median to probed peers) | group |
+//! | `gka_bandwidth_mbps` | gauge (estimate) | group |
+//! | `gka_cpu_load` | gauge (0 to 1) | |
+//! | `gka_modexp_seconds` | gauge (calibrated, refined by rekeys) | |
 //!
-//! The policy and switching metrics of issue 4 (`gka_protocol_switches_total`,
-//! `gka_switch_aborts_total`, `gka_policy_decisions_total`, `gka_predicted_rekey_seconds`,
-//! `gka_rtt_seconds`, `gka_cpu_load`, `gka_modexp_seconds`) will join them with the switch
-//! protocol.
+//! Reason labels are short and fixed (`rule:NAME`, `cost`, `fixed`, `not_allowed`,
+//! `min_gain`, ... for decisions; `rejected`, `view_change` for aborts), so label sets stay
+//! small; the full reasons go to the log.
 
 use std::net::SocketAddr;
 
@@ -37,6 +45,10 @@ pub fn install(addr: SocketAddr) -> Result<(), BuildError> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Full("gka_rekey_duration_seconds".into()), &REKEY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("gka_switch_duration_seconds".into()),
+            &REKEY_BUCKETS,
+        )?
         .install()?;
     describe();
     Ok(())
@@ -54,12 +66,96 @@ fn describe() {
     );
     describe_counter!("gka_rejected_messages_total", "Envelopes refused, by reason");
     describe_counter!("gka_exponentiations_total", "Modular exponentiations done by the plugin");
+    describe_counter!("gka_protocol_switches_total", "Protocol switches completed, by reason");
+    describe_counter!("gka_switch_aborts_total", "Protocol switches aborted, by reason");
+    describe_histogram!(
+        "gka_switch_duration_seconds",
+        Unit::Seconds,
+        "Time from a switch's commit to the new protocol's key"
+    );
+    describe_counter!("gka_policy_decisions_total", "Policy evaluations, by outcome and reason");
+    describe_gauge!(
+        "gka_predicted_rekey_seconds",
+        Unit::Seconds,
+        "Predicted rekey time per protocol and event, from the cost models and live inputs"
+    );
+    describe_gauge!("gka_rtt_seconds", Unit::Seconds, "Median round trip to probed peers");
+    describe_gauge!("gka_bandwidth_mbps", "Estimated bandwidth to peers, Mbit/s");
+    describe_gauge!("gka_cpu_load", "This machine's CPU load, 0 to 1");
+    describe_gauge!("gka_modexp_seconds", Unit::Seconds, "Time of one modular exponentiation");
 }
 
-/// The protocol the member runs.
-pub fn active_protocol(group: &str, protocol: &str) {
+/// The member now runs `protocol` (and no longer `previous`, if given).
+pub fn active_protocol(group: &str, protocol: &str, previous: Option<&str>) {
+    if let Some(p) = previous.filter(|p| *p != protocol) {
+        gauge!("gka_active_protocol", "group" => group.to_owned(), "protocol" => p.to_owned())
+            .set(0.0);
+    }
     gauge!("gka_active_protocol", "group" => group.to_owned(), "protocol" => protocol.to_owned())
         .set(1.0);
+}
+
+/// A switch completed, `seconds` after its commit.
+pub fn switched(group: &str, from: &str, to: &str, reason: &str, seconds: f64) {
+    counter!(
+        "gka_protocol_switches_total",
+        "group" => group.to_owned(),
+        "from" => from.to_owned(),
+        "to" => to.to_owned(),
+        "reason" => reason.to_owned()
+    )
+    .increment(1);
+    histogram!("gka_switch_duration_seconds", "group" => group.to_owned(), "to" => to.to_owned())
+        .record(seconds);
+}
+
+/// A switch was aborted.
+pub fn switch_aborted(group: &str, reason: &str) {
+    counter!("gka_switch_aborts_total", "group" => group.to_owned(), "reason" => reason.to_owned())
+        .increment(1);
+}
+
+/// The policy was evaluated: it chose `chosen` (the current protocol when it stays).
+pub fn decision(group: &str, chosen: &str, reason: &str) {
+    counter!(
+        "gka_policy_decisions_total",
+        "group" => group.to_owned(),
+        "chosen" => chosen.to_owned(),
+        "reason" => reason.to_owned()
+    )
+    .increment(1);
+}
+
+/// A predicted rekey time.
+pub fn predicted(group: &str, protocol: &str, event: &str, seconds: f64) {
+    gauge!(
+        "gka_predicted_rekey_seconds",
+        "group" => group.to_owned(),
+        "protocol" => protocol.to_owned(),
+        "event" => event.to_owned()
+    )
+    .set(seconds);
+}
+
+/// Live measurements: median round trip and bandwidth (when measured), CPU load and the time
+/// of one exponentiation.
+pub fn measurements(
+    group: &str,
+    rtt_seconds: Option<f64>,
+    bandwidth_mbps: Option<f64>,
+    cpu: Option<f64>,
+    modexp_seconds: f64,
+) {
+    if let Some(r) = rtt_seconds {
+        gauge!("gka_rtt_seconds", "group" => group.to_owned()).set(r);
+    }
+    if let Some(b) = bandwidth_mbps {
+        gauge!("gka_bandwidth_mbps", "group" => group.to_owned()).set(b);
+    }
+    if let Some(c) = cpu {
+        gauge!("gka_cpu_load").set(c);
+    }
+    gauge!("gka_modexp_seconds").set(modexp_seconds);
 }
 
 /// A view was installed.

@@ -126,6 +126,9 @@ pub struct Stability {
     /// Seconds without switching after an aborted switch.
     #[serde(default = "default_cooldown")]
     pub abort_cooldown_s: Spanned<f64>,
+    /// Seconds a view must have lasted, with its key in place, before a switch is proposed.
+    #[serde(default = "default_min_view_age")]
+    pub min_view_age_s: Spanned<f64>,
 }
 
 fn default_min_gain() -> Spanned<f64> {
@@ -137,6 +140,9 @@ fn default_min_interval() -> Spanned<f64> {
 fn default_cooldown() -> Spanned<f64> {
     Spanned::new(0..0, 60.0)
 }
+fn default_min_view_age() -> Spanned<f64> {
+    Spanned::new(0..0, 2.0)
+}
 
 impl Default for Stability {
     fn default() -> Self {
@@ -144,6 +150,7 @@ impl Default for Stability {
             min_gain: default_min_gain(),
             min_interval_s: default_min_interval(),
             abort_cooldown_s: default_cooldown(),
+            min_view_age_s: default_min_view_age(),
         }
     }
 }
@@ -328,7 +335,7 @@ impl Policy {
         if !(0.0..1.0).contains(s.min_gain.get_ref()) {
             errors.push(error_at(text, s.min_gain.span(), "min_gain must be in [0, 1)".into()));
         }
-        for v in [&s.min_interval_s, &s.abort_cooldown_s] {
+        for v in [&s.min_interval_s, &s.abort_cooldown_s, &s.min_view_age_s] {
             if *v.get_ref() < 0.0 {
                 errors.push(error_at(text, v.span(), "a duration cannot be negative".into()));
             }
@@ -548,6 +555,9 @@ pub enum Decision {
     Stay {
         /// Why.
         reason: String,
+        /// A short, fixed form of the reason, for metrics labels: `current`, `no_rule`,
+        /// `none_allowed`, `cooldown`, `min_interval` or `min_gain`.
+        label: String,
     },
     /// Propose a switch.
     Switch {
@@ -555,9 +565,32 @@ pub enum Decision {
         to: String,
         /// Why.
         reason: String,
+        /// A short form of the reason, for metrics labels: `fixed`, `rule:NAME`, `cost` or
+        /// `not_allowed`.
+        label: String,
         /// Predicted gain, as a fraction of the current protocol's expected time.
         gain: f64,
     },
+}
+
+impl Decision {
+    fn stay(reason: String, label: &str) -> Self {
+        Self::Stay { reason, label: label.to_owned() }
+    }
+
+    /// The decision's reason.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Stay { reason, .. } | Self::Switch { reason, .. } => reason,
+        }
+    }
+
+    /// The decision's short label.
+    pub fn label(&self) -> &str {
+        match self {
+            Self::Stay { label, .. } | Self::Switch { label, .. } => label,
+        }
+    }
 }
 
 impl Policy {
@@ -595,45 +628,68 @@ impl Policy {
                 .min_by(|a, b| a.1.total_cmp(&b.1))
         };
         let current_allowed = candidates.contains(&state.current.as_str());
-        // What the mode prefers, and whether it came from cost (then the gain threshold applies).
-        let preferred: Option<(String, String, bool)> = match self.mode.get_ref() {
+        // What the mode prefers, why (reason, label), and whether it came from cost (then the
+        // gain threshold applies).
+        struct Preferred {
+            to: String,
+            reason: String,
+            label: String,
+            by_cost: bool,
+        }
+        let prefer = |to: &str, reason: String, label: String, by_cost: bool| Preferred {
+            to: to.to_owned(),
+            reason,
+            label,
+            by_cost,
+        };
+        let preferred: Option<Preferred> = match self.mode.get_ref() {
             Mode::Fixed => self
                 .fixed
                 .as_ref()
                 .filter(|f| candidates.contains(&f.get_ref().as_str()))
-                .map(|f| (f.get_ref().clone(), "fixed protocol".to_owned(), false)),
+                .map(|f| prefer(f.get_ref(), "fixed protocol".into(), "fixed".into(), false)),
             Mode::Rules => self
                 .rules
                 .iter()
                 .find(|r| {
                     candidates.contains(&r.protocol.get_ref().as_str()) && r.when.hold(inputs)
                 })
-                .map(|r| (r.protocol.get_ref().clone(), format!("rule {:?}", r.name), false))
+                .map(|r| {
+                    let reason = format!("rule {:?}", r.name);
+                    prefer(r.protocol.get_ref(), reason, format!("rule:{}", r.name), false)
+                })
                 .or_else(|| match self.fallback {
                     Fallback::Cost => cheapest().map(|(p, _)| {
-                        (p.to_owned(), "no rule matched; lowest cost".to_owned(), true)
+                        prefer(p, "no rule matched; lowest cost".into(), "cost".into(), true)
                     }),
                     Fallback::Stay => None,
                 }),
-            Mode::Cost => {
-                cheapest().map(|(p, _)| (p.to_owned(), "lowest predicted cost".to_owned(), true))
-            }
+            Mode::Cost => cheapest()
+                .map(|(p, _)| prefer(p, "lowest predicted cost".into(), "cost".into(), true)),
         };
         let preferred = match preferred {
             Some(p) => p,
-            None if current_allowed => return Decision::Stay { reason: "no rule matched".into() },
+            None if current_allowed => {
+                return Decision::stay("no rule matched".into(), "no_rule");
+            }
             None => match cheapest() {
-                Some((p, _)) => {
-                    (p.to_owned(), format!("{} is not allowed; lowest cost", state.current), false)
-                }
+                Some((p, _)) => prefer(
+                    p,
+                    format!("{} is not allowed; lowest cost", state.current),
+                    "not_allowed".into(),
+                    false,
+                ),
                 None => {
-                    return Decision::Stay { reason: "no allowed protocol is available".into() }
+                    return Decision::stay(
+                        "no allowed protocol is available".into(),
+                        "none_allowed",
+                    );
                 }
             },
         };
-        let (to, reason, by_cost) = preferred;
+        let Preferred { to, reason, label, by_cost } = preferred;
         if to == state.current {
-            return Decision::Stay { reason: format!("{reason}: already running {to}") };
+            return Decision::stay(format!("{reason}: already running {to}"), "current");
         }
         let gain = match (expected(&state.current), expected(&to)) {
             (Some(cur), Some(new)) if cur > 0.0 => (cur - new) / cur,
@@ -641,25 +697,31 @@ impl Policy {
         };
         if current_allowed {
             if state.since_abort_s.is_some_and(|s| s < *self.stability.abort_cooldown_s.get_ref()) {
-                return Decision::Stay {
-                    reason: format!(
-                        "{reason} prefers {to}, but the cool-down after an abort is running"
-                    ),
-                };
+                return Decision::stay(
+                    format!("{reason} prefers {to}, but the cool-down after an abort is running"),
+                    "cooldown",
+                );
             }
             if state.since_switch_s < *self.stability.min_interval_s.get_ref() {
-                return Decision::Stay { reason: format!("{reason} prefers {to}, but the minimum time between switches has not passed") };
+                return Decision::stay(
+                    format!(
+                        "{reason} prefers {to}, but the minimum time between switches has not \
+                         passed"
+                    ),
+                    "min_interval",
+                );
             }
             if by_cost && gain < *self.stability.min_gain.get_ref() {
-                return Decision::Stay {
-                    reason: format!(
+                return Decision::stay(
+                    format!(
                         "{reason} prefers {to}, but its gain {:.0}% is below the {:.0}% threshold",
                         gain * 100.0,
                         self.stability.min_gain.get_ref() * 100.0
                     ),
-                };
+                    "min_gain",
+                );
             }
         }
-        Decision::Switch { to, reason, gain }
+        Decision::Switch { to, reason, label, gain }
     }
 }

@@ -44,7 +44,7 @@ fn decisions_from_the_data_file() {
         let expect = case["expect"].as_table().unwrap();
         let decision = policy.decide(&protocols, &inputs, &state);
         let reason = match (&decision, expect["decision"].as_str().unwrap()) {
-            (Decision::Stay { reason }, "stay") => reason,
+            (Decision::Stay { reason, .. }, "stay") => reason,
             (Decision::Switch { to, reason, .. }, "switch") => {
                 if let Some(want) = expect.get("to") {
                     assert_eq!(to, want.as_str().unwrap(), "{name}: {decision:?}");

@@ -24,10 +24,8 @@ pub struct KeyContext<'a> {
     pub epoch: u64,
 }
 
-/// K_group = HKDF-SHA256(ikm = fixed-length big-endian group secret, salt = [`KDF_SALT`],
-/// info = len-prefixed group ‖ view id ‖ len-prefixed protocol ‖ epoch), 32 bytes.
-pub fn derive_group_key(secret: &[u8], ctx: &KeyContext<'_>) -> Zeroizing<[u8; GROUP_KEY_LEN]> {
-    let hk = Hkdf::<Sha256>::new(Some(KDF_SALT), secret);
+/// The HKDF `info` for a context: len-prefixed group ‖ view id ‖ len-prefixed protocol ‖ epoch.
+fn context_info(ctx: &KeyContext<'_>) -> Vec<u8> {
     let mut info = Vec::with_capacity(32 + ctx.group.len() + ctx.protocol.len());
     info.extend_from_slice(&(ctx.group.len() as u32).to_be_bytes());
     info.extend_from_slice(ctx.group.as_bytes());
@@ -35,6 +33,14 @@ pub fn derive_group_key(secret: &[u8], ctx: &KeyContext<'_>) -> Zeroizing<[u8; G
     info.extend_from_slice(&(ctx.protocol.len() as u32).to_be_bytes());
     info.extend_from_slice(ctx.protocol.as_bytes());
     info.extend_from_slice(&ctx.epoch.to_be_bytes());
+    info
+}
+
+/// K_group = HKDF-SHA256(ikm = fixed-length big-endian group secret, salt = [`KDF_SALT`],
+/// info = len-prefixed group ‖ view id ‖ len-prefixed protocol ‖ epoch), 32 bytes.
+pub fn derive_group_key(secret: &[u8], ctx: &KeyContext<'_>) -> Zeroizing<[u8; GROUP_KEY_LEN]> {
+    let hk = Hkdf::<Sha256>::new(Some(KDF_SALT), secret);
+    let mut info = context_info(ctx);
     let mut okm = Zeroizing::new([0u8; GROUP_KEY_LEN]);
     // 32 bytes is far below HKDF-SHA256's limit of 255 · 32 bytes.
     hk.expand(&info, okm.as_mut()).expect("32-byte HKDF output is valid");
@@ -48,6 +54,29 @@ pub fn derive_subkey(secret: &[u8], label: &[u8]) -> Zeroizing<[u8; GROUP_KEY_LE
     let hk = Hkdf::<Sha256>::new(Some(KDF_SALT), secret);
     let mut okm = Zeroizing::new([0u8; GROUP_KEY_LEN]);
     hk.expand(label, okm.as_mut()).expect("32-byte HKDF output is valid");
+    okm
+}
+
+/// The salt of the key that ends a protocol switch: distinct from [`KDF_SALT`], so a switch
+/// key can never equal a plain group key.
+pub const SWITCH_SALT: &[u8] = b"gka protocol switch v1";
+
+/// The first key after a protocol switch: HKDF-SHA256 over the new protocol's key and the
+/// previous epoch's key together (ikm = new ‖ old), with the context as for
+/// [`derive_group_key`]. Both keys are needed, so the switch never weakens the group key: an
+/// attacker must break the new protocol's agreement *and* know the previous key.
+pub fn derive_switch_key(
+    new_key: &[u8; GROUP_KEY_LEN],
+    old_key: &[u8; GROUP_KEY_LEN],
+    ctx: &KeyContext<'_>,
+) -> Zeroizing<[u8; GROUP_KEY_LEN]> {
+    let mut ikm = Zeroizing::new([0u8; 2 * GROUP_KEY_LEN]);
+    ikm[..GROUP_KEY_LEN].copy_from_slice(new_key);
+    ikm[GROUP_KEY_LEN..].copy_from_slice(old_key);
+    let hk = Hkdf::<Sha256>::new(Some(SWITCH_SALT), ikm.as_ref());
+    let info = context_info(ctx);
+    let mut okm = Zeroizing::new([0u8; GROUP_KEY_LEN]);
+    hk.expand(&info, okm.as_mut()).expect("32-byte HKDF output is valid");
     okm
 }
 
@@ -70,5 +99,19 @@ mod tests {
         }
         assert_ne!(*derive_group_key(b"secret2", &base), *k);
         assert_eq!(*derive_group_key(b"secret", &base), *k);
+    }
+
+    #[test]
+    fn a_switch_key_needs_both_keys_and_differs_from_either() {
+        let ctx = KeyContext { group: "g", view_id: 1, protocol: "str", epoch: 2 };
+        let (new, old) = ([1u8; 32], [2u8; 32]);
+        let k = derive_switch_key(&new, &old, &ctx);
+        assert_eq!(*derive_switch_key(&new, &old, &ctx), *k);
+        assert_ne!(*derive_switch_key(&new, &[3u8; 32], &ctx), *k);
+        assert_ne!(*derive_switch_key(&[3u8; 32], &old, &ctx), *k);
+        assert_ne!(*derive_switch_key(&old, &new, &ctx), *k);
+        assert_ne!(*k, new);
+        assert_ne!(*k, old);
+        assert_ne!(*derive_switch_key(&new, &old, &KeyContext { epoch: 3, ..ctx }), *k);
     }
 }

@@ -51,7 +51,8 @@ impl Net {
             while let Some((to, delivery)) = self.seq.poll_delivery() {
                 moved = true;
                 let Some(m) = self.members.get_mut(&to) else { continue };
-                m.handle_delivery(self.now, delivery).expect("delivery");
+                m.handle_delivery(std::time::Duration::from_millis(self.now), delivery)
+                    .expect("delivery");
                 let mut out = Vec::new();
                 while let Some(o) = m.poll_outgoing() {
                     out.push(o);

@@ -93,6 +93,7 @@ where
             protocol: protocol.clone(),
             dh_group: GroupId::Ffdhe2048,
             heartbeat: Duration::from_millis(50),
+            switching: None,
         };
         let handle = spawn_member_on(endpoint, config).expect("member");
         members.insert(name, Member { handle, key: None, view_members: 0, data: Vec::new() });

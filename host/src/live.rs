@@ -1,0 +1,408 @@
+//! Live inputs for the policy, sans-IO: round-trip and bandwidth probes to peers, the recent
+//! mix of membership events, the refinement of calibrated costs from real rekeys, and the
+//! group-wide view of every member's [`Report`].
+//!
+//! Time is always passed in as a `Duration` since some fixed start; nothing here reads a clock.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use gka_plugin_api::View;
+
+use crate::control::{Control, Report};
+use crate::policy::Inputs;
+
+/// Peers probed per probing round.
+pub const PROBES_PER_ROUND: usize = 3;
+
+/// Padding of a bandwidth probe (every [`BANDWIDTH_EVERY`]th round).
+pub const BANDWIDTH_PADDING: usize = 32 * 1024;
+
+/// One round in this many is a bandwidth round.
+pub const BANDWIDTH_EVERY: u64 = 4;
+
+/// A probe unanswered this long is forgotten (its peer may have left).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Weight of a new sample in the moving averages.
+const EWMA_WEIGHT: f64 = 0.3;
+
+/// Below this difference between a padded and a plain round trip, the link is too fast to
+/// measure with these probes: the estimate is then a lower bound at this resolution.
+const MIN_PADDING_DELAY_MS: f64 = 0.05;
+
+fn ewma(old: Option<f64>, sample: f64) -> f64 {
+    old.map_or(sample, |o| o + EWMA_WEIGHT * (sample - o))
+}
+
+struct Outstanding {
+    peer: String,
+    sent: Duration,
+    padded: bool,
+}
+
+#[derive(Default)]
+struct PeerRtt {
+    plain_ms: Option<f64>,
+    padded_ms: Option<f64>,
+}
+
+/// Round-trip and bandwidth probes (ping/pong through the group layer).
+#[derive(Default)]
+pub struct Probes {
+    next_nonce: u64,
+    rounds: u64,
+    rotation: usize,
+    outstanding: BTreeMap<u64, Outstanding>,
+    peers: BTreeMap<String, PeerRtt>,
+}
+
+impl std::fmt::Debug for Probes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probes").field("peers", &self.peers.len()).finish_non_exhaustive()
+    }
+}
+
+impl Probes {
+    /// The pings of one probing round at `now` to up to [`PROBES_PER_ROUND`] of `peers`
+    /// (rotating through them), as (recipient, message).
+    pub fn round(&mut self, now: Duration, peers: &[String]) -> Vec<(String, Control)> {
+        self.outstanding.retain(|_, o| now.saturating_sub(o.sent) < PROBE_TIMEOUT);
+        self.peers.retain(|p, _| peers.contains(p));
+        if peers.is_empty() {
+            return Vec::new();
+        }
+        self.rounds += 1;
+        let padded = self.rounds % BANDWIDTH_EVERY == 0;
+        (0..PROBES_PER_ROUND.min(peers.len()))
+            .map(|_| {
+                self.rotation = (self.rotation + 1) % peers.len();
+                let peer = peers[self.rotation].clone();
+                self.next_nonce += 1;
+                let nonce = self.next_nonce;
+                self.outstanding
+                    .insert(nonce, Outstanding { peer: peer.clone(), sent: now, padded });
+                let padding = if padded { vec![0; BANDWIDTH_PADDING] } else { Vec::new() };
+                (peer, Control::Ping { nonce, padding })
+            })
+            .collect()
+    }
+
+    /// A pong from `from` arrived at `now`. Pongs that answer no ping of ours, or come from
+    /// another member than the one pinged, are ignored.
+    pub fn on_pong(&mut self, now: Duration, from: &str, nonce: u64) {
+        let Some(o) = self.outstanding.get(&nonce) else { return };
+        if o.peer != from {
+            return;
+        }
+        let o = self.outstanding.remove(&nonce).expect("present");
+        let ms = now.saturating_sub(o.sent).as_secs_f64() * 1e3;
+        let peer = self.peers.entry(o.peer).or_default();
+        if o.padded {
+            peer.padded_ms = Some(ewma(peer.padded_ms, ms));
+        } else {
+            peer.plain_ms = Some(ewma(peer.plain_ms, ms));
+        }
+    }
+
+    fn plain(&self) -> Vec<f64> {
+        let mut v: Vec<f64> = self.peers.values().filter_map(|p| p.plain_ms).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    /// The median round trip over the probed peers, ms.
+    pub fn rtt_median_ms(&self) -> Option<f64> {
+        median(&self.plain())
+    }
+
+    /// The worst round trip over the probed peers, ms.
+    pub fn rtt_worst_ms(&self) -> Option<f64> {
+        self.plain().last().copied()
+    }
+
+    /// The median bandwidth estimate over the peers with both kinds of probe, Mbit/s: the
+    /// padding's bits over the extra time a padded probe took.
+    pub fn bandwidth_mbps(&self) -> Option<f64> {
+        let mut v: Vec<f64> = self
+            .peers
+            .values()
+            .filter_map(|p| {
+                let extra = (p.padded_ms? - p.plain_ms?).max(MIN_PADDING_DELAY_MS);
+                Some(BANDWIDTH_PADDING as f64 * 8.0 / (extra * 1e3))
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        median(&v)
+    }
+}
+
+fn median(sorted: &[f64]) -> Option<f64> {
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// The window over which event rates are measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(300);
+
+/// The kind of membership change a view is, from one member's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewEvent {
+    /// The first view.
+    Initial,
+    /// One member joined.
+    Join,
+    /// One member left.
+    Leave,
+    /// Several joined (a merge, or a heal).
+    Merge,
+    /// Several left (a partition).
+    Partition,
+    /// Members both joined and left.
+    Mixed,
+}
+
+impl ViewEvent {
+    /// Classifies a view by who joined and left.
+    pub fn of(view: &View, first: bool) -> Self {
+        match (first, view.joined.len(), view.left.len()) {
+            (true, _, _) => Self::Initial,
+            (_, 1, 0) => Self::Join,
+            (_, 0, 1) => Self::Leave,
+            (_, j, 0) if j > 1 => Self::Merge,
+            (_, 0, l) if l > 1 => Self::Partition,
+            _ => Self::Mixed,
+        }
+    }
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::Join => "join",
+            Self::Leave => "leave",
+            Self::Merge => "merge",
+            Self::Partition => "partition",
+            Self::Mixed => "mixed",
+        }
+    }
+}
+
+/// Recent membership events, for the policy's rates.
+#[derive(Debug, Default)]
+pub struct EventRates {
+    events: VecDeque<(Duration, ViewEvent)>,
+}
+
+impl EventRates {
+    /// Records an event at `now`.
+    pub fn record(&mut self, now: Duration, event: ViewEvent) {
+        self.events.push_back((now, event));
+        while self.events.front().is_some_and(|(t, _)| now.saturating_sub(*t) > RATE_WINDOW) {
+            self.events.pop_front();
+        }
+    }
+
+    /// Events of `kind` per minute over the window ending at `now` (a mixed view counts for
+    /// both a join and a leave).
+    pub fn per_minute(&self, now: Duration, kind: ViewEvent) -> f64 {
+        let count = self
+            .events
+            .iter()
+            .filter(|(t, _)| now.saturating_sub(*t) <= RATE_WINDOW)
+            .filter(|(_, e)| {
+                *e == kind
+                    || (*e == ViewEvent::Mixed
+                        && matches!(kind, ViewEvent::Join | ViewEvent::Leave))
+            })
+            .count();
+        count as f64 / (RATE_WINDOW.as_secs_f64() / 60.0)
+    }
+}
+
+/// The cost of one exponentiation, calibrated at start and refined from real rekeys.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpCost {
+    ms: f64,
+}
+
+impl ExpCost {
+    /// Starts from a calibrated figure.
+    pub fn calibrated(ms: f64) -> Self {
+        Self { ms }
+    }
+
+    /// Folds in a rekey that spent `busy` computing and made `exponentiations`; the time per
+    /// exponentiation includes the signatures and verifications around them, which are cheap
+    /// next to a 2048-bit exponentiation. Rekeys with fewer than two exponentiations are too
+    /// small to say anything.
+    pub fn refine(&mut self, busy: Duration, exponentiations: u64) {
+        if exponentiations >= 2 {
+            let sample = busy.as_secs_f64() * 1e3 / exponentiations as f64;
+            self.ms = ewma(Some(self.ms), sample);
+        }
+    }
+
+    /// The current estimate, ms.
+    pub fn ms(self) -> f64 {
+        self.ms
+    }
+}
+
+/// Every member's latest report in the current view (cleared on each view, so a decision rests
+/// only on reports that every member of the view saw, in the same order).
+#[derive(Debug, Default)]
+pub struct GroupReports {
+    reports: BTreeMap<String, Report>,
+}
+
+impl GroupReports {
+    /// Starts a new view.
+    pub fn clear(&mut self) {
+        self.reports.clear();
+    }
+
+    /// Records `from`'s report.
+    pub fn insert(&mut self, from: &str, report: Report) {
+        self.reports.insert(from.to_owned(), report);
+    }
+
+    /// Whether every one of `members` has reported in this view.
+    pub fn complete(&self, members: &[String]) -> bool {
+        members.iter().all(|m| self.reports.contains_key(m))
+    }
+
+    /// The policy's inputs: the medians of the members' RTT medians, exponentiation,
+    /// signature and verification times; the worst RTT and CPU load; the lowest bandwidth.
+    /// Figures nobody measured keep their [`Inputs::default`] values.
+    pub fn inputs(&self, group_size: u64, local_cpu: Option<f64>) -> Inputs {
+        let mut inputs = Inputs { group_size, ..Inputs::default() };
+        let collect = |f: fn(&Report) -> Option<f64>| {
+            let mut v: Vec<f64> =
+                self.reports.values().filter_map(f).filter(|x| x.is_finite()).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        if let Some(m) = median(&collect(|r| r.rtt_median_ms)) {
+            inputs.rtt_median_ms = m;
+        }
+        if let Some(w) = collect(|r| r.rtt_worst_ms).last() {
+            inputs.rtt_worst_ms = *w;
+        }
+        if let Some(b) = collect(|r| r.bandwidth_mbps).first() {
+            inputs.bandwidth_mbps = *b;
+        }
+        if let Some(c) = collect(|r| r.cpu_load).last() {
+            inputs.cpu_worst = *c;
+        }
+        if let Some(c) = local_cpu {
+            inputs.cpu_local = c;
+        }
+        if let Some(e) = median(&collect(|r| r.exp_ms)) {
+            inputs.exp_ms = e;
+        }
+        if let Some(s) = median(&collect(|r| r.sign_ms)) {
+            inputs.sign_ms = s;
+        }
+        if let Some(v) = median(&collect(|r| r.verify_ms)) {
+            inputs.verify_ms = v;
+        }
+        inputs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(x: u64) -> Duration {
+        Duration::from_millis(x)
+    }
+
+    #[test]
+    fn probes_measure_round_trips_and_bandwidth_and_ignore_strays() {
+        let peers: Vec<String> = ["b", "c"].iter().map(|s| s.to_string()).collect();
+        let mut probes = Probes::default();
+        let mut now = ms(0);
+        for _ in 0..BANDWIDTH_EVERY * 3 {
+            for (peer, ping) in probes.round(now, &peers) {
+                let Control::Ping { nonce, padding } = ping else { panic!("not a ping") };
+                // 10 ms round trips to b, 40 ms to c, plus 1 ms per 8 KiB of padding.
+                let base = if peer == "b" { 10 } else { 40 };
+                let extra = padding.len() as u64 / 8192;
+                probes.on_pong(now + ms(base + extra), &peer, nonce);
+                probes.on_pong(now + ms(1), "c", nonce + 1000); // unknown nonce
+            }
+            now += ms(1000);
+        }
+        assert_eq!(probes.rtt_worst_ms(), Some(40.0));
+        assert_eq!(probes.rtt_median_ms(), Some(25.0));
+        // 32 KiB in 4 ms: 65.5 Mbit/s.
+        let bw = probes.bandwidth_mbps().unwrap();
+        assert!((bw - 65.536).abs() < 0.01, "{bw}");
+        // A pong from the wrong member does not count.
+        let pings = probes.round(now, &peers);
+        let (peer, Control::Ping { nonce, .. }) = &pings[0] else { panic!() };
+        let other = if peer == "b" { "c" } else { "b" };
+        probes.on_pong(now + ms(500), other, *nonce);
+        assert_eq!(probes.rtt_worst_ms(), Some(40.0));
+        // Peers that left are forgotten.
+        probes.round(now, &["b".to_string()]);
+        assert_eq!(probes.rtt_worst_ms(), Some(10.0));
+    }
+
+    #[test]
+    fn event_rates_count_the_window_only() {
+        let mut rates = EventRates::default();
+        rates.record(ms(0), ViewEvent::Join);
+        rates.record(ms(1000), ViewEvent::Mixed);
+        rates.record(ms(2000), ViewEvent::Merge);
+        assert_eq!(rates.per_minute(ms(2000), ViewEvent::Join), 2.0 / 5.0);
+        assert_eq!(rates.per_minute(ms(2000), ViewEvent::Leave), 1.0 / 5.0);
+        assert_eq!(rates.per_minute(ms(2000), ViewEvent::Merge), 1.0 / 5.0);
+        // 300.5 s later the first join has left the window; the mixed view has not.
+        rates.record(RATE_WINDOW + ms(500), ViewEvent::Leave);
+        assert_eq!(rates.per_minute(RATE_WINDOW + ms(500), ViewEvent::Join), 1.0 / 5.0);
+        assert_eq!(rates.per_minute(RATE_WINDOW + ms(500), ViewEvent::Leave), 2.0 / 5.0);
+    }
+
+    #[test]
+    fn group_inputs_take_medians_worsts_and_defaults() {
+        let mut reports = GroupReports::default();
+        let r = |rtt: f64, cpu: f64, bw: f64| Report {
+            rtt_median_ms: Some(rtt),
+            rtt_worst_ms: Some(rtt * 2.0),
+            bandwidth_mbps: Some(bw),
+            cpu_load: Some(cpu),
+            exp_ms: Some(rtt / 10.0),
+            ..Report::default()
+        };
+        reports.insert("a", r(10.0, 0.1, 100.0));
+        reports.insert("b", r(30.0, 0.9, 10.0));
+        reports.insert("c", r(20.0, 0.2, 50.0));
+        let members: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        assert!(reports.complete(&members));
+        assert!(!reports.complete(&[members.clone(), vec!["d".into()]].concat()));
+        let i = reports.inputs(3, Some(0.5));
+        assert_eq!(i.group_size, 3);
+        assert_eq!(i.rtt_median_ms, 20.0);
+        assert_eq!(i.rtt_worst_ms, 60.0);
+        assert_eq!(i.bandwidth_mbps, 10.0);
+        assert_eq!(i.cpu_worst, 0.9);
+        assert_eq!(i.cpu_local, 0.5);
+        assert_eq!(i.exp_ms, 2.0);
+        assert_eq!(i.sign_ms, Inputs::default().sign_ms);
+    }
+
+    #[test]
+    fn exponentiation_cost_moves_towards_measured_rekeys() {
+        let mut c = ExpCost::calibrated(1.0);
+        c.refine(Duration::from_millis(100), 1);
+        assert_eq!(c.ms(), 1.0, "one exponentiation says nothing");
+        c.refine(Duration::from_millis(40), 20);
+        assert!((c.ms() - 1.3).abs() < 1e-9, "{}", c.ms());
+    }
+}
