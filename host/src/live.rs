@@ -27,6 +27,10 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Weight of a new sample in the moving averages.
 const EWMA_WEIGHT: f64 = 0.3;
 
+/// Round trips kept per peer: the estimate is their median, so it follows a change of
+/// conditions within two samples and ignores a single outlier.
+pub const RTT_SAMPLES: usize = 3;
+
 /// Below this difference between a padded and a plain round trip, the link is too fast to
 /// measure with these probes: the estimate is then a lower bound at this resolution.
 const MIN_PADDING_DELAY_MS: f64 = 0.05;
@@ -43,8 +47,21 @@ struct Outstanding {
 
 #[derive(Default)]
 struct PeerRtt {
-    plain_ms: Option<f64>,
-    padded_ms: Option<f64>,
+    plain: VecDeque<f64>,
+    padded: VecDeque<f64>,
+}
+
+fn push_sample(samples: &mut VecDeque<f64>, ms: f64) {
+    samples.push_back(ms);
+    while samples.len() > RTT_SAMPLES {
+        samples.pop_front();
+    }
+}
+
+fn median_of(samples: &VecDeque<f64>) -> Option<f64> {
+    let mut v: Vec<f64> = samples.iter().copied().collect();
+    v.sort_by(f64::total_cmp);
+    median(&v)
 }
 
 /// Round-trip and bandwidth probes (ping/pong through the group layer).
@@ -98,15 +115,11 @@ impl Probes {
         let o = self.outstanding.remove(&nonce).expect("present");
         let ms = now.saturating_sub(o.sent).as_secs_f64() * 1e3;
         let peer = self.peers.entry(o.peer).or_default();
-        if o.padded {
-            peer.padded_ms = Some(ewma(peer.padded_ms, ms));
-        } else {
-            peer.plain_ms = Some(ewma(peer.plain_ms, ms));
-        }
+        push_sample(if o.padded { &mut peer.padded } else { &mut peer.plain }, ms);
     }
 
     fn plain(&self) -> Vec<f64> {
-        let mut v: Vec<f64> = self.peers.values().filter_map(|p| p.plain_ms).collect();
+        let mut v: Vec<f64> = self.peers.values().filter_map(|p| median_of(&p.plain)).collect();
         v.sort_by(f64::total_cmp);
         v
     }
@@ -128,7 +141,8 @@ impl Probes {
             .peers
             .values()
             .filter_map(|p| {
-                let extra = (p.padded_ms? - p.plain_ms?).max(MIN_PADDING_DELAY_MS);
+                let extra =
+                    (median_of(&p.padded)? - median_of(&p.plain)?).max(MIN_PADDING_DELAY_MS);
                 Some(BANDWIDTH_PADDING as f64 * 8.0 / (extra * 1e3))
             })
             .collect();
@@ -349,9 +363,18 @@ mod tests {
         let other = if peer == "b" { "c" } else { "b" };
         probes.on_pong(now + ms(500), other, *nonce);
         assert_eq!(probes.rtt_worst_ms(), Some(40.0));
+        // The estimate follows a change within two samples per peer.
+        for _ in 0..2 * BANDWIDTH_EVERY {
+            for (peer, ping) in probes.round(now, &peers) {
+                let Control::Ping { nonce, .. } = ping else { panic!("not a ping") };
+                probes.on_pong(now + ms(if peer == "b" { 100 } else { 40 }), &peer, nonce);
+            }
+            now += ms(1000);
+        }
+        assert_eq!(probes.rtt_median_ms(), Some(70.0));
         // Peers that left are forgotten.
         probes.round(now, &["b".to_string()]);
-        assert_eq!(probes.rtt_worst_ms(), Some(10.0));
+        assert_eq!(probes.rtt_worst_ms(), Some(100.0));
     }
 
     #[test]

@@ -86,7 +86,9 @@ enum Command {
         policy: Option<PathBuf>,
     },
     /// The main job: an embedded daemon, members over real TCP, and a scenario of joins, a
-    /// leave, a merge, a partition and its heal and a cascade, with encrypted traffic.
+    /// leave, a merge, a partition and its heal and a cascade, with encrypted traffic; then the
+    /// adaptive demo: a group under the shipped policy moved through a small LAN group, a large
+    /// group, a WAN and loaded CPUs, switching protocols as the policy says.
     Demo {
         /// Members at the start.
         #[arg(long, default_value_t = 5)]
@@ -110,6 +112,12 @@ enum Command {
         /// Serve Prometheus metrics on this address (`/metrics`) while the demo runs.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// Skip the adaptive demo.
+        #[arg(long)]
+        no_adapt: bool,
+        /// Skip the event scenario: only the adaptive demo.
+        #[arg(long)]
+        adapt_only: bool,
     },
     /// Make a member's identity key pair: DIR/ID.key (PKCS#8 PEM, mode 0600) and DIR/ID.pub
     /// (SPKI PEM, for the other members' trust stores).
@@ -447,58 +455,31 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Demo { members, protocol, seconds, json, plugins, bench: false, metrics } => {
+        Command::Demo {
+            members,
+            protocol,
+            seconds,
+            json,
+            plugins,
+            bench: false,
+            metrics,
+            no_adapt,
+            adapt_only,
+        } => {
             let protocol = load_protocol(plugins.as_deref(), &protocol)?;
-            let lines = runtime()?.block_on(async {
-                install_metrics(metrics)?;
-                gka_host::demo::run(protocol, &DemoOptions { members, seconds }).await
-            })?;
-            let mut out = io::stdout().lock();
-            if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&lines)?)?;
-            } else {
-                writeln!(
-                    out,
-                    "{:<40} {:>5} {:>8} {:>7} {:>17} {:>16} {:>9} {:>5}",
-                    "event",
-                    "view",
-                    "protocol",
-                    "members",
-                    "epoch",
-                    "key fingerprint",
-                    "rekey ms",
-                    "msgs"
-                )?;
-                for l in &lines {
-                    writeln!(
-                        out,
-                        "{:<40} {:>5} {:>8} {:>7} {:>17} {:>16} {:>9.1} {:>5}",
-                        l.event,
-                        l.view_id,
-                        l.protocol,
-                        l.members,
-                        l.epoch,
-                        l.fingerprint,
-                        l.rekey_ms,
-                        l.messages_decrypted
-                    )?;
-                }
-                let mut latencies: Vec<f64> = lines.iter().map(|l| l.rekey_ms).collect();
-                latencies.sort_by(f64::total_cmp);
-                let median = latencies[latencies.len() / 2];
-                let worst = latencies[latencies.len() - 1];
-                let keys: std::collections::BTreeSet<&str> =
-                    lines.iter().map(|l| l.fingerprint.as_str()).collect();
-                let decrypted: usize = lines.iter().map(|l| l.messages_decrypted).sum();
-                writeln!(out, "\nsummary")?;
-                writeln!(out, "  events                      {}", lines.len())?;
-                writeln!(
-                    out,
-                    "  distinct keys               {} (every member agreed on each)",
-                    keys.len()
-                )?;
-                writeln!(out, "  messages decrypted          {decrypted}")?;
-                writeln!(out, "  rekey latency median / max  {median:.1} ms / {worst:.1} ms")?;
+            let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
+            let catalogue = std::sync::Arc::new(Catalogue::from_registry(&registry));
+            let rt = runtime()?;
+            rt.block_on(async { install_metrics(metrics) })?;
+            if !adapt_only {
+                let options = DemoOptions { members, seconds };
+                let lines = rt.block_on(gka_host::demo::run(protocol.clone(), &options))?;
+                print_demo(&lines, json)?;
+            }
+            if !no_adapt {
+                let options = gka_host::demo::AdaptOptions::default();
+                let lines = rt.block_on(gka_host::demo::adapt(catalogue, protocol, &options))?;
+                print_adapt(&lines, json)?;
             }
             Ok(())
         }
@@ -761,4 +742,73 @@ fn print_event(id: &str, e: &RuntimeEvent) {
         RuntimeEvent::NotSent(reason) => println!("[{id}] not sent: {reason}"),
         RuntimeEvent::Stopped(reason) => println!("[{id}] stopped: {reason}"),
     }
+}
+
+/// Prints the event scenario's lines.
+fn print_demo(lines: &[gka_host::demo::EventLine], json: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&lines)?)?;
+    } else {
+        writeln!(
+            out,
+            "{:<40} {:>5} {:>8} {:>7} {:>17} {:>16} {:>9} {:>5}",
+            "event", "view", "protocol", "members", "epoch", "key fingerprint", "rekey ms", "msgs"
+        )?;
+        for l in lines {
+            writeln!(
+                out,
+                "{:<40} {:>5} {:>8} {:>7} {:>17} {:>16} {:>9.1} {:>5}",
+                l.event,
+                l.view_id,
+                l.protocol,
+                l.members,
+                l.epoch,
+                l.fingerprint,
+                l.rekey_ms,
+                l.messages_decrypted
+            )?;
+        }
+        let mut latencies: Vec<f64> = lines.iter().map(|l| l.rekey_ms).collect();
+        latencies.sort_by(f64::total_cmp);
+        let median = latencies[latencies.len() / 2];
+        let worst = latencies[latencies.len() - 1];
+        let keys: std::collections::BTreeSet<&str> =
+            lines.iter().map(|l| l.fingerprint.as_str()).collect();
+        let decrypted: usize = lines.iter().map(|l| l.messages_decrypted).sum();
+        writeln!(out, "\nsummary")?;
+        writeln!(out, "  events                      {}", lines.len())?;
+        writeln!(
+            out,
+            "  distinct keys               {} (every member agreed on each)",
+            keys.len()
+        )?;
+        writeln!(out, "  messages decrypted          {decrypted}")?;
+        writeln!(out, "  rekey latency median / max  {median:.1} ms / {worst:.1} ms")?;
+    }
+    Ok(())
+}
+
+/// Prints the adaptive demo's phases.
+fn print_adapt(lines: &[gka_host::demo::AdaptLine], json: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&lines)?)?;
+        return Ok(());
+    }
+    writeln!(out, "\nadaptive demo (the shipped policy.toml, damping shortened for the demo)")?;
+    writeln!(
+        out,
+        "{:<42} {:>7} {:>8} {:>16} {:<34} {:>9} {:>5}",
+        "phase", "members", "protocol", "key fingerprint", "switch (reason)", "switch ms", "msgs"
+    )?;
+    for l in lines {
+        let ms = l.switch_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"));
+        writeln!(
+            out,
+            "{:<42} {:>7} {:>8} {:>16} {:<34} {:>9} {:>5}",
+            l.phase, l.members, l.protocol, l.fingerprint, l.switch, ms, l.messages_decrypted
+        )?;
+    }
+    Ok(())
 }
