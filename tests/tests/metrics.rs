@@ -1,13 +1,25 @@
-//! Scrapes `/metrics` over HTTP after the demo's scenario, parses the Prometheus exposition
-//! format and checks the documented metrics and their values. (Its own test binary: the
-//! recorder is global to a process.)
+//! Scrapes `/metrics` over HTTP after the demo's scenario, the adaptive demo's switches and an
+//! aborted switch, parses the Prometheus exposition format and checks the documented metrics
+//! and their values. (Its own test binary: the recorder is global to a process.)
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-use gka_host::demo::{run, DemoOptions};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gka_host::control::PluginRef;
+use gka_host::daemon::{Daemon, DaemonConfig};
+use gka_host::demo::{adapt, run, AdaptOptions, DemoOptions};
+use gka_host::identity::{Identity, Scheme, TrustStore};
 use gka_host::loader::Registry;
+use gka_host::member::{ControlTiming, MemberEvent};
+use gka_host::policy::{Policy, KNOWN_PROTOCOLS};
+use gka_host::runtime::{spawn_member, Command, MemberConfig, RuntimeEvent, Switching};
+use gka_host::sequencer::Timing;
+use gka_host::switch::{Catalogue, SwitchEvent};
+use gka_plugin_api::GroupId;
 use gka_tests::artifacts::plugin_dir;
 
 /// `name{labels}` → value, for every sample line.
@@ -44,10 +56,16 @@ fn metrics_after_the_demo() {
     let addr = format!("127.0.0.1:{port}");
     let registry = Registry::scan(&[plugin_dir().to_path_buf()]);
     let protocol = registry.get("tgdh").expect("tgdh").protocol.clone();
+    let catalogue = Arc::new(Catalogue::from_registry(&registry));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let lines = rt.block_on(async {
+    let (lines, adapted) = rt.block_on(async {
         gka_host::metrics::install(addr.parse().unwrap()).expect("exporter");
-        run(protocol, &DemoOptions { members: 4, seconds: 0 }).await.expect("demo")
+        let lines =
+            run(protocol.clone(), &DemoOptions { members: 4, seconds: 0 }).await.expect("demo");
+        let options = AdaptOptions { small: 3, large: 7, wan_delay_ms: 100, cpu_phase: false };
+        let adapted = adapt(catalogue.clone(), protocol, &options).await.expect("adaptive demo");
+        aborted_switch(&registry).await;
+        (lines, adapted)
     });
     let body = scrape(&addr);
     let samples = parse(&body);
@@ -68,7 +86,7 @@ fn metrics_after_the_demo() {
     // Every member counts its rekeys, labelled by the view that led to each key as it saw it.
     // The 4 first members' first keys come from the initial view; a joiner's first key is
     // "initial" too unless a cascade gave it a second view first. 12 members ever run.
-    let initial = sum(&samples, "gka_rekeys_total", &["event=\"initial\"", "protocol=\"tgdh\""]);
+    let initial = sum(&samples, "gka_rekeys_total", &["event=\"initial\"", "group=\"demo\""]);
     assert!((4.0..=12.0).contains(&initial), "initial rekeys {initial}: {body}");
     let rekeys = sum(&samples, "gka_rekeys_total", &["group=\"demo\""]);
     assert!(rekeys >= lines.len() as f64 * 3.0, "rekeys {rekeys}");
@@ -76,4 +94,145 @@ fn metrics_after_the_demo() {
     assert!(body.contains("gka_rekey_duration_seconds_bucket{"), "{body}");
     assert_eq!(sum(&samples, "gka_rekey_duration_seconds_count", &["group=\"demo\""]), rekeys);
     assert!(sum(&samples, "gka_exponentiations_total", &["protocol=\"tgdh\""]) > 0.0);
+
+    // After the adaptive demo's switches: tgdh -> bd (3 members), bd -> tgdh, tgdh -> str and
+    // str -> tgdh (7 members each). Every member counts each switch it completed.
+    assert_eq!(adapted.len(), 4);
+    for help in [
+        "gka_protocol_switches_total",
+        "gka_switch_aborts_total",
+        "gka_switch_duration_seconds",
+        "gka_policy_decisions_total",
+        "gka_predicted_rekey_seconds",
+        "gka_rtt_seconds",
+        "gka_cpu_load",
+        "gka_modexp_seconds",
+    ] {
+        assert!(body.contains(&format!("# HELP {help} ")), "no HELP for {help}");
+    }
+    let g = "group=\"adaptive\"";
+    let switches = |from: &str, to: &str, reason: &str| {
+        let labels = [
+            g,
+            &format!("from=\"{from}\""),
+            &format!("to=\"{to}\""),
+            &format!("reason=\"{reason}\""),
+        ];
+        sum(&samples, "gka_protocol_switches_total{", &labels)
+    };
+    assert_eq!(switches("tgdh", "bd", "rule:small LAN group"), 3.0, "{body}");
+    assert_eq!(switches("bd", "tgdh", "rule:LAN"), 7.0);
+    assert_eq!(switches("tgdh", "str", "rule:high-delay WAN"), 7.0);
+    assert_eq!(switches("str", "tgdh", "rule:LAN"), 7.0);
+    assert_eq!(sum(&samples, "gka_switch_duration_seconds_count", &[g]), 24.0);
+    assert!(body.contains("gka_switch_duration_seconds_bucket{"), "a histogram");
+    // The active protocol is tgdh again; the others are marked inactive.
+    let active =
+        |p: &str| samples.get(&format!("gka_active_protocol{{{g},protocol=\"{p}\"}}")).copied();
+    assert_eq!(active("tgdh"), Some(1.0));
+    assert_eq!(active("str"), Some(0.0));
+    assert_eq!(active("bd"), Some(0.0));
+    // The oldest member's decisions: at least one per switch, by rule.
+    assert!(
+        sum(
+            &samples,
+            "gka_policy_decisions_total{",
+            &[g, "chosen=\"str\"", "reason=\"rule:high-delay WAN\""]
+        ) >= 1.0
+    );
+    assert!(
+        sum(&samples, "gka_policy_decisions_total{", &[g, "reason=\"current\""]) >= 1.0,
+        "stays are counted too"
+    );
+    for p in ["bd", "ckd", "gdh", "str", "tgdh"] {
+        for e in ["join", "leave", "merge", "partition"] {
+            let key = format!("gka_predicted_rekey_seconds{{{g},protocol=\"{p}\",event=\"{e}\"}}");
+            let v = samples.get(&key).copied().unwrap_or_else(|| panic!("no {key}"));
+            assert!(v > 0.0 && v < 10.0, "{key} = {v}");
+        }
+    }
+    let rtt = samples[&format!("gka_rtt_seconds{{{g}}}")];
+    assert!((0.0..1.0).contains(&rtt), "rtt {rtt}");
+    let cpu = samples["gka_cpu_load"];
+    assert!((0.0..=1.0).contains(&cpu), "cpu {cpu}");
+    let modexp = samples["gka_modexp_seconds"];
+    assert!(modexp > 0.0 && modexp < 0.1, "modexp {modexp}");
+    // The aborted switch: each of its two members counts it.
+    let aborts =
+        sum(&samples, "gka_switch_aborts_total{", &["group=\"abort\"", "reason=\"rejected\""]);
+    assert!(aborts >= 2.0, "aborts {aborts}: {body}");
+}
+
+/// Two members, one without the bd plugin, whose policy asks for bd: every proposal is
+/// rejected and aborted at both.
+async fn aborted_switch(registry: &Registry) {
+    let daemon = Daemon::start(
+        "127.0.0.1:0",
+        DaemonConfig {
+            timing: Timing { batch_ms: 20, failure_timeout_ms: 3_000 },
+            tick: Duration::from_millis(5),
+        },
+    )
+    .await
+    .unwrap();
+    let policy = "mode = \"fixed\"\nfixed = \"bd\"\n[stability]\nmin_interval_s = 0\n\
+                  abort_cooldown_s = 0.5\nmin_view_age_s = 0.2\n";
+    let ids: Vec<Identity> =
+        ["x1", "x2"].iter().map(|n| Identity::generate(n, Scheme::Ed25519).unwrap()).collect();
+    let mut trust = TrustStore::default();
+    for i in &ids {
+        trust.insert(i.id(), i.public().clone());
+    }
+    let mut handles = Vec::new();
+    for identity in ids {
+        let mut catalogue = Catalogue::default();
+        for p in registry.plugins() {
+            if identity.id() == "x2" && p.descriptor.name == "bd" {
+                continue;
+            }
+            let plugin = PluginRef {
+                name: p.descriptor.name.clone(),
+                version: p.descriptor.version.clone(),
+                sha256: p.sha256.clone(),
+            };
+            catalogue.insert(p.protocol.clone(), plugin);
+        }
+        let config = MemberConfig {
+            group: "abort".into(),
+            identity,
+            trust: trust.clone(),
+            protocol: registry.get("tgdh").unwrap().protocol.clone(),
+            dh_group: GroupId::Ffdhe2048,
+            heartbeat: Duration::from_millis(200),
+            switching: Some(Switching {
+                catalogue: Arc::new(catalogue),
+                policy: Some(Policy::parse(policy, &KNOWN_PROTOCOLS).unwrap()),
+                policy_file: None,
+                timing: ControlTiming {
+                    probe_every: Duration::from_millis(200),
+                    report_every: Duration::from_millis(300),
+                    evaluate_every: Duration::from_millis(200),
+                },
+                calibration: None,
+            }),
+        };
+        handles.push(spawn_member(&daemon.addr.to_string(), config).await.unwrap());
+    }
+    let mut aborts = [0, 0];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while aborts.iter().any(|a| *a == 0) {
+        for (i, h) in handles.iter_mut().enumerate() {
+            while let Ok(e) = h.events.try_recv() {
+                if let RuntimeEvent::Member(MemberEvent::Switch(SwitchEvent::Aborted { .. })) = e {
+                    aborts[i] += 1;
+                }
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no abort");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for h in &handles {
+        h.commands.send(Command::Leave).unwrap();
+    }
+    daemon.stop();
 }
