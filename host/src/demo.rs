@@ -677,3 +677,102 @@ pub async fn adapt(
     demo.daemon.stop();
     Ok(lines)
 }
+
+/// One row of the switch benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchBenchRow {
+    /// The protocol switched to.
+    pub protocol: String,
+    /// The protocol switched from.
+    pub from: String,
+    /// Group size.
+    pub n: usize,
+    /// The slowest member's time from the switch's commit to the new protocol's key.
+    pub switch_ms: f64,
+    /// A plain initial agreement of the new protocol among n members (the slowest member's
+    /// time from the view to the key), for comparison.
+    pub initial_ms: f64,
+    /// A plain join rekey (n to n + 1) with the new protocol, after the switch.
+    pub join_ms: f64,
+}
+
+/// Measures, over the daemon on loopback, the time from a switch's commit to the new key at
+/// every member, for every protocol in `catalogue` and each n in `sizes`, beside a plain
+/// initial agreement and a join rekey with the same protocol.
+pub async fn switch_bench(
+    catalogue: Arc<Catalogue>,
+    sizes: &[usize],
+) -> Result<Vec<SwitchBenchRow>> {
+    let calibration = crate::measure::calibrate(GroupId::Ffdhe2048, Scheme::Ed25519, 8);
+    let mut rows = Vec::new();
+    for to in catalogue.names() {
+        let from = if to == "tgdh" { "str" } else { "tgdh" };
+        let start = catalogue.get(from).with_context(|| format!("no plugin {from}"))?;
+        let target = catalogue.get(&to).expect("listed").protocol.clone();
+        for &n in sizes {
+            let text = format!(
+                "mode = \"fixed\"\nfixed = \"{to}\"\n[stability]\nmin_interval_s = 0\n\
+                 min_view_age_s = 0.2\n"
+            );
+            let policy = crate::policy::Policy::parse(&text, &crate::policy::KNOWN_PROTOCOLS)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let config = DaemonConfig {
+                timing: Timing { batch_ms: 10, failure_timeout_ms: 10_000 },
+                tick: Duration::from_millis(2),
+            };
+            let daemon =
+                Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
+            let mut trust = TrustStore::default();
+            let mut identities = BTreeMap::new();
+            for i in 1..=n + 1 {
+                let id = format!("s{i:03}");
+                let identity = Identity::generate(&id, Scheme::Ed25519)?;
+                trust.insert(&id, identity.public().clone());
+                identities.insert(id, identity);
+            }
+            let switching = Switching {
+                catalogue: catalogue.clone(),
+                policy: Some(policy),
+                policy_file: None,
+                timing: crate::member::ControlTiming {
+                    probe_every: Duration::from_millis(500),
+                    report_every: Duration::from_secs(1),
+                    evaluate_every: Duration::from_millis(100),
+                },
+                calibration: Some(calibration),
+            };
+            let mut demo = Demo {
+                daemon,
+                group: "switch-bench".into(),
+                protocol_name: from.to_owned(),
+                protocol: start.protocol.clone(),
+                trust,
+                identities,
+                members: BTreeMap::new(),
+                switching: Some(switching),
+            };
+            for i in 1..=n {
+                demo.spawn(&format!("s{i:03}")).await?;
+            }
+            let line = demo.adapted(&format!("switch to {to}"), &to).await?;
+            let switch_ms = line.switch_ms.with_context(|| format!("no switch to {to}"))?;
+            demo.spawn(&format!("s{:03}", n + 1)).await?;
+            let join = demo.agreed(&demo.names()).await?.3;
+            for m in demo.names() {
+                demo.leave(&m);
+            }
+            demo.daemon.stop();
+            let plain = bench(target.clone(), &[n]).await?;
+            let initial = plain.iter().find(|r| r.event == "initial").map_or(0.0, |r| r.rekey_ms);
+            rows.push(SwitchBenchRow {
+                protocol: to.clone(),
+                from: from.to_owned(),
+                n,
+                switch_ms,
+                initial_ms: initial,
+                join_ms: join.as_secs_f64() * 1e3,
+            });
+        }
+    }
+    Ok(rows)
+}

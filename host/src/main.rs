@@ -106,7 +106,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         plugins: Option<PathBuf>,
         /// Instead of the scenario, measure rekey latency over the daemon for every loaded
-        /// protocol and each event at n = 4, 8, 16 (a Markdown table).
+        /// protocol and each event at n = 4, 8, 16, then the time from a switch's commit to
+        /// the new key against a plain initial agreement with the new protocol (Markdown
+        /// tables).
         #[arg(long)]
         bench: bool,
         /// Serve Prometheus metrics on this address (`/metrics`) while the demo runs.
@@ -452,6 +454,23 @@ fn run(cli: Cli) -> Result<()> {
                         cells.join(" | ")
                     )?;
                 }
+            }
+            let catalogue = std::sync::Arc::new(Catalogue::from_registry(&registry));
+            let rows = rt.block_on(gka_host::demo::switch_bench(catalogue, &[4, 8, 16]))?;
+            writeln!(out, "\n| switch | n | commit to key (ms) | plain initial agreement (ms) | ratio | join after (ms) |")?;
+            writeln!(out, "|---|---:|---:|---:|---:|---:|")?;
+            for r in rows {
+                writeln!(
+                    out,
+                    "| {} -> {} | {} | {:.1} | {:.1} | {:.2} | {:.1} |",
+                    r.from,
+                    r.protocol,
+                    r.n,
+                    r.switch_ms,
+                    r.initial_ms,
+                    r.switch_ms / r.initial_ms.max(1e-9),
+                    r.join_ms
+                )?;
             }
             Ok(())
         }
