@@ -220,7 +220,7 @@ async fn aborted_switch(registry: &Registry) {
     }
     let mut aborts = [0, 0];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while aborts.iter().any(|a| *a == 0) {
+    while aborts.contains(&0) {
         for (i, h) in handles.iter_mut().enumerate() {
             while let Ok(e) = h.events.try_recv() {
                 if let RuntimeEvent::Member(MemberEvent::Switch(SwitchEvent::Aborted { .. })) = e {
