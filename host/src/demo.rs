@@ -79,6 +79,38 @@ struct Demo {
 const WAIT: Duration = Duration::from_secs(30);
 
 impl Demo {
+    /// An embedded daemon with `timing` (ticking every `tick`), and fresh Ed25519 identities,
+    /// all trusted, for `names`; members run `protocol` with `switching`.
+    async fn start(
+        group: &str,
+        timing: Timing,
+        tick: Duration,
+        names: impl IntoIterator<Item = String>,
+        protocol: Arc<dyn Protocol>,
+        switching: Option<Switching>,
+    ) -> Result<Self> {
+        let config = DaemonConfig { timing, tick };
+        let daemon =
+            Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
+        let mut trust = TrustStore::default();
+        let mut identities = BTreeMap::new();
+        for name in names {
+            let id = Identity::generate(&name, Scheme::Ed25519)?;
+            trust.insert(&name, id.public().clone());
+            identities.insert(name, id);
+        }
+        Ok(Self {
+            daemon,
+            group: group.to_owned(),
+            protocol_name: protocol.descriptor().name,
+            protocol,
+            trust,
+            identities,
+            members: BTreeMap::new(),
+            switching,
+        })
+    }
+
     async fn spawn(&mut self, name: &str) -> Result<()> {
         let identity =
             self.identities.remove(name).with_context(|| format!("no key for {name}"))?;
@@ -274,31 +306,10 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
     if options.members < 3 {
         bail!("the demo needs at least 3 members");
     }
-    let config = DaemonConfig {
-        timing: Timing { batch_ms: 30, failure_timeout_ms: 3_000 },
-        tick: Duration::from_millis(5),
-    };
-    let daemon = Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
-    let total = options.members + 8;
-    let mut trust = TrustStore::default();
-    let mut identities = BTreeMap::new();
-    for i in 1..=total {
-        let name = format!("m{i:02}");
-        let id = Identity::generate(&name, Scheme::Ed25519)?;
-        trust.insert(&name, id.public().clone());
-        identities.insert(name, id);
-    }
-    let d = protocol.descriptor();
-    let mut demo = Demo {
-        daemon,
-        group: "demo".into(),
-        protocol_name: d.name.clone(),
-        protocol,
-        trust,
-        identities,
-        members: BTreeMap::new(),
-        switching: None,
-    };
+    let timing = Timing { batch_ms: 30, failure_timeout_ms: 3_000 };
+    let names = (1..=options.members + 8).map(|i| format!("m{i:02}"));
+    let tick = Duration::from_millis(5);
+    let mut demo = Demo::start("demo", timing, tick, names, protocol, None).await?;
     let name = |i: usize| format!("m{i:02}");
     let mut lines = Vec::new();
 
@@ -395,30 +406,10 @@ pub async fn bench(protocol: Arc<dyn Protocol>, sizes: &[usize]) -> Result<Vec<B
     let name = protocol.descriptor().name;
     let mut rows = Vec::new();
     for &n in sizes {
-        let config = DaemonConfig {
-            timing: Timing { batch_ms: 10, failure_timeout_ms: 10_000 },
-            tick: Duration::from_millis(2),
-        };
-        let daemon =
-            Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
-        let mut trust = TrustStore::default();
-        let mut identities = BTreeMap::new();
-        for i in 1..=n + 3 {
-            let id = format!("b{i:03}");
-            let identity = Identity::generate(&id, Scheme::Ed25519)?;
-            trust.insert(&id, identity.public().clone());
-            identities.insert(id, identity);
-        }
-        let mut demo = Demo {
-            daemon,
-            group: "bench".into(),
-            protocol_name: name.clone(),
-            protocol: protocol.clone(),
-            trust,
-            identities,
-            members: BTreeMap::new(),
-            switching: None,
-        };
+        let timing = Timing { batch_ms: 10, failure_timeout_ms: 10_000 };
+        let names = (1..=n + 3).map(|i| format!("b{i:03}"));
+        let tick = Duration::from_millis(2);
+        let mut demo = Demo::start("bench", timing, tick, names, protocol.clone(), None).await?;
         let mut row = |event: &str, latency: Duration| {
             rows.push(BenchRow {
                 protocol: name.clone(),
@@ -612,19 +603,6 @@ pub async fn adapt(
     if !(2..=6).contains(&options.small) || options.large <= 6 {
         bail!("the adaptive demo needs a small group of 2 to 6 and a large one of over 6");
     }
-    let config = DaemonConfig {
-        timing: Timing { batch_ms: 30, failure_timeout_ms: 5_000 },
-        tick: Duration::from_millis(5),
-    };
-    let daemon = Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
-    let mut trust = TrustStore::default();
-    let mut identities = BTreeMap::new();
-    for i in 1..=options.large {
-        let name = format!("a{i:02}");
-        let id = Identity::generate(&name, Scheme::Ed25519)?;
-        trust.insert(&name, id.public().clone());
-        identities.insert(name, id);
-    }
     let calibration = crate::measure::calibrate(GroupId::Ffdhe2048, Scheme::Ed25519, 8);
     let switching = Switching {
         catalogue,
@@ -637,16 +615,10 @@ pub async fn adapt(
         },
         calibration: Some(calibration),
     };
-    let mut demo = Demo {
-        daemon,
-        group: "adaptive".into(),
-        protocol_name: start.descriptor().name,
-        protocol: start,
-        trust,
-        identities,
-        members: BTreeMap::new(),
-        switching: Some(switching),
-    };
+    let timing = Timing { batch_ms: 30, failure_timeout_ms: 5_000 };
+    let names = (1..=options.large).map(|i| format!("a{i:02}"));
+    let tick = Duration::from_millis(5);
+    let mut demo = Demo::start("adaptive", timing, tick, names, start, Some(switching)).await?;
     let name = |i: usize| format!("a{i:02}");
     let mut lines = Vec::new();
     for i in 1..=options.small {
@@ -716,20 +688,6 @@ pub async fn switch_bench(
             );
             let policy = crate::policy::Policy::parse(&text, &crate::policy::KNOWN_PROTOCOLS)
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let config = DaemonConfig {
-                timing: Timing { batch_ms: 10, failure_timeout_ms: 10_000 },
-                tick: Duration::from_millis(2),
-            };
-            let daemon =
-                Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
-            let mut trust = TrustStore::default();
-            let mut identities = BTreeMap::new();
-            for i in 1..=n + 1 {
-                let id = format!("s{i:03}");
-                let identity = Identity::generate(&id, Scheme::Ed25519)?;
-                trust.insert(&id, identity.public().clone());
-                identities.insert(id, identity);
-            }
             let switching = Switching {
                 catalogue: catalogue.clone(),
                 policy: Some(policy),
@@ -741,16 +699,11 @@ pub async fn switch_bench(
                 },
                 calibration: Some(calibration),
             };
-            let mut demo = Demo {
-                daemon,
-                group: "switch-bench".into(),
-                protocol_name: from.to_owned(),
-                protocol: start.protocol.clone(),
-                trust,
-                identities,
-                members: BTreeMap::new(),
-                switching: Some(switching),
-            };
+            let timing = Timing { batch_ms: 10, failure_timeout_ms: 10_000 };
+            let names = (1..=n + 1).map(|i| format!("s{i:03}"));
+            let tick = Duration::from_millis(2);
+            let (group, start) = ("switch-bench", start.protocol.clone());
+            let mut demo = Demo::start(group, timing, tick, names, start, Some(switching)).await?;
             for i in 1..=n {
                 demo.spawn(&format!("s{i:03}")).await?;
             }

@@ -184,6 +184,15 @@ pub enum Rejection {
         /// The current epoch.
         current: u64,
     },
+    /// Relayed by the group layer as coming from another member than the one that signed it
+    /// (a copy of someone else's envelope, injected through the relay's own connection).
+    #[error("envelope signed by {signer:?} arrived from {relay:?}")]
+    WrongSender {
+        /// The signer named in the envelope.
+        signer: String,
+        /// The member the group layer says sent it.
+        relay: String,
+    },
     /// A sequence number not above the last one accepted from this sender in this view.
     #[error("replay from {sender:?}: sequence {seq} is not above {last}")]
     Replay {
@@ -208,6 +217,7 @@ impl Rejection {
             Self::BadSignature(_) => "bad_signature",
             Self::WrongView { .. } => "wrong_view",
             Self::StaleEpoch { .. } => "stale_epoch",
+            Self::WrongSender { .. } => "wrong_sender",
             Self::Replay { .. } => "replay",
         }
     }
@@ -255,7 +265,26 @@ impl EnvelopeChecker {
 
     /// Decodes and checks one envelope; a refusal is counted by reason.
     pub fn accept(&mut self, bytes: &[u8]) -> Result<Envelope, Rejection> {
-        let result = Envelope::from_bytes(bytes).and_then(|e| self.check(&e).map(|()| e));
+        self.accept_from(bytes, None)
+    }
+
+    /// As [`Self::accept`], for bytes the group layer delivered as sent by `relay`: the
+    /// envelope's signer must be that member.
+    pub fn accept_from(
+        &mut self,
+        bytes: &[u8],
+        relay: Option<&str>,
+    ) -> Result<Envelope, Rejection> {
+        let result = Envelope::from_bytes(bytes).and_then(|e| {
+            match relay {
+                Some(r) if r != e.header.sender => Err(Rejection::WrongSender {
+                    signer: e.header.sender.clone(),
+                    relay: r.to_owned(),
+                }),
+                _ => Ok(()),
+            }?;
+            self.check(&e).map(|()| e)
+        });
         if let Err(r) = &result {
             *self.rejected.entry(r.label()).or_default() += 1;
         }
@@ -286,7 +315,8 @@ impl EnvelopeChecker {
             Kind::Data => false,
         };
         if stale {
-            return Err(Rejection::StaleEpoch { got: h.epoch, current: self.epoch });
+            let current = if h.kind == Kind::Control { epoch_of(h.view_id, 0) } else { self.epoch };
+            return Err(Rejection::StaleEpoch { got: h.epoch, current });
         }
         let last = self.last_seq.get(&h.sender).copied().unwrap_or(0);
         if h.seq <= last {
@@ -384,6 +414,29 @@ mod tests {
         let mut data = header("alice", 7, 90, 10);
         data.kind = Kind::Data;
         checker.accept(&Envelope::seal(&alice, data, vec![]).to_bytes()).expect("old-epoch data");
+    }
+
+    #[test]
+    fn a_copy_relayed_by_another_member_is_refused_without_burning_the_sequence_number() {
+        let (alice, _, mut checker) = setup();
+        let bytes = Envelope::seal(&alice, header("alice", 7, 100, 3), vec![]).to_bytes();
+        let r = checker.accept_from(&bytes, Some("mallory")).expect_err("relayed copy");
+        assert_eq!(r.label(), "wrong_sender", "{r}");
+        checker.accept_from(&bytes, Some("alice")).expect("the genuine delivery still passes");
+    }
+
+    #[test]
+    fn control_envelopes_are_bound_to_the_view_not_to_the_agreement_epoch() {
+        let (alice, _, mut checker) = setup();
+        checker.set_epoch(epoch_of(7, 2));
+        let control = |epoch: u64, seq: u64| {
+            let mut h = header("alice", 7, epoch, seq);
+            h.kind = Kind::Control;
+            Envelope::seal(&alice, h, vec![]).to_bytes()
+        };
+        checker.accept(&control(epoch_of(7, 1), 1)).expect("an earlier epoch of this view");
+        let r = checker.accept(&control(epoch_of(6, 3), 2)).expect_err("another view's epoch");
+        assert_eq!(r.label(), "stale_epoch");
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub const KEPT_KEYS: usize = 4;
 /// Protocol payloads a member holds while it waits for the group's protocol announcement.
 pub const MAX_HELD_PAYLOADS: usize = 4096;
 
+/// Bytes of protocol payloads a member holds while it waits for the announcement.
+pub const MAX_HELD_BYTES: usize = 16 << 20;
+
 const NONCE_LEN: usize = 12;
 
 /// How often the core probes, reports and (as the oldest member) evaluates its policy.
@@ -146,6 +149,9 @@ pub enum MemberError {
     /// No view yet.
     #[error("not in a view yet")]
     NoView,
+    /// A protocol switch is being voted on or completed: refresh after it.
+    #[error("a protocol switch is under way")]
+    SwitchUnderWay,
     /// The plugin failed.
     #[error("key agreement failed: {0}")]
     Session(#[from] SessionError),
@@ -168,15 +174,18 @@ pub struct MemberCore {
     view: Option<View>,
     /// The view as given to the plugin: only trusted members.
     trusted_view: Option<View>,
-    view_since: Duration,
+    /// Since when no agreement has run (the last view or key): the view's age for the policy.
+    quiet_since: Duration,
     keys_in_view: u64,
     /// Mirrors the plugin: an agreement runs from a view, refresh or switch until its key.
     pending: bool,
-    /// Whether the group's protocol is known to be the one this member runs.
-    decided: bool,
+    /// Whether this view's protocol announcement has reached this member (and it runs that
+    /// protocol).
+    announced: bool,
     /// Protocol payloads (sender, protocol, body) held until the group's protocol is announced;
     /// `Some` while waiting.
     held: Option<Vec<(String, String, Vec<u8>)>>,
+    held_bytes: usize,
     seq: u64,
     keys: VecDeque<GroupKey>,
     outgoing: VecDeque<Outgoing>,
@@ -246,10 +255,11 @@ impl MemberCore {
             now: Duration::ZERO,
             view: None,
             trusted_view: None,
-            view_since: Duration::ZERO,
+            quiet_since: Duration::ZERO,
             keys_in_view: 0,
             pending: false,
-            decided: false,
+            announced: false,
+            held_bytes: 0,
             held: None,
             seq: 0,
             keys: VecDeque::new(),
@@ -389,8 +399,8 @@ impl MemberCore {
         self.now = now;
         match delivery {
             Delivery::View(view) => self.on_view(view)?,
-            Delivery::Message { bytes, .. } => {
-                let envelope = match self.checker.accept(&bytes) {
+            Delivery::Message { from, bytes, .. } => {
+                let envelope = match self.checker.accept_from(&bytes, Some(&from)) {
                     Ok(e) => e,
                     Err(r) => {
                         self.events.push_back(MemberEvent::Rejected(r));
@@ -414,6 +424,14 @@ impl MemberCore {
     }
 
     fn on_view(&mut self, view: View) -> Result<(), MemberError> {
+        if let Some(current) = &self.view {
+            if view.view_id <= current.view_id {
+                let error =
+                    format!("view {} does not follow view {}", view.view_id, current.view_id);
+                self.error("group layer", error);
+                return Ok(());
+            }
+        }
         self.checker.set_view(view.view_id);
         // Access control: members outside the trust store take no part in key agreement, so
         // the plugin sees only the trusted ones.
@@ -427,10 +445,13 @@ impl MemberCore {
             members,
         };
         let first = self.view.is_none();
-        self.rates.record(self.now, ViewEvent::of(&trusted, first));
+        // Views where only untrusted processes came or went change nothing for the policy.
+        if first || !trusted.joined.is_empty() || !trusted.left.is_empty() {
+            self.rates.record(self.now, ViewEvent::of(&trusted, first));
+        }
         self.view = Some(view.clone());
         self.trusted_view = Some(trusted.clone());
-        self.view_since = self.now;
+        self.quiet_since = self.now;
         self.keys_in_view = 0;
         self.pending = true;
         self.seq = 0;
@@ -446,12 +467,17 @@ impl MemberCore {
         }
         // Messages held for the previous view's announcement belong to that view: gone.
         self.held = None;
-        let leader_is_new = self.leader().is_some_and(|l| trusted.joined.iter().any(|j| j == l));
+        self.held_bytes = 0;
+        // This member runs the group's protocol for sure only if the previous view's
+        // announcement reached it and the new oldest member was in that view: by view
+        // synchrony every member of that view then got the same announcement, and the same
+        // votes since. Otherwise it waits for this view's announcement.
+        let knew_leader = self.leader().is_some_and(|l| previous.iter().any(|p| p == l));
+        let in_step = std::mem::take(&mut self.announced) && knew_leader;
         if self.is_leader() {
-            self.decided = true;
             let me = self.my_plugin();
             self.send_control(None, &Control::Announce(me));
-        } else if leader_is_new || !self.decided {
+        } else if !in_step {
             self.held = Some(Vec::new());
             return Ok(());
         }
@@ -462,7 +488,8 @@ impl MemberCore {
 
     fn on_protocol(&mut self, from: &str, protocol: &str, body: &[u8]) {
         if let Some(held) = &mut self.held {
-            if held.len() < MAX_HELD_PAYLOADS {
+            if held.len() < MAX_HELD_PAYLOADS && self.held_bytes + body.len() <= MAX_HELD_BYTES {
+                self.held_bytes += body.len();
                 held.push((from.to_owned(), protocol.to_owned(), body.to_vec()));
             } else {
                 let error = "too many protocol messages before the group's protocol was announced";
@@ -508,33 +535,41 @@ impl MemberCore {
             return Ok(());
         }
         let Some(held) = self.held.take() else {
-            if plugin.tag() != self.protocol {
+            // Not waiting: this member went on from the previous view with the oldest member,
+            // so they run the same protocol.
+            self.announced = plugin.tag() == self.protocol;
+            if !self.announced {
                 let error =
                     format!("the group runs {}, this member runs {}", plugin.tag(), self.protocol);
                 self.error(from, error);
             }
             return Ok(());
         };
+        self.held_bytes = 0;
         let trusted = self.trusted_view.clone().expect("an announcement comes in a view");
         // The same protocol: this member's own session goes on (from its state, if it has one).
-        let keep = plugin.tag() == self.protocol;
-        if keep {
+        if plugin.tag() == self.protocol {
             self.session.handle_view(plugin_now(self.now), &trusted)?;
         } else {
-            if let Err(reason) = self.start_session(&plugin) {
-                self.error(
-                    from,
-                    format!("cannot run the group's protocol {}: {reason}", plugin.tag()),
-                );
-                self.held = Some(held);
-                return Ok(());
+            match self.prepare_session(&plugin) {
+                Ok(session) => self.session = session,
+                Err(reason) => {
+                    let error =
+                        format!("cannot run the group's protocol {}: {reason}", plugin.tag());
+                    self.error(from, error);
+                    self.held = Some(held);
+                    return Ok(());
+                }
             }
+            self.protocol = plugin.tag();
+            // A switch this member was finishing belongs to the group it came from.
+            self.switch = SwitchState::Stable;
             self.events.push_back(MemberEvent::Switch(SwitchEvent::Adopted {
                 protocol: self.protocol.clone(),
             }));
             self.session.handle_view(plugin_now(self.now), &fresh_view(&trusted))?;
         }
-        self.decided = true;
+        self.announced = true;
         self.drain_session();
         for (sender, protocol, body) in held {
             self.on_protocol(&sender, &protocol, &body);
@@ -542,9 +577,9 @@ impl MemberCore {
         Ok(())
     }
 
-    /// Replaces the session by a fresh one of `plugin`, which must be in the catalogue, the
-    /// same version and the same build.
-    fn start_session(&mut self, plugin: &PluginRef) -> Result<(), String> {
+    /// A fresh session of `plugin`, which must be in the catalogue, the same version and the
+    /// same build.
+    fn prepare_session(&self, plugin: &PluginRef) -> Result<Box<dyn Session>, String> {
         let entry = self.catalogue.get(&plugin.name).ok_or("no such plugin here")?;
         if entry.plugin.version != plugin.version || entry.plugin.sha256 != plugin.sha256 {
             return Err(format!(
@@ -555,7 +590,7 @@ impl MemberCore {
         }
         let mut seed = [0u8; 32];
         OsRng.fill_bytes(&mut seed);
-        let session = entry
+        entry
             .protocol
             .new_session(SessionConfig {
                 group_name: self.group.clone(),
@@ -563,10 +598,7 @@ impl MemberCore {
                 dh_group: self.dh_group,
                 rng_seed: seed,
             })
-            .map_err(|e| e.to_string())?;
-        self.session = session;
-        self.protocol = plugin.tag();
-        Ok(())
+            .map_err(|e| e.to_string())
     }
 
     fn on_propose(&mut self, from: &str, proposal: Proposal) {
@@ -574,31 +606,46 @@ impl MemberCore {
             self.error(from, "a switch proposal from a member that is not the oldest".into());
             return;
         }
-        if !matches!(self.switch, SwitchState::Stable) {
-            self.error(from, format!("proposal {} while another switch is under way", proposal.id));
-            return;
-        }
         if from == self.identity.id() {
             self.proposal_out = false;
+        }
+        let id = proposal.id;
+        if !matches!(self.switch, SwitchState::Stable) {
+            // Still finishing the previous switch (or voting): say no, so that every member
+            // aborts this one alike instead of waiting for a vote that never comes.
+            let verdict = Verdict::Reject("another switch is under way here".into());
+            self.send_control(None, &Control::Vote { id, verdict });
+            return;
         }
         let size = self.trusted_view.as_ref().map_or(0, |v| v.members.len() as u64);
         let me = VoterState {
             agreement_running: self.pending,
-            running: self.decided.then_some(self.protocol.as_str()),
+            running: self.held.is_none().then_some(self.protocol.as_str()),
             group_size: size,
         };
-        let verdict = verdict(&proposal, me, &self.catalogue, self.policy.as_ref());
-        let id = proposal.id;
+        let mut verdict = verdict(&proposal, me, &self.catalogue, self.policy.as_ref());
+        // The new session is made now, so that a commit cannot fail at this member alone.
+        let mut prepared = None;
+        if verdict == Verdict::Accept {
+            match self.prepare_session(&proposal.to) {
+                Ok(session) => prepared = Some(session),
+                Err(e) => {
+                    verdict = Verdict::Reject(format!("cannot start {}: {e}", proposal.to.tag()))
+                }
+            }
+        }
         self.events.push_back(MemberEvent::Switch(SwitchEvent::Proposed(proposal.clone())));
         self.events
             .push_back(MemberEvent::Switch(SwitchEvent::Voted { id, verdict: verdict.clone() }));
-        self.switch = SwitchState::Voting { proposal, accepted: BTreeSet::new() };
+        self.switch = SwitchState::Voting { proposal, accepted: BTreeSet::new(), prepared };
         self.send_control(None, &Control::Vote { id, verdict });
     }
 
     fn on_vote(&mut self, from: &str, id: SwitchId, verdict: Verdict) -> Result<(), MemberError> {
         let members = self.trusted_view.as_ref().map(|v| v.members.clone()).unwrap_or_default();
-        let SwitchState::Voting { proposal, accepted } = &mut self.switch else { return Ok(()) };
+        let SwitchState::Voting { proposal, accepted, .. } = &mut self.switch else {
+            return Ok(());
+        };
         // Votes for an attempt already decided (after the first reject) are expected: ignored.
         if proposal.id != id || !members.iter().any(|m| m == from) {
             return Ok(());
@@ -628,23 +675,22 @@ impl MemberCore {
     }
 
     fn commit(&mut self) -> Result<(), MemberError> {
-        let SwitchState::Voting { proposal, .. } =
+        let SwitchState::Voting { proposal, prepared, .. } =
             std::mem::replace(&mut self.switch, SwitchState::Stable)
         else {
             return Ok(());
         };
-        let (Some(old), Some(trusted)) = (self.keys.back().cloned(), self.trusted_view.clone())
+        // Every member accepted, this one included, so it had a key, a view and a session
+        // ready: `verdict` refuses otherwise.
+        let (Some(old), Some(trusted), Some(session)) =
+            (self.keys.back().cloned(), self.trusted_view.clone(), prepared)
         else {
-            // Every member accepted, so every member had a key and a view: unreachable unless
-            // this member voted without them, which `verdict` prevents.
-            self.abort(proposal.id, "no key to switch from".into(), "rejected");
+            let error = format!("switch {} committed without a key or session here", proposal.id);
+            self.error(self.identity.id().to_owned().as_str(), error);
             return Ok(());
         };
-        if let Err(reason) = self.start_session(&proposal.to) {
-            // This member accepted, so it had the plugin; only the plugin itself can fail here.
-            self.error(self.identity.id().to_owned().as_str(), format!("switch failed: {reason}"));
-            return Ok(());
-        }
+        self.session = session;
+        self.protocol = proposal.to.tag();
         self.keys_in_view += 1;
         self.pending = true;
         self.checker.set_epoch(self.agreeing_epoch());
@@ -664,6 +710,9 @@ impl MemberCore {
         self.now = now;
         if self.view.is_none() {
             return Err(MemberError::NoView);
+        }
+        if self.switch_under_way() {
+            return Err(MemberError::SwitchUnderWay);
         }
         // As in the plugin: a refresh during an agreement is already covered by it.
         if !self.pending {
@@ -720,8 +769,9 @@ impl MemberCore {
     /// The oldest member's policy evaluation at a quiescent point.
     fn evaluate(&mut self, trusted: &View) {
         let Some(policy) = &self.policy else { return };
-        let min_age = Duration::from_secs_f64(*policy.stability.min_view_age_s.get_ref());
-        if self.now.saturating_sub(self.view_since) < min_age
+        let min_age = Duration::try_from_secs_f64(*policy.stability.min_view_age_s.get_ref())
+            .unwrap_or(Duration::MAX);
+        if self.now.saturating_sub(self.quiet_since) < min_age
             || self
                 .last_evaluation
                 .is_some_and(|l| self.now.saturating_sub(l) < self.timing.evaluate_every)
@@ -771,12 +821,29 @@ impl MemberCore {
     }
 
     fn install(&mut self, agreed: GroupKey) {
+        if !self.pending {
+            let error = "the plugin output a key outside any agreement: ignored".to_owned();
+            self.error(self.identity.id().to_owned().as_str(), error);
+            return;
+        }
         let epoch = self.agreeing_epoch();
         let view_id = self.view.as_ref().map_or(0, |v| v.view_id);
         let mut key = GroupKey { epoch, view_id, key: agreed.key };
-        if let SwitchState::Committed { proposal, view_id: commit_view, old, since } =
-            std::mem::replace(&mut self.switch, SwitchState::Stable)
-        {
+        self.quiet_since = self.now;
+        // Only a committed switch ends with this key (a vote under way goes on).
+        let committed = match std::mem::replace(&mut self.switch, SwitchState::Stable) {
+            SwitchState::Committed { proposal, view_id, old, since } => {
+                Some((proposal, view_id, old, since))
+            }
+            other => {
+                self.switch = other;
+                None
+            }
+        };
+        if let Some((proposal, commit_view, old, since)) = committed {
+            // The next decision waits for every member's report after its own switch.
+            self.reports.clear();
+            self.last_report = None;
             let chained = commit_view == view_id;
             if chained {
                 let ctx =

@@ -126,7 +126,8 @@ pub struct Stability {
     /// Seconds without switching after an aborted switch.
     #[serde(default = "default_cooldown")]
     pub abort_cooldown_s: Spanned<f64>,
-    /// Seconds a view must have lasted, with its key in place, before a switch is proposed.
+    /// Seconds since the last key agreement (a view's or a switch's) ended before a switch is
+    /// proposed: the group must be quiet this long.
     #[serde(default = "default_min_view_age")]
     pub min_view_age_s: Spanned<f64>,
 }
@@ -336,8 +337,9 @@ impl Policy {
             errors.push(error_at(text, s.min_gain.span(), "min_gain must be in [0, 1)".into()));
         }
         for v in [&s.min_interval_s, &s.abort_cooldown_s, &s.min_view_age_s] {
-            if *v.get_ref() < 0.0 {
-                errors.push(error_at(text, v.span(), "a duration cannot be negative".into()));
+            if !(0.0..=MAX_DURATION_S).contains(v.get_ref()) {
+                let message = format!("a duration must be between 0 and {MAX_DURATION_S} s");
+                errors.push(error_at(text, v.span(), message));
             }
         }
         if errors.is_empty() {
@@ -374,6 +376,9 @@ impl Conditions {
         self.named().into_iter().all(|(name, b)| b.get_ref().holds(i.value(name)))
     }
 }
+
+/// The longest damping duration a policy may set, seconds (a year).
+pub const MAX_DURATION_S: f64 = 365.0 * 86_400.0;
 
 /// The live inputs a decision rests on.
 #[derive(Debug, Clone, PartialEq)]
@@ -695,13 +700,15 @@ impl Policy {
             (Some(cur), Some(new)) if cur > 0.0 => (cur - new) / cur,
             _ => 0.0,
         };
+        // The cool-down holds even off a protocol that is no longer allowed: retrying a switch
+        // that some member rejects, every evaluation, would only flood the group with votes.
+        if state.since_abort_s.is_some_and(|s| s < *self.stability.abort_cooldown_s.get_ref()) {
+            return Decision::stay(
+                format!("{reason} prefers {to}, but the cool-down after an abort is running"),
+                "cooldown",
+            );
+        }
         if current_allowed {
-            if state.since_abort_s.is_some_and(|s| s < *self.stability.abort_cooldown_s.get_ref()) {
-                return Decision::stay(
-                    format!("{reason} prefers {to}, but the cool-down after an abort is running"),
-                    "cooldown",
-                );
-            }
             if state.since_switch_s < *self.stability.min_interval_s.get_ref() {
                 return Decision::stay(
                     format!(

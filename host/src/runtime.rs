@@ -186,6 +186,7 @@ pub fn spawn_member_on<E: GroupEndpoint>(
         cpu_load: None,
         watch,
         active: None,
+        delivery_started: None,
     };
     tokio::spawn(driver.run(endpoint, command_rx));
     Ok(MemberHandle { commands: command_tx, events: event_rx })
@@ -220,12 +221,8 @@ impl PolicyWatch {
         self.last = Some(text.clone());
         let known: Vec<&str> = self.known.iter().map(String::as_str).collect();
         Some(Policy::parse(&text, &known).map_err(|errors| {
-            let list: Vec<String> = errors
-                .iter()
-                .map(|e| format!("{}:{}: {}", self.path.display(), e.line, e.column))
-                .zip(errors.iter())
-                .map(|(at, e)| format!("{at}: {}", e.message))
-                .collect();
+            let list: Vec<String> =
+                errors.iter().map(|e| format!("{}:{e}", self.path.display())).collect();
             list.join("; ")
         }))
     }
@@ -250,6 +247,8 @@ struct Driver {
     watch: Option<PolicyWatch>,
     /// The protocol last exported as active.
     active: Option<String>,
+    /// When the delivery being handled reached the runtime.
+    delivery_started: Option<Instant>,
 }
 
 async fn flush<E: GroupEndpoint>(core: &mut MemberCore, endpoint: &mut E) -> std::io::Result<()> {
@@ -291,6 +290,7 @@ impl Driver {
                         self.exps_at_start = self.core.session_counters().exponentiations;
                     }
                     let started = Instant::now();
+                    self.delivery_started = Some(started);
                     if let Err(e) = self.core.handle_delivery(self.now(), delivery) {
                         self.emit(RuntimeEvent::Member(MemberEvent::ProtocolError {
                             from: self.core.id().to_owned(),
@@ -299,6 +299,7 @@ impl Driver {
                     }
                     self.busy += started.elapsed();
                     self.after_core();
+                    self.delivery_started = None;
                 }
                 command = commands.recv() => match command {
                     Some(Command::Send(data)) => {
@@ -422,9 +423,12 @@ impl Driver {
                 }
             }
             SwitchEvent::Committed { .. } => {
+                // The new session started inside the delivery that committed: its first round
+                // counts, from that delivery's start.
+                let started = self.delivery_started.unwrap_or_else(Instant::now);
                 self.event_kind = "switch";
-                self.agreement_started = Some(Instant::now());
-                self.busy = Duration::ZERO;
+                self.agreement_started = Some(started);
+                self.busy = started.elapsed();
                 self.exps_at_start = 0;
                 self.exps_seen = 0;
             }

@@ -136,8 +136,13 @@ pub fn verdict(
 pub(crate) enum SwitchState {
     /// Running one protocol; no switch under way.
     Stable,
-    /// A proposal is out; these members have accepted it so far.
-    Voting { proposal: Proposal, accepted: BTreeSet<String> },
+    /// A proposal is out; these members have accepted it so far. `prepared` is this
+    /// member's session of the new protocol, made when it accepted.
+    Voting {
+        proposal: Proposal,
+        accepted: BTreeSet<String>,
+        prepared: Option<Box<dyn gka_plugin_api::Session>>,
+    },
     /// Committed: the new protocol is agreeing its first key. `old` is the previous epoch's
     /// key, combined with the new one if the key comes in the commit's view.
     Committed { proposal: Proposal, view_id: u64, old: GroupKey, since: Duration },

@@ -85,6 +85,13 @@ fn broken_files_name_line_column_and_reason() {
     assert!(range[0].starts_with("5:"), "{range:?}");
     assert!(range[0].contains("impossible range for group_size"), "{range:?}");
 
+    // Not a number, infinite or absurd durations would stall or crash a running member.
+    for bad in ["nan", "inf", "1e20", "-1"] {
+        let e = errors(&format!("mode = \"cost\"\n[stability]\nmin_view_age_s = {bad}\n"));
+        assert!(e[0].starts_with("3:18:"), "{bad}: {e:?}");
+        assert!(e[0].contains("a duration must be between 0 and"), "{bad}: {e:?}");
+    }
+
     let several = errors("mode = \"fixed\"\ndeny = [\"nope\"]\n[stability]\nmin_gain = 2.0\n");
     assert_eq!(several.len(), 3, "every error is reported: {several:?}");
 }

@@ -478,6 +478,34 @@ fn data_sent_across_a_switch_is_delivered_exactly_once_and_a_joiner_adopts_the_p
     net.check_safety();
 }
 
+#[test]
+fn a_healed_side_whose_oldest_member_dies_before_announcing_still_converges() {
+    let mut net = Net::new(&["ann", "bob", "cat"]);
+    net.start("ann", "tgdh", catalogue(None), fixed("tgdh"));
+    net.start("bob", "tgdh", catalogue(None), fixed("str"));
+    net.start("cat", "tgdh", catalogue(None), fixed("tgdh"));
+    // Bob's policy wants STR but ann, the oldest, decides: tgdh.
+    assert!(net.run_until(20_000, Net::settled));
+    assert!(net.members["bob"].protocol().starts_with("tgdh@"));
+    // Alone in its partition, bob is its own oldest member and switches to STR.
+    net.net.partition(&[vec!["ann".into(), "cat".into()], vec!["bob".into()]]).unwrap();
+    let bob_alone = |net: &Net| {
+        let b = &net.members["bob"];
+        b.protocol().starts_with("str@") && !b.agreement_running() && !b.switch_under_way()
+    };
+    assert!(net.run_until(20_000, bob_alone), "{:?}", net.switch_events("bob"));
+    net.run(1_000);
+    // The heal, and ann dies before it can announce the merged view's protocol: cat, which
+    // was with ann, must not go on with tgdh while bob runs STR.
+    net.net.heal();
+    net.crash("ann");
+    let together = |net: &Net| net.live().len() == 2 && net.settled();
+    assert!(net.run_until(30_000, together), "{:?}", net.state());
+    let state = net.state();
+    assert_eq!(state["bob"], state["cat"]);
+    net.check_safety();
+}
+
 #[derive(Debug, Clone)]
 enum Action {
     /// Every member's policy now asks for this protocol.
