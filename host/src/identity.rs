@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signer, Verifier};
@@ -188,6 +189,16 @@ impl PublicKey {
 }
 
 impl Identity {
+    /// An Ed25519 key pair for `id` derived from a 32-byte seed: for simulations and tests
+    /// that must be reproducible, never for real members.
+    pub fn ed25519_from_seed(id: &str, seed: [u8; 32]) -> Result<Self, IdentityError> {
+        if !valid_member_id(id) {
+            return Err(IdentityError::BadId(id.to_owned()));
+        }
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        Ok(Self::from_key(id, PrivateKey::Ed25519(Box::new(key))))
+    }
+
     /// A new key pair for `id`, from the OS's randomness.
     pub fn generate(id: &str, scheme: Scheme) -> Result<Self, IdentityError> {
         if !valid_member_id(id) {
@@ -308,10 +319,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::write(path, bytes)
 }
 
-/// The trusted members' public keys: the access-control list.
+/// The trusted members' public keys: the access-control list. Cloning shares the keys (a
+/// simulated group of a thousand members holds one copy).
 #[derive(Debug, Clone, Default)]
 pub struct TrustStore {
-    keys: BTreeMap<String, PublicKey>,
+    keys: Arc<BTreeMap<String, PublicKey>>,
 }
 
 impl TrustStore {
@@ -332,12 +344,12 @@ impl TrustStore {
                 .map_err(|source| IdentityError::Io { path: path.clone(), source })?;
             keys.insert(id, PublicKey::from_pem(&pem, &path)?);
         }
-        Ok(Self { keys })
+        Ok(Self { keys: Arc::new(keys) })
     }
 
     /// Adds or replaces a member's key.
     pub fn insert(&mut self, id: &str, key: PublicKey) {
-        self.keys.insert(id.to_owned(), key);
+        Arc::make_mut(&mut self.keys).insert(id.to_owned(), key);
     }
 
     /// The key of a trusted member.

@@ -23,5 +23,6 @@ pub mod metrics;
 pub mod policy;
 pub mod runtime;
 pub mod sequencer;
+pub mod sim;
 pub mod switch;
 pub mod wire;

@@ -134,6 +134,48 @@ enum Command {
         #[arg(long, default_value = "ed25519")]
         scheme: String,
     },
+    /// Simulate the protocols: a sweep of protocols × events × group sizes × networks in the
+    /// discrete-event simulator (real plugins, virtual time), written as CSV, a Markdown
+    /// table and SVG plots, each latency beside the cost model's prediction.
+    Bench {
+        /// The small sweep: every protocol and event, n = 4, 8, 16, 32, on lan and wan.
+        #[arg(long)]
+        quick: bool,
+        /// Protocols (default: every loaded plugin).
+        #[arg(long, value_delimiter = ',')]
+        protocols: Vec<String>,
+        /// Events: initial, join, leave, partition, merge (default: all).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Group sizes (default: 4,8,16,32,64).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<usize>,
+        /// Networks: lan, wan, or a topology TOML file (default: lan,wan).
+        #[arg(long, value_delimiter = ',')]
+        networks: Vec<String>,
+        /// How plugin calls are timed: counted (operations × costs, deterministic) or measured
+        /// (thread CPU time).
+        #[arg(long, default_value = "counted")]
+        cost: String,
+        /// Costs for `counted`, ms (default: calibrated here first, and printed).
+        #[arg(long)]
+        exp_ms: Option<f64>,
+        /// One signature, ms (with --exp-ms).
+        #[arg(long)]
+        sign_ms: Option<f64>,
+        /// One verification, ms (with --exp-ms).
+        #[arg(long)]
+        verify_ms: Option<f64>,
+        /// Seed of the members' keys, jitter and loss.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory: results.csv, results.md, plots/*.svg.
+        #[arg(long, default_value = "bench-out", value_name = "DIR")]
+        out: PathBuf,
+        /// Plugin directory (default: $GKA_PLUGIN_PATH, else this executable's directory).
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
+    },
     /// Inspect the key-agreement plugins.
     Plugins {
         #[command(subcommand)]
@@ -502,6 +544,50 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench {
+            quick,
+            protocols,
+            events,
+            sizes,
+            networks,
+            cost,
+            exp_ms,
+            sign_ms,
+            verify_ms,
+            seed,
+            out,
+            plugins,
+        } => {
+            let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
+            let catalogue = Catalogue::from_registry(&registry);
+            let protocols = if protocols.is_empty() { catalogue.names() } else { protocols };
+            if protocols.is_empty() {
+                bail!("no plugin loaded: pass --plugins DIR");
+            }
+            let cost = bench_cost(&cost, exp_ms, sign_ms, verify_ms)?;
+            let mut sweep = gka_host::sim::sweep::Sweep::quick(protocols, cost);
+            sweep.seed = seed;
+            if !quick {
+                sweep.sizes = vec![4, 8, 16, 32, 64];
+            }
+            if !sizes.is_empty() {
+                sweep.sizes = sizes;
+            }
+            if !events.is_empty() {
+                sweep.events = events
+                    .iter()
+                    .map(|e| {
+                        gka_host::sim::sweep::BenchEvent::from_name(e).with_context(|| {
+                            format!("unknown event {e:?} (initial, join, leave, partition, merge)")
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            if !networks.is_empty() {
+                sweep.networks = networks.iter().map(|n| topology(n)).collect::<Result<_>>()?;
+            }
+            run_bench(&catalogue, &sweep, &out)
+        }
         Command::Keygen { id, out, scheme } => {
             let scheme = Scheme::from_name(&scheme)
                 .with_context(|| format!("unknown scheme {scheme:?} (use ed25519 or rsa)"))?;
@@ -829,5 +915,93 @@ fn print_adapt(lines: &[gka_host::demo::AdaptLine], json: bool) -> Result<()> {
             l.phase, l.members, l.protocol, l.fingerprint, l.switch, ms, l.messages_decrypted
         )?;
     }
+    Ok(())
+}
+
+/// The cost mode from the command line; `counted` without costs calibrates them here.
+fn bench_cost(
+    name: &str,
+    exp_ms: Option<f64>,
+    sign_ms: Option<f64>,
+    verify_ms: Option<f64>,
+) -> Result<gka_host::sim::CostMode> {
+    use gka_host::sim::CostMode;
+    match name {
+        "measured" => Ok(CostMode::Measured),
+        "counted" => {
+            let (exp_ms, sign_ms, verify_ms) = match (exp_ms, sign_ms, verify_ms) {
+                (Some(e), Some(s), Some(v)) => (e, s, v),
+                (None, None, None) => {
+                    let c = gka_host::measure::calibrate(
+                        gka_plugin_api::GroupId::Ffdhe2048,
+                        Scheme::Ed25519,
+                        20,
+                    );
+                    eprintln!(
+                        "calibrated here: --exp-ms {:.4} --sign-ms {:.4} --verify-ms {:.4}",
+                        c.exp_ms, c.sign_ms, c.verify_ms
+                    );
+                    (c.exp_ms, c.sign_ms, c.verify_ms)
+                }
+                _ => bail!("give all of --exp-ms, --sign-ms and --verify-ms, or none"),
+            };
+            for (what, v) in [("exp", exp_ms), ("sign", sign_ms), ("verify", verify_ms)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    bail!("--{what}-ms must be a non-negative number, not {v}");
+                }
+            }
+            Ok(CostMode::Counted { exp_ms, sign_ms, verify_ms })
+        }
+        other => bail!("unknown cost mode {other:?} (counted or measured)"),
+    }
+}
+
+/// A network preset (`lan`, `wan`) or a topology file.
+fn topology(name: &str) -> Result<gka_host::sim::Topology> {
+    if let Some(t) = gka_host::sim::Topology::preset(name) {
+        return Ok(t);
+    }
+    let text = std::fs::read_to_string(name)
+        .with_context(|| format!("{name:?} is neither lan, wan nor a readable topology file"))?;
+    gka_host::sim::Topology::parse(&text).with_context(|| format!("invalid topology {name}"))
+}
+
+/// Runs the sweep with a progress bar and writes its outputs.
+fn run_bench(
+    catalogue: &Catalogue,
+    sweep: &gka_host::sim::sweep::Sweep,
+    out: &std::path::Path,
+) -> Result<()> {
+    use gka_host::sim::sweep;
+    let bar = indicatif::ProgressBar::new(sweep.runs() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template"),
+    );
+    let started = std::time::Instant::now();
+    let rows = sweep::run(catalogue, sweep, |done| {
+        bar.set_message(done.to_owned());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let csv = sweep::csv(&rows, &sweep.cost, sweep.seed);
+    std::fs::write(out.join("results.csv"), csv)?;
+    let md = sweep::markdown(&rows);
+    std::fs::write(out.join("results.md"), &md)?;
+    let plots = sweep::plots(&rows, &out.join("plots"))?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{md}")?;
+    writeln!(
+        stdout,
+        "{} runs, {} events in {:.1} s: {}/results.csv, {}/results.md, {} plots in {}/plots",
+        sweep.runs(),
+        rows.len(),
+        started.elapsed().as_secs_f64(),
+        out.display(),
+        out.display(),
+        plots.len(),
+        out.display()
+    )?;
     Ok(())
 }

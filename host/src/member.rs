@@ -200,6 +200,9 @@ pub struct MemberCore {
     last_probe: Option<Duration>,
     last_report: Option<Duration>,
     reports: GroupReports,
+    /// Envelopes signed and checked so far (for cost accounting).
+    signed: u64,
+    verified: u64,
     probes: Probes,
     rates: EventRates,
     local: Report,
@@ -274,6 +277,8 @@ impl MemberCore {
             last_probe: None,
             last_report: None,
             reports: GroupReports::default(),
+            signed: 0,
+            verified: 0,
             probes: Probes::default(),
             rates: EventRates::default(),
             local: Report::default(),
@@ -356,6 +361,11 @@ impl MemberCore {
         !matches!(self.switch, SwitchState::Stable)
     }
 
+    /// Envelopes signed and envelopes checked (signature verifications attempted) so far.
+    pub fn crypto_counts(&self) -> (u64, u64) {
+        (self.signed, self.verified)
+    }
+
     /// The round-trip and bandwidth probes.
     pub fn probes(&self) -> &Probes {
         &self.probes
@@ -400,6 +410,7 @@ impl MemberCore {
         match delivery {
             Delivery::View(view) => self.on_view(view)?,
             Delivery::Message { from, bytes, .. } => {
+                self.verified += 1;
                 let envelope = match self.checker.accept_from(&bytes, Some(&from)) {
                     Ok(e) => e,
                     Err(r) => {
@@ -911,6 +922,7 @@ impl MemberCore {
         };
         let view_id = view.view_id;
         let bytes = Envelope::seal(&self.identity, header, body).to_bytes();
+        self.signed += 1;
         self.outgoing.push_back(Outgoing { view_id, to, bytes });
     }
 
@@ -951,6 +963,7 @@ impl MemberCore {
         self.seq += 1;
         let view_id = header.view_id;
         let bytes = Envelope::seal(&self.identity, header, body).to_bytes();
+        self.signed += 1;
         self.outgoing.push_back(Outgoing { view_id, to: None, bytes });
         Ok(())
     }

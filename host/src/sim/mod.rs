@@ -1,0 +1,532 @@
+//! A discrete-event simulator of a whole group on one machine: every member has its own CPU
+//! and its own network position, and runs the real plugin (loaded through the loader) inside
+//! the real member core, with signing and verification.
+//!
+//! - **Clock.** Virtual microseconds; nothing waits for real time.
+//! - **Group layer.** The [`Sequencer`] (the daemon's sans-IO core) runs on one site of the
+//!   [`Topology`]: a member's message travels to it over the member's path, is ordered, and
+//!   travels out to each recipient over that recipient's path. Each path has latency, uniform
+//!   jitter, bandwidth (a message occupies the member's up- or downlink for its size ÷
+//!   bandwidth, first come first served) and loss (a lost transmission is resent after a
+//!   timeout of twice the latency, at least 200 ms, as TCP would).
+//! - **CPU.** Each member processes its deliveries one at a time, in arrival order, on its own
+//!   timeline. How long a call takes is, per run ([`CostMode`]), either the thread CPU time it
+//!   really took here (`Measured`), or its counted operations times calibrated costs
+//!   (`Counted`: exponentiations from the plugin's counters, signatures and verifications
+//!   from the member core): deterministic, so the same seed gives the same figures.
+//! - **Measurements.** The rekey latency of an event is the time from the view's formation at
+//!   the sequencer to the last member's key; every member of the view must hold the same key.
+//!
+//! Members send no probes or reports here (the simulator does not tick them): only the key
+//! agreement, the protocol announcement and their envelopes are simulated.
+
+pub mod sweep;
+pub mod topology;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gka_plugin_api::rng::{session_rng, SessionRng};
+use gka_plugin_api::{GroupId, Protocol, SessionConfig};
+use rand_core::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::envelope::EnvelopeChecker;
+use crate::identity::{Identity, TrustStore};
+use crate::member::{MemberCore, MemberEvent};
+use crate::sequencer::{Delivery, Sequencer, Timing};
+pub use topology::{Link, Topology, TopologyError};
+
+/// How long a plugin call takes in the simulation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CostMode {
+    /// The thread CPU time the call really took on this machine.
+    Measured,
+    /// Counted operations × these costs (ms each): deterministic.
+    Counted {
+        /// One exponentiation.
+        exp_ms: f64,
+        /// One signature.
+        sign_ms: f64,
+        /// One verification.
+        verify_ms: f64,
+    },
+}
+
+impl CostMode {
+    /// The name used in tables: `measured` or `counted`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Measured => "measured",
+            Self::Counted { .. } => "counted",
+        }
+    }
+}
+
+/// A simulation's settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The network.
+    pub topology: Topology,
+    /// How plugin calls are timed.
+    pub cost: CostMode,
+    /// Seeds the members' keys and shares, jitter and loss.
+    pub seed: u64,
+    /// The Diffie-Hellman group.
+    pub dh_group: GroupId,
+    /// The sequencer's batching window, ms.
+    pub batch_ms: u64,
+}
+
+/// Why a simulation step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The plugin refused to start a session.
+    #[error("cannot start a session: {0}")]
+    Session(String),
+    /// The group layer refused a request.
+    #[error("group layer: {0}")]
+    Sequencer(String),
+    /// Members of a view ended with different keys, or without one.
+    #[error("no agreement: {0}")]
+    NoAgreement(String),
+    /// A member reported an error (a refused envelope or payload).
+    #[error("{member}: {error}")]
+    Member {
+        /// The member.
+        member: String,
+        /// What it reported.
+        error: String,
+    },
+}
+
+enum Event {
+    AtSequencer { from: String, view_id: u64, to: Option<String>, bytes: Vec<u8> },
+    AtMember { to: String, delivery: Delivery },
+    SequencerTick,
+}
+
+struct Scheduled {
+    at_us: u64,
+    order: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_us, self.order) == (other.at_us, other.order)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at_us, self.order).cmp(&(other.at_us, other.order))
+    }
+}
+
+/// One direction of a member's connection to the sequencer.
+#[derive(Debug, Clone, Copy, Default)]
+struct LinkState {
+    /// When the link has sent everything queued on it.
+    free_us: u64,
+    /// When the last message sent on it arrives.
+    last_arrival_us: u64,
+}
+
+struct SimMember {
+    core: MemberCore,
+    site: usize,
+    busy_until_us: u64,
+    uplink: LinkState,
+    downlink: LinkState,
+    /// The last key: (view id, fingerprint, when).
+    key: Option<(u64, String, u64)>,
+    view: Option<(u64, Vec<String>)>,
+}
+
+/// The outcome of one measured event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// From the (first) view's formation to the last member's key, ms.
+    pub latency_ms: f64,
+    /// The views the event produced (two for a partition).
+    pub views: usize,
+    /// Members in the views.
+    pub members: usize,
+}
+
+/// The simulated group (see the module docs).
+pub struct Sim {
+    config: SimConfig,
+    protocol: Arc<dyn Protocol>,
+    tag: String,
+    now_us: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    order: u64,
+    tick_at_us: Option<u64>,
+    sequencer: Sequencer,
+    members: BTreeMap<String, SimMember>,
+    placed: usize,
+    identities: BTreeMap<String, Identity>,
+    trust: TrustStore,
+    rng: SessionRng,
+    view_formed_us: BTreeMap<u64, u64>,
+    errors: Vec<SimError>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("protocol", &self.tag)
+            .field("members", &self.members.len())
+            .field("now_us", &self.now_us)
+            .finish_non_exhaustive()
+    }
+}
+
+fn seed_for(seed: u64, what: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"gka sim");
+    h.update(seed.to_be_bytes());
+    h.update(what.as_bytes());
+    h.finalize().into()
+}
+
+/// This thread's CPU time.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc == 0 {
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    } else {
+        Duration::ZERO
+    }
+}
+
+impl Sim {
+    /// An empty group that will run `protocol`.
+    pub fn new(config: SimConfig, protocol: Arc<dyn Protocol>) -> Self {
+        let d = protocol.descriptor();
+        let rng = session_rng(seed_for(config.seed, "network"));
+        let timing = Timing { batch_ms: config.batch_ms, failure_timeout_ms: u64::MAX / 4 };
+        Self {
+            tag: format!("{}@{}", d.name, d.version),
+            protocol,
+            now_us: 0,
+            queue: BinaryHeap::new(),
+            order: 0,
+            tick_at_us: None,
+            sequencer: Sequencer::new(timing),
+            members: BTreeMap::new(),
+            placed: 0,
+            identities: BTreeMap::new(),
+            trust: TrustStore::default(),
+            rng,
+            view_formed_us: BTreeMap::new(),
+            errors: Vec::new(),
+            config,
+        }
+    }
+
+    /// Creates identities for `names` (all trusted by every member). Call before adding them.
+    pub fn enroll(&mut self, names: &[String]) -> Result<(), SimError> {
+        for name in names {
+            let id = Identity::ed25519_from_seed(name, seed_for(self.config.seed, name))
+                .map_err(|e| SimError::Session(e.to_string()))?;
+            self.trust.insert(name, id.public().clone());
+            self.identities.insert(name.clone(), id);
+        }
+        Ok(())
+    }
+
+    /// The virtual time, ms.
+    pub fn now_ms(&self) -> f64 {
+        self.now_us as f64 / 1e3
+    }
+
+    /// The members.
+    pub fn members(&self) -> Vec<String> {
+        self.members.keys().cloned().collect()
+    }
+
+    fn schedule(&mut self, at_us: u64, event: Event) {
+        self.order += 1;
+        self.queue.push(Reverse(Scheduled { at_us, order: self.order, event }));
+    }
+
+    /// A uniform draw in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// When bytes sent at `start_us` over `link` arrive: the link is busy sending them for
+    /// their size ÷ bandwidth after it is free, then latency and jitter, then any resends.
+    /// A link is one ordered connection: nothing overtakes what was sent before it.
+    fn transmit(&mut self, link: Link, bytes: usize, start_us: u64, state: &mut LinkState) -> u64 {
+        let free_us = &mut state.free_us;
+        let begin = start_us.max(*free_us);
+        let serialise = (bytes as f64 * 8.0 / link.bandwidth_mbps).ceil() as u64;
+        *free_us = begin + serialise;
+        let unit = self.unit();
+        let latency = ((link.latency_ms + unit * link.jitter_ms) * 1e3) as u64;
+        let timeout = ((2.0 * link.latency_ms).max(200.0) * 1e3) as u64;
+        let mut resent = 0;
+        // Each transmission is lost with probability `loss`, independently (at most 0.5, so
+        // this ends).
+        while link.loss > 0.0 && self.unit() < link.loss {
+            resent += timeout;
+        }
+        let arrival = (begin + serialise + latency + resent).max(state.last_arrival_us);
+        state.last_arrival_us = arrival;
+        arrival
+    }
+
+    /// Hands the sequencer's deliveries to the network, and keeps its timer set.
+    fn drain_sequencer(&mut self) {
+        while let Some((to, delivery)) = self.sequencer.poll_delivery() {
+            if let Delivery::View(v) = &delivery {
+                self.view_formed_us.entry(v.view_id).or_insert(self.now_us);
+            }
+            let Some(member) = self.members.get(&to) else { continue };
+            let link = self.config.topology.path(self.config.topology.sequencer, member.site);
+            let size = match &delivery {
+                Delivery::Message { bytes, .. } => bytes.len(),
+                Delivery::View(v) => 64 + 16 * v.members.len(),
+            };
+            let mut state = member.downlink;
+            let at = self.transmit(link, size, self.now_us, &mut state);
+            if let Some(m) = self.members.get_mut(&to) {
+                m.downlink = state;
+            }
+            self.schedule(at, Event::AtMember { to, delivery });
+        }
+        if let Some(deadline_ms) = self.sequencer.next_deadline() {
+            let at = deadline_ms.saturating_mul(1000).max(self.now_us);
+            if self.tick_at_us.is_none_or(|t| at < t) && deadline_ms < u64::MAX / 8000 {
+                self.tick_at_us = Some(at);
+                self.schedule(at, Event::SequencerTick);
+            }
+        }
+    }
+
+    /// A member joins the group (it must be enrolled), running the simulation's protocol.
+    pub fn add(&mut self, name: &str) -> Result<(), SimError> {
+        let identity = self
+            .identities
+            .remove(name)
+            .ok_or_else(|| SimError::Session(format!("{name} is not enrolled")))?;
+        let session = self
+            .protocol
+            .new_session(SessionConfig {
+                group_name: "sim".into(),
+                member_id: name.to_owned(),
+                dh_group: self.config.dh_group,
+                rng_seed: seed_for(self.config.seed, &format!("session {name}")),
+            })
+            .map_err(|e| SimError::Session(e.to_string()))?;
+        let checker = EnvelopeChecker::new("sim", self.trust.clone());
+        let core = MemberCore::new(identity, "sim", &self.tag, session, checker);
+        let site = self.config.topology.site_of(self.placed);
+        self.placed += 1;
+        self.members.insert(
+            name.to_owned(),
+            SimMember {
+                core,
+                site,
+                busy_until_us: self.now_us,
+                uplink: LinkState::default(),
+                downlink: LinkState::default(),
+                key: None,
+                view: None,
+            },
+        );
+        self.sequencer
+            .join(name, self.now_us / 1000)
+            .map_err(|e| SimError::Sequencer(e.to_string()))?;
+        self.drain_sequencer();
+        Ok(())
+    }
+
+    /// A member leaves.
+    pub fn remove(&mut self, name: &str) -> Result<(), SimError> {
+        self.members.remove(name);
+        self.sequencer
+            .leave(name, self.now_us / 1000)
+            .map_err(|e| SimError::Sequencer(e.to_string()))?;
+        self.drain_sequencer();
+        Ok(())
+    }
+
+    /// The network splits into these sets of members.
+    pub fn partition(&mut self, sets: &[Vec<String>]) -> Result<(), SimError> {
+        self.sequencer
+            .partition(sets, self.now_us / 1000)
+            .map_err(|e| SimError::Sequencer(e.to_string()))?;
+        self.drain_sequencer();
+        Ok(())
+    }
+
+    /// Every partition heals.
+    pub fn heal(&mut self) {
+        self.sequencer.heal(self.now_us / 1000);
+        self.drain_sequencer();
+    }
+
+    fn process(&mut self, to: String, delivery: Delivery) {
+        let cost_mode = self.config.cost;
+        let Some(m) = self.members.get_mut(&to) else { return };
+        let start = self.now_us.max(m.busy_until_us);
+        let exps0 = m.core.session_counters().exponentiations;
+        let (signed0, verified0) = m.core.crypto_counts();
+        let cpu0 = thread_cpu_time();
+        let result = m.core.handle_delivery(Duration::from_micros(start), delivery);
+        let cost_us = match cost_mode {
+            CostMode::Measured => (thread_cpu_time() - cpu0).as_micros() as u64,
+            CostMode::Counted { exp_ms, sign_ms, verify_ms } => {
+                let exps = m.core.session_counters().exponentiations.saturating_sub(exps0);
+                let (signed, verified) = m.core.crypto_counts();
+                let ms = exps as f64 * exp_ms
+                    + (signed - signed0) as f64 * sign_ms
+                    + (verified - verified0) as f64 * verify_ms;
+                (ms * 1e3).round() as u64
+            }
+        };
+        let end = start + cost_us;
+        m.busy_until_us = end;
+        if let Err(e) = result {
+            self.errors.push(SimError::Member { member: to.clone(), error: e.to_string() });
+        }
+        let mut out = Vec::new();
+        while let Some(o) = m.core.poll_outgoing() {
+            out.push(o);
+        }
+        while let Some(e) = m.core.poll_event() {
+            match e {
+                MemberEvent::Key { epoch, fingerprint, .. } => {
+                    m.key = Some((epoch >> 24, fingerprint, end));
+                }
+                MemberEvent::View(v) => m.view = Some((v.view_id, v.members)),
+                MemberEvent::Rejected(r) => {
+                    self.errors.push(SimError::Member { member: to.clone(), error: r.to_string() })
+                }
+                MemberEvent::ProtocolError { from, error } => self.errors.push(SimError::Member {
+                    member: to.clone(),
+                    error: format!("from {from}: {error}"),
+                }),
+                _ => {}
+            }
+        }
+        let link = self.config.topology.path(m.site, self.config.topology.sequencer);
+        let mut state = m.uplink;
+        for o in out {
+            let at = self.transmit(link, o.bytes.len(), end, &mut state);
+            let event = Event::AtSequencer {
+                from: to.clone(),
+                view_id: o.view_id,
+                to: o.to,
+                bytes: o.bytes,
+            };
+            self.schedule(at, event);
+        }
+        if let Some(m) = self.members.get_mut(&to) {
+            m.uplink = state;
+        }
+    }
+
+    /// Runs until nothing is left to happen.
+    pub fn run(&mut self) {
+        while let Some(Reverse(next)) = self.queue.pop() {
+            self.now_us = self.now_us.max(next.at_us);
+            match next.event {
+                Event::AtMember { to, delivery } => self.process(to, delivery),
+                Event::AtSequencer { from, view_id, to, bytes } => {
+                    // A member that left, or a view that ended: dropped, as the daemon would.
+                    let _ = self.sequencer.send(
+                        &from,
+                        view_id,
+                        to.as_deref(),
+                        bytes,
+                        self.now_us / 1000,
+                    );
+                    self.drain_sequencer();
+                }
+                Event::SequencerTick => {
+                    self.tick_at_us = None;
+                    self.sequencer.tick(self.now_us / 1000);
+                    self.drain_sequencer();
+                }
+            }
+        }
+    }
+
+    /// Checks that every member holds a key for its current view, the same within each view,
+    /// and measures the event: from the earliest of these views' formation to the last key.
+    pub fn settled(&mut self) -> Result<Measurement, SimError> {
+        if let Some(e) = self.errors.drain(..).next() {
+            return Err(e);
+        }
+        let mut views: BTreeMap<u64, (String, usize)> = BTreeMap::new();
+        let mut last_key_us = 0;
+        for (name, m) in &self.members {
+            let (view_id, _) = m
+                .view
+                .as_ref()
+                .ok_or_else(|| SimError::NoAgreement(format!("{name} has no view")))?;
+            let Some((key_view, fingerprint, at)) = &m.key else {
+                return Err(SimError::NoAgreement(format!("{name} has no key")));
+            };
+            if key_view != view_id {
+                return Err(SimError::NoAgreement(format!(
+                    "{name} has no key for view {view_id} (its last is for view {key_view})"
+                )));
+            }
+            let entry = views.entry(*view_id).or_insert_with(|| (fingerprint.clone(), 0));
+            if &entry.0 != fingerprint {
+                return Err(SimError::NoAgreement(format!("two keys in view {view_id}")));
+            }
+            entry.1 += 1;
+            last_key_us = last_key_us.max(*at);
+        }
+        let formed =
+            views.keys().filter_map(|v| self.view_formed_us.get(v)).min().copied().unwrap_or(0);
+        Ok(Measurement {
+            latency_ms: last_key_us.saturating_sub(formed) as f64 / 1e3,
+            views: views.len(),
+            members: self.members.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_cpu_time_moves_forward() {
+        let a = thread_cpu_time();
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i * i));
+        }
+        assert!(thread_cpu_time() > a, "{x}");
+    }
+
+    #[test]
+    fn the_event_queue_is_ordered_by_time_then_insertion() {
+        let mut q = BinaryHeap::new();
+        for (at, order) in [(5, 1), (3, 2), (5, 0), (3, 3)] {
+            q.push(Reverse(Scheduled { at_us: at, order, event: Event::SequencerTick }));
+        }
+        let popped: Vec<(u64, u64)> =
+            std::iter::from_fn(|| q.pop().map(|Reverse(s)| (s.at_us, s.order))).collect();
+        assert_eq!(popped, [(3, 2), (3, 3), (5, 0), (5, 1)]);
+    }
+}

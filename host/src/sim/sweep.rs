@@ -1,0 +1,393 @@
+//! `gka bench`: a sweep of protocols × events × group sizes × networks in the simulator, each
+//! measured latency set beside the plugin's analytic prediction, written as CSV, a Markdown
+//! table and one SVG plot per event and network.
+//!
+//! For each protocol, network and size n, one simulated group of n members agrees its first
+//! key (`initial`), then a member joins (`join`, n → n + 1), the newest leaves (`leave`,
+//! n + 1 → n), a quarter of the group splits off (`partition`, both sides rekey) and the split
+//! heals (`merge`, the quarter merges back).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use gka_plugin_api::{EventKind, GroupId, Protocol};
+
+use super::{CostMode, Sim, SimConfig, SimError, Topology};
+use crate::policy::{predict_ms, Inputs};
+use crate::switch::Catalogue;
+
+/// An event the sweep measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BenchEvent {
+    /// The first key of n members.
+    Initial,
+    /// One member joins n.
+    Join,
+    /// One member leaves n + 1.
+    Leave,
+    /// A quarter of the group splits off; both sides rekey.
+    Partition,
+    /// The quarter merges back.
+    Merge,
+}
+
+impl BenchEvent {
+    /// Every event, in the order a run performs them.
+    pub const ALL: [Self; 5] =
+        [Self::Initial, Self::Join, Self::Leave, Self::Partition, Self::Merge];
+
+    /// The name in tables and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::Join => "join",
+            Self::Leave => "leave",
+            Self::Partition => "partition",
+            Self::Merge => "merge",
+        }
+    }
+
+    /// The event by name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    fn kind(self) -> EventKind {
+        match self {
+            Self::Initial => EventKind::Initial,
+            Self::Join => EventKind::Join,
+            Self::Leave => EventKind::Leave,
+            Self::Partition => EventKind::Partition,
+            Self::Merge => EventKind::Merge,
+        }
+    }
+}
+
+/// What a sweep runs.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    /// Protocol names (each must be in the catalogue).
+    pub protocols: Vec<String>,
+    /// Events to measure (the others still run when a later one needs them).
+    pub events: Vec<BenchEvent>,
+    /// Group sizes.
+    pub sizes: Vec<usize>,
+    /// Networks.
+    pub networks: Vec<Topology>,
+    /// How plugin calls are timed.
+    pub cost: CostMode,
+    /// The seed.
+    pub seed: u64,
+    /// The Diffie-Hellman group.
+    pub dh_group: GroupId,
+}
+
+impl Sweep {
+    /// The quick sweep: every protocol and event, n = 4, 8, 16, 32, on `lan` and `wan`,
+    /// with counted costs.
+    pub fn quick(protocols: Vec<String>, cost: CostMode) -> Self {
+        Self {
+            protocols,
+            events: BenchEvent::ALL.to_vec(),
+            sizes: vec![4, 8, 16, 32],
+            networks: vec![Topology::lan(), Topology::wan()],
+            cost,
+            seed: 1,
+            dh_group: GroupId::Ffdhe2048,
+        }
+    }
+
+    /// How many (protocol, network, size) runs the sweep makes.
+    pub fn runs(&self) -> usize {
+        self.protocols.len() * self.networks.len() * self.sizes.len()
+    }
+}
+
+/// One measured event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The protocol.
+    pub protocol: String,
+    /// The network.
+    pub network: String,
+    /// The event.
+    pub event: BenchEvent,
+    /// The run's group size n (the event's exact sizes are in the module docs).
+    pub n: usize,
+    /// Members splitting off or merging back (partition, merge), else 0.
+    pub k: usize,
+    /// Simulated latency, ms.
+    pub measured_ms: f64,
+    /// The cost model's prediction, ms.
+    pub predicted_ms: f64,
+}
+
+impl Row {
+    /// measured ÷ predicted.
+    pub fn ratio(&self) -> f64 {
+        if self.predicted_ms > 0.0 {
+            self.measured_ms / self.predicted_ms
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// The analytic prediction: the plugin's cost model, with the network's round latency and
+/// bandwidth and the run's operation costs.
+pub fn predict(
+    protocol: &dyn Protocol,
+    topology: &Topology,
+    cost: &CostMode,
+    event: BenchEvent,
+    n: usize,
+    k: usize,
+) -> f64 {
+    let (round_ms, bandwidth) = topology.round_ms_and_bandwidth(n.max(1));
+    let mut inputs = Inputs {
+        group_size: n as u64,
+        rtt_median_ms: 2.0 * round_ms,
+        rtt_worst_ms: 2.0 * round_ms,
+        bandwidth_mbps: bandwidth,
+        cpu_local: 0.0,
+        cpu_worst: 0.0,
+        ..Inputs::default()
+    };
+    if let CostMode::Counted { exp_ms, sign_ms, verify_ms } = *cost {
+        inputs.exp_ms = exp_ms;
+        inputs.sign_ms = sign_ms;
+        inputs.verify_ms = verify_ms;
+    }
+    predict_ms(&protocol.cost(event.kind(), n as u64, k as u64), &inputs)
+}
+
+fn name(i: usize) -> String {
+    format!("m{i:04}")
+}
+
+/// One (protocol, network, size) run: every event in order; rows for those asked for.
+fn run_one(
+    protocol: &dyn Protocol,
+    shared: std::sync::Arc<dyn Protocol>,
+    topology: &Topology,
+    sweep: &Sweep,
+    n: usize,
+) -> Result<Vec<Row>, SimError> {
+    let config = SimConfig {
+        topology: topology.clone(),
+        cost: sweep.cost,
+        seed: sweep.seed,
+        dh_group: sweep.dh_group,
+        batch_ms: 10,
+    };
+    let mut sim = Sim::new(config, shared);
+    let names: Vec<String> = (0..=n).map(name).collect();
+    sim.enroll(&names)?;
+    let mut rows = Vec::new();
+    // The cost models take the size before the event and the members that merge or leave.
+    let predicted = |event: BenchEvent, k: usize| match event {
+        BenchEvent::Initial | BenchEvent::Join => {
+            predict(protocol, topology, &sweep.cost, event, n, 0)
+        }
+        BenchEvent::Leave => predict(protocol, topology, &sweep.cost, event, n + 1, 0),
+        // Both sides rekey: the one left with n − k members and the k that split off.
+        BenchEvent::Partition => predict(protocol, topology, &sweep.cost, event, n, k)
+            .max(predict(protocol, topology, &sweep.cost, event, n, n - k)),
+        BenchEvent::Merge => predict(protocol, topology, &sweep.cost, event, n - k, k),
+    };
+    let mut record = |event: BenchEvent, k: usize, ms: f64| {
+        if sweep.events.contains(&event) {
+            rows.push(Row {
+                protocol: protocol.descriptor().name,
+                network: topology.name.clone(),
+                event,
+                n,
+                k,
+                measured_ms: ms,
+                predicted_ms: predicted(event, k),
+            });
+        }
+    };
+    for m in &names[..n] {
+        sim.add(m)?;
+    }
+    sim.run();
+    record(BenchEvent::Initial, 0, sim.settled()?.latency_ms);
+    let last = sweep.events.iter().max().copied().unwrap_or(BenchEvent::Initial);
+    if last >= BenchEvent::Join {
+        sim.add(&names[n])?;
+        sim.run();
+        record(BenchEvent::Join, 0, sim.settled()?.latency_ms);
+    }
+    if last >= BenchEvent::Leave {
+        sim.remove(&names[n])?;
+        sim.run();
+        record(BenchEvent::Leave, 0, sim.settled()?.latency_ms);
+    }
+    if last >= BenchEvent::Partition && n >= 2 {
+        let members = sim.members();
+        let p = (n / 4).max(1);
+        // The newest quarter splits off.
+        let (stay, go) = members.split_at(members.len() - p);
+        sim.partition(&[stay.to_vec(), go.to_vec()])?;
+        sim.run();
+        record(BenchEvent::Partition, p, sim.settled()?.latency_ms);
+        if last >= BenchEvent::Merge {
+            sim.heal();
+            sim.run();
+            record(BenchEvent::Merge, p, sim.settled()?.latency_ms);
+        }
+    }
+    Ok(rows)
+}
+
+/// Runs the sweep; `progress` hears of each finished run.
+pub fn run(
+    catalogue: &Catalogue,
+    sweep: &Sweep,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<Row>, SimError> {
+    let mut rows = Vec::new();
+    for p in &sweep.protocols {
+        let entry = catalogue.get(p).ok_or_else(|| SimError::Session(format!("no plugin {p}")))?;
+        for topology in &sweep.networks {
+            for &n in &sweep.sizes {
+                let found = run_one(&*entry.protocol, entry.protocol.clone(), topology, sweep, n)
+                    .map_err(|e| {
+                    SimError::NoAgreement(format!("{p} on {} at n = {n}: {e}", topology.name))
+                })?;
+                rows.extend(found);
+                progress(&format!("{p} {} n={n}", topology.name));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The rows as CSV.
+pub fn csv(rows: &[Row], cost: &CostMode, seed: u64) -> String {
+    let mut out =
+        String::from("protocol,network,event,n,k,measured_ms,predicted_ms,ratio,cost,seed\n");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{:.3},{:.3},{:.3},{},{seed}",
+            r.protocol,
+            r.network,
+            r.event.name(),
+            r.n,
+            r.k,
+            r.measured_ms,
+            r.predicted_ms,
+            r.ratio(),
+            cost.name()
+        );
+    }
+    out
+}
+
+/// The rows as Markdown tables, one per network and event: sizes across, protocols down,
+/// "measured (predicted)" in ms.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let mut groups: BTreeMap<(String, BenchEvent), Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        groups.entry((r.network.clone(), r.event)).or_default().push(r);
+    }
+    for ((network, event), rs) in groups {
+        let mut sizes: Vec<usize> = rs.iter().map(|r| r.n).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let _ = writeln!(out, "\n#### {} on {network}: ms, simulated (predicted)\n", event.name());
+        let header: Vec<String> = sizes.iter().map(|n| format!("n = {n}")).collect();
+        let _ = writeln!(out, "| protocol | {} |", header.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---:|".repeat(sizes.len()));
+        let mut protocols: Vec<&str> = rs.iter().map(|r| r.protocol.as_str()).collect();
+        protocols.dedup();
+        protocols.sort_unstable();
+        protocols.dedup();
+        for p in protocols {
+            let cells: Vec<String> = sizes
+                .iter()
+                .map(|n| {
+                    rs.iter().find(|r| r.protocol == p && r.n == *n).map_or_else(
+                        || "-".into(),
+                        |r| format!("{:.1} ({:.1})", r.measured_ms, r.predicted_ms),
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "| {p} | {} |", cells.join(" | "));
+        }
+    }
+    out
+}
+
+/// One SVG plot per network and event in `dir`: latency against group size, a solid line
+/// per protocol (simulated) and a dashed one (predicted). Returns the files written.
+pub fn plots(rows: &[Row], dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    use plotters::prelude::*;
+    std::fs::create_dir_all(dir)?;
+    let mut groups: BTreeMap<(String, BenchEvent), Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        groups.entry((r.network.clone(), r.event)).or_default().push(r);
+    }
+    let palette = [RED, BLUE, GREEN, MAGENTA, BLACK, CYAN];
+    let mut written = Vec::new();
+    for ((network, event), rs) in groups {
+        let path = dir.join(format!("{network}-{}.svg", event.name()));
+        let max_n = rs.iter().map(|r| r.n).max().unwrap_or(1) as f64;
+        let max_ms = rs.iter().map(|r| r.measured_ms.max(r.predicted_ms)).fold(1.0, f64::max);
+        let draw = || -> Result<(), Box<dyn std::error::Error>> {
+            let root = SVGBackend::new(&path, (800, 500)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(format!("{} on {network}", event.name()), ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0f64..max_n * 1.05, 0f64..max_ms * 1.1)?;
+            chart
+                .configure_mesh()
+                .x_desc("group size n")
+                .y_desc("rekey latency, ms (dashed: predicted)")
+                .draw()?;
+            let mut protocols: Vec<&str> = rs.iter().map(|r| r.protocol.as_str()).collect();
+            protocols.sort_unstable();
+            protocols.dedup();
+            for (i, p) in protocols.iter().enumerate() {
+                let color = palette[i % palette.len()];
+                let mut points: Vec<&&Row> = rs.iter().filter(|r| r.protocol == *p).collect();
+                points.sort_by_key(|r| r.n);
+                chart
+                    .draw_series(LineSeries::new(
+                        points.iter().map(|r| (r.n as f64, r.measured_ms)),
+                        color.stroke_width(2),
+                    ))?
+                    .label(*p)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                chart.draw_series(
+                    points
+                        .iter()
+                        .map(|r| Circle::new((r.n as f64, r.measured_ms), 3, color.filled())),
+                )?;
+                chart.draw_series(DashedLineSeries::new(
+                    points.iter().map(|r| (r.n as f64, r.predicted_ms)),
+                    6,
+                    4,
+                    color.stroke_width(1),
+                ))?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(|e| std::io::Error::other(e.to_string()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
