@@ -15,11 +15,12 @@ use crate::policy::Inputs;
 /// Peers probed per probing round.
 pub const PROBES_PER_ROUND: usize = 3;
 
-/// Padding of a bandwidth probe (every [`BANDWIDTH_EVERY`]th round).
-pub const BANDWIDTH_PADDING: usize = 32 * 1024;
+/// Padding of a bandwidth probe (every [`BANDWIDTH_EVERY`]th round): small, so probes do
+/// not crowd out key agreement on slow links.
+pub const BANDWIDTH_PADDING: usize = 8 * 1024;
 
 /// One round in this many is a bandwidth round.
-pub const BANDWIDTH_EVERY: u64 = 4;
+pub const BANDWIDTH_EVERY: u64 = 8;
 
 /// A probe unanswered this long is forgotten (its peer may have left).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -354,7 +355,7 @@ mod tests {
         }
         assert_eq!(probes.rtt_worst_ms(), Some(40.0));
         assert_eq!(probes.rtt_median_ms(), Some(25.0));
-        // 32 KiB in 4 ms: 65.5 Mbit/s.
+        // 8 KiB in 1 ms: 65.5 Mbit/s.
         let bw = probes.bandwidth_mbps().unwrap();
         assert!((bw - 65.536).abs() < 0.01, "{bw}");
         // A pong from the wrong member does not count.

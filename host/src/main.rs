@@ -138,6 +138,9 @@ enum Command {
     /// discrete-event simulator (real plugins, virtual time), written as CSV, a Markdown
     /// table and SVG plots, each latency beside the cost model's prediction.
     Bench {
+        /// `adaptive`: replay a trace instead of the sweep.
+        #[command(subcommand)]
+        replay: Option<BenchCommand>,
         /// The small sweep: every protocol and event, n = 4, 8, 16, 32, on lan and wan.
         #[arg(long)]
         quick: bool,
@@ -155,25 +158,26 @@ enum Command {
         networks: Vec<String>,
         /// How plugin calls are timed: counted (operations × costs, deterministic) or measured
         /// (thread CPU time).
-        #[arg(long, default_value = "counted")]
+        #[arg(long, default_value = "counted", global = true)]
         cost: String,
         /// Costs for `counted`, ms (default: calibrated here first, and printed).
-        #[arg(long)]
+        #[arg(long, global = true)]
         exp_ms: Option<f64>,
         /// One signature, ms (with --exp-ms).
-        #[arg(long)]
+        #[arg(long, global = true)]
         sign_ms: Option<f64>,
         /// One verification, ms (with --exp-ms).
-        #[arg(long)]
+        #[arg(long, global = true)]
         verify_ms: Option<f64>,
         /// Seed of the members' keys, jitter and loss.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, global = true)]
         seed: u64,
-        /// Output directory: results.csv, results.md, plots/*.svg.
-        #[arg(long, default_value = "bench-out", value_name = "DIR")]
+        /// Output directory: results.csv, results.md, plots/*.svg (a replay writes
+        /// adaptive-NAME.md).
+        #[arg(long, default_value = "bench-out", value_name = "DIR", global = true)]
         out: PathBuf,
         /// Plugin directory (default: $GKA_PLUGIN_PATH, else this executable's directory).
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", global = true)]
         plugins: Option<PathBuf>,
     },
     /// Inspect the key-agreement plugins.
@@ -183,6 +187,24 @@ enum Command {
         /// Plugin directory (default: $GKA_PLUGIN_PATH, else the directory of this executable).
         #[arg(long, global = true, value_name = "DIR")]
         plugins: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Replay a trace of membership events and changing conditions with each fixed protocol
+    /// and with the adaptive policy, and compare them with an oracle that picks the best
+    /// protocol for each event.
+    Adaptive {
+        /// The trace (TOML; see host/src/sim/trace.rs, and traces/ for examples).
+        #[arg(long, value_name = "FILE")]
+        trace: PathBuf,
+        /// The policy the adaptive run follows.
+        #[arg(long, default_value = "policy.toml", value_name = "FILE")]
+        policy: PathBuf,
+        /// The fixed protocols to compare with (default: every loaded plugin).
+        #[arg(long, value_delimiter = ',')]
+        protocols: Vec<String>,
     },
 }
 
@@ -545,6 +567,61 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench {
+            replay: Some(BenchCommand::Adaptive { trace, policy, protocols }),
+            cost,
+            exp_ms,
+            sign_ms,
+            verify_ms,
+            seed,
+            out,
+            plugins,
+            ..
+        } => {
+            let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
+            let catalogue = std::sync::Arc::new(Catalogue::from_registry(&registry));
+            let protocols = if protocols.is_empty() { catalogue.names() } else { protocols };
+            if protocols.is_empty() {
+                bail!("no plugin loaded: pass --plugins DIR");
+            }
+            let policy = read_policy(&policy, &registry)?;
+            let text = std::fs::read_to_string(&trace)
+                .with_context(|| format!("cannot read {}", trace.display()))?;
+            let parsed = gka_host::sim::trace::Trace::parse(&text)
+                .with_context(|| format!("invalid trace {}", trace.display()))?;
+            let config = gka_host::sim::trace::ReplayConfig {
+                cost: bench_cost(&cost, exp_ms, sign_ms, verify_ms)?,
+                seed,
+                dh_group: gka_plugin_api::GroupId::Ffdhe2048,
+                dir: trace.parent().map(std::path::Path::to_path_buf).unwrap_or_default(),
+            };
+            let bar = indicatif::ProgressBar::new(protocols.len() as u64 + 1);
+            let evaluation = gka_host::sim::trace::evaluate(
+                &catalogue,
+                &parsed,
+                &protocols,
+                &policy,
+                &config,
+                |done| {
+                    bar.set_message(done.to_owned());
+                    bar.inc(1);
+                },
+            )?;
+            bar.finish_and_clear();
+            let md = gka_host::sim::trace::markdown(&parsed, &evaluation);
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::write(out.join(format!("adaptive-{}.md", parsed.name)), &md)?;
+            println!("{md}");
+            println!(
+                "adaptive: {:.1} ms in total, {} switches, regret {:+.1} ms against the oracle",
+                evaluation.adaptive().total_ms(),
+                evaluation.adaptive().switches.len(),
+                evaluation.regret_ms()
+            );
+            Ok(())
+        }
+        Command::Bench {
+            replay: None,
             quick,
             protocols,
             events,

@@ -22,6 +22,7 @@
 
 pub mod sweep;
 pub mod topology;
+pub mod trace;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -35,8 +36,10 @@ use sha2::{Digest, Sha256};
 
 use crate::envelope::EnvelopeChecker;
 use crate::identity::{Identity, TrustStore};
-use crate::member::{MemberCore, MemberEvent};
+use crate::member::{ControlTiming, MemberCore, MemberEvent};
+use crate::policy::Policy;
 use crate::sequencer::{Delivery, Sequencer, Timing};
+use crate::switch::{Catalogue, SwitchEvent};
 pub use topology::{Link, Topology, TopologyError};
 
 /// How long a plugin call takes in the simulation.
@@ -106,6 +109,7 @@ enum Event {
     AtSequencer { from: String, view_id: u64, to: Option<String>, bytes: Vec<u8> },
     AtMember { to: String, delivery: Delivery },
     SequencerTick,
+    MemberTick,
 }
 
 struct Scheduled {
@@ -142,6 +146,8 @@ struct LinkState {
 
 struct SimMember {
     core: MemberCore,
+    /// Its place: the i-th member added.
+    index: usize,
     site: usize,
     busy_until_us: u64,
     uplink: LinkState,
@@ -179,6 +185,36 @@ pub struct Sim {
     rng: SessionRng,
     view_formed_us: BTreeMap<u64, u64>,
     errors: Vec<SimError>,
+    control: Option<Control>,
+    cpu_load: f64,
+    key_log: Vec<KeyRecord>,
+    switch_log: Vec<(String, SwitchEvent, u64)>,
+}
+
+/// What members need to switch protocols in a simulation.
+#[derive(Debug, Clone)]
+pub struct Control {
+    /// The protocols every member can run.
+    pub catalogue: Arc<Catalogue>,
+    /// Every member's policy (the oldest member's proposes).
+    pub policy: Policy,
+    /// How often members probe, report and evaluate.
+    pub timing: ControlTiming,
+    /// How often members tick.
+    pub tick: Duration,
+}
+
+/// A key a member installed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    /// The member.
+    pub member: String,
+    /// The key's epoch.
+    pub epoch: u64,
+    /// The protocol that agreed it.
+    pub protocol: String,
+    /// When, µs.
+    pub at_us: u64,
 }
 
 impl std::fmt::Debug for Sim {
@@ -232,6 +268,10 @@ impl Sim {
             rng,
             view_formed_us: BTreeMap::new(),
             errors: Vec::new(),
+            control: None,
+            cpu_load: 0.0,
+            key_log: Vec::new(),
+            switch_log: Vec::new(),
             config,
         }
     }
@@ -333,13 +373,20 @@ impl Sim {
             })
             .map_err(|e| SimError::Session(e.to_string()))?;
         let checker = EnvelopeChecker::new("sim", self.trust.clone());
-        let core = MemberCore::new(identity, "sim", &self.tag, session, checker);
+        let mut core = MemberCore::new(identity, "sim", &self.tag, session, checker);
+        if let Some(c) = &self.control {
+            core = core
+                .with_catalogue(c.catalogue.clone(), self.config.dh_group)
+                .with_policy(c.policy.clone())
+                .with_timing(c.timing);
+        }
         let site = self.config.topology.site_of(self.placed);
         self.placed += 1;
         self.members.insert(
             name.to_owned(),
             SimMember {
                 core,
+                index: self.placed - 1,
                 site,
                 busy_until_us: self.now_us,
                 uplink: LinkState::default(),
@@ -381,25 +428,38 @@ impl Sim {
     }
 
     fn process(&mut self, to: String, delivery: Delivery) {
+        self.account(to, |core, now| core.handle_delivery(now, delivery));
+    }
+
+    /// Runs `call` on member `to` when its CPU is free, charges the time it takes (see
+    /// [`CostMode`], scaled by the CPU load), and sends what it produced.
+    fn account(
+        &mut self,
+        to: String,
+        call: impl FnOnce(&mut MemberCore, Duration) -> Result<(), crate::member::MemberError>,
+    ) {
         let cost_mode = self.config.cost;
+        let load_factor = 1.0 + self.cpu_load;
         let Some(m) = self.members.get_mut(&to) else { return };
         let start = self.now_us.max(m.busy_until_us);
         let exps0 = m.core.session_counters().exponentiations;
         let (signed0, verified0) = m.core.crypto_counts();
         let cpu0 = thread_cpu_time();
-        let result = m.core.handle_delivery(Duration::from_micros(start), delivery);
-        let cost_us = match cost_mode {
-            CostMode::Measured => (thread_cpu_time() - cpu0).as_micros() as u64,
+        let result = call(&mut m.core, Duration::from_micros(start));
+        let cost_ms = match cost_mode {
+            CostMode::Measured => (thread_cpu_time() - cpu0).as_secs_f64() * 1e3,
             CostMode::Counted { exp_ms, sign_ms, verify_ms } => {
-                let exps = m.core.session_counters().exponentiations.saturating_sub(exps0);
+                // A switch starts a new session, whose counter starts from zero.
+                let exps0 =
+                    if m.core.session_counters().exponentiations < exps0 { 0 } else { exps0 };
+                let exps = m.core.session_counters().exponentiations - exps0;
                 let (signed, verified) = m.core.crypto_counts();
-                let ms = exps as f64 * exp_ms
+                exps as f64 * exp_ms
                     + (signed - signed0) as f64 * sign_ms
-                    + (verified - verified0) as f64 * verify_ms;
-                (ms * 1e3).round() as u64
+                    + (verified - verified0) as f64 * verify_ms
             }
         };
-        let end = start + cost_us;
+        let end = start + (cost_ms * load_factor * 1e3).round() as u64;
         m.busy_until_us = end;
         if let Err(e) = result {
             self.errors.push(SimError::Member { member: to.clone(), error: e.to_string() });
@@ -410,10 +470,19 @@ impl Sim {
         }
         while let Some(e) = m.core.poll_event() {
             match e {
-                MemberEvent::Key { epoch, fingerprint, .. } => {
+                MemberEvent::Key { epoch, fingerprint, protocol } => {
                     m.key = Some((epoch >> 24, fingerprint, end));
+                    self.key_log.push(KeyRecord {
+                        member: to.clone(),
+                        epoch,
+                        protocol,
+                        at_us: end,
+                    });
                 }
                 MemberEvent::View(v) => m.view = Some((v.view_id, v.members)),
+                MemberEvent::Switch(event) => {
+                    self.switch_log.push((to.clone(), event, end));
+                }
                 MemberEvent::Rejected(r) => {
                     self.errors.push(SimError::Member { member: to.clone(), error: r.to_string() })
                 }
@@ -441,29 +510,119 @@ impl Sim {
         }
     }
 
-    /// Runs until nothing is left to happen.
-    pub fn run(&mut self) {
-        while let Some(Reverse(next)) = self.queue.pop() {
-            self.now_us = self.now_us.max(next.at_us);
-            match next.event {
-                Event::AtMember { to, delivery } => self.process(to, delivery),
-                Event::AtSequencer { from, view_id, to, bytes } => {
-                    // A member that left, or a view that ended: dropped, as the daemon would.
-                    let _ = self.sequencer.send(
-                        &from,
-                        view_id,
-                        to.as_deref(),
-                        bytes,
-                        self.now_us / 1000,
-                    );
-                    self.drain_sequencer();
-                }
-                Event::SequencerTick => {
-                    self.tick_at_us = None;
-                    self.sequencer.tick(self.now_us / 1000);
-                    self.drain_sequencer();
-                }
+    /// Lets every member tick (probes, reports, policy) and schedules the next tick.
+    fn tick_members(&mut self) {
+        let Some(control) = &self.control else { return };
+        let every = control.tick;
+        let report = self.local_report();
+        for name in self.members() {
+            if let Some(m) = self.members.get_mut(&name) {
+                m.core.set_local_measurements(report.clone());
             }
+            self.account(name, |core, now| {
+                core.tick(now);
+                Ok(())
+            });
+        }
+        let at = self.now_us + every.as_micros() as u64;
+        self.schedule(at, Event::MemberTick);
+    }
+
+    /// What every member reports of its machine: the run's CPU load and operation costs.
+    fn local_report(&self) -> crate::control::Report {
+        let (exp_ms, sign_ms, verify_ms) = match self.config.cost {
+            CostMode::Counted { exp_ms, sign_ms, verify_ms } => (exp_ms, sign_ms, verify_ms),
+            CostMode::Measured => {
+                let d = crate::policy::Inputs::default();
+                (d.exp_ms, d.sign_ms, d.verify_ms)
+            }
+        };
+        crate::control::Report {
+            cpu_load: Some(self.cpu_load.min(1.0)),
+            exp_ms: Some(exp_ms),
+            sign_ms: Some(sign_ms),
+            verify_ms: Some(verify_ms),
+            ..crate::control::Report::default()
+        }
+    }
+
+    /// Members can switch protocols: each gets the catalogue, the policy and the timing, and
+    /// ticks every `control.tick` of virtual time (so it probes, reports and, as the oldest,
+    /// proposes). Call before adding members.
+    pub fn with_control(mut self, control: Control) -> Self {
+        self.control = Some(control);
+        let at = self.now_us;
+        self.schedule(at, Event::MemberTick);
+        self
+    }
+
+    /// The network changes (members keep their place: member i on site i mod the sites).
+    pub fn set_topology(&mut self, topology: Topology) {
+        self.config.topology = topology;
+        let topology = &self.config.topology;
+        for m in self.members.values_mut() {
+            m.site = topology.site_of(m.index);
+        }
+    }
+
+    /// Every machine's CPU load changes: calls take (1 + load) times as long.
+    pub fn set_cpu_load(&mut self, load: f64) {
+        self.cpu_load = load.max(0.0);
+    }
+
+    /// Every key installed so far.
+    pub fn keys(&self) -> &[KeyRecord] {
+        &self.key_log
+    }
+
+    /// Every switch event so far: (member, event, when in µs).
+    pub fn switch_events(&self) -> &[(String, SwitchEvent, u64)] {
+        &self.switch_log
+    }
+
+    /// When each view was formed at the sequencer, µs.
+    pub fn views_formed(&self) -> &BTreeMap<u64, u64> {
+        &self.view_formed_us
+    }
+
+    /// The virtual time, µs.
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    /// Runs until `until_us` of virtual time (members tick meanwhile, if they have control).
+    pub fn run_until(&mut self, until_us: u64) {
+        while self.queue.peek().is_some_and(|Reverse(next)| next.at_us <= until_us) {
+            self.step();
+        }
+        self.now_us = self.now_us.max(until_us);
+    }
+
+    fn step(&mut self) {
+        let Some(Reverse(next)) = self.queue.pop() else { return };
+        self.now_us = self.now_us.max(next.at_us);
+        match next.event {
+            Event::AtMember { to, delivery } => self.process(to, delivery),
+            Event::AtSequencer { from, view_id, to, bytes } => {
+                // A member that left, or a view that ended: dropped, as the daemon would.
+                let _ =
+                    self.sequencer.send(&from, view_id, to.as_deref(), bytes, self.now_us / 1000);
+                self.drain_sequencer();
+            }
+            Event::SequencerTick => {
+                self.tick_at_us = None;
+                self.sequencer.tick(self.now_us / 1000);
+                self.drain_sequencer();
+            }
+            Event::MemberTick => self.tick_members(),
+        }
+    }
+
+    /// Runs until nothing is left to happen (without control: members that tick never stop;
+    /// use [`Self::run_until`]).
+    pub fn run(&mut self) {
+        while !self.queue.is_empty() {
+            self.step();
         }
     }
 

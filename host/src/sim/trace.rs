@@ -1,0 +1,511 @@
+//! `gka bench adaptive`: replays a trace of membership events and changing conditions in the
+//! simulator, once with each fixed protocol and once with the adaptive policy (whose
+//! switches, votes and probes are simulated too, and whose switch costs count), and compares
+//! them with an oracle that picks the best protocol for each event.
+//!
+//! A trace (TOML):
+//!
+//! ```toml
+//! name = "mixed"
+//! network = "lan"        # lan, wan, or a topology file (relative to the trace)
+//! start = "tgdh"         # the protocol the group starts with (default tgdh)
+//! tail_s = 60            # how long to run after the last step (default 60)
+//!
+//! [[step]]
+//! at_s = 0
+//! join = 4               # members that join together (one view)
+//!
+//! [[step]]
+//! at_s = 60
+//! network = "wan"        # conditions change
+//! cpu = 0.9              # every machine's CPU load (calls take 1 + load times as long)
+//! leave = 2              # the newest members leave together
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gka_plugin_api::GroupId;
+use serde::Deserialize;
+
+use super::{Control, CostMode, Sim, SimConfig, SimError, Topology};
+use crate::member::ControlTiming;
+use crate::policy::Policy;
+use crate::switch::{Catalogue, SwitchEvent};
+
+/// One step of a trace.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// When, seconds from the start.
+    pub at_s: f64,
+    /// Members joining together.
+    #[serde(default)]
+    pub join: usize,
+    /// The newest members leaving together.
+    #[serde(default)]
+    pub leave: usize,
+    /// The network from now on.
+    pub network: Option<String>,
+    /// The CPU load from now on.
+    pub cpu: Option<f64>,
+}
+
+/// A trace (see the module docs).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trace {
+    /// Its name.
+    pub name: String,
+    /// The network at the start.
+    pub network: String,
+    /// The protocol the group starts with.
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// Seconds to run after the last step.
+    #[serde(default = "default_tail")]
+    pub tail_s: f64,
+    /// The steps, in time order.
+    pub step: Vec<Step>,
+}
+
+fn default_start() -> String {
+    "tgdh".into()
+}
+
+fn default_tail() -> f64 {
+    60.0
+}
+
+/// Why a trace was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// Not valid TOML, or not this format.
+    #[error("{0}")]
+    Parse(String),
+    /// Valid TOML that cannot be replayed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The simulation failed.
+    #[error(transparent)]
+    Sim(#[from] SimError),
+}
+
+impl Trace {
+    /// Reads a trace; network names are presets or files relative to `dir`.
+    pub fn parse(text: &str) -> Result<Self, TraceError> {
+        let trace: Self = toml::from_str(text).map_err(|e| TraceError::Parse(e.to_string()))?;
+        let mut size = 0usize;
+        let mut last = -1.0;
+        for (i, s) in trace.step.iter().enumerate() {
+            if !(s.at_s.is_finite() && s.at_s > last) {
+                return Err(TraceError::Invalid(format!("step {}: at_s must grow", i + 1)));
+            }
+            last = s.at_s;
+            if s.leave > size {
+                return Err(TraceError::Invalid(format!(
+                    "step {}: {} cannot leave a group of {size}",
+                    i + 1,
+                    s.leave
+                )));
+            }
+            size = size + s.join - s.leave;
+            if s.cpu.is_some_and(|c| !(0.0..=10.0).contains(&c)) {
+                return Err(TraceError::Invalid(format!("step {}: cpu must be in [0, 10]", i + 1)));
+            }
+        }
+        if trace.step.first().is_none_or(|s| s.join == 0) {
+            return Err(TraceError::Invalid("the first step must add members".into()));
+        }
+        Ok(trace)
+    }
+
+    fn joins(&self) -> usize {
+        self.step.iter().map(|s| s.join).sum()
+    }
+}
+
+/// A network by name: a preset, or a file relative to `dir`.
+pub fn network(name: &str, dir: &Path) -> Result<Topology, TraceError> {
+    if let Some(t) = Topology::preset(name) {
+        return Ok(t);
+    }
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| TraceError::Invalid(format!("network {name:?}: {e}")))?;
+    Topology::parse(&text).map_err(|e| TraceError::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// How a replay chooses protocols.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Always this protocol.
+    Fixed(String),
+    /// Start with the trace's protocol and follow the policy.
+    Adaptive(Box<Policy>),
+}
+
+/// One step's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepResult {
+    /// When.
+    pub at_s: f64,
+    /// What happened.
+    pub what: String,
+    /// Members after it.
+    pub members: usize,
+    /// The protocol that agreed the step's key.
+    pub protocol: String,
+    /// Its membership change's rekey time (first view to every member's key), ms; none for
+    /// a step that only changes conditions.
+    pub rekey_ms: Option<f64>,
+}
+
+/// A completed switch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwitchRecord {
+    /// When the new key was in place, seconds.
+    pub at_s: f64,
+    /// From.
+    pub from: String,
+    /// To.
+    pub to: String,
+    /// The policy's reason label.
+    pub reason: String,
+    /// From the commit to the last member's new key, ms.
+    pub ms: f64,
+}
+
+/// A replay's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    /// `fixed:NAME` or `adaptive`.
+    pub mode: String,
+    /// Per step.
+    pub steps: Vec<StepResult>,
+    /// Switches (adaptive only).
+    pub switches: Vec<SwitchRecord>,
+}
+
+impl Replay {
+    /// Rekey time of the membership events, ms.
+    pub fn events_ms(&self) -> f64 {
+        self.steps.iter().filter_map(|s| s.rekey_ms).sum()
+    }
+
+    /// Rekey time of the switches, ms.
+    pub fn switches_ms(&self) -> f64 {
+        self.switches.iter().map(|s| s.ms).sum()
+    }
+
+    /// All rekey time, ms.
+    pub fn total_ms(&self) -> f64 {
+        self.events_ms() + self.switches_ms()
+    }
+}
+
+/// What every replay shares.
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    /// How plugin calls are timed.
+    pub cost: CostMode,
+    /// The seed (the same for every mode, so every mode sees the same network).
+    pub seed: u64,
+    /// The Diffie-Hellman group.
+    pub dh_group: GroupId,
+    /// Where network files are looked up.
+    pub dir: std::path::PathBuf,
+}
+
+fn us(s: f64) -> u64 {
+    (s * 1e6) as u64
+}
+
+/// Replays `trace` in `mode`.
+pub fn replay(
+    catalogue: &Arc<Catalogue>,
+    trace: &Trace,
+    mode: &Mode,
+    config: &ReplayConfig,
+) -> Result<Replay, TraceError> {
+    let start = match mode {
+        Mode::Fixed(p) => p.clone(),
+        Mode::Adaptive(_) => trace.start.clone(),
+    };
+    let protocol = catalogue
+        .get(&start)
+        .ok_or_else(|| TraceError::Invalid(format!("no plugin {start}")))?
+        .protocol
+        .clone();
+    let sim_config = SimConfig {
+        topology: network(&trace.network, &config.dir)?,
+        cost: config.cost,
+        seed: config.seed,
+        dh_group: config.dh_group,
+        batch_ms: 10,
+    };
+    let mut sim = Sim::new(sim_config, protocol);
+    if let Mode::Adaptive(policy) = mode {
+        sim = sim.with_control(Control {
+            catalogue: catalogue.clone(),
+            policy: (**policy).clone(),
+            timing: ControlTiming {
+                probe_every: Duration::from_secs(1),
+                report_every: Duration::from_secs(5),
+                evaluate_every: Duration::from_secs(1),
+            },
+            tick: Duration::from_millis(200),
+        });
+    }
+    let names: Vec<String> = (0..trace.joins()).map(|i| format!("m{i:04}")).collect();
+    sim.enroll(&names)?;
+    let mut next_name = names.iter();
+    let mut present: Vec<String> = Vec::new();
+    let mut marks = Vec::new();
+    for step in &trace.step {
+        sim.run_until(us(step.at_s));
+        let mut what = Vec::new();
+        if let Some(n) = &step.network {
+            sim.set_topology(network(n, &config.dir)?);
+            what.push(format!("network {n}"));
+        }
+        if let Some(c) = step.cpu {
+            sim.set_cpu_load(c);
+            what.push(format!("cpu {c}"));
+        }
+        for _ in 0..step.leave {
+            if let Some(m) = present.pop() {
+                sim.remove(&m)?;
+            }
+        }
+        if step.leave > 0 {
+            what.push(format!("{} leave", step.leave));
+        }
+        for _ in 0..step.join {
+            let m = next_name.next().expect("names for every join").clone();
+            sim.add(&m)?;
+            present.push(m);
+        }
+        if step.join > 0 {
+            what.push(format!("{} join", step.join));
+        }
+        marks.push((step.at_s, what.join(", "), present.len(), step.join + step.leave > 0));
+    }
+    let end = trace.step.last().map_or(0.0, |s| s.at_s) + trace.tail_s;
+    sim.run_until(us(end));
+    if let Err(e) = sim.settled() {
+        return Err(TraceError::Sim(SimError::NoAgreement(format!("at the end: {e}"))));
+    }
+    let steps = marks
+        .iter()
+        .enumerate()
+        .map(|(i, (at_s, what, members, membership))| {
+            let until = marks.get(i + 1).map_or(end, |m| m.0);
+            let (rekey_ms, protocol) = if *membership {
+                event_rekey(&sim, us(*at_s), us(until))
+            } else {
+                (None, String::new())
+            };
+            StepResult { at_s: *at_s, what: what.clone(), members: *members, protocol, rekey_ms }
+        })
+        .collect();
+    Ok(Replay {
+        mode: match mode {
+            Mode::Fixed(p) => format!("fixed:{p}"),
+            Mode::Adaptive(_) => "adaptive".into(),
+        },
+        steps,
+        switches: switches(&sim),
+    })
+}
+
+/// The rekey time of the views formed in [from, until): from the first one's formation to
+/// the last member's first key in the last one.
+fn event_rekey(sim: &Sim, from_us: u64, until_us: u64) -> (Option<f64>, String) {
+    let views: Vec<(u64, u64)> = sim
+        .views_formed()
+        .iter()
+        .filter(|(_, t)| (from_us..until_us).contains(*t))
+        .map(|(v, t)| (*v, *t))
+        .collect();
+    let (Some(first), Some(last)) = (views.first(), views.last()) else {
+        return (None, String::new());
+    };
+    let mut first_keys: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
+    for k in sim.keys().iter().filter(|k| k.epoch >> 24 == last.0) {
+        first_keys.entry(&k.member).or_insert((k.at_us, &k.protocol));
+    }
+    let done = first_keys.values().map(|(t, _)| *t).max();
+    let protocol = first_keys.values().next().map_or("", |(_, p)| *p);
+    let name = protocol.split('@').next().unwrap_or_default().to_owned();
+    (done.map(|d| d.saturating_sub(first.1) as f64 / 1e3), name)
+}
+
+/// Completed switches, one per new epoch: the slowest member's commit-to-key time.
+fn switches(sim: &Sim) -> Vec<SwitchRecord> {
+    let mut by_epoch: BTreeMap<u64, SwitchRecord> = BTreeMap::new();
+    for (_, e, at) in sim.switch_events() {
+        if let SwitchEvent::Completed { from, to, label, epoch, commit_to_key, .. } = e {
+            let ms = commit_to_key.as_secs_f64() * 1e3;
+            let r = by_epoch.entry(*epoch).or_insert_with(|| SwitchRecord {
+                at_s: *at as f64 / 1e6,
+                from: from.clone(),
+                to: to.clone(),
+                reason: label.clone(),
+                ms,
+            });
+            r.ms = r.ms.max(ms);
+            r.at_s = r.at_s.max(*at as f64 / 1e6);
+        }
+    }
+    by_epoch.into_values().collect()
+}
+
+/// Every fixed protocol, the adaptive policy, and the oracle, compared.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// One replay per fixed protocol, then the adaptive one.
+    pub replays: Vec<Replay>,
+    /// The oracle's total: for each event, the best fixed protocol's rekey time (no switch
+    /// costs), ms.
+    pub oracle_ms: f64,
+    /// The oracle's choice per step (empty for steps without an event).
+    pub oracle_choice: Vec<String>,
+}
+
+impl Evaluation {
+    /// The adaptive replay.
+    pub fn adaptive(&self) -> &Replay {
+        self.replays.last().expect("the adaptive replay comes last")
+    }
+
+    /// The adaptive policy's regret: its total minus the oracle's, ms.
+    pub fn regret_ms(&self) -> f64 {
+        self.adaptive().total_ms() - self.oracle_ms
+    }
+}
+
+/// Replays `trace` with every protocol of `protocols` fixed, then with `policy`.
+pub fn evaluate(
+    catalogue: &Arc<Catalogue>,
+    trace: &Trace,
+    protocols: &[String],
+    policy: &Policy,
+    config: &ReplayConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<Evaluation, TraceError> {
+    let mut replays = Vec::new();
+    for p in protocols {
+        replays.push(replay(catalogue, trace, &Mode::Fixed(p.clone()), config)?);
+        progress(&format!("fixed {p}"));
+    }
+    replays.push(replay(catalogue, trace, &Mode::Adaptive(Box::new(policy.clone())), config)?);
+    progress("adaptive");
+    let fixed = &replays[..protocols.len()];
+    let mut oracle_ms = 0.0;
+    let mut oracle_choice = Vec::new();
+    for (i, _) in trace.step.iter().enumerate() {
+        let best = fixed
+            .iter()
+            .filter_map(|r| r.steps[i].rekey_ms.map(|ms| (ms, r.mode.trim_start_matches("fixed:"))))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        match best {
+            Some((ms, p)) => {
+                oracle_ms += ms;
+                oracle_choice.push(p.to_owned());
+            }
+            None => oracle_choice.push(String::new()),
+        }
+    }
+    Ok(Evaluation { replays, oracle_ms, oracle_choice })
+}
+
+/// The evaluation as Markdown: totals, then per step.
+pub fn markdown(trace: &Trace, e: &Evaluation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### Trace `{}`\n", trace.name);
+    let _ = writeln!(
+        out,
+        "| mode | events (ms) | switches | switch time (ms) | total rekey (ms) | vs oracle |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for r in &e.replays {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {} | {:.1} | {:.1} | {:+.1} |",
+            r.mode,
+            r.events_ms(),
+            r.switches.len(),
+            r.switches_ms(),
+            r.total_ms(),
+            r.total_ms() - e.oracle_ms
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| oracle (best fixed protocol per event, no switch cost) | {:.1} | | | {:.1} | 0 |",
+        e.oracle_ms, e.oracle_ms
+    );
+    let _ =
+        writeln!(out, "\nPer step (rekey ms; the adaptive column names the protocol that ran):\n");
+    let fixed = &e.replays[..e.replays.len() - 1];
+    let names: Vec<&str> = fixed.iter().map(|r| r.mode.trim_start_matches("fixed:")).collect();
+    let _ =
+        writeln!(out, "| at (s) | step | members | {} | adaptive | oracle |", names.join(" | "));
+    let _ = writeln!(out, "|---:|---|---:|{}---:|---|", "---:|".repeat(names.len()));
+    for (i, s) in e.adaptive().steps.iter().enumerate() {
+        let cells: Vec<String> = fixed
+            .iter()
+            .map(|r| r.steps[i].rekey_ms.map_or_else(|| "-".into(), |ms| format!("{ms:.1}")))
+            .collect();
+        let adaptive =
+            s.rekey_ms.map_or_else(|| "-".into(), |ms| format!("{ms:.1} ({})", s.protocol));
+        let _ = writeln!(
+            out,
+            "| {:.0} | {} | {} | {} | {adaptive} | {} |",
+            s.at_s,
+            s.what,
+            s.members,
+            cells.join(" | "),
+            e.oracle_choice[i]
+        );
+    }
+    if !e.adaptive().switches.is_empty() {
+        let _ = writeln!(out, "\nSwitches of the adaptive run:\n");
+        let _ = writeln!(out, "| at (s) | from | to | reason | commit to key (ms) |");
+        let _ = writeln!(out, "|---:|---|---|---|---:|");
+        for s in &e.adaptive().switches {
+            let _ = writeln!(
+                out,
+                "| {:.1} | {} | {} | {} | {:.1} |",
+                s.at_s, s.from, s.to, s.reason, s.ms
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_are_checked() {
+        let ok = "name = \"t\"\nnetwork = \"lan\"\n[[step]]\nat_s = 0\njoin = 3\n[[step]]\nat_s = 5\nleave = 1\n";
+        let t = Trace::parse(ok).unwrap();
+        assert_eq!((t.start.as_str(), t.tail_s, t.joins()), ("tgdh", 60.0, 3));
+        for (bad, why) in [
+            ("name = \"t\"\nnetwork = \"lan\"\nstep = []", "first step"),
+            ("name = \"t\"\nnetwork = \"lan\"\n[[step]]\nat_s = 0\nleave = 1\n", "cannot leave"),
+            ("name = \"t\"\nnetwork = \"lan\"\n[[step]]\nat_s = 3\njoin = 2\n[[step]]\nat_s = 1\njoin = 1\n", "must grow"),
+            ("name = \"t\"\nnetwork = \"lan\"\n[[step]]\nat_s = 0\njoin = 2\ncpu = 20\n", "cpu"),
+            ("name = \"t\"\nnetwork = \"lan\"\n[[step]]\nat_s = 0\njoins = 2\n", "unknown field"),
+        ] {
+            let e = Trace::parse(bad).expect_err(why).to_string();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+    }
+}
