@@ -206,6 +206,14 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',')]
         protocols: Vec<String>,
     },
+    /// Check the simulator against the real daemon on loopback: initial agreement, join and
+    /// leave at n = 4, 8, 16 for every protocol, simulated (loopback profile, measured CPU
+    /// time) and over the daemon, with their ratio.
+    Validate {
+        /// Group sizes (at most 16: every member shares this machine's cores over the daemon).
+        #[arg(long, value_delimiter = ',', default_values_t = [4, 8, 16])]
+        sizes: Vec<usize>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -618,6 +626,65 @@ fn run(cli: Cli) -> Result<()> {
                 evaluation.adaptive().switches.len(),
                 evaluation.regret_ms()
             );
+            Ok(())
+        }
+        Command::Bench {
+            replay: Some(BenchCommand::Validate { sizes }), plugins, seed, ..
+        } => {
+            if sizes.iter().any(|n| !(2..=16).contains(n)) {
+                bail!("validate runs 2 to 16 members");
+            }
+            let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
+            if registry.plugins().next().is_none() {
+                bail!("no plugin loaded: pass --plugins DIR");
+            }
+            let catalogue = Catalogue::from_registry(&registry);
+            let rt = runtime()?;
+            let mut out = io::stdout().lock();
+            writeln!(out, "| protocol | event | n | simulated (ms) | daemon (ms) | ratio |")?;
+            writeln!(out, "|---|---|---:|---:|---:|---:|")?;
+            let mut ratios = Vec::new();
+            for plugin in registry.plugins() {
+                let name = plugin.descriptor.name.clone();
+                let daemon = rt.block_on(gka_host::demo::bench(plugin.protocol.clone(), &sizes))?;
+                let mut sweep = gka_host::sim::sweep::Sweep::quick(
+                    vec![name.clone()],
+                    gka_host::sim::CostMode::Measured,
+                );
+                sweep.sizes = sizes.clone();
+                sweep.seed = seed;
+                sweep.networks = vec![gka_host::sim::Topology::loopback()];
+                sweep.events = vec![
+                    gka_host::sim::sweep::BenchEvent::Initial,
+                    gka_host::sim::sweep::BenchEvent::Join,
+                    gka_host::sim::sweep::BenchEvent::Leave,
+                ];
+                let simulated = gka_host::sim::sweep::run(&catalogue, &sweep, |_| {})?;
+                for r in &simulated {
+                    let Some(d) = daemon.iter().find(|d| d.n == r.n && d.event == r.event.name())
+                    else {
+                        continue;
+                    };
+                    let ratio = r.measured_ms / d.rekey_ms.max(1e-9);
+                    ratios.push(ratio);
+                    writeln!(
+                        out,
+                        "| {name} | {} | {} | {:.1} | {:.1} | {ratio:.2} |",
+                        r.event.name(),
+                        r.n,
+                        r.measured_ms,
+                        d.rekey_ms
+                    )?;
+                }
+            }
+            ratios.sort_by(f64::total_cmp);
+            if let (Some(lo), Some(hi)) = (ratios.first(), ratios.last()) {
+                writeln!(
+                    out,
+                    "\nsimulated ÷ daemon: median {:.2}, range {lo:.2} to {hi:.2}",
+                    ratios[ratios.len() / 2]
+                )?;
+            }
             Ok(())
         }
         Command::Bench {

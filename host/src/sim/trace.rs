@@ -193,12 +193,13 @@ pub struct Replay {
 impl Replay {
     /// Rekey time of the membership events, ms.
     pub fn events_ms(&self) -> f64 {
-        self.steps.iter().filter_map(|s| s.rekey_ms).sum()
+        // + 0.0: an empty float sum is −0.0.
+        self.steps.iter().filter_map(|s| s.rekey_ms).sum::<f64>() + 0.0
     }
 
     /// Rekey time of the switches, ms.
     pub fn switches_ms(&self) -> f64 {
-        self.switches.iter().map(|s| s.ms).sum()
+        self.switches.iter().map(|s| s.ms).sum::<f64>() + 0.0
     }
 
     /// All rekey time, ms.
