@@ -189,3 +189,31 @@ fn a_trace_replays_with_each_fixed_protocol_and_the_adaptive_policy() {
     let again = evaluate(&c, &trace, &fixed, &policy, &config, |_| {}).unwrap();
     assert_eq!(markdown(&trace, &e), markdown(&trace, &again));
 }
+
+#[test]
+fn the_shipped_traces_topologies_and_policies_are_valid() {
+    use gka_host::policy::{Policy, KNOWN_PROTOCOLS};
+    use gka_host::sim::trace::{network, Trace};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../traces");
+    let mut traces = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if text.contains("[[step]]") {
+            let trace = Trace::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            network(&trace.network, &dir).unwrap();
+            for s in &trace.step {
+                if let Some(n) = &s.network {
+                    network(n, &dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+            }
+            traces += 1;
+        } else if text.contains("[[site]]") {
+            Topology::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        } else {
+            Policy::parse(&text, &KNOWN_PROTOCOLS).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        }
+    }
+    assert!(traces >= 2, "at least two traces ship");
+}
