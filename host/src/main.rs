@@ -153,7 +153,7 @@ enum Command {
         /// Group sizes (default: 4,8,16,32,64).
         #[arg(long, value_delimiter = ',')]
         sizes: Vec<usize>,
-        /// Networks: lan, wan, or a topology TOML file (default: lan,wan).
+        /// Networks: lan, wan, loopback, or a topology TOML file (default: lan,wan).
         #[arg(long, value_delimiter = ',')]
         networks: Vec<String>,
         /// How plugin calls are timed: counted (operations × costs, deterministic) or measured
@@ -1106,7 +1106,7 @@ fn topology(name: &str) -> Result<gka_host::sim::Topology> {
         return Ok(t);
     }
     let text = std::fs::read_to_string(name)
-        .with_context(|| format!("{name:?} is neither lan, wan nor a readable topology file"))?;
+        .with_context(|| format!("{name:?} is neither lan, wan, loopback nor a readable topology file"))?;
     gka_host::sim::Topology::parse(&text).with_context(|| format!("invalid topology {name}"))
 }
 
