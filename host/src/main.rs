@@ -634,6 +634,16 @@ fn run(cli: Cli) -> Result<()> {
             if sizes.iter().any(|n| !(2..=16).contains(n)) {
                 bail!("validate runs 2 to 16 members");
             }
+            let calibrated = gka_host::measure::calibrate(
+                gka_plugin_api::GroupId::Ffdhe2048,
+                Scheme::Ed25519,
+                20,
+            );
+            let measured = gka_host::sim::CostMode::Measured(gka_host::sim::OpCosts {
+                exp_ms: calibrated.exp_ms,
+                sign_ms: calibrated.sign_ms,
+                verify_ms: calibrated.verify_ms,
+            });
             let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
             if registry.plugins().next().is_none() {
                 bail!("no plugin loaded: pass --plugins DIR");
@@ -647,10 +657,7 @@ fn run(cli: Cli) -> Result<()> {
             for plugin in registry.plugins() {
                 let name = plugin.descriptor.name.clone();
                 let daemon = rt.block_on(gka_host::demo::bench(plugin.protocol.clone(), &sizes))?;
-                let mut sweep = gka_host::sim::sweep::Sweep::quick(
-                    vec![name.clone()],
-                    gka_host::sim::CostMode::Measured,
-                );
+                let mut sweep = gka_host::sim::sweep::Sweep::quick(vec![name.clone()], measured);
                 sweep.sizes = sizes.clone();
                 sweep.seed = seed;
                 sweep.networks = vec![gka_host::sim::Topology::loopback()];
@@ -715,6 +722,9 @@ fn run(cli: Cli) -> Result<()> {
                 sweep.sizes = vec![4, 8, 16, 32, 64];
             }
             if !sizes.is_empty() {
+                if let Some(n) = sizes.iter().find(|n| !(2..=1024).contains(*n)) {
+                    bail!("group size {n} is outside 2 to 1024");
+                }
                 sweep.sizes = sizes;
             }
             if !events.is_empty() {
@@ -1069,45 +1079,38 @@ fn bench_cost(
     sign_ms: Option<f64>,
     verify_ms: Option<f64>,
 ) -> Result<gka_host::sim::CostMode> {
-    use gka_host::sim::CostMode;
-    match name {
-        "measured" => Ok(CostMode::Measured),
-        "counted" => {
-            let (exp_ms, sign_ms, verify_ms) = match (exp_ms, sign_ms, verify_ms) {
-                (Some(e), Some(s), Some(v)) => (e, s, v),
-                (None, None, None) => {
-                    let c = gka_host::measure::calibrate(
-                        gka_plugin_api::GroupId::Ffdhe2048,
-                        Scheme::Ed25519,
-                        20,
-                    );
-                    eprintln!(
-                        "calibrated here: --exp-ms {:.4} --sign-ms {:.4} --verify-ms {:.4}",
-                        c.exp_ms, c.sign_ms, c.verify_ms
-                    );
-                    (c.exp_ms, c.sign_ms, c.verify_ms)
-                }
-                _ => bail!("give all of --exp-ms, --sign-ms and --verify-ms, or none"),
-            };
-            for (what, v) in [("exp", exp_ms), ("sign", sign_ms), ("verify", verify_ms)] {
-                if !(v.is_finite() && v >= 0.0) {
-                    bail!("--{what}-ms must be a non-negative number, not {v}");
-                }
-            }
-            Ok(CostMode::Counted { exp_ms, sign_ms, verify_ms })
+    use gka_host::sim::{CostMode, OpCosts};
+    let costs = match (exp_ms, sign_ms, verify_ms) {
+        (Some(exp_ms), Some(sign_ms), Some(verify_ms)) => OpCosts { exp_ms, sign_ms, verify_ms },
+        (None, None, None) => {
+            let c = gka_host::measure::calibrate(
+                gka_plugin_api::GroupId::Ffdhe2048,
+                Scheme::Ed25519,
+                20,
+            );
+            eprintln!(
+                "calibrated here: --exp-ms {:.4} --sign-ms {:.4} --verify-ms {:.4}",
+                c.exp_ms, c.sign_ms, c.verify_ms
+            );
+            OpCosts { exp_ms: c.exp_ms, sign_ms: c.sign_ms, verify_ms: c.verify_ms }
         }
+        _ => bail!("give all of --exp-ms, --sign-ms and --verify-ms, or none"),
+    };
+    for (what, v) in [("exp", costs.exp_ms), ("sign", costs.sign_ms), ("verify", costs.verify_ms)] {
+        if !(v.is_finite() && (0.0..=1000.0).contains(&v)) {
+            bail!("--{what}-ms must be a number from 0 to 1000, not {v}");
+        }
+    }
+    match name {
+        "measured" => Ok(CostMode::Measured(costs)),
+        "counted" => Ok(CostMode::Counted(costs)),
         other => bail!("unknown cost mode {other:?} (counted or measured)"),
     }
 }
 
-/// A network preset (`lan`, `wan`) or a topology file.
+/// A network preset (`lan`, `wan`, `loopback`) or a topology file.
 fn topology(name: &str) -> Result<gka_host::sim::Topology> {
-    if let Some(t) = gka_host::sim::Topology::preset(name) {
-        return Ok(t);
-    }
-    let text = std::fs::read_to_string(name)
-        .with_context(|| format!("{name:?} is neither lan, wan, loopback nor a readable topology file"))?;
-    gka_host::sim::Topology::parse(&text).with_context(|| format!("invalid topology {name}"))
+    Ok(gka_host::sim::Topology::load(name, std::path::Path::new(""))?)
 }
 
 /// Runs the sweep with a progress bar and writes its outputs.

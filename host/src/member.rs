@@ -200,6 +200,12 @@ pub struct MemberCore {
     last_probe: Option<Duration>,
     last_report: Option<Duration>,
     reports: GroupReports,
+    /// Whether this member reports its measurements (it can switch: a catalogue or policy).
+    reporting: bool,
+    /// Exponentiations of the sessions it ran before the current one.
+    retired_exponentiations: u64,
+    sessions_started: u64,
+    seed_source: Option<Box<dyn FnMut(u64) -> [u8; 32] + Send>>,
     /// Envelopes signed and checked so far (for cost accounting).
     signed: u64,
     verified: u64,
@@ -277,6 +283,10 @@ impl MemberCore {
             last_probe: None,
             last_report: None,
             reports: GroupReports::default(),
+            reporting: false,
+            retired_exponentiations: 0,
+            sessions_started: 0,
+            seed_source: None,
             signed: 0,
             verified: 0,
             probes: Probes::default(),
@@ -288,6 +298,7 @@ impl MemberCore {
     /// The protocols this member can switch to or adopt, and the Diffie-Hellman group for
     /// their sessions.
     pub fn with_catalogue(mut self, catalogue: Arc<Catalogue>, dh_group: GroupId) -> Self {
+        self.reporting = true;
         self.catalogue = catalogue;
         self.dh_group = dh_group;
         self
@@ -295,6 +306,7 @@ impl MemberCore {
 
     /// The policy this member votes by, and proposes by as the oldest member.
     pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.reporting = true;
         self.policy = Some(policy);
         self
     }
@@ -336,7 +348,24 @@ impl MemberCore {
         self.protocol.split('@').next().unwrap_or_default()
     }
 
-    /// The plugin session's counters.
+    /// Exponentiations by every session this member has run (a switch or an adoption starts
+    /// a new session, whose own counter starts from zero).
+    pub fn exponentiations_total(&self) -> u64 {
+        self.retired_exponentiations + self.session.counters().exponentiations
+    }
+
+    /// Where the seeds of sessions started for a switch or an adoption come from: `source`
+    /// gets a counter (0, 1, ...). By default they come from the operating system; a
+    /// simulation passes a seeded source so that a run is reproducible.
+    pub fn with_seed_source(
+        mut self,
+        source: impl FnMut(u64) -> [u8; 32] + Send + 'static,
+    ) -> Self {
+        self.seed_source = Some(Box::new(source));
+        self
+    }
+
+    /// The current plugin session's counters.
     pub fn session_counters(&self) -> gka_plugin_api::Counters {
         self.session.counters()
     }
@@ -563,7 +592,7 @@ impl MemberCore {
             self.session.handle_view(plugin_now(self.now), &trusted)?;
         } else {
             match self.prepare_session(&plugin) {
-                Ok(session) => self.session = session,
+                Ok(session) => self.replace_session(session),
                 Err(reason) => {
                     let error =
                         format!("cannot run the group's protocol {}: {reason}", plugin.tag());
@@ -590,8 +619,27 @@ impl MemberCore {
 
     /// A fresh session of `plugin`, which must be in the catalogue, the same version and the
     /// same build.
-    fn prepare_session(&self, plugin: &PluginRef) -> Result<Box<dyn Session>, String> {
-        let entry = self.catalogue.get(&plugin.name).ok_or("no such plugin here")?;
+    fn replace_session(&mut self, session: Box<dyn Session>) {
+        self.retired_exponentiations += self.session.counters().exponentiations;
+        self.session = session;
+    }
+
+    fn next_seed(&mut self) -> [u8; 32] {
+        let n = self.sessions_started;
+        self.sessions_started += 1;
+        match &mut self.seed_source {
+            Some(source) => source(n),
+            None => {
+                let mut seed = [0u8; 32];
+                OsRng.fill_bytes(&mut seed);
+                seed
+            }
+        }
+    }
+
+    fn prepare_session(&mut self, plugin: &PluginRef) -> Result<Box<dyn Session>, String> {
+        let catalogue = self.catalogue.clone();
+        let entry = catalogue.get(&plugin.name).ok_or("no such plugin here")?;
         if entry.plugin.version != plugin.version || entry.plugin.sha256 != plugin.sha256 {
             return Err(format!(
                 "this member has {} (sha256 {})",
@@ -599,8 +647,7 @@ impl MemberCore {
                 entry.plugin.sha256
             ));
         }
-        let mut seed = [0u8; 32];
-        OsRng.fill_bytes(&mut seed);
+        let seed = self.next_seed();
         entry
             .protocol
             .new_session(SessionConfig {
@@ -700,7 +747,7 @@ impl MemberCore {
             self.error(self.identity.id().to_owned().as_str(), error);
             return Ok(());
         };
-        self.session = session;
+        self.replace_session(session);
         self.protocol = proposal.to.tag();
         self.keys_in_view += 1;
         self.pending = true;
@@ -757,7 +804,8 @@ impl MemberCore {
                 self.send_control(Some(peer), &ping);
             }
         }
-        let key_in_view = self.keys.back().is_some_and(|k| k.view_id == trusted.view_id);
+        let key_in_view =
+            self.reporting && self.keys.back().is_some_and(|k| k.view_id == trusted.view_id);
         if key_in_view && due(self.last_report, self.timing.report_every) {
             self.send_report();
         }
@@ -883,7 +931,7 @@ impl MemberCore {
             self.keys.pop_front();
         }
         // The leader decides on reports sent once each member's key is in place.
-        if self.last_report.is_none() {
+        if self.reporting && self.last_report.is_none() {
             self.send_report();
         }
     }

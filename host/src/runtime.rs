@@ -187,6 +187,7 @@ pub fn spawn_member_on<E: GroupEndpoint>(
         watch,
         active: None,
         delivery_started: None,
+        delivery_exps: 0,
     };
     tokio::spawn(driver.run(endpoint, command_rx));
     Ok(MemberHandle { commands: command_tx, events: event_rx })
@@ -249,6 +250,8 @@ struct Driver {
     active: Option<String>,
     /// When the delivery being handled reached the runtime.
     delivery_started: Option<Instant>,
+    /// Exponentiations before that delivery.
+    delivery_exps: u64,
 }
 
 async fn flush<E: GroupEndpoint>(core: &mut MemberCore, endpoint: &mut E) -> std::io::Result<()> {
@@ -287,10 +290,11 @@ impl Driver {
                     if let crate::sequencer::Delivery::View(_) = &delivery {
                         self.agreement_started = Some(Instant::now());
                         self.busy = Duration::ZERO;
-                        self.exps_at_start = self.core.session_counters().exponentiations;
+                        self.exps_at_start = self.core.exponentiations_total();
                     }
                     let started = Instant::now();
                     self.delivery_started = Some(started);
+                    self.delivery_exps = self.core.exponentiations_total();
                     if let Err(e) = self.core.handle_delivery(self.now(), delivery) {
                         self.emit(RuntimeEvent::Member(MemberEvent::ProtocolError {
                             from: self.core.id().to_owned(),
@@ -387,11 +391,8 @@ impl Driver {
                             self.event_kind,
                             latency.as_secs_f64(),
                         );
-                        let exps = self
-                            .core
-                            .session_counters()
-                            .exponentiations
-                            .saturating_sub(self.exps_at_start);
+                        let exps =
+                            self.core.exponentiations_total().saturating_sub(self.exps_at_start);
                         self.exp_cost.refine(self.busy, exps);
                         self.emit(RuntimeEvent::RekeyLatency { epoch: *epoch, latency });
                     }
@@ -401,10 +402,8 @@ impl Driver {
             }
             self.emit(RuntimeEvent::Member(e));
         }
-        let exps = self.core.session_counters().exponentiations;
-        // A switch starts a new session, whose counters start again from zero.
-        let delta = exps.checked_sub(self.exps_seen).unwrap_or(exps);
-        crate::metrics::exponentiations(&protocol, delta);
+        let exps = self.core.exponentiations_total();
+        crate::metrics::exponentiations(&protocol, exps.saturating_sub(self.exps_seen));
         self.exps_seen = exps;
     }
 
@@ -429,18 +428,16 @@ impl Driver {
                 self.event_kind = "switch";
                 self.agreement_started = Some(started);
                 self.busy = started.elapsed();
-                self.exps_at_start = 0;
-                self.exps_seen = 0;
-            }
-            SwitchEvent::Adopted { .. } => {
-                self.exps_at_start = 0;
-                self.exps_seen = 0;
+                self.exps_at_start = self.delivery_exps;
             }
             SwitchEvent::Aborted { label, .. } => crate::metrics::switch_aborted(group, label),
             SwitchEvent::Completed { from, to, label, commit_to_key, .. } => {
                 crate::metrics::switched(group, from, to, label, commit_to_key.as_secs_f64());
             }
-            SwitchEvent::Proposed(_) | SwitchEvent::Voted { .. } | SwitchEvent::PolicyApplied => {}
+            SwitchEvent::Proposed(_)
+            | SwitchEvent::Voted { .. }
+            | SwitchEvent::Adopted { .. }
+            | SwitchEvent::PolicyApplied => {}
         }
     }
 }

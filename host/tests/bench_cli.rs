@@ -72,6 +72,7 @@ fn bad_input_is_refused_with_a_reason() {
         (vec!["bench", "--exp-ms", "1"], "give all of"),
         (vec!["bench", "adaptive", "--trace", "/no/such/trace.toml"], "cannot read"),
         (vec!["bench", "validate", "--sizes", "40"], "2 to 16"),
+        (vec!["bench", "--sizes", "1"], "outside 2 to 1024"),
     ] {
         let o = gka(&args);
         assert!(!o.status.success(), "{args:?} succeeded");

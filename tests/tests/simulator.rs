@@ -5,12 +5,12 @@
 
 use gka_host::loader::Registry;
 use gka_host::sim::sweep::{self, BenchEvent, Sweep};
-use gka_host::sim::{CostMode, Sim, SimConfig, Topology};
+use gka_host::sim::{CostMode, OpCosts, Sim, SimConfig, Topology};
 use gka_host::switch::Catalogue;
 use gka_plugin_api::GroupId;
 use gka_tests::artifacts::plugin_dir;
 
-const COSTS: CostMode = CostMode::Counted { exp_ms: 0.45, sign_ms: 0.02, verify_ms: 0.04 };
+const COSTS: CostMode = CostMode::Counted(OpCosts { exp_ms: 0.45, sign_ms: 0.02, verify_ms: 0.04 });
 
 fn catalogue() -> Catalogue {
     Catalogue::from_registry(&Registry::scan(&[plugin_dir().to_path_buf()]))
@@ -62,9 +62,11 @@ fn outputs_are_written_as_csv_markdown_and_svg() {
     s.events = vec![BenchEvent::Join, BenchEvent::Leave];
     let rows = sweep::run(&c, &s, |_| {}).unwrap();
     let csv = sweep::csv(&rows, &COSTS, 1);
-    assert!(
-        csv.starts_with("protocol,network,event,n,k,measured_ms,predicted_ms,ratio,cost,seed\n")
-    );
+    assert!(csv.starts_with(
+        "protocol,network,event,n,k,measured_ms,predicted_ms,ratio,cost,exp_ms,sign_ms,\
+             verify_ms,seed\n"
+    ));
+    assert!(csv.lines().nth(1).unwrap().ends_with(",counted,0.45,0.02,0.04,1"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + 3 * 2 * 2 * 2);
     let md = sweep::markdown(&rows);
     assert!(md.contains("#### join on wan") && md.contains("| tgdh |"), "{md}");

@@ -17,8 +17,9 @@
 //! - **Measurements.** The rekey latency of an event is the time from the view's formation at
 //!   the sequencer to the last member's key; every member of the view must hold the same key.
 //!
-//! Members send no probes or reports here (the simulator does not tick them): only the key
-//! agreement, the protocol announcement and their envelopes are simulated.
+//! Without [`Control`], members only agree keys: they announce the group's protocol and send
+//! no probes or reports. With it ([`Sim::with_control`]), they tick on the virtual clock and
+//! probe, report, vote and switch as over the daemon, and that traffic is simulated too.
 
 pub mod sweep;
 pub mod topology;
@@ -42,28 +43,40 @@ use crate::sequencer::{Delivery, Sequencer, Timing};
 use crate::switch::{Catalogue, SwitchEvent};
 pub use topology::{Link, Topology, TopologyError};
 
+/// What one operation costs, ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpCosts {
+    /// One exponentiation.
+    pub exp_ms: f64,
+    /// One signature.
+    pub sign_ms: f64,
+    /// One verification.
+    pub verify_ms: f64,
+}
+
 /// How long a plugin call takes in the simulation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CostMode {
-    /// The thread CPU time the call really took on this machine.
-    Measured,
-    /// Counted operations × these costs (ms each): deterministic.
-    Counted {
-        /// One exponentiation.
-        exp_ms: f64,
-        /// One signature.
-        sign_ms: f64,
-        /// One verification.
-        verify_ms: f64,
-    },
+    /// The thread CPU time the call really took on this machine; the costs (calibrated here)
+    /// serve the predictions and the members' reports.
+    Measured(OpCosts),
+    /// Counted operations × these costs: deterministic.
+    Counted(OpCosts),
 }
 
 impl CostMode {
     /// The name used in tables: `measured` or `counted`.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Measured => "measured",
-            Self::Counted { .. } => "counted",
+            Self::Measured(_) => "measured",
+            Self::Counted(_) => "counted",
+        }
+    }
+
+    /// The operation costs.
+    pub fn costs(&self) -> OpCosts {
+        match self {
+            Self::Measured(c) | Self::Counted(c) => *c,
         }
     }
 }
@@ -184,6 +197,7 @@ pub struct Sim {
     trust: TrustStore,
     rng: SessionRng,
     view_formed_us: BTreeMap<u64, u64>,
+    view_members: BTreeMap<u64, Vec<String>>,
     errors: Vec<SimError>,
     control: Option<Control>,
     cpu_load: f64,
@@ -267,6 +281,7 @@ impl Sim {
             trust: TrustStore::default(),
             rng,
             view_formed_us: BTreeMap::new(),
+            view_members: BTreeMap::new(),
             errors: Vec::new(),
             control: None,
             cpu_load: 0.0,
@@ -319,12 +334,16 @@ impl Sim {
         let latency = ((link.latency_ms + unit * link.jitter_ms) * 1e3) as u64;
         let timeout = ((2.0 * link.latency_ms).max(200.0) * 1e3) as u64;
         let mut resent = 0;
-        // Each transmission is lost with probability `loss`, independently (at most 0.5, so
-        // this ends).
+        // Each transmission is lost with probability `loss`, independently (below 0.9 over a
+        // whole path, so this ends).
         while link.loss > 0.0 && self.unit() < link.loss {
             resent += timeout;
         }
-        let arrival = (begin + serialise + latency + resent).max(state.last_arrival_us);
+        let arrival = begin
+            .saturating_add(serialise)
+            .saturating_add(latency)
+            .saturating_add(resent)
+            .max(state.last_arrival_us);
         state.last_arrival_us = arrival;
         arrival
     }
@@ -334,6 +353,7 @@ impl Sim {
         while let Some((to, delivery)) = self.sequencer.poll_delivery() {
             if let Delivery::View(v) = &delivery {
                 self.view_formed_us.entry(v.view_id).or_insert(self.now_us);
+                self.view_members.entry(v.view_id).or_insert_with(|| v.members.clone());
             }
             let Some(member) = self.members.get(&to) else { continue };
             let link = self.config.topology.path(self.config.topology.sequencer, member.site);
@@ -373,7 +393,9 @@ impl Sim {
             })
             .map_err(|e| SimError::Session(e.to_string()))?;
         let checker = EnvelopeChecker::new("sim", self.trust.clone());
-        let mut core = MemberCore::new(identity, "sim", &self.tag, session, checker);
+        let (seed, member) = (self.config.seed, name.to_owned());
+        let mut core = MemberCore::new(identity, "sim", &self.tag, session, checker)
+            .with_seed_source(move |k| seed_for(seed, &format!("session {member} {k}")));
         if let Some(c) = &self.control {
             core = core
                 .with_catalogue(c.catalogue.clone(), self.config.dh_group)
@@ -404,10 +426,10 @@ impl Sim {
 
     /// A member leaves.
     pub fn remove(&mut self, name: &str) -> Result<(), SimError> {
-        self.members.remove(name);
         self.sequencer
             .leave(name, self.now_us / 1000)
             .map_err(|e| SimError::Sequencer(e.to_string()))?;
+        self.members.remove(name);
         self.drain_sequencer();
         Ok(())
     }
@@ -442,21 +464,19 @@ impl Sim {
         let load_factor = 1.0 + self.cpu_load;
         let Some(m) = self.members.get_mut(&to) else { return };
         let start = self.now_us.max(m.busy_until_us);
-        let exps0 = m.core.session_counters().exponentiations;
+        let exps0 = m.core.exponentiations_total();
         let (signed0, verified0) = m.core.crypto_counts();
-        let cpu0 = thread_cpu_time();
+        let measured = matches!(cost_mode, CostMode::Measured(_));
+        let cpu0 = if measured { thread_cpu_time() } else { Duration::ZERO };
         let result = call(&mut m.core, Duration::from_micros(start));
         let cost_ms = match cost_mode {
-            CostMode::Measured => (thread_cpu_time() - cpu0).as_secs_f64() * 1e3,
-            CostMode::Counted { exp_ms, sign_ms, verify_ms } => {
-                // A switch starts a new session, whose counter starts from zero.
-                let exps0 =
-                    if m.core.session_counters().exponentiations < exps0 { 0 } else { exps0 };
-                let exps = m.core.session_counters().exponentiations - exps0;
+            CostMode::Measured(_) => thread_cpu_time().saturating_sub(cpu0).as_secs_f64() * 1e3,
+            CostMode::Counted(c) => {
+                let exps = m.core.exponentiations_total() - exps0;
                 let (signed, verified) = m.core.crypto_counts();
-                exps as f64 * exp_ms
-                    + (signed - signed0) as f64 * sign_ms
-                    + (verified - verified0) as f64 * verify_ms
+                exps as f64 * c.exp_ms
+                    + (signed - signed0) as f64 * c.sign_ms
+                    + (verified - verified0) as f64 * c.verify_ms
             }
         };
         let end = start + (cost_ms * load_factor * 1e3).round() as u64;
@@ -530,18 +550,12 @@ impl Sim {
 
     /// What every member reports of its machine: the run's CPU load and operation costs.
     fn local_report(&self) -> crate::control::Report {
-        let (exp_ms, sign_ms, verify_ms) = match self.config.cost {
-            CostMode::Counted { exp_ms, sign_ms, verify_ms } => (exp_ms, sign_ms, verify_ms),
-            CostMode::Measured => {
-                let d = crate::policy::Inputs::default();
-                (d.exp_ms, d.sign_ms, d.verify_ms)
-            }
-        };
+        let c = self.config.cost.costs();
         crate::control::Report {
-            cpu_load: Some(self.cpu_load.min(1.0)),
-            exp_ms: Some(exp_ms),
-            sign_ms: Some(sign_ms),
-            verify_ms: Some(verify_ms),
+            cpu_load: Some(self.cpu_load),
+            exp_ms: Some(c.exp_ms),
+            sign_ms: Some(c.sign_ms),
+            verify_ms: Some(c.verify_ms),
             ..crate::control::Report::default()
         }
     }
@@ -578,6 +592,11 @@ impl Sim {
     /// Every switch event so far: (member, event, when in µs).
     pub fn switch_events(&self) -> &[(String, SwitchEvent, u64)] {
         &self.switch_log
+    }
+
+    /// The members of a view, as the group layer formed it (empty for an unknown view).
+    pub fn view_members(&self, view_id: u64) -> &[String] {
+        self.view_members.get(&view_id).map_or(&[], Vec::as_slice)
     }
 
     /// When each view was formed at the sequencer, µs.

@@ -84,8 +84,7 @@ pub struct Sweep {
 }
 
 impl Sweep {
-    /// The quick sweep: every protocol and event, n = 4, 8, 16, 32, on `lan` and `wan`,
-    /// with counted costs.
+    /// The quick sweep: every protocol and event, n = 4, 8, 16, 32, on `lan` and `wan`.
     pub fn quick(protocols: Vec<String>, cost: CostMode) -> Self {
         Self {
             protocols,
@@ -154,11 +153,10 @@ pub fn predict(
         cpu_worst: 0.0,
         ..Inputs::default()
     };
-    if let CostMode::Counted { exp_ms, sign_ms, verify_ms } = *cost {
-        inputs.exp_ms = exp_ms;
-        inputs.sign_ms = sign_ms;
-        inputs.verify_ms = verify_ms;
-    }
+    let c = cost.costs();
+    inputs.exp_ms = c.exp_ms;
+    inputs.sign_ms = c.sign_ms;
+    inputs.verify_ms = c.verify_ms;
     predict_ms(&protocol.cost(event.kind(), n as u64, k as u64), &inputs)
 }
 
@@ -267,12 +265,14 @@ pub fn run(
 
 /// The rows as CSV.
 pub fn csv(rows: &[Row], cost: &CostMode, seed: u64) -> String {
-    let mut out =
-        String::from("protocol,network,event,n,k,measured_ms,predicted_ms,ratio,cost,seed\n");
+    let c = cost.costs();
+    let mut out = String::from(
+        "protocol,network,event,n,k,measured_ms,predicted_ms,ratio,cost,exp_ms,sign_ms,verify_ms,seed\n",
+    );
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{:.3},{:.3},{:.3},{},{seed}",
+            "{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{},{},{seed}",
             r.protocol,
             r.network,
             r.event.name(),
@@ -281,7 +281,10 @@ pub fn csv(rows: &[Row], cost: &CostMode, seed: u64) -> String {
             r.measured_ms,
             r.predicted_ms,
             r.ratio(),
-            cost.name()
+            cost.name(),
+            c.exp_ms,
+            c.sign_ms,
+            c.verify_ms
         );
     }
     out

@@ -48,18 +48,16 @@ impl Default for Link {
 
 impl Link {
     fn check(&self, what: &str) -> Result<(), TopologyError> {
-        let ok = self.latency_ms.is_finite()
-            && self.latency_ms >= 0.0
-            && self.jitter_ms.is_finite()
-            && self.jitter_ms >= 0.0
-            && self.bandwidth_mbps.is_finite()
-            && self.bandwidth_mbps > 0.0
+        let ok = (0.0..=60_000.0).contains(&self.latency_ms)
+            && (0.0..=60_000.0).contains(&self.jitter_ms)
+            && (0.001..=1e6).contains(&self.bandwidth_mbps)
             && (0.0..0.5).contains(&self.loss);
         if ok {
             Ok(())
         } else {
             Err(TopologyError::Invalid(format!(
-                "{what}: latency and jitter must be ≥ 0, bandwidth > 0 and loss in [0, 0.5)"
+                "{what}: latency and jitter must be 0 to 60000 ms, bandwidth 0.001 to 10^6 \
+                 Mbit/s and loss in [0, 0.5)"
             )))
         }
     }
@@ -135,7 +133,7 @@ struct TopologyFile {
 }
 
 impl Topology {
-    /// One machine room: 0.1 ms one way, 1 Gbit/s, no loss.
+    /// One machine room: 0.1 ms one way (up to 0.02 ms of jitter), 1 Gbit/s, no loss.
     pub fn lan() -> Self {
         let link = Link { latency_ms: 0.1, jitter_ms: 0.02, bandwidth_mbps: 1000.0, loss: 0.0 };
         Self {
@@ -187,6 +185,20 @@ impl Topology {
         }
     }
 
+    /// A preset by name, or else a topology file `name` relative to `dir`.
+    pub fn load(name: &str, dir: &std::path::Path) -> Result<Self, TopologyError> {
+        if let Some(t) = Self::preset(name) {
+            return Ok(t);
+        }
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            TopologyError::Invalid(format!(
+                "{name:?} is neither lan, wan, loopback nor a readable topology file: {e}"
+            ))
+        })?;
+        Self::parse(&text).map_err(|e| TopologyError::Invalid(format!("{}: {e}", path.display())))
+    }
+
     /// Reads the TOML format of the module docs.
     pub fn parse(text: &str) -> Result<Self, TopologyError> {
         let file: TopologyFile =
@@ -220,7 +232,12 @@ impl Topology {
             }
             let link = link_of(l.latency_ms, l.jitter_ms, l.bandwidth_mbps, l.loss);
             link.check(&format!("link {} - {}", l.between[0], l.between[1]))?;
-            links.insert((a.min(b), a.max(b)), link);
+            if links.insert((a.min(b), a.max(b)), link).is_some() {
+                return Err(TopologyError::Invalid(format!(
+                    "two [[link]]s between {:?} and {:?}",
+                    l.between[0], l.between[1]
+                )));
+            }
         }
         for a in 0..sites.len() {
             for b in a + 1..sites.len() {

@@ -95,26 +95,32 @@ pub enum TraceError {
 }
 
 impl Trace {
-    /// Reads a trace; network names are presets or files relative to `dir`.
+    /// Reads a trace (network names are checked by [`Trace::networks`]).
     pub fn parse(text: &str) -> Result<Self, TraceError> {
         let trace: Self = toml::from_str(text).map_err(|e| TraceError::Parse(e.to_string()))?;
+        let invalid = |i: usize, why: String| TraceError::Invalid(format!("step {}: {why}", i + 1));
+        if !(0.0..=MAX_TRACE_S).contains(&trace.tail_s) {
+            return Err(TraceError::Invalid(format!("tail_s must be 0 to {MAX_TRACE_S}")));
+        }
         let mut size = 0usize;
         let mut last = -1.0;
+        let mut joins = 0usize;
         for (i, s) in trace.step.iter().enumerate() {
-            if !(s.at_s.is_finite() && s.at_s > last) {
-                return Err(TraceError::Invalid(format!("step {}: at_s must grow", i + 1)));
+            if !((0.0..=MAX_TRACE_S).contains(&s.at_s) && s.at_s > last) {
+                return Err(invalid(i, format!("at_s must grow, from 0 to {MAX_TRACE_S}")));
             }
             last = s.at_s;
             if s.leave > size {
-                return Err(TraceError::Invalid(format!(
-                    "step {}: {} cannot leave a group of {size}",
-                    i + 1,
-                    s.leave
-                )));
+                return Err(invalid(i, format!("{} cannot leave a group of {size}", s.leave)));
             }
-            size = size + s.join - s.leave;
-            if s.cpu.is_some_and(|c| !(0.0..=10.0).contains(&c)) {
-                return Err(TraceError::Invalid(format!("step {}: cpu must be in [0, 10]", i + 1)));
+            size = (size - s.leave).saturating_add(s.join);
+            joins = joins.saturating_add(s.join);
+            if size > MAX_TRACE_MEMBERS || joins > 16 * MAX_TRACE_MEMBERS {
+                return Err(invalid(i, format!("more than {MAX_TRACE_MEMBERS} members")));
+            }
+            // The members report their load, and the policy reads it as a fraction.
+            if s.cpu.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
+                return Err(invalid(i, "cpu must be in [0, 1]".into()));
             }
         }
         if trace.step.first().is_none_or(|s| s.join == 0) {
@@ -126,18 +132,31 @@ impl Trace {
     fn joins(&self) -> usize {
         self.step.iter().map(|s| s.join).sum()
     }
+
+    /// Loads every network the trace names (before anything runs, so a typo fails at once).
+    pub fn networks(&self, dir: &Path) -> Result<BTreeMap<String, Topology>, TraceError> {
+        let mut out = BTreeMap::new();
+        for name in std::iter::once(&self.network)
+            .chain(self.step.iter().filter_map(|s| s.network.as_ref()))
+        {
+            if !out.contains_key(name) {
+                out.insert(name.clone(), network(name, dir)?);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A network by name: a preset, or a file relative to `dir`.
 pub fn network(name: &str, dir: &Path) -> Result<Topology, TraceError> {
-    if let Some(t) = Topology::preset(name) {
-        return Ok(t);
-    }
-    let path = dir.join(name);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| TraceError::Invalid(format!("network {name:?}: {e}")))?;
-    Topology::parse(&text).map_err(|e| TraceError::Invalid(format!("{}: {e}", path.display())))
+    Topology::load(name, dir).map_err(|e| TraceError::Invalid(e.to_string()))
 }
+
+/// The longest a trace may run, seconds (a day).
+pub const MAX_TRACE_S: f64 = 86_400.0;
+
+/// The most members a trace may have at once.
+pub const MAX_TRACE_MEMBERS: usize = 1024;
 
 /// How a replay chooses protocols.
 #[derive(Debug, Clone)]
@@ -175,7 +194,8 @@ pub struct SwitchRecord {
     pub to: String,
     /// The policy's reason label.
     pub reason: String,
-    /// From the commit to the last member's new key, ms.
+    /// From the first member's commit to the last member's new key, ms (a view change
+    /// before the key makes this include that view's rekey too).
     pub ms: f64,
 }
 
@@ -213,7 +233,8 @@ impl Replay {
 pub struct ReplayConfig {
     /// How plugin calls are timed.
     pub cost: CostMode,
-    /// The seed (the same for every mode, so every mode sees the same network).
+    /// The seed (the same for every mode: the same keys and shares; jitter and loss are drawn
+    /// per message, so runs that send different messages see different draws).
     pub seed: u64,
     /// The Diffie-Hellman group.
     pub dh_group: GroupId,
@@ -241,8 +262,9 @@ pub fn replay(
         .ok_or_else(|| TraceError::Invalid(format!("no plugin {start}")))?
         .protocol
         .clone();
+    let networks = trace.networks(&config.dir)?;
     let sim_config = SimConfig {
-        topology: network(&trace.network, &config.dir)?,
+        topology: networks[&trace.network].clone(),
         cost: config.cost,
         seed: config.seed,
         dh_group: config.dh_group,
@@ -270,7 +292,7 @@ pub fn replay(
         sim.run_until(us(step.at_s));
         let mut what = Vec::new();
         if let Some(n) = &step.network {
-            sim.set_topology(network(n, &config.dir)?);
+            sim.set_topology(networks[n].clone());
             what.push(format!("network {n}"));
         }
         if let Some(c) = step.cpu {
@@ -324,7 +346,8 @@ pub fn replay(
 }
 
 /// The rekey time of the views formed in [from, until): from the first one's formation to
-/// the last member's first key in the last one.
+/// the last member's first key in the last of them (a member of that view without a key for
+/// it leaves the time unknown; earlier views of a cascade are superseded by it).
 fn event_rekey(sim: &Sim, from_us: u64, until_us: u64) -> (Option<f64>, String) {
     let views: Vec<(u64, u64)> = sim
         .views_formed()
@@ -335,34 +358,54 @@ fn event_rekey(sim: &Sim, from_us: u64, until_us: u64) -> (Option<f64>, String) 
     let (Some(first), Some(last)) = (views.first(), views.last()) else {
         return (None, String::new());
     };
-    let mut first_keys: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
-    for k in sim.keys().iter().filter(|k| k.epoch >> 24 == last.0) {
-        first_keys.entry(&k.member).or_insert((k.at_us, &k.protocol));
-    }
-    let done = first_keys.values().map(|(t, _)| *t).max();
-    let protocol = first_keys.values().next().map_or("", |(_, p)| *p);
-    let name = protocol.split('@').next().unwrap_or_default().to_owned();
-    (done.map(|d| d.saturating_sub(first.1) as f64 / 1e3), name)
-}
-
-/// Completed switches, one per new epoch: the slowest member's commit-to-key time.
-fn switches(sim: &Sim) -> Vec<SwitchRecord> {
-    let mut by_epoch: BTreeMap<u64, SwitchRecord> = BTreeMap::new();
-    for (_, e, at) in sim.switch_events() {
-        if let SwitchEvent::Completed { from, to, label, epoch, commit_to_key, .. } = e {
-            let ms = commit_to_key.as_secs_f64() * 1e3;
-            let r = by_epoch.entry(*epoch).or_insert_with(|| SwitchRecord {
-                at_s: *at as f64 / 1e6,
-                from: from.clone(),
-                to: to.clone(),
-                reason: label.clone(),
-                ms,
-            });
-            r.ms = r.ms.max(ms);
-            r.at_s = r.at_s.max(*at as f64 / 1e6);
+    let mut done = first.1;
+    let mut protocol = String::new();
+    for (view, _) in [last] {
+        let mut first_keys: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
+        for k in sim.keys().iter().filter(|k| k.epoch >> 24 == *view) {
+            first_keys.entry(&k.member).or_insert((k.at_us, &k.protocol));
+        }
+        for m in sim.view_members(*view) {
+            let Some((at, p)) = first_keys.get(m.as_str()) else {
+                return (None, String::new());
+            };
+            done = done.max(*at);
+            protocol = p.split('@').next().unwrap_or_default().to_owned();
         }
     }
-    by_epoch.into_values().collect()
+    (Some(done.saturating_sub(first.1) as f64 / 1e3), protocol)
+}
+
+/// Completed switches, one per new epoch: from the earliest member's commit (the end of the
+/// call that committed) to the end of the call that installed the last member's new key.
+fn switches(sim: &Sim) -> Vec<SwitchRecord> {
+    let mut committed_at: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_epoch: BTreeMap<u64, (u64, SwitchRecord)> = BTreeMap::new();
+    for (member, e, at) in sim.switch_events() {
+        match e {
+            SwitchEvent::Committed { .. } => {
+                committed_at.insert(member, *at);
+            }
+            SwitchEvent::Completed { from, to, label, epoch, .. } => {
+                let commit = committed_at.get(member.as_str()).copied().unwrap_or(*at);
+                let (first_commit, r) = by_epoch.entry(*epoch).or_insert_with(|| {
+                    let r = SwitchRecord {
+                        at_s: 0.0,
+                        from: from.clone(),
+                        to: to.clone(),
+                        reason: label.clone(),
+                        ms: 0.0,
+                    };
+                    (commit, r)
+                });
+                *first_commit = (*first_commit).min(commit);
+                r.at_s = r.at_s.max(*at as f64 / 1e6);
+                r.ms = r.ms.max(at.saturating_sub(*first_commit) as f64 / 1e3);
+            }
+            _ => {}
+        }
+    }
+    by_epoch.into_values().map(|(_, r)| r).collect()
 }
 
 /// Every fixed protocol, the adaptive policy, and the oracle, compared.
@@ -398,12 +441,22 @@ pub fn evaluate(
     config: &ReplayConfig,
     mut progress: impl FnMut(&str),
 ) -> Result<Evaluation, TraceError> {
+    trace.networks(&config.dir)?;
     let mut replays = Vec::new();
     for p in protocols {
         replays.push(replay(catalogue, trace, &Mode::Fixed(p.clone()), config)?);
         progress(&format!("fixed {p}"));
     }
-    replays.push(replay(catalogue, trace, &Mode::Adaptive(Box::new(policy.clone())), config)?);
+    // The adaptive run may only use what the fixed runs (and so the oracle) cover.
+    let mut allowed = Catalogue::default();
+    for name in protocols.iter().chain(std::iter::once(&trace.start)) {
+        if let Some(e) = catalogue.get(name) {
+            allowed.insert(e.protocol.clone(), e.plugin.clone());
+        }
+    }
+    let allowed = Arc::new(allowed);
+    let adaptive = Mode::Adaptive(Box::new(policy.clone()));
+    replays.push(replay(&allowed, trace, &adaptive, config)?);
     progress("adaptive");
     let fixed = &replays[..protocols.len()];
     let mut oracle_ms = 0.0;
@@ -502,7 +555,9 @@ mod tests {
             ("name = \"t\"\nnetwork = \"lan\"\nstep = []", "first step"),
             ("name = \"t\"\nnetwork = \"lan\"\n[[step]]\nat_s = 0\nleave = 1\n", "cannot leave"),
             ("name = \"t\"\nnetwork = \"lan\"\n[[step]]\nat_s = 3\njoin = 2\n[[step]]\nat_s = 1\njoin = 1\n", "must grow"),
-            ("name = \"t\"\nnetwork = \"lan\"\n[[step]]\nat_s = 0\njoin = 2\ncpu = 20\n", "cpu"),
+            ("name = \"t\"\nnetwork = \"lan\"\n[[step]]\nat_s = 0\njoin = 2\ncpu = 2\n", "cpu"),
+            ("name = \"t\"\nnetwork = \"lan\"\ntail_s = -1\n[[step]]\nat_s = 0\njoin = 2\n", "tail_s"),
+            ("name = \"t\"\nnetwork = \"lan\"\n[[step]]\nat_s = 0\njoin = 2000\n", "more than"),
             ("name = \"t\"\nnetwork = \"lan\"\n[[step]]\nat_s = 0\njoins = 2\n", "unknown field"),
         ] {
             let e = Trace::parse(bad).expect_err(why).to_string();
