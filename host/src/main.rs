@@ -661,6 +661,9 @@ fn run(cli: Cli) -> Result<()> {
                 sweep.sizes = sizes.clone();
                 sweep.seed = seed;
                 sweep.networks = vec![gka_host::sim::Topology::loopback()];
+                // Over the daemon every member runs on this machine's cores.
+                sweep.shared_cores =
+                    Some(std::thread::available_parallelism().map_or(2, |n| n.get()));
                 sweep.events = vec![
                     gka_host::sim::sweep::BenchEvent::Initial,
                     gka_host::sim::sweep::BenchEvent::Join,

@@ -92,6 +92,7 @@ fn a_lost_transmission_costs_a_resend_timeout() {
             seed: 3,
             dh_group: GroupId::Ffdhe2048,
             batch_ms: 10,
+            shared_cores: None,
         };
         let mut sim = Sim::new(config, tgdh.clone());
         let names: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();

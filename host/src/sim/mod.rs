@@ -94,6 +94,9 @@ pub struct SimConfig {
     pub dh_group: GroupId,
     /// The sequencer's batching window, ms.
     pub batch_ms: u64,
+    /// `None`: every member has a CPU of its own (separate machines). `Some(k)`: all members
+    /// share k cores, as members running on one machine do (a call waits for a free core).
+    pub shared_cores: Option<usize>,
 }
 
 /// Why a simulation step failed.
@@ -198,6 +201,8 @@ pub struct Sim {
     rng: SessionRng,
     view_formed_us: BTreeMap<u64, u64>,
     view_members: BTreeMap<u64, Vec<String>>,
+    /// When each shared core is free (empty: a CPU per member).
+    cores_free_us: Vec<u64>,
     errors: Vec<SimError>,
     control: Option<Control>,
     cpu_load: f64,
@@ -282,6 +287,7 @@ impl Sim {
             rng,
             view_formed_us: BTreeMap::new(),
             view_members: BTreeMap::new(),
+            cores_free_us: vec![0; config.shared_cores.unwrap_or(0)],
             errors: Vec::new(),
             control: None,
             cpu_load: 0.0,
@@ -463,7 +469,13 @@ impl Sim {
         let cost_mode = self.config.cost;
         let load_factor = 1.0 + self.cpu_load;
         let Some(m) = self.members.get_mut(&to) else { return };
-        let start = self.now_us.max(m.busy_until_us);
+        let mut start = self.now_us.max(m.busy_until_us);
+        // On shared cores, the call takes the core that frees first.
+        let core_index =
+            self.cores_free_us.iter().enumerate().min_by_key(|(_, t)| **t).map(|(i, t)| {
+                start = start.max(*t);
+                i
+            });
         let exps0 = m.core.exponentiations_total();
         let (signed0, verified0) = m.core.crypto_counts();
         let measured = matches!(cost_mode, CostMode::Measured(_));
@@ -481,6 +493,9 @@ impl Sim {
         };
         let end = start + (cost_ms * load_factor * 1e3).round() as u64;
         m.busy_until_us = end;
+        if let Some(i) = core_index {
+            self.cores_free_us[i] = end;
+        }
         if let Err(e) = result {
             self.errors.push(SimError::Member { member: to.clone(), error: e.to_string() });
         }

@@ -81,6 +81,8 @@ pub struct Sweep {
     pub seed: u64,
     /// The Diffie-Hellman group.
     pub dh_group: GroupId,
+    /// Members share this many cores (`None`: a CPU each).
+    pub shared_cores: Option<usize>,
 }
 
 impl Sweep {
@@ -94,6 +96,7 @@ impl Sweep {
             cost,
             seed: 1,
             dh_group: GroupId::Ffdhe2048,
+            shared_cores: None,
         }
     }
 
@@ -178,6 +181,7 @@ fn run_one(
         seed: sweep.seed,
         dh_group: sweep.dh_group,
         batch_ms: 10,
+        shared_cores: sweep.shared_cores,
     };
     let mut sim = Sim::new(config, shared);
     let names: Vec<String> = (0..=n).map(name).collect();

@@ -269,6 +269,7 @@ pub fn replay(
         seed: config.seed,
         dh_group: config.dh_group,
         batch_ms: 10,
+        shared_cores: None,
     };
     let mut sim = Sim::new(sim_config, protocol);
     if let Mode::Adaptive(policy) = mode {
