@@ -220,3 +220,17 @@ fn the_shipped_traces_topologies_and_policies_are_valid() {
     }
     assert!(traces >= 2, "at least two traces ship");
 }
+
+#[test]
+fn an_event_starts_only_once_the_previous_events_work_is_done() {
+    // STR's initial agreement leaves the bottom members computing the whole chain after the
+    // last message; a join must not inherit that work, so its latency does not grow with n.
+    let c = catalogue();
+    let mut s = Sweep::quick(vec!["str".into()], COSTS);
+    s.networks = vec![Topology::lan()];
+    s.sizes = vec![8, 40];
+    s.events = vec![BenchEvent::Join];
+    let rows = sweep::run(&c, &s, |_| {}).unwrap();
+    let (small, large) = (rows[0].measured_ms, rows[1].measured_ms);
+    assert!((large - small).abs() < 1.0, "join at 8: {small} ms, at 40: {large} ms");
+}
