@@ -585,12 +585,8 @@ fn run(cli: Cli) -> Result<()> {
             plugins,
             ..
         } => {
-            let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
-            let catalogue = std::sync::Arc::new(Catalogue::from_registry(&registry));
-            let protocols = if protocols.is_empty() { catalogue.names() } else { protocols };
-            if protocols.is_empty() {
-                bail!("no plugin loaded: pass --plugins DIR");
-            }
+            let (registry, catalogue, protocols) = bench_plugins(plugins.as_deref(), protocols)?;
+            let catalogue = std::sync::Arc::new(catalogue);
             let policy = read_policy(&policy, &registry)?;
             let text = std::fs::read_to_string(&trace)
                 .with_context(|| format!("cannot read {}", trace.display()))?;
@@ -712,12 +708,7 @@ fn run(cli: Cli) -> Result<()> {
             out,
             plugins,
         } => {
-            let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
-            let catalogue = Catalogue::from_registry(&registry);
-            let protocols = if protocols.is_empty() { catalogue.names() } else { protocols };
-            if protocols.is_empty() {
-                bail!("no plugin loaded: pass --plugins DIR");
-            }
+            let (_, catalogue, protocols) = bench_plugins(plugins.as_deref(), protocols)?;
             let cost = bench_cost(&cost, exp_ms, sign_ms, verify_ms)?;
             let mut sweep = gka_host::sim::sweep::Sweep::quick(protocols, cost);
             sweep.seed = seed;
@@ -1073,6 +1064,20 @@ fn print_adapt(lines: &[gka_host::demo::AdaptLine], json: bool) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The plugins for a benchmark, and the protocols it runs (all loaded ones by default).
+fn bench_plugins(
+    plugins: Option<&std::path::Path>,
+    protocols: Vec<String>,
+) -> Result<(Registry, Catalogue, Vec<String>)> {
+    let registry = Registry::scan(&plugin_dirs(plugins));
+    let catalogue = Catalogue::from_registry(&registry);
+    let protocols = if protocols.is_empty() { catalogue.names() } else { protocols };
+    if protocols.is_empty() {
+        bail!("no plugin loaded: pass --plugins DIR");
+    }
+    Ok((registry, catalogue, protocols))
 }
 
 /// The cost mode from the command line; `counted` without costs calibrates them here.
