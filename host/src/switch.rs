@@ -235,7 +235,7 @@ mod tests {
         struct Dummy;
         impl Protocol for Dummy {
             fn descriptor(&self) -> gka_plugin_api::Descriptor {
-                unimplemented!("not called")
+                panic!("verdict never calls this")
             }
             fn cost(
                 &self,
@@ -250,7 +250,7 @@ mod tests {
                 _: gka_plugin_api::SessionConfig,
             ) -> Result<Box<dyn gka_plugin_api::Session>, gka_plugin_api::SessionError>
             {
-                unimplemented!("not called")
+                panic!("verdict never calls this")
             }
         }
         let mut with = |version: &str, sha: &str| {
