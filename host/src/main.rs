@@ -156,29 +156,9 @@ enum Command {
         /// Networks: lan, wan, loopback, or a topology TOML file (default: lan,wan).
         #[arg(long, value_delimiter = ',')]
         networks: Vec<String>,
-        /// How plugin calls are timed: counted (operations × costs, deterministic) or measured
-        /// (thread CPU time).
-        #[arg(long, default_value = "counted", global = true)]
-        cost: String,
-        /// Costs for `counted`, ms (default: calibrated here first, and printed).
-        #[arg(long, global = true)]
-        exp_ms: Option<f64>,
-        /// One signature, ms (with --exp-ms).
-        #[arg(long, global = true)]
-        sign_ms: Option<f64>,
-        /// One verification, ms (with --exp-ms).
-        #[arg(long, global = true)]
-        verify_ms: Option<f64>,
-        /// Seed of the members' keys, jitter and loss.
-        #[arg(long, default_value_t = 1, global = true)]
-        seed: u64,
-        /// Output directory: results.csv, results.md, plots/*.svg (a replay writes
-        /// adaptive-NAME.md).
-        #[arg(long, default_value = "bench-out", value_name = "DIR", global = true)]
-        out: PathBuf,
-        /// Plugin directory (default: $GKA_PLUGIN_PATH, else this executable's directory).
-        #[arg(long, value_name = "DIR", global = true)]
-        plugins: Option<PathBuf>,
+        /// Flags every benchmark shares.
+        #[command(flatten)]
+        shared: BenchArgs,
     },
     /// Inspect the key-agreement plugins.
     Plugins {
@@ -188,6 +168,41 @@ enum Command {
         #[arg(long, global = true, value_name = "DIR")]
         plugins: Option<PathBuf>,
     },
+}
+
+/// Flags shared by `gka bench` and its replays.
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// How plugin calls are timed: counted (operations × costs, deterministic) or measured
+    /// (thread CPU time).
+    #[arg(long, default_value = "counted", global = true)]
+    cost: String,
+    /// Costs for `counted`, ms (default: calibrated here first, and printed).
+    #[arg(long, global = true)]
+    exp_ms: Option<f64>,
+    /// One signature, ms (with --exp-ms).
+    #[arg(long, global = true)]
+    sign_ms: Option<f64>,
+    /// One verification, ms (with --exp-ms).
+    #[arg(long, global = true)]
+    verify_ms: Option<f64>,
+    /// Seed of the members' keys, jitter and loss.
+    #[arg(long, default_value_t = 1, global = true)]
+    seed: u64,
+    /// Output directory: results.csv, results.md, plots/*.svg (a replay writes
+    /// adaptive-NAME.md).
+    #[arg(long, default_value = "bench-out", value_name = "DIR", global = true)]
+    out: PathBuf,
+    /// Plugin directory (default: $GKA_PLUGIN_PATH, else this executable's directory).
+    #[arg(long, value_name = "DIR", global = true)]
+    plugins: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// How plugin calls are timed, from `--cost` and the costs (see [`bench_cost`]).
+    fn cost_mode(&self) -> Result<gka_host::sim::CostMode> {
+        bench_cost(&self.cost, self.exp_ms, self.sign_ms, self.verify_ms)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -576,16 +591,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench {
             replay: Some(BenchCommand::Adaptive { trace, policy, protocols }),
-            cost,
-            exp_ms,
-            sign_ms,
-            verify_ms,
-            seed,
-            out,
-            plugins,
+            shared,
             ..
         } => {
-            let (registry, catalogue, protocols) = bench_plugins(plugins.as_deref(), protocols)?;
+            let (registry, catalogue, protocols) =
+                bench_plugins(shared.plugins.as_deref(), protocols)?;
             let catalogue = std::sync::Arc::new(catalogue);
             let policy = read_policy(&policy, &registry)?;
             let text = std::fs::read_to_string(&trace)
@@ -593,8 +603,8 @@ fn run(cli: Cli) -> Result<()> {
             let parsed = gka_host::sim::trace::Trace::parse(&text)
                 .with_context(|| format!("invalid trace {}", trace.display()))?;
             let config = gka_host::sim::trace::ReplayConfig {
-                cost: bench_cost(&cost, exp_ms, sign_ms, verify_ms)?,
-                seed,
+                cost: shared.cost_mode()?,
+                seed: shared.seed,
                 dh_group: gka_plugin_api::GroupId::Ffdhe2048,
                 dir: trace.parent().map(std::path::Path::to_path_buf).unwrap_or_default(),
             };
@@ -612,7 +622,8 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             bar.finish_and_clear();
             let md = gka_host::sim::trace::markdown(&parsed, &evaluation);
-            std::fs::create_dir_all(&out)
+            let out = &shared.out;
+            std::fs::create_dir_all(out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
             std::fs::write(out.join(format!("adaptive-{}.md", parsed.name)), &md)?;
             println!("{md}");
@@ -624,9 +635,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Bench {
-            replay: Some(BenchCommand::Validate { sizes }), plugins, seed, ..
-        } => {
+        Command::Bench { replay: Some(BenchCommand::Validate { sizes }), shared, .. } => {
             if sizes.iter().any(|n| !(2..=16).contains(n)) {
                 bail!("validate runs 2 to 16 members");
             }
@@ -640,11 +649,7 @@ fn run(cli: Cli) -> Result<()> {
                 sign_ms: calibrated.sign_ms,
                 verify_ms: calibrated.verify_ms,
             });
-            let registry = Registry::scan(&plugin_dirs(plugins.as_deref()));
-            if registry.plugins().next().is_none() {
-                bail!("no plugin loaded: pass --plugins DIR");
-            }
-            let catalogue = Catalogue::from_registry(&registry);
+            let (registry, catalogue, _) = bench_plugins(shared.plugins.as_deref(), Vec::new())?;
             let rt = runtime()?;
             let mut out = io::stdout().lock();
             writeln!(out, "| protocol | event | n | simulated (ms) | daemon (ms) | ratio |")?;
@@ -655,7 +660,7 @@ fn run(cli: Cli) -> Result<()> {
                 let daemon = rt.block_on(gka_host::demo::bench(plugin.protocol.clone(), &sizes))?;
                 let mut sweep = gka_host::sim::sweep::Sweep::quick(vec![name.clone()], measured);
                 sweep.sizes = sizes.clone();
-                sweep.seed = seed;
+                sweep.seed = shared.seed;
                 sweep.networks = vec![gka_host::sim::Topology::loopback()];
                 // Over the daemon every member runs on this machine's cores.
                 sweep.shared_cores =
@@ -693,25 +698,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench {
-            replay: None,
-            quick,
-            protocols,
-            events,
-            sizes,
-            networks,
-            cost,
-            exp_ms,
-            sign_ms,
-            verify_ms,
-            seed,
-            out,
-            plugins,
-        } => {
-            let (_, catalogue, protocols) = bench_plugins(plugins.as_deref(), protocols)?;
-            let cost = bench_cost(&cost, exp_ms, sign_ms, verify_ms)?;
-            let mut sweep = gka_host::sim::sweep::Sweep::quick(protocols, cost);
-            sweep.seed = seed;
+        Command::Bench { replay: None, quick, protocols, events, sizes, networks, shared } => {
+            let (_, catalogue, protocols) = bench_plugins(shared.plugins.as_deref(), protocols)?;
+            let mut sweep = gka_host::sim::sweep::Sweep::quick(protocols, shared.cost_mode()?);
+            sweep.seed = shared.seed;
             if !quick {
                 sweep.sizes = vec![4, 8, 16, 32, 64];
             }
@@ -734,7 +724,7 @@ fn run(cli: Cli) -> Result<()> {
             if !networks.is_empty() {
                 sweep.networks = networks.iter().map(|n| topology(n)).collect::<Result<_>>()?;
             }
-            run_bench(&catalogue, &sweep, &out)
+            run_bench(&catalogue, &sweep, &shared.out)
         }
         Command::Keygen { id, out, scheme } => {
             let scheme = Scheme::from_name(&scheme)
