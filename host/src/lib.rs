@@ -1,28 +1,27 @@
 //! # gka host
 //!
-//! The host side of gka: everything that does IO, time, signing and metrics around the sans-IO
-//! plugins: the plugin loader ([`loader`]), identities and the trust store ([`identity`]),
-//! signed envelopes ([`envelope`]), the group layer ([`group`]: [`sequencer`], [`memnet`],
-//! [`daemon`]), the member core ([`member`]) with its control messages ([`control`]), live
-//! measurements ([`live`], [`measure`]) and agreed protocol switch ([`switch`]), the policy
-//! engine ([`policy`]), the async runtime ([`runtime`]), metrics ([`metrics`]) and the demo.
+//! The host side of gka: everything around the sans-IO plugins that one member needs.
+//!
+//! | room | what it holds | IO? |
+//! |---|---|---|
+//! | [`loader`] | finds, hashes and loads plugin libraries behind the stable ABI | files |
+//! | [`identity`], [`envelope`] | signing identities, the trust store, signed envelopes | no |
+//! | [`group`] | the group layer's interface, its sans-IO sequencer and the in-memory network | no |
+//! | [`net`] | the same group layer over TCP: the daemon and its client | yes |
+//! | [`member`] | the member core: one member's state machine around a session | no |
+//! | [`policy`] | the policy file, predictions, decisions, live inputs and measurements | `measure` |
+//! | [`runtime`] | the async driver of a member core over a group endpoint | yes |
+//! | [`metrics`] | Prometheus metrics | yes |
+//!
+//! The simulator and `gka bench` live in the `gka-sim` crate, and the command line and the
+//! demo in `gka-cli`, so that embedding a member does not pull in plotting or the CLI.
 
-pub mod client;
-pub mod control;
-pub mod daemon;
-pub mod demo;
 pub mod envelope;
 pub mod group;
 pub mod identity;
-pub mod live;
 pub mod loader;
-pub mod measure;
 pub mod member;
-pub mod memnet;
 pub mod metrics;
+pub mod net;
 pub mod policy;
 pub mod runtime;
-pub mod sequencer;
-pub mod sim;
-pub mod switch;
-pub mod wire;

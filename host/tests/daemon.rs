@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use gka_host::client::Connection;
-use gka_host::daemon::{Daemon, DaemonConfig};
-use gka_host::sequencer::Timing;
-use gka_host::wire::{self, ClientMsg, ControlCmd, ServerMsg, MAX_FRAME_BYTES};
+use gka_host::group::Timing;
+use gka_host::net::wire::{self, ClientMsg, ControlCmd, ServerMsg, MAX_FRAME_BYTES};
+use gka_host::net::Connection;
+use gka_host::net::{Daemon, DaemonConfig};
 use gka_plugin_api::View;
 
 const WAIT: Duration = Duration::from_secs(10);

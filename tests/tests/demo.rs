@@ -3,7 +3,7 @@
 //! leave during a join's rekey, and a partition during a merge, with encrypted traffic after every event;
 //! every member must agree on every key.
 
-use gka_host::demo::{run, DemoOptions};
+use gka_cli::demo::{run, DemoOptions};
 use gka_host::loader::Registry;
 use gka_tests::artifacts::plugin_dir;
 

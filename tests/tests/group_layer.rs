@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gka_host::client::Connection;
-use gka_host::daemon::{Daemon, DaemonConfig};
 use gka_host::group::GroupEndpoint;
-use gka_host::memnet::MemNet;
-use gka_host::sequencer::{Delivery, Timing};
-use gka_host::wire::{ClientMsg, ControlCmd, ServerMsg};
+use gka_host::group::MemNet;
+use gka_host::group::{Delivery, Timing};
+use gka_host::net::wire::{ClientMsg, ControlCmd, ServerMsg};
+use gka_host::net::Connection;
+use gka_host::net::{Daemon, DaemonConfig};
 
 const TIMING: Timing = Timing { batch_ms: 40, failure_timeout_ms: 600 };
 
@@ -297,7 +297,7 @@ macro_rules! both {
     ($($name:ident),*) => {
         mod in_memory {
             $(#[test] fn $name() {
-                let mut net = gka_host::memnet::MemNet::new(super::TIMING);
+                let mut net = gka_host::group::MemNet::new(super::TIMING);
                 super::$name(&mut net);
             })*
         }

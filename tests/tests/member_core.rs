@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use gka_host::envelope::EnvelopeChecker;
+use gka_host::group::{Sequencer, Timing};
 use gka_host::identity::{Identity, Scheme, TrustStore};
 use gka_host::loader::Registry;
 use gka_host::member::{MemberCore, MemberEvent};
-use gka_host::sequencer::{Sequencer, Timing};
 use gka_plugin_api::{GroupId, Protocol, SessionConfig};
 use gka_tests::artifacts::plugin_dir;
 

@@ -9,16 +9,16 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gka_host::control::PluginRef;
-use gka_host::daemon::{Daemon, DaemonConfig};
-use gka_host::demo::{adapt, run, AdaptOptions, DemoOptions};
+use gka_cli::demo::{adapt, run, AdaptOptions, DemoOptions};
+use gka_host::group::Timing;
 use gka_host::identity::{Identity, Scheme, TrustStore};
 use gka_host::loader::Registry;
+use gka_host::member::PluginRef;
+use gka_host::member::{Catalogue, SwitchEvent};
 use gka_host::member::{ControlTiming, MemberEvent};
+use gka_host::net::{Daemon, DaemonConfig};
 use gka_host::policy::{Policy, KNOWN_PROTOCOLS};
 use gka_host::runtime::{spawn_member, Command, MemberConfig, RuntimeEvent, Switching};
-use gka_host::sequencer::Timing;
-use gka_host::switch::{Catalogue, SwitchEvent};
 use gka_plugin_api::GroupId;
 use gka_tests::artifacts::plugin_dir;
 

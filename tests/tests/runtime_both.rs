@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gka_host::client::Connection;
-use gka_host::daemon::{Daemon, DaemonConfig};
+use gka_host::group::MemNet;
+use gka_host::group::Timing;
 use gka_host::group::{GroupEndpoint, MemGroup};
 use gka_host::identity::{Identity, Scheme, TrustStore};
 use gka_host::loader::Registry;
 use gka_host::member::MemberEvent;
-use gka_host::memnet::MemNet;
+use gka_host::net::Connection;
+use gka_host::net::{Daemon, DaemonConfig};
 use gka_host::runtime::{spawn_member_on, Command, MemberConfig, MemberHandle, RuntimeEvent};
-use gka_host::sequencer::Timing;
 use gka_plugin_api::{GroupId, Protocol};
 use gka_tests::artifacts::plugin_dir;
 

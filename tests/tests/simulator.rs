@@ -4,10 +4,10 @@
 //! follow the network (a WAN is slower than a LAN); and the outputs are written.
 
 use gka_host::loader::Registry;
-use gka_host::sim::sweep::{self, BenchEvent, Sweep};
-use gka_host::sim::{CostMode, OpCosts, Sim, SimConfig, Topology};
-use gka_host::switch::Catalogue;
+use gka_host::member::Catalogue;
 use gka_plugin_api::GroupId;
+use gka_sim::sweep::{self, BenchEvent, Sweep};
+use gka_sim::{CostMode, OpCosts, Sim, SimConfig, Topology};
 use gka_tests::artifacts::plugin_dir;
 
 const COSTS: CostMode = CostMode::Counted(OpCosts { exp_ms: 0.45, sign_ms: 0.02, verify_ms: 0.04 });
@@ -150,7 +150,7 @@ protocol = "bd"
 #[test]
 fn a_trace_replays_with_each_fixed_protocol_and_the_adaptive_policy() {
     use gka_host::policy::{Policy, KNOWN_PROTOCOLS};
-    use gka_host::sim::trace::{evaluate, markdown, ReplayConfig, Trace};
+    use gka_sim::trace::{evaluate, markdown, ReplayConfig, Trace};
     let c = std::sync::Arc::new(catalogue());
     let trace = Trace::parse(TRACE).unwrap();
     let policy = Policy::parse(RULES, &KNOWN_PROTOCOLS).unwrap();
@@ -196,7 +196,7 @@ fn a_trace_replays_with_each_fixed_protocol_and_the_adaptive_policy() {
 #[test]
 fn the_shipped_traces_topologies_and_policies_are_valid() {
     use gka_host::policy::{Policy, KNOWN_PROTOCOLS};
-    use gka_host::sim::trace::{network, Trace};
+    use gka_sim::trace::{network, Trace};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../traces");
     let mut traces = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {

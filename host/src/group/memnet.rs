@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::sequencer::{Delivery, Sequencer, SequencerError, Timing};
+use crate::group::{Delivery, Sequencer, SequencerError, Timing};
 
 /// The in-memory group layer (see the module docs).
 #[derive(Debug)]

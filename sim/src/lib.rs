@@ -35,12 +35,12 @@ use gka_plugin_api::{GroupId, Protocol, SessionConfig};
 use rand_core::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::envelope::EnvelopeChecker;
-use crate::identity::{Identity, TrustStore};
-use crate::member::{ControlTiming, MemberCore, MemberEvent};
-use crate::policy::Policy;
-use crate::sequencer::{Delivery, Sequencer, Timing};
-use crate::switch::{Catalogue, SwitchEvent};
+use gka_host::envelope::EnvelopeChecker;
+use gka_host::group::{Delivery, Sequencer, Timing};
+use gka_host::identity::{Identity, TrustStore};
+use gka_host::member::{Catalogue, SwitchEvent};
+use gka_host::member::{ControlTiming, MemberCore, MemberEvent};
+use gka_host::policy::Policy;
 pub use topology::{Link, Topology, TopologyError};
 
 /// What one operation costs, ms.
@@ -464,7 +464,7 @@ impl Sim {
     fn account(
         &mut self,
         to: String,
-        call: impl FnOnce(&mut MemberCore, Duration) -> Result<(), crate::member::MemberError>,
+        call: impl FnOnce(&mut MemberCore, Duration) -> Result<(), gka_host::member::MemberError>,
     ) {
         let cost_mode = self.config.cost;
         let load_factor = 1.0 + self.cpu_load;
@@ -564,14 +564,14 @@ impl Sim {
     }
 
     /// What every member reports of its machine: the run's CPU load and operation costs.
-    fn local_report(&self) -> crate::control::Report {
+    fn local_report(&self) -> gka_host::member::Report {
         let c = self.config.cost.costs();
-        crate::control::Report {
+        gka_host::member::Report {
             cpu_load: Some(self.cpu_load),
             exp_ms: Some(c.exp_ms),
             sign_ms: Some(c.sign_ms),
             verify_ms: Some(c.verify_ms),
-            ..crate::control::Report::default()
+            ..gka_host::member::Report::default()
         }
     }
 

@@ -12,14 +12,16 @@ use gka_plugin_api::{GroupId, Protocol};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::client::Connection;
-use crate::daemon::{Daemon, DaemonConfig};
-use crate::identity::{Identity, Scheme, TrustStore};
-use crate::member::MemberEvent;
-use crate::runtime::{spawn_member, Command, MemberConfig, MemberHandle, RuntimeEvent, Switching};
-use crate::sequencer::Timing;
-use crate::switch::{Catalogue, SwitchEvent};
-use crate::wire::{ControlCmd, ServerMsg};
+use gka_host::group::Timing;
+use gka_host::identity::{Identity, Scheme, TrustStore};
+use gka_host::member::MemberEvent;
+use gka_host::member::{Catalogue, SwitchEvent};
+use gka_host::net::wire::{ControlCmd, ServerMsg};
+use gka_host::net::Connection;
+use gka_host::net::{Daemon, DaemonConfig};
+use gka_host::runtime::{
+    spawn_member, Command, MemberConfig, MemberHandle, RuntimeEvent, Switching,
+};
 
 /// Demo settings.
 #[derive(Debug, Clone)]
@@ -445,13 +447,14 @@ pub async fn bench(protocol: Arc<dyn Protocol>, sizes: &[usize]) -> Result<Vec<B
 
 /// The policy `gka demo` adapts by: the shipped `policy.toml`, with damping shortened so the
 /// demo moves on within seconds (see [`adaptive_policy`]).
-pub const SHIPPED_POLICY: &str = include_str!("../../policy.toml");
+pub const SHIPPED_POLICY: &str = include_str!("../../../policy.toml");
 
 /// The shipped policy with the demo's short damping: 2 s between switches, 3 s of cool-down
 /// after an abort, views at least 1 s old.
-pub fn adaptive_policy() -> Result<crate::policy::Policy> {
-    let mut policy = crate::policy::Policy::parse(SHIPPED_POLICY, &crate::policy::KNOWN_PROTOCOLS)
-        .map_err(|e| anyhow::anyhow!("the shipped policy is invalid: {e:?}"))?;
+pub fn adaptive_policy() -> Result<gka_host::policy::Policy> {
+    let mut policy =
+        gka_host::policy::Policy::parse(SHIPPED_POLICY, &gka_host::policy::KNOWN_PROTOCOLS)
+            .map_err(|e| anyhow::anyhow!("the shipped policy is invalid: {e:?}"))?;
     let span = |v: f64| toml::Spanned::new(0..0, v);
     policy.stability.min_interval_s = span(2.0);
     policy.stability.abort_cooldown_s = span(3.0);
@@ -603,12 +606,12 @@ pub async fn adapt(
     if !(2..=6).contains(&options.small) || options.large <= 6 {
         bail!("the adaptive demo needs a small group of 2 to 6 and a large one of over 6");
     }
-    let calibration = crate::measure::calibrate(GroupId::Ffdhe2048, Scheme::Ed25519, 8);
+    let calibration = gka_host::policy::measure::calibrate(GroupId::Ffdhe2048, Scheme::Ed25519, 8);
     let switching = Switching {
         catalogue,
         policy: Some(adaptive_policy()?),
         policy_file: None,
-        timing: crate::member::ControlTiming {
+        timing: gka_host::member::ControlTiming {
             probe_every: Duration::from_millis(300),
             report_every: Duration::from_secs(1),
             evaluate_every: Duration::from_millis(500),
@@ -635,7 +638,8 @@ pub async fn adapt(
     demo.delay_all(0).await?;
     lines.push(demo.adapted("back on the LAN", "tgdh").await?);
     if options.cpu_phase {
-        let idle = crate::measure::cpu_load(Duration::from_millis(500)).unwrap_or(1.0) < 0.5;
+        let idle =
+            gka_host::policy::measure::cpu_load(Duration::from_millis(500)).unwrap_or(1.0) < 0.5;
         if idle {
             let load = CpuLoad::start();
             lines.push(demo.adapted("loaded CPUs (busy threads on every core)", "ckd").await?);
@@ -675,7 +679,7 @@ pub async fn switch_bench(
     catalogue: Arc<Catalogue>,
     sizes: &[usize],
 ) -> Result<Vec<SwitchBenchRow>> {
-    let calibration = crate::measure::calibrate(GroupId::Ffdhe2048, Scheme::Ed25519, 8);
+    let calibration = gka_host::policy::measure::calibrate(GroupId::Ffdhe2048, Scheme::Ed25519, 8);
     let mut rows = Vec::new();
     for to in catalogue.names() {
         let from = if to == "tgdh" { "str" } else { "tgdh" };
@@ -686,13 +690,13 @@ pub async fn switch_bench(
                 "mode = \"fixed\"\nfixed = \"{to}\"\n[stability]\nmin_interval_s = 0\n\
                  min_view_age_s = 0.2\n"
             );
-            let policy = crate::policy::Policy::parse(&text, &crate::policy::KNOWN_PROTOCOLS)
+            let policy = gka_host::policy::Policy::parse(&text, &gka_host::policy::KNOWN_PROTOCOLS)
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let switching = Switching {
                 catalogue: catalogue.clone(),
                 policy: Some(policy),
                 policy_file: None,
-                timing: crate::member::ControlTiming {
+                timing: gka_host::member::ControlTiming {
                     probe_every: Duration::from_millis(500),
                     report_every: Duration::from_secs(1),
                     evaluate_every: Duration::from_millis(100),

@@ -7,7 +7,8 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-use crate::wire::{self, ClientMsg, ControlCmd, ServerMsg};
+use crate::group::{Delivery, GroupEndpoint};
+use crate::net::wire::{self, ClientMsg, ControlCmd, ServerMsg};
 
 /// One connection to the daemon.
 #[derive(Debug)]
@@ -64,5 +65,32 @@ impl Connection {
         let mut c = Self::connect(addr).await?;
         c.send(&ClientMsg::Control(cmd)).await?;
         c.recv().await?.ok_or_else(|| invalid("the daemon closed the control connection"))
+    }
+}
+
+impl GroupEndpoint for Connection {
+    async fn send(&mut self, view_id: u64, to: Option<String>, bytes: Vec<u8>) -> io::Result<()> {
+        Self::send(self, &ClientMsg::Send { view_id, to, bytes }).await
+    }
+
+    async fn recv(&mut self) -> io::Result<Option<Delivery>> {
+        loop {
+            match Self::recv(self).await? {
+                None => return Ok(None),
+                Some(ServerMsg::Error(e)) => {
+                    return Err(io::Error::other(format!("the daemon refused: {e}")))
+                }
+                Some(ServerMsg::Ok) => continue,
+                Some(other) => return Ok(Option::from(other)),
+            }
+        }
+    }
+
+    async fn heartbeat(&mut self) -> io::Result<()> {
+        Self::send(self, &ClientMsg::Heartbeat).await
+    }
+
+    async fn leave(&mut self) -> io::Result<()> {
+        Self::send(self, &ClientMsg::Leave).await
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
 use crate::envelope::MAX_ENVELOPE_BYTES;
-use crate::sequencer::Delivery;
+use crate::group::Delivery;
 
 /// The wire format version; a frame with another is refused.
 pub const WIRE_VERSION: u8 = 1;

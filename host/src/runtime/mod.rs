@@ -19,16 +19,16 @@ use rand_core::{OsRng, RngCore};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::client::Connection;
-use crate::control::Report;
 use crate::envelope::EnvelopeChecker;
 use crate::group::GroupEndpoint;
 use crate::identity::{Identity, TrustStore};
-use crate::live::ExpCost;
-use crate::measure::{Calibration, CpuSampler};
+use crate::member::Report;
+use crate::member::{Catalogue, SwitchEvent};
 use crate::member::{ControlTiming, MemberCore, MemberEvent};
+use crate::net::Connection;
+use crate::policy::live::ExpCost;
+use crate::policy::measure::{Calibration, CpuSampler};
 use crate::policy::{Decision, Policy, KNOWN_PROTOCOLS};
-use crate::switch::{Catalogue, SwitchEvent};
 
 /// How often the runtime ticks the core.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -147,7 +147,7 @@ pub fn spawn_member_on<E: GroupEndpoint>(
     let protocol = format!("{}@{}", descriptor.name, descriptor.version);
     let calibration = match &config.switching {
         Some(Switching { calibration: Some(c), .. }) => *c,
-        Some(_) => crate::measure::calibrate_with(config.dh_group, &config.identity, 4),
+        Some(_) => crate::policy::measure::calibrate_with(config.dh_group, &config.identity, 4),
         // Without switching, measurements only feed metrics: the policy's defaults will do.
         None => {
             let d = crate::policy::Inputs::default();
@@ -287,7 +287,7 @@ impl Driver {
                         Ok(None) => break "the group layer closed the connection".to_owned(),
                         Err(e) => break format!("group layer error: {e}"),
                     };
-                    if let crate::sequencer::Delivery::View(_) = &delivery {
+                    if let crate::group::Delivery::View(_) = &delivery {
                         self.agreement_started = Some(Instant::now());
                         self.busy = Duration::ZERO;
                         self.exps_at_start = self.core.exponentiations_total();

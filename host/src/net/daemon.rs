@@ -1,6 +1,6 @@
 //! `gka daemon`: the group communication daemon, in the spirit of the Spread daemon.
 //!
-//! Members connect over TCP and speak [`crate::wire`]. The daemon keeps one [`Sequencer`] per
+//! Members connect over TCP and speak [`crate::net::wire`]. The daemon keeps one [`Sequencer`] per
 //! group (membership with a batching window, heartbeats and failure timeouts, agreed order,
 //! view synchrony, partitions), routes each delivery to its member's connection, and emulates
 //! network delay per recipient or per sender-recipient pair (this kernel has no `tc netem`)
@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::Framed;
 
-use crate::sequencer::{Delivery, Sequencer, Timing};
-use crate::wire::{self, ClientMsg, ControlCmd, ServerMsg};
+use crate::group::{Delivery, Sequencer, Timing};
+use crate::net::wire::{self, ClientMsg, ControlCmd, ServerMsg};
 
 /// Daemon settings.
 #[derive(Debug, Clone, Copy)]

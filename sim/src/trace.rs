@@ -32,9 +32,9 @@ use gka_plugin_api::GroupId;
 use serde::Deserialize;
 
 use super::{Control, CostMode, Sim, SimConfig, SimError, Topology};
-use crate::member::ControlTiming;
-use crate::policy::Policy;
-use crate::switch::{Catalogue, SwitchEvent};
+use gka_host::member::ControlTiming;
+use gka_host::member::{Catalogue, SwitchEvent};
+use gka_host::policy::Policy;
 
 /// One step of a trace.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

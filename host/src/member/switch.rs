@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use gka_plugin_api::{GroupKey, Protocol};
 
-use crate::control::{PluginRef, Proposal, SwitchId, Verdict};
+use super::control::{PluginRef, Proposal, SwitchId, Verdict};
 use crate::loader::Registry;
 use crate::policy::{Decision, Policy, Prediction};
 

@@ -43,13 +43,13 @@ use gka_plugin_api::{
 };
 use rand_core::{OsRng, RngCore};
 
-use crate::control::{Control, PluginRef, Proposal, Report, SwitchId, Verdict};
+use super::control::{Control, PluginRef, Proposal, Report, SwitchId, Verdict};
+use super::switch::{verdict, Catalogue, SwitchEvent, SwitchState, VoterState};
 use crate::envelope::{Envelope, EnvelopeChecker, Header, Kind, Rejection};
+use crate::group::Delivery;
 use crate::identity::Identity;
-use crate::live::{EventRates, GroupReports, Probes, ViewEvent};
+use crate::policy::live::{EventRates, GroupReports, Probes, ViewEvent};
 use crate::policy::{predict, Decision, Policy, State};
-use crate::sequencer::Delivery;
-use crate::switch::{verdict, Catalogue, SwitchEvent, SwitchState, VoterState};
 
 /// How many past keys a member keeps for data still in flight.
 pub const KEPT_KEYS: usize = 4;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gka_plugin_api::View;
 
-use crate::control::{Control, Report};
+use crate::member::{Control, Report};
 use crate::policy::Inputs;
 
 /// Peers probed per probing round.

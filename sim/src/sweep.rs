@@ -14,8 +14,8 @@ use std::path::Path;
 use gka_plugin_api::{EventKind, GroupId, Protocol};
 
 use super::{CostMode, Sim, SimConfig, SimError, Topology};
-use crate::policy::{predict_ms, Inputs};
-use crate::switch::Catalogue;
+use gka_host::member::Catalogue;
+use gka_host::policy::{predict_ms, Inputs};
 
 /// An event the sweep measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

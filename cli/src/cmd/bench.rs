@@ -1,0 +1,320 @@
+//! `gka bench`: sweeps in the simulator, trace replays against fixed protocols, and the
+//! simulator checked against the daemon.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use gka_host::identity::Scheme;
+use gka_host::member::Catalogue;
+use gka_host::policy::measure;
+use gka_plugin_api::GroupId;
+use gka_sim::sweep::{self, BenchEvent, Sweep};
+use gka_sim::{trace, CostMode, OpCosts, Topology};
+
+use crate::common::{runtime, PluginDirArg, Plugins};
+
+/// `gka bench` and its flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// `adaptive`: replay a trace instead of the sweep.
+    #[command(subcommand)]
+    replay: Option<BenchCommand>,
+    /// The small sweep: every protocol and event, n = 4, 8, 16, 32, on lan and wan.
+    #[arg(long)]
+    quick: bool,
+    /// Protocols (default: every loaded plugin).
+    #[arg(long, value_delimiter = ',')]
+    protocols: Vec<String>,
+    /// Events: initial, join, leave, partition, merge (default: all).
+    #[arg(long, value_delimiter = ',')]
+    events: Vec<String>,
+    /// Group sizes (default: 4,8,16,32,64).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Networks: lan, wan, loopback, or a topology TOML file (default: lan,wan).
+    #[arg(long, value_delimiter = ',')]
+    networks: Vec<String>,
+    /// Flags every benchmark shares.
+    #[command(flatten)]
+    shared: SharedArgs,
+}
+
+/// Flags shared by `gka bench` and its replays.
+#[derive(Debug, clap::Args)]
+struct SharedArgs {
+    /// How plugin calls are timed: counted (operations × costs, deterministic) or measured
+    /// (thread CPU time).
+    #[arg(long, default_value = "counted", global = true)]
+    cost: String,
+    /// Costs for `counted`, ms (default: calibrated here first, and printed).
+    #[arg(long, global = true)]
+    exp_ms: Option<f64>,
+    /// One signature, ms (with --exp-ms).
+    #[arg(long, global = true)]
+    sign_ms: Option<f64>,
+    /// One verification, ms (with --exp-ms).
+    #[arg(long, global = true)]
+    verify_ms: Option<f64>,
+    /// Seed of the members' keys, jitter and loss.
+    #[arg(long, default_value_t = 1, global = true)]
+    seed: u64,
+    /// Output directory: results.csv, results.md, plots/*.svg (a replay writes
+    /// adaptive-NAME.md).
+    #[arg(long, default_value = "bench-out", value_name = "DIR", global = true)]
+    out: PathBuf,
+    #[command(flatten)]
+    plugins: PluginDirArg,
+}
+
+impl SharedArgs {
+    /// How plugin calls are timed, from `--cost` and the costs (see [`bench_cost`]).
+    fn cost_mode(&self) -> Result<CostMode> {
+        bench_cost(&self.cost, self.exp_ms, self.sign_ms, self.verify_ms)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Replay a trace of membership events and changing conditions with each fixed protocol
+    /// and with the adaptive policy, and compare them with an oracle that picks the best
+    /// protocol for each event.
+    Adaptive {
+        /// The trace (TOML; see sim/src/trace.rs, and traces/ for examples).
+        #[arg(long, value_name = "FILE")]
+        trace: PathBuf,
+        /// The policy the adaptive run follows.
+        #[arg(long, default_value = "policy.toml", value_name = "FILE")]
+        policy: PathBuf,
+        /// The fixed protocols to compare with (default: every loaded plugin).
+        #[arg(long, value_delimiter = ',')]
+        protocols: Vec<String>,
+    },
+    /// Check the simulator against the real daemon on loopback: initial agreement, join and
+    /// leave at n = 4, 8, 16 for every protocol, simulated (loopback profile, measured CPU
+    /// time) and over the daemon, with their ratio.
+    Validate {
+        /// Group sizes (at most 16: every member shares this machine's cores over the daemon).
+        #[arg(long, value_delimiter = ',', default_values_t = [4, 8, 16])]
+        sizes: Vec<usize>,
+    },
+}
+
+/// Runs `gka bench`.
+pub(crate) fn run(args: BenchArgs) -> Result<()> {
+    let plugins = args.shared.plugins.load();
+    match args.replay {
+        Some(BenchCommand::Adaptive { trace, policy, protocols }) => {
+            adaptive(&plugins, &args.shared, &trace, &policy, protocols)
+        }
+        Some(BenchCommand::Validate { sizes }) => validate(&plugins, &args.shared, &sizes),
+        None => {
+            let protocols = bench_protocols(&plugins, args.protocols)?;
+            let mut sweep = Sweep::quick(protocols, args.shared.cost_mode()?);
+            sweep.seed = args.shared.seed;
+            if !args.quick {
+                sweep.sizes = vec![4, 8, 16, 32, 64];
+            }
+            if !args.sizes.is_empty() {
+                if let Some(n) = args.sizes.iter().find(|n| !(2..=1024).contains(*n)) {
+                    bail!("group size {n} is outside 2 to 1024");
+                }
+                sweep.sizes = args.sizes;
+            }
+            if !args.events.is_empty() {
+                sweep.events = args
+                    .events
+                    .iter()
+                    .map(|e| {
+                        BenchEvent::from_name(e).with_context(|| {
+                            format!("unknown event {e:?} (initial, join, leave, partition, merge)")
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            if !args.networks.is_empty() {
+                sweep.networks =
+                    args.networks.iter().map(|n| topology(n)).collect::<Result<_>>()?;
+            }
+            run_sweep(&plugins.catalogue(), &sweep, &args.shared.out)
+        }
+    }
+}
+
+/// `gka bench adaptive`: a trace replayed with each fixed protocol and with the policy.
+fn adaptive(
+    plugins: &Plugins,
+    shared: &SharedArgs,
+    trace_file: &Path,
+    policy: &Path,
+    protocols: Vec<String>,
+) -> Result<()> {
+    let protocols = bench_protocols(plugins, protocols)?;
+    let catalogue = plugins.catalogue();
+    let policy = plugins.read_policy(policy)?;
+    let text = std::fs::read_to_string(trace_file)
+        .with_context(|| format!("cannot read {}", trace_file.display()))?;
+    let parsed = trace::Trace::parse(&text)
+        .with_context(|| format!("invalid trace {}", trace_file.display()))?;
+    let config = trace::ReplayConfig {
+        cost: shared.cost_mode()?,
+        seed: shared.seed,
+        dh_group: GroupId::Ffdhe2048,
+        dir: trace_file.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let bar = indicatif::ProgressBar::new(protocols.len() as u64 + 1);
+    let evaluation = trace::evaluate(&catalogue, &parsed, &protocols, &policy, &config, |done| {
+        bar.set_message(done.to_owned());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let md = trace::markdown(&parsed, &evaluation);
+    let out = &shared.out;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::write(out.join(format!("adaptive-{}.md", parsed.name)), &md)?;
+    println!("{md}");
+    println!(
+        "adaptive: {:.1} ms in total, {} switches, regret {:+.1} ms against the oracle",
+        evaluation.adaptive().total_ms(),
+        evaluation.adaptive().switches.len(),
+        evaluation.regret_ms()
+    );
+    Ok(())
+}
+
+/// `gka bench validate`: the simulator against the daemon on loopback, side by side.
+fn validate(plugins: &Plugins, shared: &SharedArgs, sizes: &[usize]) -> Result<()> {
+    if sizes.iter().any(|n| !(2..=16).contains(n)) {
+        bail!("validate runs 2 to 16 members");
+    }
+    let calibrated = measure::calibrate(GroupId::Ffdhe2048, Scheme::Ed25519, 20);
+    let measured = CostMode::Measured(OpCosts {
+        exp_ms: calibrated.exp_ms,
+        sign_ms: calibrated.sign_ms,
+        verify_ms: calibrated.verify_ms,
+    });
+    bench_protocols(plugins, Vec::new())?;
+    let catalogue = plugins.catalogue();
+    let rt = runtime()?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "| protocol | event | n | simulated (ms) | daemon (ms) | ratio |")?;
+    writeln!(out, "|---|---|---:|---:|---:|---:|")?;
+    let mut ratios = Vec::new();
+    for plugin in plugins.registry.plugins() {
+        let name = plugin.descriptor.name.clone();
+        let daemon = rt.block_on(gka_cli::demo::bench(plugin.protocol.clone(), sizes))?;
+        let mut sweep = Sweep::quick(vec![name.clone()], measured);
+        sweep.sizes = sizes.to_vec();
+        sweep.seed = shared.seed;
+        sweep.networks = vec![Topology::loopback()];
+        // Over the daemon every member runs on this machine's cores.
+        sweep.shared_cores = Some(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        sweep.events = vec![BenchEvent::Initial, BenchEvent::Join, BenchEvent::Leave];
+        let simulated = sweep::run(&catalogue, &sweep, |_| {})?;
+        for r in &simulated {
+            let Some(d) = daemon.iter().find(|d| d.n == r.n && d.event == r.event.name()) else {
+                continue;
+            };
+            let ratio = r.measured_ms / d.rekey_ms.max(1e-9);
+            ratios.push(ratio);
+            writeln!(
+                out,
+                "| {name} | {} | {} | {:.1} | {:.1} | {ratio:.2} |",
+                r.event.name(),
+                r.n,
+                r.measured_ms,
+                d.rekey_ms
+            )?;
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    if let (Some(lo), Some(hi)) = (ratios.first(), ratios.last()) {
+        writeln!(
+            out,
+            "\nsimulated ÷ daemon: median {:.2}, range {lo:.2} to {hi:.2}",
+            ratios[ratios.len() / 2]
+        )?;
+    }
+    Ok(())
+}
+
+/// The protocols a benchmark runs: those asked for, or every loaded plugin.
+fn bench_protocols(plugins: &Plugins, protocols: Vec<String>) -> Result<Vec<String>> {
+    let protocols = if protocols.is_empty() { plugins.catalogue().names() } else { protocols };
+    if protocols.is_empty() {
+        bail!("no plugin loaded: pass --plugins DIR");
+    }
+    Ok(protocols)
+}
+
+/// The cost mode from the command line; `counted` without costs calibrates them here.
+fn bench_cost(
+    name: &str,
+    exp_ms: Option<f64>,
+    sign_ms: Option<f64>,
+    verify_ms: Option<f64>,
+) -> Result<CostMode> {
+    let costs = match (exp_ms, sign_ms, verify_ms) {
+        (Some(exp_ms), Some(sign_ms), Some(verify_ms)) => OpCosts { exp_ms, sign_ms, verify_ms },
+        (None, None, None) => {
+            let c = measure::calibrate(GroupId::Ffdhe2048, Scheme::Ed25519, 20);
+            eprintln!(
+                "calibrated here: --exp-ms {:.4} --sign-ms {:.4} --verify-ms {:.4}",
+                c.exp_ms, c.sign_ms, c.verify_ms
+            );
+            OpCosts { exp_ms: c.exp_ms, sign_ms: c.sign_ms, verify_ms: c.verify_ms }
+        }
+        _ => bail!("give all of --exp-ms, --sign-ms and --verify-ms, or none"),
+    };
+    for (what, v) in [("exp", costs.exp_ms), ("sign", costs.sign_ms), ("verify", costs.verify_ms)] {
+        if !(v.is_finite() && (0.0..=1000.0).contains(&v)) {
+            bail!("--{what}-ms must be a number from 0 to 1000, not {v}");
+        }
+    }
+    match name {
+        "measured" => Ok(CostMode::Measured(costs)),
+        "counted" => Ok(CostMode::Counted(costs)),
+        other => bail!("unknown cost mode {other:?} (counted or measured)"),
+    }
+}
+
+/// A network preset (`lan`, `wan`, `loopback`) or a topology file.
+fn topology(name: &str) -> Result<Topology> {
+    Ok(Topology::load(name, Path::new(""))?)
+}
+
+/// Runs the sweep with a progress bar and writes its outputs.
+fn run_sweep(catalogue: &Catalogue, sweep: &Sweep, out: &Path) -> Result<()> {
+    let bar = indicatif::ProgressBar::new(sweep.runs() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template"),
+    );
+    let started = std::time::Instant::now();
+    let rows = sweep::run(catalogue, sweep, |done| {
+        bar.set_message(done.to_owned());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let csv = sweep::csv(&rows, &sweep.cost, sweep.seed);
+    std::fs::write(out.join("results.csv"), csv)?;
+    let md = sweep::markdown(&rows);
+    std::fs::write(out.join("results.md"), &md)?;
+    let plots = sweep::plots(&rows, &out.join("plots"))?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{md}")?;
+    writeln!(
+        stdout,
+        "{} runs, {} events in {:.1} s: {}/results.csv, {}/results.md, {} plots in {}/plots",
+        sweep.runs(),
+        rows.len(),
+        started.elapsed().as_secs_f64(),
+        out.display(),
+        out.display(),
+        plots.len(),
+        out.display()
+    )?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! `gka member`: one member over the daemon; stdin lines go out encrypted, and views, key
+//! changes (fingerprints only), switches and received lines are printed.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use gka_host::identity::{Identity, TrustStore};
+use gka_host::member::{ControlTiming, MemberEvent, SwitchEvent};
+use gka_host::policy::Decision;
+use gka_host::runtime::{
+    spawn_member, Command as MemberCommand, MemberConfig, RuntimeEvent, Switching,
+};
+
+use crate::common::{install_metrics, runtime, PluginDirArg};
+
+/// `gka member`'s flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MemberArgs {
+    /// The daemon's address.
+    #[arg(long)]
+    daemon: String,
+    /// The group.
+    #[arg(long)]
+    group: String,
+    /// This member's id (must match the key file's name).
+    #[arg(long)]
+    id: String,
+    /// The private key file (from `gka keygen`).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// Directory of trusted members' public keys (the access-control list).
+    #[arg(long, value_name = "DIR")]
+    trust: PathBuf,
+    /// Key-agreement protocol.
+    #[arg(long, default_value = "tgdh")]
+    protocol: String,
+    #[command(flatten)]
+    plugins: PluginDirArg,
+    /// Serve Prometheus metrics on this address (`/metrics`).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
+    /// The policy to vote by and, as the oldest member, to propose switches by; the file
+    /// is watched, and an edit applies at the next quiescent point. Without it the member
+    /// never proposes, and accepts any switch to a plugin it has.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+}
+
+/// Runs one member until the group layer closes or the process is stopped.
+pub(crate) fn run(args: MemberArgs) -> Result<()> {
+    let MemberArgs { daemon, group, id, key, trust, protocol, plugins, metrics, policy } = args;
+    let identity =
+        Identity::load(&key).with_context(|| format!("cannot load {}", key.display()))?;
+    if identity.id() != id {
+        bail!("the key file {} is for {:?}, not {id:?}", key.display(), identity.id());
+    }
+    let trust = TrustStore::load(&trust)
+        .with_context(|| format!("cannot load the trust store {}", trust.display()))?;
+    let plugins = plugins.load();
+    let protocol = plugins.protocol(&protocol)?;
+    let parsed = match &policy {
+        Some(path) => Some(plugins.read_policy(path)?),
+        None => None,
+    };
+    let switching = Switching {
+        catalogue: plugins.catalogue(),
+        policy: parsed,
+        policy_file: policy,
+        timing: ControlTiming::default(),
+        calibration: None,
+    };
+    runtime()?.block_on(async {
+        install_metrics(metrics)?;
+        member(daemon, group, identity, trust, protocol, switching).await
+    })
+}
+
+/// `gka member`: stdin lines out (encrypted), events and received lines in.
+async fn member(
+    daemon: String,
+    group: String,
+    identity: Identity,
+    trust: TrustStore,
+    protocol: std::sync::Arc<dyn gka_plugin_api::Protocol>,
+    switching: Switching,
+) -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let id = identity.id().to_owned();
+    let mut handle = spawn_member(
+        &daemon,
+        MemberConfig {
+            group,
+            identity,
+            trust,
+            protocol,
+            dh_group: gka_plugin_api::GroupId::Ffdhe2048,
+            heartbeat: std::time::Duration::from_millis(500),
+            switching: Some(switching),
+        },
+    )
+    .await
+    .with_context(|| format!("cannot connect to the daemon at {daemon}"))?;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if stdin_open => match line? {
+                Some(l) => { let _ = handle.commands.send(MemberCommand::Send(l.into_bytes())); }
+                None => stdin_open = false,
+            },
+            event = handle.events.recv() => match event {
+                None => break,
+                Some(RuntimeEvent::Stopped(reason)) => {
+                    println!("[{id}] stopped: {reason}");
+                    break;
+                }
+                Some(e) => print_event(&id, &e),
+            },
+        }
+    }
+    Ok(())
+}
+fn print_switch(id: &str, s: &SwitchEvent) {
+    match s {
+        SwitchEvent::Decided { decision: Decision::Stay { .. }, .. } => {}
+        SwitchEvent::Decided { decision: Decision::Switch { to, reason, gain, .. }, .. } => {
+            println!(
+                "[{id}] policy: switch to {to} ({reason}; predicted gain {:.0}%)",
+                gain * 100.0
+            )
+        }
+        SwitchEvent::Proposed(p) => {
+            println!("[{id}] switch {} proposed: {} -> {} ({})", p.id, p.from, p.to.tag(), p.reason)
+        }
+        SwitchEvent::Voted { id: sid, verdict } => println!("[{id}] voted on {sid}: {verdict:?}"),
+        SwitchEvent::Committed { id: sid, to } => println!("[{id}] switch {sid} to {to} committed"),
+        SwitchEvent::Aborted { id: sid, reason, .. } => {
+            println!("[{id}] switch {sid} aborted: {reason}")
+        }
+        SwitchEvent::Completed { from, to, epoch, commit_to_key, .. } => println!(
+            "[{id}] switched {from} -> {to}: epoch {epoch}, {:.1} ms from commit to key",
+            commit_to_key.as_secs_f64() * 1e3
+        ),
+        SwitchEvent::Adopted { protocol } => {
+            println!("[{id}] runs the group's protocol {protocol}")
+        }
+        SwitchEvent::PolicyApplied => println!("[{id}] new policy in force"),
+    }
+}
+
+fn print_event(id: &str, e: &RuntimeEvent) {
+    match e {
+        RuntimeEvent::Member(MemberEvent::View(v)) => {
+            println!(
+                "[{id}] view {} members {:?} joined {:?} left {:?}",
+                v.view_id, v.members, v.joined, v.left
+            )
+        }
+        RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint, protocol }) => {
+            println!("[{id}] key epoch {epoch} fingerprint {fingerprint} ({protocol})")
+        }
+        RuntimeEvent::Member(MemberEvent::Switch(s)) => print_switch(id, s),
+        RuntimeEvent::PolicyRejected(e) => println!("[{id}] policy edit rejected: {e}"),
+        RuntimeEvent::Member(MemberEvent::Data { from, epoch, plaintext }) => {
+            println!("[{id}] {from} (epoch {epoch}): {}", String::from_utf8_lossy(plaintext))
+        }
+        RuntimeEvent::Member(MemberEvent::Rejected(r)) => {
+            println!("[{id}] rejected ({}): {r}", r.label())
+        }
+        RuntimeEvent::Member(MemberEvent::ProtocolError { from, error }) => {
+            println!("[{id}] protocol error from {from}: {error}")
+        }
+        RuntimeEvent::Member(MemberEvent::Undecryptable { from, epoch, reason }) => {
+            println!("[{id}] undecryptable from {from} (epoch {epoch}): {reason}")
+        }
+        RuntimeEvent::RekeyLatency { epoch, latency } => {
+            println!("[{id}] rekey to epoch {epoch} took {:.1} ms", latency.as_secs_f64() * 1e3)
+        }
+        RuntimeEvent::NotSent(reason) => println!("[{id}] not sent: {reason}"),
+        RuntimeEvent::Stopped(reason) => println!("[{id}] stopped: {reason}"),
+    }
+}
