@@ -1,9 +1,21 @@
-//! [`Agreement`]: the shape every gka protocol session shares, so that a plugin writes only
-//! its protocol logic and gets [`Session`] for free.
+//! The framework every gka protocol session runs in, so that a plugin writes only its
+//! protocol logic.
 //!
-//! On a new view the session asks [`SessionCore`] for the member's side, takes its last agreed
-//! state only if that state is still shared by its side (see `SessionCore`), drops whatever
-//! run was in progress, and then either
+//! A plugin implements [`Agreement`] on the state of one **run** (its phase: what it waits
+//! for and what it holds meanwhile) and names it in [`protocol!`](crate::protocol). The
+//! framework, [`Hosted`], owns everything else and implements [`Session`]:
+//!
+//! - the [`SessionCore`] (views, epochs, sealing and opening payloads, keys, counters) and
+//!   the state of the last completed agreement, both handed to every callback in a
+//!   [`Context`];
+//! - the run: reset to `Default` on every view, and after every key;
+//! - the commit at the member's own final broadcast: [`Context::broadcast_final`] sends the
+//!   member's last message of a run and installs the key when the group delivers it back, so
+//!   that every member installs at the same point of the agreed order.
+//!
+//! On a new view the framework asks the core for the member's side, keeps the last agreed
+//! state only if the whole side still shares it (see [`SessionCore`]), resets the run, and
+//! then either
 //! - continues from the agreed state when the side is the whole view (leave, partition, or
 //!   no membership change): [`Agreement::on_whole_view`]; or
 //! - starts a merge of the sides (join, merge, heal, initial agreement, or any restart after
@@ -12,50 +24,196 @@
 //! Payloads are opened (and checked) by the core before [`Agreement::on_message`] sees them.
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zeroize::Zeroizing;
 
 use crate::core::{SessionCore, ViewChange};
 use crate::error::SessionError;
-use crate::protocol::{Counters, Output, Session, View};
+use crate::protocol::{Counters, Output, Session, SessionConfig, View};
 
-/// A protocol's logic, driven by the blanket [`Session`] implementation.
-pub trait Agreement: Send {
+/// A protocol's logic: the state of one run, driven by [`Hosted`].
+pub trait Agreement: Default + Send + 'static {
     /// What a member keeps from a completed agreement.
     type Agreed: Send;
     /// The protocol's message type.
     type Message: DeserializeOwned;
 
-    /// The shared bookkeeping.
-    fn core(&self) -> &SessionCore;
-    /// The shared bookkeeping, mutably.
-    fn core_mut(&mut self) -> &mut SessionCore;
-    /// Takes the last agreed state out of the session, if any.
-    fn take_agreed(&mut self) -> Option<Self::Agreed>;
-    /// Forgets the run in progress, if any.
-    fn reset_run(&mut self);
     /// The side is the whole view and shares `agreed`: a leave, partition or unchanged view.
-    fn on_whole_view(&mut self, agreed: Self::Agreed, view: &View) -> Result<(), SessionError>;
+    fn on_whole_view(
+        &mut self,
+        cx: &mut Context<Self::Agreed>,
+        agreed: Self::Agreed,
+        view: &View,
+    ) -> Result<(), SessionError>;
+
     /// Several sides meet (or this member starts afresh); `kept` is this side's agreed state.
     fn on_merge(
         &mut self,
+        cx: &mut Context<Self::Agreed>,
         change: &ViewChange,
         kept: Option<Self::Agreed>,
     ) -> Result<(), SessionError>;
-    /// A checked message from a member of the view (possibly this member's own broadcast).
-    fn on_message(&mut self, from: &str, msg: Self::Message) -> Result<(), SessionError>;
-    /// A refresh of the agreed key was started (no agreement is running).
-    fn on_refresh(&mut self) -> Result<(), SessionError>;
+
+    /// A checked message from a member of the view (possibly this member's own broadcast,
+    /// except the final one sent with [`Context::broadcast_final`]).
+    fn on_message(
+        &mut self,
+        cx: &mut Context<Self::Agreed>,
+        from: &str,
+        msg: Self::Message,
+    ) -> Result<(), SessionError>;
+
+    /// A refresh of the agreed key was started (no agreement is running). By default the
+    /// agreed state is handled as an unchanged view.
+    fn on_refresh(&mut self, cx: &mut Context<Self::Agreed>) -> Result<(), SessionError> {
+        let agreed = cx.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
+        let view = cx.core.view()?.clone();
+        self.on_whole_view(cx, agreed, &view)
+    }
 }
 
-impl<A: Agreement> Session for A {
-    fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
-        let change = self.core_mut().begin_view(view)?;
-        let agreed = self.take_agreed();
-        let kept = if change.keeps_state { agreed } else { None };
-        self.reset_run();
-        match kept {
-            Some(agreed) if change.side_is_whole_view => self.on_whole_view(agreed, view),
-            kept => self.on_merge(&change, kept),
+/// A [`SessionError::Unexpected`] with this description: a message or state the protocol
+/// does not allow here.
+pub fn unexpected(what: impl Into<String>) -> SessionError {
+    SessionError::Unexpected(what.into())
+}
+
+/// Computes the group secret of a commit once the member's final broadcast is delivered.
+type Finish<A> = Box<dyn FnOnce(&SessionCore, &A) -> Result<Secret, SessionError> + Send>;
+
+/// The raw group secret (fixed-length big-endian bytes), wiped when dropped.
+type Secret = Zeroizing<Vec<u8>>;
+
+/// A commit waiting for the member's own final broadcast.
+struct PendingCommit<A> {
+    agreed: A,
+    finish: Finish<A>,
+}
+
+/// What the framework keeps for a plugin, handed to every [`Agreement`] callback.
+pub struct Context<A> {
+    /// The shared bookkeeping.
+    pub core: SessionCore,
+    /// The state of the last completed agreement. The framework takes it out at every view
+    /// and hands it to the run; a run may park it here while it still needs it.
+    pub agreed: Option<A>,
+    pending: Option<PendingCommit<A>>,
+    committed: bool,
+}
+
+impl<A> std::fmt::Debug for Context<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("core", &self.core)
+            .field("agreed", &self.agreed.is_some())
+            .field("pending_commit", &self.pending.is_some())
+            .finish()
+    }
+}
+
+impl<A> Context<A> {
+    /// Ends the running agreement: keeps `agreed` for the next event and installs the key
+    /// derived from `secret`. The framework resets the run afterwards.
+    pub fn commit(&mut self, agreed: A, secret: &[u8]) -> Result<(), SessionError> {
+        self.agreed = Some(agreed);
+        self.committed = true;
+        self.core.install_key(secret)
+    }
+
+    /// Broadcasts this member's last message of the run. When the group delivers it back,
+    /// `agreed` is committed with `secret`, at the same point of the agreed order as the
+    /// other members install theirs.
+    pub fn broadcast_final<M: Serialize>(
+        &mut self,
+        msg: &M,
+        agreed: A,
+        secret: Secret,
+    ) -> Result<(), SessionError>
+    where
+        A: Send + 'static,
+    {
+        self.broadcast_final_with(msg, agreed, move |_, _| Ok(secret))
+    }
+
+    /// As [`Context::broadcast_final`], but the secret is computed from the agreed state
+    /// once the broadcast is delivered back (for a protocol whose last exponentiation comes
+    /// after its final message, off the critical path of the others).
+    pub fn broadcast_final_with<M: Serialize>(
+        &mut self,
+        msg: &M,
+        agreed: A,
+        finish: impl FnOnce(&SessionCore, &A) -> Result<Secret, SessionError> + Send + 'static,
+    ) -> Result<(), SessionError>
+    where
+        A: Send + 'static,
+    {
+        self.core.broadcast(msg)?;
+        self.pending = Some(PendingCommit { agreed, finish: Box::new(finish) });
+        Ok(())
+    }
+
+    /// Commits the pending final broadcast if `from` is this member and the payload just
+    /// opened was its last broadcast in flight. True if it did.
+    fn commit_own_final(&mut self, from: &str) -> Result<bool, SessionError> {
+        if from != self.core.me() || self.pending.is_none() || self.core.broadcasts_in_flight() > 0
+        {
+            return Ok(false);
         }
+        let PendingCommit { agreed, finish } = self.pending.take().expect("checked above");
+        let secret = finish(&self.core, &agreed)?;
+        self.commit(agreed, &secret)?;
+        Ok(true)
+    }
+}
+
+/// A plugin's [`Agreement`] hosted as a [`Session`] (see the module docs).
+#[derive(Debug)]
+pub struct Hosted<R: Agreement> {
+    cx: Context<R::Agreed>,
+    run: R,
+}
+
+impl<R: Agreement> Hosted<R> {
+    /// A session of `protocol` (its descriptor name, bound into every key) for one member.
+    pub fn new(protocol: &'static str, config: SessionConfig) -> Result<Self, SessionError> {
+        let core = SessionCore::new(protocol, config)?;
+        Ok(Self {
+            cx: Context { core, agreed: None, pending: None, committed: false },
+            run: R::default(),
+        })
+    }
+
+    /// [`Hosted::new`], boxed as a [`Session`] trait object.
+    pub fn boxed(
+        protocol: &'static str,
+        config: SessionConfig,
+    ) -> Result<Box<dyn Session>, SessionError> {
+        Ok(Box::new(Self::new(protocol, config)?))
+    }
+
+    /// Resets the run once it committed: a completed run holds nothing more.
+    fn after(&mut self, result: Result<(), SessionError>) -> Result<(), SessionError> {
+        if std::mem::take(&mut self.cx.committed) {
+            self.run = R::default();
+        }
+        result
+    }
+}
+
+impl<R: Agreement> Session for Hosted<R> {
+    fn handle_view(&mut self, _now_ms: u64, view: &View) -> Result<(), SessionError> {
+        let change = self.cx.core.begin_view(view)?;
+        let agreed = self.cx.agreed.take();
+        let kept = if change.keeps_state { agreed } else { None };
+        self.cx.pending = None;
+        self.run = R::default();
+        let result = match kept {
+            Some(agreed) if change.side_is_whole_view => {
+                self.run.on_whole_view(&mut self.cx, agreed, view)
+            }
+            kept => self.run.on_merge(&mut self.cx, &change, kept),
+        };
+        self.after(result)
     }
 
     fn handle_payload(
@@ -64,23 +222,77 @@ impl<A: Agreement> Session for A {
         from: &str,
         payload: &[u8],
     ) -> Result<(), SessionError> {
-        let msg = self.core_mut().open(from, payload)?;
-        self.on_message(from, msg)
+        let msg: R::Message = self.cx.core.open(from, payload)?;
+        let result = match self.cx.commit_own_final(from) {
+            Ok(true) => Ok(()),
+            Ok(false) => self.run.on_message(&mut self.cx, from, msg),
+            Err(e) => Err(e),
+        };
+        self.after(result)
     }
 
     fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {
-        if self.core_mut().begin_refresh()? {
-            self.on_refresh()
-        } else {
-            Ok(())
+        if !self.cx.core.begin_refresh()? {
+            return Ok(());
         }
+        let result = self.run.on_refresh(&mut self.cx);
+        self.after(result)
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        self.core_mut().poll_output()
+        self.cx.core.poll_output()
     }
 
     fn counters(&self) -> Counters {
-        self.core().counters()
+        self.cx.core.counters()
     }
+}
+
+/// Declares a plugin's [`Protocol`](crate::Protocol) factory: a unit struct named `$ty` whose
+/// descriptor takes its version and summary from the plugin crate's `Cargo.toml` (`version`
+/// and `description`), whose cost model is `$cost`, and whose sessions host the run `$run`
+/// (an [`Agreement`]) in a [`Hosted`] session.
+///
+/// ```ignore
+/// gka_plugin_api::protocol! {
+///     /// The BD protocol.
+///     pub Bd { name: "bd", run: session::BdRun, cost: cost::cost }
+/// }
+/// ```
+///
+/// It declares only the factory: export it from a `cdylib` with
+/// [`export_protocol!`](crate::export_protocol).
+#[macro_export]
+macro_rules! protocol {
+    (
+        $(#[$attr:meta])*
+        $vis:vis $ty:ident { name: $name:expr, run: $run:ty, cost: $cost:path $(,)? }
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Default, Clone, Copy)]
+        $vis struct $ty;
+
+        impl $crate::Protocol for $ty {
+            fn descriptor(&self) -> $crate::Descriptor {
+                $crate::Descriptor {
+                    name: ::std::string::String::from($name),
+                    version: ::std::string::String::from(env!("CARGO_PKG_VERSION")),
+                    summary: ::std::string::String::from(env!("CARGO_PKG_DESCRIPTION")),
+                    events: $crate::EventKind::ALL.to_vec(),
+                }
+            }
+
+            fn cost(&self, event: $crate::EventKind, n: u64, k: u64) -> $crate::CostFigures {
+                $cost(event, n, k)
+            }
+
+            fn new_session(
+                &self,
+                config: $crate::SessionConfig,
+            ) -> ::std::result::Result<::std::boxed::Box<dyn $crate::Session>, $crate::SessionError>
+            {
+                $crate::Hosted::<$run>::boxed($name, config)
+            }
+        }
+    };
 }

@@ -160,6 +160,11 @@ impl SessionCore {
         Ok(true)
     }
 
+    /// This member's broadcasts of the current view not yet delivered back to it.
+    pub fn broadcasts_in_flight(&self) -> usize {
+        self.own_in_flight.len()
+    }
+
     /// True while an agreement runs in the current view.
     pub fn agreement_pending(&self) -> bool {
         self.agreement_pending

@@ -41,7 +41,7 @@ pub mod protocol;
 mod rfc7919;
 pub mod rng;
 
-pub use crate::agreement::Agreement;
+pub use crate::agreement::{unexpected, Agreement, Context, Hosted};
 pub use crate::core::{SessionCore, ViewChange};
 pub use crate::error::{ErrorKind, PayloadError, SessionError};
 pub use crate::group::{Dh, Element, ElementError, GroupId, Secret};

@@ -400,7 +400,8 @@ impl Sim {
             .map_err(|e| SimError::Session(e.to_string()))?;
         let checker = EnvelopeChecker::new("sim", self.trust.clone());
         let (seed, member) = (self.config.seed, name.to_owned());
-        let mut core = MemberCore::new(identity, "sim", &self.tag, session, checker)
+        let core_seed = seed_for(self.config.seed, &format!("core {name}"));
+        let mut core = MemberCore::new(identity, "sim", &self.tag, session, checker, core_seed)
             .with_seed_source(move |k| seed_for(seed, &format!("session {member} {k}")));
         if let Some(c) = &self.control {
             core = core

@@ -42,3 +42,17 @@ pub fn assert_key_from_secret(agreed: &GroupKey, secret: &Element, protocol: &st
     let expected = derive_group_key(&bytes, &ctx);
     assert_eq!(*expected, *agreed.key, "the agreed key is not the closed form's");
 }
+
+/// A first key agreed by `n` fresh members (`m0`, `m1`, ...) of `protocol` in a harness seeded
+/// with `seed`, and each member's first share.
+pub fn initial_key(
+    protocol: Box<dyn gka_plugin_api::Protocol>,
+    seed: u64,
+    n: usize,
+) -> (GroupKey, Vec<Secret>) {
+    let ids = Harness::names("m", n);
+    let mut h = Harness::new(protocol, seed);
+    let c = h.create(&crate::strs(&ids));
+    let (key, _) = h.settle(c).expect("agreement");
+    (key, first_shares(seed, &ids))
+}

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The five protocol plugins.
-pub const PLUGIN_CRATES: [&str; 5] = ["gka-bd", "gka-ckd", "gka-gdh", "gka-str", "gka-tgdh"];
+/// The packages of the five protocol plugins' loadable libraries.
+pub const PLUGIN_CRATES: [&str; 5] =
+    ["gka-bd-plugin", "gka-ckd-plugin", "gka-gdh-plugin", "gka-str-plugin", "gka-tgdh-plugin"];
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -60,7 +61,7 @@ pub fn fixture_dir() -> &'static Path {
     })
 }
 
-/// The file name of a library crate's dynamic library (`libgka_bd.so` for `gka-bd`).
+/// The file name of a library crate's dynamic library (`libgka_bd_plugin.so` for `gka-bd-plugin`).
 pub fn library_file(crate_name: &str) -> String {
     format!(
         "{}{}{}",

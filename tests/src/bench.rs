@@ -127,3 +127,22 @@ pub fn report(make: Factory) {
         );
     }
 }
+
+/// The whole `benches/events.rs` of a plugin: criterion benchmarks of the busiest member's
+/// computation for every event at n = 8, 32 and 128, or with `GKA_BENCH_TABLE=1` a Markdown
+/// table of the same.
+#[macro_export]
+macro_rules! plugin_benches {
+    ($protocol:expr) => {
+        fn events(c: &mut criterion::Criterion) {
+            if std::env::var_os("GKA_BENCH_TABLE").is_some() {
+                $crate::bench::report(|| Box::new($protocol));
+                return;
+            }
+            $crate::bench::criterion_benches(c, || Box::new($protocol));
+        }
+
+        criterion::criterion_group!(benches, events);
+        criterion::criterion_main!(benches);
+    };
+}

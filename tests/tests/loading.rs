@@ -57,8 +57,8 @@ fn broken_libraries_are_reported_and_the_others_still_load() {
     fs::write(dir.path().join(library_file("garbage")), b"\x7fELF but not really").unwrap();
     // The same plugin twice under another file name.
     fs::copy(
-        plugin_dir().join(library_file("gka-bd")),
-        dir.path().join(library_file("gka-bd-copy")),
+        plugin_dir().join(library_file("gka-bd-plugin")),
+        dir.path().join(library_file("gka-bd-plugin-copy")),
     )
     .unwrap();
 
@@ -91,7 +91,7 @@ fn broken_libraries_are_reported_and_the_others_still_load() {
     );
     let garbage = reason("garbage");
     assert!(!garbage.is_empty());
-    let duplicate = reason("gka-bd-copy");
+    let duplicate = reason("gka-bd-plugin-copy");
     assert!(duplicate.contains("duplicate plugin name \"bd\""), "{duplicate}");
 }
 

@@ -38,7 +38,8 @@ impl Net {
             })
             .expect("session");
         let name = format!("{}@{}", plugin.descriptor.name, plugin.descriptor.version);
-        let core = MemberCore::new(identity, "g", &name, session, EnvelopeChecker::new("g", trust));
+        let checker = EnvelopeChecker::new("g", trust);
+        let core = MemberCore::new(identity, "g", &name, session, checker, [5; 32]);
         self.seq.join(&id, self.now).expect("join");
         self.members.insert(id, core);
     }

@@ -106,6 +106,7 @@ impl Net {
             &entry.plugin.tag(),
             session,
             EnvelopeChecker::new("g", self.trust.clone()),
+            gka_tests::Harness::member_seed(4, name, 0),
         )
         .with_catalogue(catalogue, GroupId::Ffdhe2048)
         .with_policy(policy)

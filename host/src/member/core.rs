@@ -38,10 +38,11 @@ use std::time::Duration;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use gka_plugin_api::kdf::{derive_switch_key, KeyContext};
+use gka_plugin_api::rng::{session_rng, SessionRng};
 use gka_plugin_api::{
     epoch_of, GroupId, GroupKey, Output, Session, SessionConfig, SessionError, View,
 };
-use rand_core::{OsRng, RngCore};
+use rand_core::RngCore;
 
 use super::control::{Control, PluginRef, Proposal, Report, SwitchId, Verdict};
 use super::switch::{verdict, Catalogue, SwitchEvent, SwitchState, VoterState};
@@ -206,6 +207,8 @@ pub struct MemberCore {
     retired_exponentiations: u64,
     sessions_started: u64,
     seed_source: Option<Box<dyn FnMut(u64) -> [u8; 32] + Send>>,
+    /// The core's random source, seeded by the caller.
+    rng: SessionRng,
     /// Envelopes signed and checked so far (for cost accounting).
     signed: u64,
     verified: u64,
@@ -243,14 +246,20 @@ impl MemberCore {
     /// protocol: give it a catalogue ([`Self::with_catalogue`]) to join groups that run
     /// another one and to vote for switches, and a policy ([`Self::with_policy`]) to propose
     /// switches when it is the oldest member.
+    ///
+    /// `rng_seed` seeds the core's own random source (data nonces, the seeds of sessions
+    /// started for a switch or an adoption): the runtime draws it from the operating system,
+    /// a simulation or a test fixes it. The core reads no randomness of its own.
     pub fn new(
         identity: Identity,
         group: &str,
         protocol: &str,
         session: Box<dyn Session>,
         checker: EnvelopeChecker,
+        rng_seed: [u8; 32],
     ) -> Self {
         Self {
+            rng: session_rng(rng_seed),
             identity,
             group: group.to_owned(),
             protocol: protocol.to_owned(),
@@ -355,8 +364,8 @@ impl MemberCore {
     }
 
     /// Where the seeds of sessions started for a switch or an adoption come from: `source`
-    /// gets a counter (0, 1, ...). By default they come from the operating system; a
-    /// simulation passes a seeded source so that a run is reproducible.
+    /// gets a counter (0, 1, ...). By default they come from the core's seeded random
+    /// source.
     pub fn with_seed_source(
         mut self,
         source: impl FnMut(u64) -> [u8; 32] + Send + 'static,
@@ -631,7 +640,7 @@ impl MemberCore {
             Some(source) => source(n),
             None => {
                 let mut seed = [0u8; 32];
-                OsRng.fill_bytes(&mut seed);
+                self.rng.fill_bytes(&mut seed);
                 seed
             }
         }
@@ -1000,7 +1009,7 @@ impl MemberCore {
             seq: self.seq + 1,
         };
         let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
+        self.rng.fill_bytes(&mut nonce);
         let cipher = ChaCha20Poly1305::new(Key::from_slice(key.key.as_ref()));
         let aad = Self::data_aad(&header);
         let ct = cipher
@@ -1100,6 +1109,7 @@ mod tests {
             "tgdh@0.1.0",
             Box::new(seen),
             EnvelopeChecker::new("g", trust),
+            [7; 32],
         );
         let view = View {
             view_id: 1,

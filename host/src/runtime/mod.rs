@@ -10,6 +10,9 @@
 //!   the next quiescent point; an invalid edit is reported and the old policy stays;
 //! - records the metrics (see [`crate::metrics`]).
 
+// The runtime is where IO, time and OS randomness enter: it hands them to the member core.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,7 +158,10 @@ pub fn spawn_member_on<E: GroupEndpoint>(
         }
     };
     let checker = EnvelopeChecker::new(&config.group, config.trust);
-    let mut core = MemberCore::new(config.identity, &config.group, &protocol, session, checker);
+    let mut core_seed = [0u8; 32];
+    OsRng.fill_bytes(&mut core_seed);
+    let mut core =
+        MemberCore::new(config.identity, &config.group, &protocol, session, checker, core_seed);
     let mut watch = None;
     if let Some(s) = config.switching {
         let mut known = s.catalogue.names();

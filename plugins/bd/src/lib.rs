@@ -22,36 +22,7 @@
 mod cost;
 mod session;
 
-use gka_plugin_api::{
-    CostFigures, Descriptor, EventKind, Protocol, Session, SessionConfig, SessionError,
-};
-
-pub use session::BdSession;
-
-/// The protocol's name.
-pub const NAME: &str = "bd";
-
-/// The BD protocol (stateless factory).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Bd;
-
-impl Protocol for Bd {
-    fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            name: NAME.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            summary: "Burmester-Desmedt: two broadcast rounds, restarted on every event".into(),
-            events: EventKind::ALL.to_vec(),
-        }
-    }
-
-    fn cost(&self, event: EventKind, n: u64, k: u64) -> CostFigures {
-        cost::cost(event, n, k)
-    }
-
-    fn new_session(&self, config: SessionConfig) -> Result<Box<dyn Session>, SessionError> {
-        Ok(Box::new(BdSession::new(config)?))
-    }
+gka_plugin_api::protocol! {
+    /// The BD protocol (stateless factory).
+    pub Bd { name: "bd", run: session::BdRun, cost: cost::cost }
 }
-
-gka_plugin_api::export_protocol!(Bd);

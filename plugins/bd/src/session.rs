@@ -1,17 +1,13 @@
 //! The BD session state machine.
 
 use gka_plugin_api::{
-    Agreement, Element, Secret, SessionConfig, SessionCore, SessionError, View, ViewChange,
+    unexpected, Agreement, Context, Element, Secret, SessionError, View, ViewChange,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::NAME;
-
-// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
-#[allow(unreachable_pub)]
-/// BD's messages (each sealed with view id and epoch by [`SessionCore`]).
+/// BD's messages (each sealed with view id and epoch by the session core).
 #[derive(Debug, Serialize, Deserialize)]
-pub enum BdMsg {
+pub(crate) enum BdMsg {
     /// Round 1: z_i = g^(r_i), fixed-length big-endian.
     Z(Vec<u8>),
     /// Round 2: X_i = (z_(i+1) / z_(i-1))^(r_i).
@@ -51,26 +47,23 @@ impl Run {
     }
 }
 
-/// One member's BD session.
-#[derive(Debug)]
-pub struct BdSession {
-    core: SessionCore,
+/// One member's BD run (every event restarts it; BD keeps nothing between agreements).
+#[derive(Debug, Default)]
+pub(crate) struct BdRun {
     run: Option<Run>,
 }
 
-impl BdSession {
-    /// A session for one member.
-    pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
-        Ok(Self { core: SessionCore::new(NAME, config)?, run: None })
-    }
+type Cx = Context<()>;
 
-    fn start(&mut self, view: &View) -> Result<(), SessionError> {
-        let me = view.members.iter().position(|m| m == self.core.me()).unwrap_or(0);
-        let r = self.core.dh.random_exponent(&mut self.core.rng);
-        let z_me = self.core.dh.blind(&r);
+impl BdRun {
+    fn start(&mut self, cx: &mut Cx, view: &View) -> Result<(), SessionError> {
+        let core = &mut cx.core;
+        let me = view.members.iter().position(|m| m == core.me()).unwrap_or(0);
+        let r = core.dh.random_exponent(&mut core.rng);
+        let z_me = core.dh.blind(&r);
         let n = view.members.len();
         let mut z = vec![None; n];
-        let z_bytes = self.core.dh.encode(&z_me);
+        let z_bytes = core.dh.encode(&z_me);
         if n == 1 {
             // Alone: nothing to send, nothing to wait for.
             z[me] = Some(z_me);
@@ -85,20 +78,20 @@ impl BdSession {
             done: false,
         });
         if n > 1 {
-            self.core.broadcast(&BdMsg::Z(z_bytes))?;
+            core.broadcast(&BdMsg::Z(z_bytes))?;
         }
-        self.advance()
+        self.advance(cx)
     }
 
     /// Sends X and computes the key as soon as the inputs are there.
-    fn advance(&mut self) -> Result<(), SessionError> {
+    fn advance(&mut self, cx: &mut Cx) -> Result<(), SessionError> {
         let Some(run) = self.run.as_mut() else {
             return Ok(());
         };
         if run.done {
             return Ok(());
         }
-        let dh = &self.core.dh;
+        let dh = &cx.core.dh;
         let n = run.n();
         if n <= 2 {
             // Complete once every z, this member's included, has been delivered.
@@ -111,7 +104,7 @@ impl BdSession {
             let key = dh.pow(z_other, &exponent);
             run.done = true;
             let secret = dh.encode(&key);
-            return self.core.install_key(&secret);
+            return cx.commit((), &secret);
         }
         if !run.sent_x {
             let (Some(zl), Some(zr)) = (run.z[run.left()].as_ref(), run.z[run.right()].as_ref())
@@ -123,8 +116,8 @@ impl BdSession {
             let bytes = dh.encode(&x_me);
             // x[me] is filled when the group delivers this X back.
             run.sent_x = true;
-            self.core.broadcast(&BdMsg::X(bytes))?;
-            return self.advance();
+            cx.core.broadcast(&BdMsg::X(bytes))?;
+            return self.advance(cx);
         }
         // Complete once every X, this member's included, has been delivered.
         if run.x.iter().any(Option::is_none) {
@@ -148,48 +141,37 @@ impl BdSession {
         }
         run.done = true;
         let secret = dh.encode(&key);
-        self.core.install_key(&secret)
+        cx.commit((), &secret)
     }
 }
 
-impl Agreement for BdSession {
-    /// BD keeps nothing between agreements: every event restarts it.
+impl Agreement for BdRun {
     type Agreed = ();
     type Message = BdMsg;
 
-    fn core(&self) -> &SessionCore {
-        &self.core
+    fn on_whole_view(&mut self, cx: &mut Cx, _agreed: (), view: &View) -> Result<(), SessionError> {
+        self.start(cx, view)
     }
 
-    fn core_mut(&mut self) -> &mut SessionCore {
-        &mut self.core
+    fn on_merge(
+        &mut self,
+        cx: &mut Cx,
+        change: &ViewChange,
+        _: Option<()>,
+    ) -> Result<(), SessionError> {
+        self.start(cx, &change.view)
     }
 
-    fn take_agreed(&mut self) -> Option<()> {
-        None
-    }
-
-    fn reset_run(&mut self) {
-        self.run = None;
-    }
-
-    fn on_whole_view(&mut self, _agreed: (), view: &View) -> Result<(), SessionError> {
-        self.start(view)
-    }
-
-    fn on_merge(&mut self, change: &ViewChange, _kept: Option<()>) -> Result<(), SessionError> {
-        self.start(&change.view)
-    }
-
-    fn on_message(&mut self, from: &str, msg: BdMsg) -> Result<(), SessionError> {
-        let run = self.run.as_mut().ok_or(SessionError::NoView)?;
+    fn on_message(&mut self, cx: &mut Cx, from: &str, msg: BdMsg) -> Result<(), SessionError> {
+        let run =
+            self.run.as_mut().ok_or_else(|| unexpected(format!("{from:?} sent outside a run")))?;
         let i = run.index_of(from)?;
         match msg {
             BdMsg::Z(bytes) => {
                 if run.z[i].is_some() {
                     return Err(SessionError::Unexpected(format!("second z from {from:?}")));
                 }
-                let z = self.core.dh.decode(&bytes)?;
+                let z = cx.core.dh.decode(&bytes)?;
                 // Equal z values would make a neighbour's X the identity, which every member
                 // refuses: blame the sender of the copy instead of the honest neighbour.
                 if run.z.iter().flatten().any(|other| *other == z) {
@@ -203,14 +185,9 @@ impl Agreement for BdSession {
                 if run.n() <= 2 || run.x[i].is_some() {
                     return Err(SessionError::Unexpected(format!("unexpected X from {from:?}")));
                 }
-                run.x[i] = Some(self.core.dh.decode(&bytes)?);
+                run.x[i] = Some(cx.core.dh.decode(&bytes)?);
             }
         }
-        self.advance()
-    }
-
-    fn on_refresh(&mut self) -> Result<(), SessionError> {
-        let view = self.core.view()?.clone();
-        self.start(&view)
+        self.advance(cx)
     }
 }

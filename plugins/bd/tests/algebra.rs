@@ -1,7 +1,7 @@
 //! BD's key is g^(r_1 r_2 + r_2 r_3 + … + r_n r_1) (§2.4, §9.11), checked from the shares.
 
 use gka_plugin_api::Secret;
-use gka_tests::algebra::{assert_key_from_secret, dh, first_shares, share};
+use gka_tests::algebra::{assert_key_from_secret, dh, initial_key, share};
 use gka_tests::{strs, Harness};
 use num_bigint_dig::BigUint;
 
@@ -16,11 +16,8 @@ fn ring_exponent(r: &[Secret]) -> Secret {
 #[test]
 fn initial_key_is_the_ring_sum() {
     for n in [1, 2, 3, 5] {
-        let ids = Harness::names("m", n);
-        let mut h = Harness::new(Box::new(gka_bd::Bd), 7);
-        let c = h.create(&strs(&ids));
-        let (key, _) = h.settle(c).expect("agreement");
-        let expected = dh().blind(&ring_exponent(&first_shares(7, &ids)));
+        let (key, shares) = initial_key(Box::new(gka_bd::Bd), 7, n);
+        let expected = dh().blind(&ring_exponent(&shares));
         assert_key_from_secret(&key, &expected, "bd");
     }
 }

@@ -21,38 +21,7 @@
 mod cost;
 mod session;
 
-use gka_plugin_api::{
-    CostFigures, Descriptor, EventKind, Protocol, Session, SessionConfig, SessionError,
-};
-
-pub use session::CkdSession;
-
-/// The protocol's name.
-pub const NAME: &str = "ckd";
-
-/// The CKD protocol (stateless factory).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Ckd;
-
-impl Protocol for Ckd {
-    fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            name: NAME.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            summary: "Centralized key distribution: the oldest member wraps a fresh key for each \
-                      member over DH pairwise channels"
-                .into(),
-            events: EventKind::ALL.to_vec(),
-        }
-    }
-
-    fn cost(&self, event: EventKind, n: u64, k: u64) -> CostFigures {
-        cost::cost(event, n, k)
-    }
-
-    fn new_session(&self, config: SessionConfig) -> Result<Box<dyn Session>, SessionError> {
-        Ok(Box::new(CkdSession::new(config)?))
-    }
+gka_plugin_api::protocol! {
+    /// The CKD protocol (stateless factory).
+    pub Ckd { name: "ckd", run: session::CkdRun, cost: cost::cost }
 }
-
-gka_plugin_api::export_protocol!(Ckd);

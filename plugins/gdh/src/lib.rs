@@ -29,37 +29,7 @@
 mod cost;
 mod session;
 
-use gka_plugin_api::{
-    CostFigures, Descriptor, EventKind, Protocol, Session, SessionConfig, SessionError,
-};
-
-pub use session::GdhSession;
-
-/// The protocol's name.
-pub const NAME: &str = "gdh";
-
-/// The GDH protocol (stateless factory).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Gdh;
-
-impl Protocol for Gdh {
-    fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            name: NAME.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            summary: "Group Diffie-Hellman (Cliques): upflow chain, factor-out, partial-key list"
-                .into(),
-            events: EventKind::ALL.to_vec(),
-        }
-    }
-
-    fn cost(&self, event: EventKind, n: u64, k: u64) -> CostFigures {
-        cost::cost(event, n, k)
-    }
-
-    fn new_session(&self, config: SessionConfig) -> Result<Box<dyn Session>, SessionError> {
-        Ok(Box::new(GdhSession::new(config)?))
-    }
+gka_plugin_api::protocol! {
+    /// The GDH protocol (stateless factory).
+    pub Gdh { name: "gdh", run: session::GdhRun, cost: cost::cost }
 }
-
-gka_plugin_api::export_protocol!(Gdh);

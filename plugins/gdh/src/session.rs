@@ -3,17 +3,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gka_plugin_api::{
-    Agreement, Element, Secret, SessionConfig, SessionCore, SessionError, View, ViewChange,
+    unexpected, Agreement, Context, Element, Secret, SessionCore, SessionError, View, ViewChange,
 };
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
-use crate::NAME;
-
-// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
-#[allow(unreachable_pub)]
 /// GDH's messages.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum GdhMsg {
+pub(crate) enum GdhMsg {
     /// The upflow token, unicast along the chain: the final member order and the running value.
     Upflow { order: Vec<String>, c: Vec<u8> },
     /// The last chain member's broadcast of C = g^(Π_(j≠last) r_j).
@@ -24,11 +21,9 @@ pub enum GdhMsg {
     KeyList(Vec<(String, Vec<u8>)>),
 }
 
-// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
-#[allow(unreachable_pub)]
 /// What a member keeps from its last completed agreement.
 #[derive(Debug, Clone)]
-pub struct Agreed {
+pub(crate) struct Agreed {
     /// Member list in protocol order; the last one is the controller.
     order: Vec<String>,
     /// Every member's partial key P_i (published, so every member has them all).
@@ -65,45 +60,202 @@ enum Phase {
     Collect { order: Vec<String>, c: Element, r: Secret, factors: BTreeMap<String, Element> },
     /// Waiting for the controller's partial keys.
     WaitKeyList { order: Vec<String>, r: Secret, controller_partial: Option<Element> },
-    /// The controller, waiting for its own key list to come back.
-    Sent { next: Agreed },
 }
 
-/// One member's GDH session.
-#[derive(Debug)]
-pub struct GdhSession {
-    core: SessionCore,
-    agreed: Option<Agreed>,
+/// One member's run: where it stands in the agreement under way.
+#[derive(Debug, Default)]
+pub(crate) struct GdhRun {
     phase: Phase,
 }
 
-fn unexpected(what: impl Into<String>) -> SessionError {
-    SessionError::Unexpected(what.into())
+type Cx = Context<Agreed>;
+
+impl GdhRun {
+    /// Installs the controller's key K = P_c^(r_c).
+    fn commit_controller(&mut self, cx: &mut Cx, agreed: Agreed) -> Result<(), SessionError> {
+        let secret = controller_secret(&cx.core, &agreed)?;
+        cx.commit(agreed, &secret)
+    }
+
+    fn check_order(&self, cx: &Cx, order: &[String]) -> Result<(), SessionError> {
+        let view = cx.core.view()?;
+        if order.len() != view.members.len() {
+            return Err(unexpected("member order does not match the view"));
+        }
+        let set: BTreeSet<&String> = order.iter().collect();
+        let members: BTreeSet<&String> = view.members.iter().collect();
+        if set.len() != order.len() || set != members {
+            return Err(unexpected("member order does not match the view"));
+        }
+        Ok(())
+    }
+
+    fn on_upflow(
+        &mut self,
+        cx: &mut Cx,
+        from: &str,
+        order: Vec<String>,
+        c: &[u8],
+    ) -> Result<(), SessionError> {
+        if !matches!(self.phase, Phase::WaitUpflow) {
+            return Err(unexpected(format!("upflow from {from:?} not expected")));
+        }
+        // Phase first, then the (possibly large) order.
+        self.check_order(cx, &order)?;
+        let me = cx.core.me().to_owned();
+        let k = order.iter().position(|m| *m == me).ok_or_else(|| unexpected("not in order"))?;
+        if k == 0 || order[k - 1] != from {
+            return Err(unexpected(format!("upflow from {from:?} out of chain order")));
+        }
+        let c = cx.core.dh.decode(c)?;
+        let r = cx.core.dh.random_exponent(&mut cx.core.rng);
+        if k + 1 == order.len() {
+            let bytes = cx.core.dh.encode(&c);
+            cx.core.broadcast(&GdhMsg::Final { order: order.clone(), c: bytes })?;
+            self.phase = Phase::Collect { order, c, r, factors: BTreeMap::new() };
+        } else {
+            let next = order[k + 1].clone();
+            let bytes = cx.core.dh.encode(&cx.core.dh.pow(&c, &r));
+            cx.core.unicast(&next, &GdhMsg::Upflow { order, c: bytes })?;
+            self.phase = Phase::WaitFinal { r };
+        }
+        Ok(())
+    }
+
+    fn on_final(
+        &mut self,
+        cx: &mut Cx,
+        from: &str,
+        order: Vec<String>,
+        c: &[u8],
+    ) -> Result<(), SessionError> {
+        if from == cx.core.me() {
+            // Our own broadcast came back: collection continues.
+            return match self.phase {
+                Phase::Collect { .. } => Ok(()),
+                _ => Err(unexpected("own final broadcast in the wrong phase")),
+            };
+        }
+        let Phase::WaitFinal { r } = &self.phase else {
+            return Err(unexpected(format!("final broadcast from {from:?} not expected")));
+        };
+        let r = r.clone();
+        self.check_order(cx, &order)?;
+        if order.last().map(String::as_str) != Some(from) {
+            return Err(unexpected(format!("final broadcast from non-controller {from:?}")));
+        }
+        let c = cx.core.dh.decode(c)?;
+        let dh = &cx.core.dh;
+        let factor_out = dh.pow(&c, &dh.invert_exponent(&r));
+        let bytes = dh.encode(&factor_out);
+        cx.core.unicast(from, &GdhMsg::FactorOut(bytes))?;
+        self.phase = Phase::WaitKeyList { order, r, controller_partial: Some(c) };
+        Ok(())
+    }
+
+    fn on_factor_out(&mut self, cx: &mut Cx, from: &str, f: &[u8]) -> Result<(), SessionError> {
+        let Phase::Collect { order, factors, .. } = &self.phase else {
+            return Err(unexpected(format!("factor-out from {from:?} not expected")));
+        };
+        if !order.iter().any(|m| m == from) || factors.contains_key(from) {
+            return Err(unexpected(format!("factor-out from {from:?} not awaited")));
+        }
+        let f = cx.core.dh.decode(f)?;
+        let Phase::Collect { order, c, r, factors } = &mut self.phase else { unreachable!() };
+        factors.insert(from.to_owned(), f);
+        if factors.len() + 1 < order.len() {
+            return Ok(());
+        }
+        let dh = &cx.core.dh;
+        let me = cx.core.me().to_owned();
+        let mut partials = BTreeMap::from([(me, c.clone())]);
+        let mut list = Vec::new();
+        for (m, f) in factors.iter() {
+            let p = dh.pow(f, r);
+            list.push((m.clone(), dh.encode(&p)));
+            partials.insert(m.clone(), p);
+        }
+        let next = Agreed {
+            order: order.clone(),
+            partials,
+            r: r.clone(),
+            factors: std::mem::take(factors),
+        };
+        cx.broadcast_final_with(&GdhMsg::KeyList(list), next, controller_secret)
+    }
+
+    fn on_key_list(
+        &mut self,
+        cx: &mut Cx,
+        from: &str,
+        list: &[(String, Vec<u8>)],
+    ) -> Result<(), SessionError> {
+        let Phase::WaitKeyList { order, r, controller_partial } = &self.phase else {
+            return Err(unexpected(format!("key list from {from:?} not expected")));
+        };
+        if order.last().map(String::as_str) != Some(from) {
+            return Err(unexpected(format!("key list from non-controller {from:?}")));
+        }
+        let expected: BTreeSet<&String> = order.iter().filter(|m| *m != from).collect();
+        let got: BTreeSet<&String> = list.iter().map(|(m, _)| m).collect();
+        if got != expected || list.len() != expected.len() {
+            return Err(unexpected("key list does not cover the members"));
+        }
+        let mut partials = BTreeMap::new();
+        for (m, p) in list {
+            partials.insert(m.clone(), cx.core.dh.decode(p)?);
+        }
+        // The controller's own partial key: from its final broadcast (merge) or unchanged.
+        let controller_partial = match controller_partial {
+            Some(p) => p.clone(),
+            None => cx
+                .agreed
+                .as_ref()
+                .and_then(|a| a.partials.get(from).cloned())
+                .ok_or_else(|| unexpected("controller's partial key unknown"))?,
+        };
+        partials.insert(from.to_owned(), controller_partial);
+        let me = cx.core.me().to_owned();
+        let key = cx.core.dh.pow(&partials[&me], r);
+        let secret = cx.core.dh.encode(&key);
+        let agreed =
+            Agreed { order: order.clone(), partials, r: r.clone(), factors: BTreeMap::new() };
+        cx.commit(agreed, &secret)
+    }
 }
 
-impl GdhSession {
-    /// A session for one member.
-    pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
-        Ok(Self { core: SessionCore::new(NAME, config)?, agreed: None, phase: Phase::Idle })
-    }
+/// The controller's group secret K = P_c^(r_c), once its key list is delivered back.
+fn controller_secret(
+    core: &SessionCore,
+    agreed: &Agreed,
+) -> Result<Zeroizing<Vec<u8>>, SessionError> {
+    let partial = agreed.partials.get(core.me()).ok_or_else(|| unexpected("no own partial key"))?;
+    let key = core.dh.pow(partial, &agreed.r);
+    Ok(Zeroizing::new(core.dh.encode(&key)))
+}
 
-    fn me(&self) -> String {
-        self.core.me().to_owned()
-    }
+impl Agreement for GdhRun {
+    type Agreed = Agreed;
+    type Message = GdhMsg;
 
     /// Leave, partition or refresh: the controller refreshes its share.
-    fn subtractive(&mut self, mut agreed: Agreed) -> Result<(), SessionError> {
-        let members = self.core.view()?.members.clone();
+    fn on_whole_view(
+        &mut self,
+        cx: &mut Cx,
+        mut agreed: Agreed,
+        _view: &View,
+    ) -> Result<(), SessionError> {
+        let members = cx.core.view()?.members.clone();
         agreed.retain(&members);
-        let me = self.me();
+        let me = cx.core.me().to_owned();
         if agreed.controller() != me {
             let order = agreed.order.clone();
             let r = agreed.r.clone();
-            self.agreed = Some(agreed);
+            cx.agreed = Some(agreed);
             self.phase = Phase::WaitKeyList { order, r, controller_partial: None };
             return Ok(());
         }
-        let dh = &self.core.dh;
+        let dh = &cx.core.dh;
         if agreed.factors.len() + 1 != agreed.order.len() {
             // A new controller: factor its share out of every published partial key.
             let inv = dh.invert_exponent(&agreed.r);
@@ -114,7 +266,7 @@ impl GdhSession {
                 .map(|(m, p)| (m.clone(), dh.pow(p, &inv)))
                 .collect();
         }
-        let r = dh.random_exponent(&mut self.core.rng);
+        let r = dh.random_exponent(&mut cx.core.rng);
         let mut list = Vec::new();
         for (m, f) in &agreed.factors {
             let p = dh.pow(f, &r);
@@ -123,22 +275,25 @@ impl GdhSession {
         }
         agreed.r = r;
         if list.is_empty() {
-            return self.commit_controller(agreed);
+            return self.commit_controller(cx, agreed);
         }
-        self.core.broadcast(&GdhMsg::KeyList(list))?;
-        self.phase = Phase::Sent { next: agreed };
-        Ok(())
+        cx.broadcast_final_with(&GdhMsg::KeyList(list), agreed, controller_secret)
     }
 
     /// Join, merge, initial agreement or any cascade: a merge into the oldest member's side.
-    fn additive(&mut self, change: &ViewChange, kept: Option<Agreed>) -> Result<(), SessionError> {
+    fn on_merge(
+        &mut self,
+        cx: &mut Cx,
+        change: &ViewChange,
+        kept: Option<Agreed>,
+    ) -> Result<(), SessionError> {
         let view = &change.view;
-        let me = self.me();
+        let me = cx.core.me().to_owned();
         if !change.side.contains(&view.members[0]) {
             self.phase = Phase::WaitUpflow;
             return Ok(());
         }
-        let dh = &self.core.dh;
+        let dh = &cx.core.dh;
         let (order, my_partial, my_r) = match kept {
             Some(mut agreed) => {
                 agreed.retain(&change.side);
@@ -154,7 +309,7 @@ impl GdhSession {
         }
         // The base controller starts the chain with a fresh share.
         let partial = my_partial.ok_or_else(|| unexpected("controller without a partial key"))?;
-        let r = dh.random_exponent(&mut self.core.rng);
+        let r = dh.random_exponent(&mut cx.core.rng);
         let newcomers: Vec<String> =
             view.members.iter().filter(|m| !change.side.contains(m)).cloned().collect();
         let Some(first) = newcomers.first().cloned() else {
@@ -165,207 +320,23 @@ impl GdhSession {
                 r,
                 factors: BTreeMap::new(),
             };
-            return self.commit_controller(agreed);
+            return self.commit_controller(cx, agreed);
         };
         let c = dh.pow(&partial, &r);
         let mut chain = order;
         chain.extend(newcomers);
         let c = dh.encode(&c);
-        self.core.unicast(&first, &GdhMsg::Upflow { order: chain, c })?;
+        cx.core.unicast(&first, &GdhMsg::Upflow { order: chain, c })?;
         self.phase = Phase::WaitFinal { r };
         Ok(())
     }
 
-    /// Installs the controller's key K = P_c^(r_c).
-    fn commit_controller(&mut self, agreed: Agreed) -> Result<(), SessionError> {
-        let me = self.me();
-        let partial = agreed.partials.get(&me).ok_or_else(|| unexpected("no own partial key"))?;
-        let key = self.core.dh.pow(partial, &agreed.r);
-        let secret = self.core.dh.encode(&key);
-        self.agreed = Some(agreed);
-        self.phase = Phase::Idle;
-        self.core.install_key(&secret)
-    }
-
-    fn check_order(&self, order: &[String]) -> Result<(), SessionError> {
-        let view = self.core.view()?;
-        if order.len() != view.members.len() {
-            return Err(unexpected("member order does not match the view"));
-        }
-        let set: BTreeSet<&String> = order.iter().collect();
-        let members: BTreeSet<&String> = view.members.iter().collect();
-        if set.len() != order.len() || set != members {
-            return Err(unexpected("member order does not match the view"));
-        }
-        Ok(())
-    }
-
-    fn on_upflow(&mut self, from: &str, order: Vec<String>, c: &[u8]) -> Result<(), SessionError> {
-        if !matches!(self.phase, Phase::WaitUpflow) {
-            return Err(unexpected(format!("upflow from {from:?} not expected")));
-        }
-        // Phase first, then the (possibly large) order.
-        self.check_order(&order)?;
-        let me = self.me();
-        let k = order.iter().position(|m| *m == me).ok_or_else(|| unexpected("not in order"))?;
-        if k == 0 || order[k - 1] != from {
-            return Err(unexpected(format!("upflow from {from:?} out of chain order")));
-        }
-        let c = self.core.dh.decode(c)?;
-        let r = self.core.dh.random_exponent(&mut self.core.rng);
-        if k + 1 == order.len() {
-            let bytes = self.core.dh.encode(&c);
-            self.core.broadcast(&GdhMsg::Final { order: order.clone(), c: bytes })?;
-            self.phase = Phase::Collect { order, c, r, factors: BTreeMap::new() };
-        } else {
-            let next = order[k + 1].clone();
-            let bytes = self.core.dh.encode(&self.core.dh.pow(&c, &r));
-            self.core.unicast(&next, &GdhMsg::Upflow { order, c: bytes })?;
-            self.phase = Phase::WaitFinal { r };
-        }
-        Ok(())
-    }
-
-    fn on_final(&mut self, from: &str, order: Vec<String>, c: &[u8]) -> Result<(), SessionError> {
-        if from == self.core.me() {
-            // Our own broadcast came back: collection continues.
-            return match self.phase {
-                Phase::Collect { .. } => Ok(()),
-                _ => Err(unexpected("own final broadcast in the wrong phase")),
-            };
-        }
-        let Phase::WaitFinal { r } = &self.phase else {
-            return Err(unexpected(format!("final broadcast from {from:?} not expected")));
-        };
-        let r = r.clone();
-        self.check_order(&order)?;
-        if order.last().map(String::as_str) != Some(from) {
-            return Err(unexpected(format!("final broadcast from non-controller {from:?}")));
-        }
-        let c = self.core.dh.decode(c)?;
-        let dh = &self.core.dh;
-        let factor_out = dh.pow(&c, &dh.invert_exponent(&r));
-        let bytes = dh.encode(&factor_out);
-        self.core.unicast(from, &GdhMsg::FactorOut(bytes))?;
-        self.phase = Phase::WaitKeyList { order, r, controller_partial: Some(c) };
-        Ok(())
-    }
-
-    fn on_factor_out(&mut self, from: &str, f: &[u8]) -> Result<(), SessionError> {
-        let Phase::Collect { order, factors, .. } = &self.phase else {
-            return Err(unexpected(format!("factor-out from {from:?} not expected")));
-        };
-        if !order.iter().any(|m| m == from) || factors.contains_key(from) {
-            return Err(unexpected(format!("factor-out from {from:?} not awaited")));
-        }
-        let f = self.core.dh.decode(f)?;
-        let Phase::Collect { order, c, r, factors } = &mut self.phase else { unreachable!() };
-        factors.insert(from.to_owned(), f);
-        if factors.len() + 1 < order.len() {
-            return Ok(());
-        }
-        let dh = &self.core.dh;
-        let me = self.core.me().to_owned();
-        let mut partials = BTreeMap::from([(me, c.clone())]);
-        let mut list = Vec::new();
-        for (m, f) in factors.iter() {
-            let p = dh.pow(f, r);
-            list.push((m.clone(), dh.encode(&p)));
-            partials.insert(m.clone(), p);
-        }
-        let next = Agreed {
-            order: order.clone(),
-            partials,
-            r: r.clone(),
-            factors: std::mem::take(factors),
-        };
-        self.core.broadcast(&GdhMsg::KeyList(list))?;
-        self.phase = Phase::Sent { next };
-        Ok(())
-    }
-
-    fn on_key_list(&mut self, from: &str, list: &[(String, Vec<u8>)]) -> Result<(), SessionError> {
-        if from == self.core.me() {
-            if !matches!(self.phase, Phase::Sent { .. }) {
-                return Err(unexpected("own key list in the wrong phase"));
-            }
-            let Phase::Sent { next } = std::mem::take(&mut self.phase) else { unreachable!() };
-            return self.commit_controller(next);
-        }
-        let Phase::WaitKeyList { order, r, controller_partial } = &self.phase else {
-            return Err(unexpected(format!("key list from {from:?} not expected")));
-        };
-        if order.last().map(String::as_str) != Some(from) {
-            return Err(unexpected(format!("key list from non-controller {from:?}")));
-        }
-        let expected: BTreeSet<&String> = order.iter().filter(|m| *m != from).collect();
-        let got: BTreeSet<&String> = list.iter().map(|(m, _)| m).collect();
-        if got != expected || list.len() != expected.len() {
-            return Err(unexpected("key list does not cover the members"));
-        }
-        let mut partials = BTreeMap::new();
-        for (m, p) in list {
-            partials.insert(m.clone(), self.core.dh.decode(p)?);
-        }
-        // The controller's own partial key: from its final broadcast (merge) or unchanged.
-        let controller_partial = match controller_partial {
-            Some(p) => p.clone(),
-            None => self
-                .agreed
-                .as_ref()
-                .and_then(|a| a.partials.get(from).cloned())
-                .ok_or_else(|| unexpected("controller's partial key unknown"))?,
-        };
-        partials.insert(from.to_owned(), controller_partial);
-        let me = self.me();
-        let key = self.core.dh.pow(&partials[&me], r);
-        let secret = self.core.dh.encode(&key);
-        self.agreed =
-            Some(Agreed { order: order.clone(), partials, r: r.clone(), factors: BTreeMap::new() });
-        self.phase = Phase::Idle;
-        self.core.install_key(&secret)
-    }
-}
-
-impl Agreement for GdhSession {
-    type Agreed = Agreed;
-    type Message = GdhMsg;
-
-    fn core(&self) -> &SessionCore {
-        &self.core
-    }
-
-    fn core_mut(&mut self) -> &mut SessionCore {
-        &mut self.core
-    }
-
-    fn take_agreed(&mut self) -> Option<Agreed> {
-        self.agreed.take()
-    }
-
-    fn reset_run(&mut self) {
-        self.phase = Phase::Idle;
-    }
-
-    fn on_whole_view(&mut self, agreed: Agreed, _view: &View) -> Result<(), SessionError> {
-        self.subtractive(agreed)
-    }
-
-    fn on_merge(&mut self, change: &ViewChange, kept: Option<Agreed>) -> Result<(), SessionError> {
-        self.additive(change, kept)
-    }
-
-    fn on_message(&mut self, from: &str, msg: GdhMsg) -> Result<(), SessionError> {
+    fn on_message(&mut self, cx: &mut Cx, from: &str, msg: GdhMsg) -> Result<(), SessionError> {
         match msg {
-            GdhMsg::Upflow { order, c } => self.on_upflow(from, order, &c),
-            GdhMsg::Final { order, c } => self.on_final(from, order, &c),
-            GdhMsg::FactorOut(f) => self.on_factor_out(from, &f),
-            GdhMsg::KeyList(list) => self.on_key_list(from, &list),
+            GdhMsg::Upflow { order, c } => self.on_upflow(cx, from, order, &c),
+            GdhMsg::Final { order, c } => self.on_final(cx, from, order, &c),
+            GdhMsg::FactorOut(f) => self.on_factor_out(cx, from, &f),
+            GdhMsg::KeyList(list) => self.on_key_list(cx, from, &list),
         }
-    }
-
-    fn on_refresh(&mut self) -> Result<(), SessionError> {
-        let agreed = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
-        self.subtractive(agreed)
     }
 }

@@ -26,36 +26,7 @@ mod chain;
 mod cost;
 mod session;
 
-use gka_plugin_api::{
-    CostFigures, Descriptor, EventKind, Protocol, Session, SessionConfig, SessionError,
-};
-
-pub use session::StrSession;
-
-/// The protocol's name.
-pub const NAME: &str = "str";
-
-/// The STR protocol (stateless factory).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Str;
-
-impl Protocol for Str {
-    fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            name: NAME.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            summary: "STR skinny tree: constant-round joins and merges, linear leaves".into(),
-            events: EventKind::ALL.to_vec(),
-        }
-    }
-
-    fn cost(&self, event: EventKind, n: u64, k: u64) -> CostFigures {
-        cost::cost(event, n, k)
-    }
-
-    fn new_session(&self, config: SessionConfig) -> Result<Box<dyn Session>, SessionError> {
-        Ok(Box::new(StrSession::new(config)?))
-    }
+gka_plugin_api::protocol! {
+    /// The STR protocol (stateless factory).
+    pub Str { name: "str", run: session::StrRun, cost: cost::cost }
 }
-
-gka_plugin_api::export_protocol!(Str);

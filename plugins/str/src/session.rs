@@ -1,21 +1,19 @@
 //! The STR session state machine.
 
 use gka_plugin_api::{
-    Agreement, Dh, Element, Secret, SessionConfig, SessionCore, SessionError, View, ViewChange,
+    unexpected, Agreement, Context, Dh, Element, Secret, SessionError, View, ViewChange,
 };
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::chain::{merge_order, sponsor_for};
-use crate::NAME;
 
 /// Domain label for mapping node keys to exponents (§9.2).
 const NODE_LABEL: &str = "gka str node key";
 
-// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
-#[allow(unreachable_pub)]
 /// STR's messages.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum StrMsg {
+pub(crate) enum StrMsg {
     /// Round 1 of an additive event: a group's chain, bottom first. `valid` counts the bottom
     /// positions whose keys are unchanged since the group's last agreement.
     Chain { slots: Vec<WireSlot>, valid: u32 },
@@ -24,11 +22,9 @@ pub enum StrMsg {
     Update { br: Option<Vec<u8>>, bks: Vec<Vec<u8>> },
 }
 
-// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
-#[allow(unreachable_pub)]
 /// One chain position on the wire.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WireSlot {
+pub(crate) struct WireSlot {
     member: String,
     br: Vec<u8>,
     /// The node's blinded key, when known and valid (never for position 0 or the top).
@@ -45,11 +41,9 @@ struct Slot {
     bk: Option<Element>,
 }
 
-// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
-#[allow(unreachable_pub)]
 /// The chain and this member's private knowledge of it.
 #[derive(Debug, Clone)]
-pub struct Agreed {
+pub(crate) struct Agreed {
     slots: Vec<Slot>,
     /// This member's share.
     r: Secret,
@@ -117,21 +111,15 @@ enum Phase {
     },
     /// Waiting for the sponsor's update of the merged chain.
     WaitUpdate { chain: Agreed, sponsor: usize },
-    /// The sponsor, waiting for its own update to come back.
-    Sent { next: Agreed, secret: Vec<u8> },
 }
 
-/// One member's STR session.
-#[derive(Debug)]
-pub struct StrSession {
-    core: SessionCore,
-    agreed: Option<Agreed>,
+/// One member's run: where it stands in the agreement under way.
+#[derive(Debug, Default)]
+pub(crate) struct StrRun {
     phase: Phase,
 }
 
-fn unexpected(what: impl Into<String>) -> SessionError {
-    SessionError::Unexpected(what.into())
-}
+type Cx = Context<Agreed>;
 
 /// x_i of the node above `below` (x_(i-1)) and leaf `br`: H(br^(x_(i-1))).
 fn node_exponent(dh: &Dh, br: &Element, x_below: &Secret) -> (Element, Secret) {
@@ -140,62 +128,41 @@ fn node_exponent(dh: &Dh, br: &Element, x_below: &Secret) -> (Element, Secret) {
     (k, x)
 }
 
-impl StrSession {
-    /// A session for one member.
-    pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
-        Ok(Self { core: SessionCore::new(NAME, config)?, agreed: None, phase: Phase::Idle })
-    }
-
-    fn singleton(&mut self) -> Agreed {
-        let r = self.core.dh.random_exponent(&mut self.core.rng);
-        let br = self.core.dh.blind(&r);
+impl StrRun {
+    fn singleton(&mut self, cx: &mut Cx) -> Agreed {
+        let r = cx.core.dh.random_exponent(&mut cx.core.rng);
+        let br = cx.core.dh.blind(&r);
         Agreed {
-            slots: vec![Slot { member: self.core.me().to_owned(), br, bk: None }],
+            slots: vec![Slot { member: cx.core.me().to_owned(), br, bk: None }],
             r,
             x: vec![None],
         }
     }
 
-    fn additive(&mut self, change: &ViewChange, kept: Option<Agreed>) -> Result<(), SessionError> {
-        let (mine, kept_state, valid) = match kept {
-            Some(mut a) => {
-                let valid = a.retain(&change.side);
-                (a, true, valid)
-            }
-            None => (self.singleton(), false, 1),
-        };
-        if change.side_is_whole_view {
-            // Alone with no agreed state: nothing to exchange.
-            return self.proceed(mine, sponsor_for(valid), kept_state);
-        }
-        let top = mine.slots.last().map(|s| s.member.clone()).unwrap_or_default();
-        if top == self.core.me() {
-            let slots = self.wire(&mine.slots);
-            self.core.broadcast(&StrMsg::Chain { slots, valid: valid as u32 })?;
-        }
-        self.phase =
-            Phase::Collect { mine, mine_valid: valid, kept: kept_state, chains: Vec::new() };
-        Ok(())
-    }
-
     /// A chain's wire form (position 0 carries no bk: it is br_0).
-    fn wire(&self, slots: &[Slot]) -> Vec<WireSlot> {
+    fn wire(&self, cx: &Cx, slots: &[Slot]) -> Vec<WireSlot> {
         slots
             .iter()
             .enumerate()
             .map(|(i, s)| WireSlot {
                 member: s.member.clone(),
-                br: self.core.dh.encode(&s.br),
-                bk: s.bk.as_ref().filter(|_| i > 0).map(|e| self.core.dh.encode(e)),
+                br: cx.core.dh.encode(&s.br),
+                bk: s.bk.as_ref().filter(|_| i > 0).map(|e| cx.core.dh.encode(e)),
             })
             .collect()
     }
 
-    fn on_chain(&mut self, from: &str, slots: &[WireSlot], valid: u32) -> Result<(), SessionError> {
+    fn on_chain(
+        &mut self,
+        cx: &mut Cx,
+        from: &str,
+        slots: &[WireSlot],
+        valid: u32,
+    ) -> Result<(), SessionError> {
         let Phase::Collect { mine, mine_valid, chains, .. } = &self.phase else {
             return Err(unexpected(format!("chain from {from:?} not expected")));
         };
-        let view = self.core.view()?;
+        let view = cx.core.view()?;
         if slots.last().map(|s| s.member.as_str()) != Some(from) {
             return Err(unexpected(format!("chain from {from:?}, who is not its top")));
         }
@@ -210,7 +177,7 @@ impl StrSession {
                 return Err(unexpected(format!("chain member {:?} unknown or repeated", s.member)));
             }
         }
-        let contains_me = slots.iter().any(|s| s.member == self.core.me());
+        let contains_me = slots.iter().any(|s| s.member == cx.core.me());
         let valid = valid as usize;
         if valid == 0 || valid > slots.len() {
             return Err(unexpected(format!("chain from {from:?} claims {valid} valid positions")));
@@ -218,7 +185,7 @@ impl StrSession {
         let decoded = if contains_me {
             // Our own group's chain: it must be exactly our copy. Comparing encodings spares
             // validating elements we computed or checked before.
-            if self.wire(&mine.slots) != slots || valid != *mine_valid {
+            if self.wire(cx, &mine.slots) != slots || valid != *mine_valid {
                 return Err(unexpected("a chain with this member that is not its group's"));
             }
             mine.slots.clone()
@@ -226,10 +193,10 @@ impl StrSession {
             let mut decoded = Vec::with_capacity(slots.len());
             for (i, s) in slots.iter().enumerate() {
                 let bk = match &s.bk {
-                    Some(b) if i > 0 && i < valid => Some(self.core.dh.decode(b)?),
+                    Some(b) if i > 0 && i < valid => Some(cx.core.dh.decode(b)?),
                     _ => None,
                 };
-                let br = self.core.dh.decode(&s.br)?;
+                let br = cx.core.dh.decode(&s.br)?;
                 decoded.push(Slot { member: s.member.clone(), br, bk });
             }
             decoded
@@ -238,13 +205,13 @@ impl StrSession {
         let Phase::Collect { chains, .. } = &mut self.phase else { unreachable!() };
         chains.push((decoded, valid));
         if done {
-            self.merge()?;
+            self.merge(cx)?;
         }
         Ok(())
     }
 
     /// Every group's chain is in: stack them and let the sponsor compute.
-    fn merge(&mut self) -> Result<(), SessionError> {
+    fn merge(&mut self, cx: &mut Cx) -> Result<(), SessionError> {
         let Phase::Collect { mine, kept, chains, .. } = std::mem::take(&mut self.phase) else {
             return Err(unexpected("merge outside collection"));
         };
@@ -259,7 +226,7 @@ impl StrSession {
         for &ci in &order {
             slots.extend(chains[ci].0.iter().cloned());
         }
-        let me = self.core.me().to_owned();
+        let me = cx.core.me().to_owned();
         // This member's private keys survive only if its chain is at the bottom.
         let my_chain_is_bottom = chains[order[0]].0.iter().any(|s| s.member == me);
         let mut x: Vec<Option<Secret>> = vec![None; slots.len()];
@@ -273,25 +240,26 @@ impl StrSession {
         let sponsor = sponsor_for(bottom_valid);
         // The sponsor refreshes its share if its group had agreed a key before.
         let refresh = kept && my_chain_is_bottom;
-        self.proceed(merged, sponsor, refresh)
+        self.proceed(cx, merged, sponsor, refresh)
     }
 
     /// With the chain agreed, the sponsor computes and broadcasts; the others wait.
     fn proceed(
         &mut self,
+        cx: &mut Cx,
         mut chain: Agreed,
         sponsor: usize,
         refresh: bool,
     ) -> Result<(), SessionError> {
-        let me = self.core.me().to_owned();
+        let me = cx.core.me().to_owned();
         if chain.slots[sponsor].member != me {
             self.phase = Phase::WaitUpdate { chain, sponsor };
             return Ok(());
         }
-        let dh = &self.core.dh;
+        let dh = &cx.core.dh;
         let mut new_br = None;
         if refresh {
-            chain.r = dh.random_exponent(&mut self.core.rng);
+            chain.r = dh.random_exponent(&mut cx.core.rng);
             let br = dh.blind(&chain.r);
             new_br = Some(dh.encode(&br));
             chain.slots[sponsor].br = br;
@@ -301,7 +269,7 @@ impl StrSession {
             let key = dh.pow(&chain.slots[0].br, &chain.r);
             let secret = dh.encode(&key);
             chain.x[0] = Some(chain.r.clone());
-            return self.commit(chain, &secret);
+            return cx.commit(chain, &secret);
         }
         // x_s, then every node above it.
         let mut top_key = None;
@@ -326,26 +294,16 @@ impl StrSession {
             top_key = Some(k);
         }
         let secret = dh.encode(&top_key.expect("top above sponsor"));
-        self.core.broadcast(&StrMsg::Update { br: new_br, bks })?;
-        self.phase = Phase::Sent { next: chain, secret };
-        Ok(())
+        cx.broadcast_final(&StrMsg::Update { br: new_br, bks }, chain, Zeroizing::new(secret))
     }
 
     fn on_update(
         &mut self,
+        cx: &mut Cx,
         from: &str,
         br: Option<&[u8]>,
         bks: &[Vec<u8>],
     ) -> Result<(), SessionError> {
-        if from == self.core.me() {
-            if !matches!(self.phase, Phase::Sent { .. }) {
-                return Err(unexpected("own update in the wrong phase"));
-            }
-            let Phase::Sent { next, secret } = std::mem::take(&mut self.phase) else {
-                unreachable!()
-            };
-            return self.commit(next, &secret);
-        }
         let Phase::WaitUpdate { chain, sponsor } = &self.phase else {
             return Err(unexpected(format!("update from {from:?} not expected")));
         };
@@ -358,7 +316,7 @@ impl StrSession {
         if bks.len() != top.saturating_sub(first_bk) {
             return Err(unexpected("update carries the wrong number of blinded keys"));
         }
-        let dh = &self.core.dh;
+        let dh = &cx.core.dh;
         let new_br = br.map(|b| dh.decode(b)).transpose()?;
         let decoded: Vec<Element> = bks.iter().map(|b| dh.decode(b)).collect::<Result<_, _>>()?;
         let Phase::WaitUpdate { mut chain, .. } = std::mem::take(&mut self.phase) else {
@@ -374,14 +332,19 @@ impl StrSession {
         for xi in chain.x.iter_mut().skip(sponsor) {
             *xi = None;
         }
-        let secret = self.compute_up(&mut chain, sponsor)?;
-        self.commit(chain, &secret)
+        let secret = self.compute_up(cx, &mut chain, sponsor)?;
+        cx.commit(chain, &secret)
     }
 
     /// Computes this member's keys from the lowest changed node to the top; returns the top key.
-    fn compute_up(&self, chain: &mut Agreed, sponsor: usize) -> Result<Vec<u8>, SessionError> {
-        let dh = &self.core.dh;
-        let me = self.core.me();
+    fn compute_up(
+        &self,
+        cx: &Cx,
+        chain: &mut Agreed,
+        sponsor: usize,
+    ) -> Result<Vec<u8>, SessionError> {
+        let dh = &cx.core.dh;
+        let me = cx.core.me();
         let pos = chain.position(me).ok_or_else(|| unexpected("not in the chain"))?;
         let top = chain.slots.len() - 1;
         let start = if pos < sponsor { sponsor } else { pos };
@@ -405,59 +368,62 @@ impl StrSession {
         let key = key.ok_or_else(|| unexpected("nothing to compute"))?;
         Ok(dh.encode(&key))
     }
-
-    fn commit(&mut self, chain: Agreed, secret: &[u8]) -> Result<(), SessionError> {
-        self.agreed = Some(chain);
-        self.phase = Phase::Idle;
-        self.core.install_key(secret)
-    }
-
-    /// Leave, partition or refresh within one agreed chain.
-    fn subtractive(&mut self, mut agreed: Agreed, members: &[String]) -> Result<(), SessionError> {
-        let valid = agreed.retain(members);
-        let sponsor = sponsor_for(valid);
-        self.proceed(agreed, sponsor, true)
-    }
 }
 
-impl Agreement for StrSession {
+impl Agreement for StrRun {
     type Agreed = Agreed;
     type Message = StrMsg;
 
-    fn core(&self) -> &SessionCore {
-        &self.core
+    /// Leave, partition or refresh within one agreed chain.
+    fn on_whole_view(
+        &mut self,
+        cx: &mut Cx,
+        mut agreed: Agreed,
+        view: &View,
+    ) -> Result<(), SessionError> {
+        let members = &view.members;
+        let valid = agreed.retain(members);
+        let sponsor = sponsor_for(valid);
+        self.proceed(cx, agreed, sponsor, true)
     }
 
-    fn core_mut(&mut self) -> &mut SessionCore {
-        &mut self.core
+    fn on_merge(
+        &mut self,
+        cx: &mut Cx,
+        change: &ViewChange,
+        kept: Option<Agreed>,
+    ) -> Result<(), SessionError> {
+        let (mine, kept_state, valid) = match kept {
+            Some(mut a) => {
+                let valid = a.retain(&change.side);
+                (a, true, valid)
+            }
+            None => (self.singleton(cx), false, 1),
+        };
+        if change.side_is_whole_view {
+            // Alone with no agreed state: nothing to exchange.
+            return self.proceed(cx, mine, sponsor_for(valid), kept_state);
+        }
+        let top = mine.slots.last().map(|s| s.member.clone()).unwrap_or_default();
+        if top == cx.core.me() {
+            let slots = self.wire(cx, &mine.slots);
+            cx.core.broadcast(&StrMsg::Chain { slots, valid: valid as u32 })?;
+        }
+        self.phase =
+            Phase::Collect { mine, mine_valid: valid, kept: kept_state, chains: Vec::new() };
+        Ok(())
     }
 
-    fn take_agreed(&mut self) -> Option<Agreed> {
-        self.agreed.take()
-    }
-
-    fn reset_run(&mut self) {
-        self.phase = Phase::Idle;
-    }
-
-    fn on_whole_view(&mut self, agreed: Agreed, view: &View) -> Result<(), SessionError> {
-        self.subtractive(agreed, &view.members)
-    }
-
-    fn on_merge(&mut self, change: &ViewChange, kept: Option<Agreed>) -> Result<(), SessionError> {
-        self.additive(change, kept)
-    }
-
-    fn on_message(&mut self, from: &str, msg: StrMsg) -> Result<(), SessionError> {
+    fn on_message(&mut self, cx: &mut Cx, from: &str, msg: StrMsg) -> Result<(), SessionError> {
         match msg {
-            StrMsg::Chain { slots, valid } => self.on_chain(from, &slots, valid),
-            StrMsg::Update { br, bks } => self.on_update(from, br.as_deref(), &bks),
+            StrMsg::Chain { slots, valid } => self.on_chain(cx, from, &slots, valid),
+            StrMsg::Update { br, bks } => self.on_update(cx, from, br.as_deref(), &bks),
         }
     }
 
-    fn on_refresh(&mut self) -> Result<(), SessionError> {
-        let agreed = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
+    fn on_refresh(&mut self, cx: &mut Cx) -> Result<(), SessionError> {
+        let agreed = cx.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
         let top = agreed.slots.len() - 1;
-        self.proceed(agreed, top, true)
+        self.proceed(cx, agreed, top, true)
     }
 }

@@ -2,20 +2,16 @@
 //! §9.11), checked from the shares.
 
 use gka_plugin_api::Secret;
-use gka_tests::algebra::{assert_key_from_secret, dh, first_shares};
-use gka_tests::{strs, Harness};
+use gka_tests::algebra::{assert_key_from_secret, dh, initial_key};
 
 const LABEL: &str = "gka str node key";
 
 #[test]
 fn initial_key_is_the_nested_chain() {
     for n in [1, 2, 3, 5] {
-        let ids = Harness::names("m", n);
-        let mut h = Harness::new(Box::new(gka_str::Str), 10);
-        let c = h.create(&strs(&ids));
-        let (key, _) = h.settle(c).expect("agreement");
+        let (key, shares) = initial_key(Box::new(gka_str::Str), 10, n);
         let dh = dh();
-        let r = first_shares(10, &ids);
+        let r = shares;
         let expected = if n == 1 {
             dh.pow(&dh.blind(&r[0]), &r[0])
         } else {

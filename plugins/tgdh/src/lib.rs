@@ -26,36 +26,7 @@ mod cost;
 mod session;
 mod tree;
 
-use gka_plugin_api::{
-    CostFigures, Descriptor, EventKind, Protocol, Session, SessionConfig, SessionError,
-};
-
-pub use session::TgdhSession;
-
-/// The protocol's name.
-pub const NAME: &str = "tgdh";
-
-/// The TGDH protocol (stateless factory).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Tgdh;
-
-impl Protocol for Tgdh {
-    fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            name: NAME.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            summary: "Tree-based group Diffie-Hellman: logarithmic computation per event".into(),
-            events: EventKind::ALL.to_vec(),
-        }
-    }
-
-    fn cost(&self, event: EventKind, n: u64, k: u64) -> CostFigures {
-        cost::cost(event, n, k)
-    }
-
-    fn new_session(&self, config: SessionConfig) -> Result<Box<dyn Session>, SessionError> {
-        Ok(Box::new(TgdhSession::new(config)?))
-    }
+gka_plugin_api::protocol! {
+    /// The TGDH protocol (stateless factory).
+    pub Tgdh { name: "tgdh", run: session::TgdhRun, cost: cost::cost }
 }
-
-gka_plugin_api::export_protocol!(Tgdh);

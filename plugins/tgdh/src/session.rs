@@ -2,25 +2,20 @@
 
 use std::collections::BTreeSet;
 
-use gka_plugin_api::{
-    Agreement, Element, SessionConfig, SessionCore, SessionError, View, ViewChange,
-};
+use gka_plugin_api::{unexpected, Agreement, Context, Element, SessionError, View, ViewChange};
 use serde::{Deserialize, Serialize};
 
 use crate::tree::{
     from_wire, invalidate_refresher, merge_trees, publication, subtractive_refresher, to_wire,
     Node, Path, WireNode,
 };
-use crate::NAME;
 
 /// Domain label for mapping node keys to exponents (§9.2).
 const NODE_LABEL: &str = "gka tgdh node key";
 
-// `pub` (in a private module) only so that `Agreement`'s associated types can name it.
-#[allow(unreachable_pub)]
 /// TGDH's messages.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum TgdhMsg {
+pub(crate) enum TgdhMsg {
     /// Round 1 of an additive event: a group's tree (pre-order), sent by its rightmost member,
     /// and whether the group had agreed a key before (its sponsor then refreshes).
     Tree { nodes: Vec<WireNode>, kept: bool },
@@ -49,71 +44,32 @@ struct Run {
     sent: BTreeSet<Path>,
 }
 
-/// One member's TGDH session.
-#[derive(Debug)]
-pub struct TgdhSession {
-    core: SessionCore,
-    agreed: Option<Node>,
+/// One member's run: where it stands in the agreement under way.
+#[derive(Debug, Default)]
+pub(crate) struct TgdhRun {
     phase: Phase,
 }
 
-fn unexpected(what: impl Into<String>) -> SessionError {
-    SessionError::Unexpected(what.into())
-}
+type Cx = Context<Node>;
 
-impl TgdhSession {
-    /// A session for one member.
-    pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
-        Ok(Self { core: SessionCore::new(NAME, config)?, agreed: None, phase: Phase::Idle })
+impl TgdhRun {
+    fn singleton(&mut self, cx: &mut Cx) -> Node {
+        let r = cx.core.dh.random_exponent(&mut cx.core.rng);
+        let bk = cx.core.dh.blind(&r);
+        Node::leaf(cx.core.me().to_owned(), Some(bk), Some(r))
     }
 
-    fn me(&self) -> String {
-        self.core.me().to_owned()
-    }
-
-    fn singleton(&mut self) -> Node {
-        let r = self.core.dh.random_exponent(&mut self.core.rng);
-        let bk = self.core.dh.blind(&r);
-        Node::leaf(self.me(), Some(bk), Some(r))
-    }
-
-    /// Leave, partition or refresh within one agreed tree.
-    fn subtractive(&mut self, tree: Node, members: &[String]) -> Result<(), SessionError> {
-        let tree = tree
-            .prune(&|m| !members.iter().any(|x| x == m))
-            .ok_or_else(|| unexpected("no member left"))?;
-        let refresher = subtractive_refresher(&tree);
-        self.start_compute(tree, Some(refresher))
-    }
-
-    fn additive(&mut self, change: &ViewChange, kept: Option<Node>) -> Result<(), SessionError> {
-        let (mine, kept_state) = match kept {
-            Some(tree) => {
-                let side = &change.side;
-                let pruned = tree
-                    .prune(&|m| !side.iter().any(|x| x == m))
-                    .ok_or_else(|| unexpected("own group is empty"))?;
-                (pruned, true)
-            }
-            None => (self.singleton(), false),
-        };
-        if change.side_is_whole_view {
-            // Alone with no agreed state: nothing to exchange.
-            return self.start_compute(mine, None);
-        }
-        if mine.rightmost() == self.core.me() {
-            let nodes = to_wire(&mine, &|e| self.core.dh.encode(e));
-            self.core.broadcast(&TgdhMsg::Tree { nodes, kept: kept_state })?;
-        }
-        self.phase = Phase::Collect { mine, trees: Vec::new() };
-        Ok(())
-    }
-
-    fn on_tree(&mut self, from: &str, nodes: &[WireNode], kept: bool) -> Result<(), SessionError> {
+    fn on_tree(
+        &mut self,
+        cx: &mut Cx,
+        from: &str,
+        nodes: &[WireNode],
+        kept: bool,
+    ) -> Result<(), SessionError> {
         let Phase::Collect { mine, trees, .. } = &self.phase else {
             return Err(unexpected(format!("tree from {from:?} not expected")));
         };
-        let view = self.core.view()?;
+        let view = cx.core.view()?;
         // Check the leaves before building anything: distinct members of the view, not yet
         // covered. This also bounds the tree's depth by the view's size.
         if nodes.len() >= 2 * view.members.len() {
@@ -133,16 +89,16 @@ impl TgdhSession {
         if nodes.len() != 2 * leaves.len().max(1) - 1 {
             return Err(unexpected("tree shape does not match its leaves"));
         }
-        let me = self.me();
+        let me = cx.core.me().to_owned();
         let tree = if leaves.contains(&me) {
             // Our own group's tree: it must be exactly our copy, which keeps our private
             // exponents. Comparing encodings spares validating elements we computed or checked.
-            if to_wire(mine, &|e| self.core.dh.encode(e)) != nodes {
+            if to_wire(mine, &|e| cx.core.dh.encode(e)) != nodes {
                 return Err(unexpected("a tree with this member that is not its group's"));
             }
             mine.clone()
         } else {
-            let dh = &self.core.dh;
+            let dh = &cx.core.dh;
             from_wire(nodes, &|b| dh.decode(b).map_err(SessionError::from), &|m| {
                 unexpected(format!("malformed tree: {m}"))
             })?
@@ -154,45 +110,46 @@ impl TgdhSession {
         let Phase::Collect { trees, .. } = &mut self.phase else { unreachable!() };
         trees.push((tree, kept));
         if done {
-            self.merge()?;
+            self.merge(cx)?;
         }
         Ok(())
     }
 
     /// Every group's tree is in: merge them (§9.6) and start computing.
-    fn merge(&mut self) -> Result<(), SessionError> {
+    fn merge(&mut self, cx: &mut Cx) -> Result<(), SessionError> {
         let Phase::Collect { trees, .. } = std::mem::take(&mut self.phase) else {
             return Err(unexpected("merge outside collection"));
         };
         let (merged, refresher) = merge_trees(trees);
-        self.start_compute(merged, refresher)
+        self.start_compute(cx, merged, refresher)
     }
 
     fn start_compute(
         &mut self,
+        cx: &mut Cx,
         mut tree: Node,
         refresher: Option<String>,
     ) -> Result<(), SessionError> {
         if let Some(refresher) = refresher {
             let path = invalidate_refresher(&mut tree, &refresher)
                 .ok_or_else(|| unexpected("refresher not in tree"))?;
-            if refresher == self.core.me() {
-                let r = self.core.dh.random_exponent(&mut self.core.rng);
+            if refresher == cx.core.me() {
+                let r = cx.core.dh.random_exponent(&mut cx.core.rng);
                 tree.at_mut(&path).expect("leaf exists").x = Some(r);
             }
         }
         self.phase = Phase::Compute(Run { tree, root: None, sent: BTreeSet::new() });
-        self.advance()
+        self.advance(cx)
     }
 
     /// Computes this member's path as far as the delivered blinded keys allow, publishes what
     /// it is responsible for, and installs the key once every member can compute it.
-    fn advance(&mut self) -> Result<(), SessionError> {
-        let me = self.me();
+    fn advance(&mut self, cx: &mut Cx) -> Result<(), SessionError> {
+        let me = cx.core.me().to_owned();
         let Phase::Compute(run) = &mut self.phase else {
             return Ok(());
         };
-        let dh = &self.core.dh;
+        let dh = &cx.core.dh;
         let path = run.tree.path_to(&me).ok_or_else(|| unexpected("not in the tree"))?;
         // Bottom-up along the path.
         if path.is_empty() {
@@ -239,12 +196,12 @@ impl TgdhSession {
                 wire.push((p.clone(), dh.encode(&dh.blind(&x))));
                 run.sent.insert(p);
             }
-            self.core.broadcast(&TgdhMsg::Bkeys(wire))?;
+            cx.core.broadcast(&TgdhMsg::Bkeys(wire))?;
         }
-        self.try_commit()
+        self.try_commit(cx)
     }
 
-    fn try_commit(&mut self) -> Result<(), SessionError> {
+    fn try_commit(&mut self, cx: &mut Cx) -> Result<(), SessionError> {
         let Phase::Compute(run) = &self.phase else {
             return Ok(());
         };
@@ -252,13 +209,17 @@ impl TgdhSession {
             return Ok(());
         }
         let Phase::Compute(run) = std::mem::take(&mut self.phase) else { unreachable!() };
-        let secret = self.core.dh.encode(run.root.as_ref().expect("root computed"));
-        self.agreed = Some(run.tree);
-        self.core.install_key(&secret)
+        let secret = cx.core.dh.encode(run.root.as_ref().expect("root computed"));
+        cx.commit(run.tree, &secret)
     }
 
-    fn on_bkeys(&mut self, from: &str, list: &[(Path, Vec<u8>)]) -> Result<(), SessionError> {
-        let me = self.me();
+    fn on_bkeys(
+        &mut self,
+        cx: &mut Cx,
+        from: &str,
+        list: &[(Path, Vec<u8>)],
+    ) -> Result<(), SessionError> {
+        let me = cx.core.me().to_owned();
         let Phase::Compute(run) = &self.phase else {
             return Err(unexpected(format!("blinded keys from {from:?} not expected")));
         };
@@ -271,7 +232,7 @@ impl TgdhSession {
         if distinct.len() != list.len() {
             return Err(unexpected("a node listed twice"));
         }
-        let dh = &self.core.dh;
+        let dh = &cx.core.dh;
         let mut decoded = Vec::with_capacity(list.len());
         for (p, b) in list {
             let node = run.tree.at(p).ok_or_else(|| unexpected("blinded key for no node"))?;
@@ -291,48 +252,62 @@ impl TgdhSession {
             }
             run.tree.at_mut(&p).expect("checked").bk = Some(bk);
         }
-        self.advance()
+        self.advance(cx)
     }
 }
 
-impl Agreement for TgdhSession {
+impl Agreement for TgdhRun {
     type Agreed = Node;
     type Message = TgdhMsg;
 
-    fn core(&self) -> &SessionCore {
-        &self.core
+    /// Leave, partition or refresh within one agreed tree.
+    fn on_whole_view(&mut self, cx: &mut Cx, tree: Node, view: &View) -> Result<(), SessionError> {
+        let members = &view.members;
+        let tree = tree
+            .prune(&|m| !members.iter().any(|x| x == m))
+            .ok_or_else(|| unexpected("no member left"))?;
+        let refresher = subtractive_refresher(&tree);
+        self.start_compute(cx, tree, Some(refresher))
     }
 
-    fn core_mut(&mut self) -> &mut SessionCore {
-        &mut self.core
+    fn on_merge(
+        &mut self,
+        cx: &mut Cx,
+        change: &ViewChange,
+        kept: Option<Node>,
+    ) -> Result<(), SessionError> {
+        let (mine, kept_state) = match kept {
+            Some(tree) => {
+                let side = &change.side;
+                let pruned = tree
+                    .prune(&|m| !side.iter().any(|x| x == m))
+                    .ok_or_else(|| unexpected("own group is empty"))?;
+                (pruned, true)
+            }
+            None => (self.singleton(cx), false),
+        };
+        if change.side_is_whole_view {
+            // Alone with no agreed state: nothing to exchange.
+            return self.start_compute(cx, mine, None);
+        }
+        if mine.rightmost() == cx.core.me() {
+            let nodes = to_wire(&mine, &|e| cx.core.dh.encode(e));
+            cx.core.broadcast(&TgdhMsg::Tree { nodes, kept: kept_state })?;
+        }
+        self.phase = Phase::Collect { mine, trees: Vec::new() };
+        Ok(())
     }
 
-    fn take_agreed(&mut self) -> Option<Node> {
-        self.agreed.take()
-    }
-
-    fn reset_run(&mut self) {
-        self.phase = Phase::Idle;
-    }
-
-    fn on_whole_view(&mut self, tree: Node, view: &View) -> Result<(), SessionError> {
-        self.subtractive(tree, &view.members)
-    }
-
-    fn on_merge(&mut self, change: &ViewChange, kept: Option<Node>) -> Result<(), SessionError> {
-        self.additive(change, kept)
-    }
-
-    fn on_message(&mut self, from: &str, msg: TgdhMsg) -> Result<(), SessionError> {
+    fn on_message(&mut self, cx: &mut Cx, from: &str, msg: TgdhMsg) -> Result<(), SessionError> {
         match msg {
-            TgdhMsg::Tree { nodes, kept } => self.on_tree(from, &nodes, kept),
-            TgdhMsg::Bkeys(list) => self.on_bkeys(from, &list),
+            TgdhMsg::Tree { nodes, kept } => self.on_tree(cx, from, &nodes, kept),
+            TgdhMsg::Bkeys(list) => self.on_bkeys(cx, from, &list),
         }
     }
 
-    fn on_refresh(&mut self) -> Result<(), SessionError> {
-        let tree = self.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
+    fn on_refresh(&mut self, cx: &mut Cx) -> Result<(), SessionError> {
+        let tree = cx.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
         let rightmost = tree.rightmost().to_owned();
-        self.start_compute(tree, Some(rightmost))
+        self.start_compute(cx, tree, Some(rightmost))
     }
 }

@@ -3,8 +3,7 @@
 //! insertion rule builds: ((0,1),2), ((0,1),(2,3)) and (((0,1),(2,3)),4).
 
 use gka_plugin_api::{Dh, Element, Secret};
-use gka_tests::algebra::{assert_key_from_secret, dh, first_shares};
-use gka_tests::{strs, Harness};
+use gka_tests::algebra::{assert_key_from_secret, dh, initial_key};
 
 const LABEL: &str = "gka tgdh node key";
 
@@ -21,11 +20,8 @@ fn x(dh: &Dh, k: &Element) -> Secret {
 fn initial_key_is_the_nested_tree() {
     let dh = dh();
     for n in [1, 3, 4, 5] {
-        let ids = Harness::names("m", n);
-        let mut h = Harness::new(Box::new(gka_tgdh::Tgdh), 11);
-        let c = h.create(&strs(&ids));
-        let (key, _) = h.settle(c).expect("agreement");
-        let r = first_shares(11, &ids);
+        let (key, shares) = initial_key(Box::new(gka_tgdh::Tgdh), 11, n);
+        let r = shares;
         let expected = match n {
             1 => node(&dh, &r[0], &r[0]),
             3 => node(&dh, &x(&dh, &node(&dh, &r[0], &r[1])), &r[2]),
