@@ -2,7 +2,7 @@
 //!
 //! gka uses the RFC 7919 safe-prime groups (see [`GroupId`]): p = 2q + 1 with q prime and the
 //! generator g = 2 of order q. Secret shares are uniformly random 256-bit exponents
-//! (RFC 7919 §5.2 asks for at least 225 bits for `ffdhe2048`), which keeps every
+//! (RFC 7919, section 5.2 asks for at least 225 bits for `ffdhe2048`), which keeps every
 //! exponentiation about eight times cheaper than a full-length one.
 //!
 //! The [`Dh`] handle is what a protocol session uses: it wraps one group, counts every modular
@@ -27,7 +27,7 @@ use zeroize::Zeroize;
 use crate::monty::{jacobi, Monty};
 use crate::rfc7919;
 
-/// Bits in every secret exponent (RFC 7919 §5.2 asks for at least 225 for `ffdhe2048`).
+/// Bits in every secret exponent (RFC 7919, section 5.2 asks for at least 225 for `ffdhe2048`).
 pub const EXPONENT_BITS: usize = 256;
 
 /// One of the standard RFC 7919 groups.
@@ -408,8 +408,8 @@ impl Dh {
     }
 
     /// Maps an element to a 256-bit exponent: SHA-256 over a domain label and the element's
-    /// fixed-length encoding. Used where a protocol feeds a group element back in as an
-    /// exponent (TGDH and STR node keys), keeping every exponentiation short (§9.2).
+    /// fixed-length encoding. Used where a protocol feeds a group element back in as an exponent
+    /// (TGDH and STR node keys), keeping every exponentiation short (docs/protocols.md §9.2).
     pub fn element_to_exponent(&self, label: &str, e: &Element) -> Secret {
         let mut h = Sha256::new();
         h.update(b"gka element-to-exponent v1\0");

@@ -1,4 +1,4 @@
-//! Key derivation: the group key a session hands to the host (§9.4 of the protocol notes).
+//! Key derivation: the group key a session hands to the host (docs/protocols.md §9.4).
 
 use hkdf::Hkdf;
 use sha2::Sha256;

@@ -1,6 +1,6 @@
-//! Helpers for checking a protocol's key algebra from the members' shares (§9.11): the shares
-//! are recomputed from the harness's seeds, the expected group secret is computed in closed
-//! form, and the key derived from it must be the key the members agreed.
+//! Helpers for checking a protocol's key algebra from the members' shares (docs/protocols.md
+//! §9.11): the shares are recomputed from the harness's seeds, the expected group secret is
+//! computed in closed form, and the key derived from it must be the key the members agreed.
 
 use gka_plugin_api::kdf::{derive_group_key, KeyContext};
 use gka_plugin_api::rng::session_rng;

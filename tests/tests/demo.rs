@@ -1,6 +1,6 @@
 //! `gka demo`'s scenario end to end over real TCP on loopback, for every protocol: initial
-//! agreement, join, leave, merge, partition (each side with its own key), heal, a join and a
-//! leave during a join's rekey, and a partition during a merge, with encrypted traffic after every event;
+//! agreement, join, leave, merge, partition (each side with its own key), heal, a join and a leave
+//! during a join's rekey, and a partition during a merge, with encrypted traffic after every event;
 //! every member must agree on every key.
 
 use gka_cli::demo::{run, DemoOptions};

@@ -5,11 +5,12 @@
 //! X_i = (z_(i+1) / z_(i-1))^(r_i). With every X it computes
 //!
 //! ```text
-//! K = z_(i-1)^(n·r_i) · X_i^(n-1) · X_(i+1)^(n-2) ⋯ X_(i-2)^1 = g^(r_1 r_2 + r_2 r_3 + … + r_n r_1)
+//! K = z_(i-1)^(n·r_i) · X_i^(n-1) · X_(i+1)^(n-2) ⋯ X_(i-2)^1 = g^(r_1 r_2 + r_2 r_3 + … + r_n
+//! r_1)
 //! ```
 //!
 //! Every event (join, leave, merge, partition, refresh) and every cascade restarts the protocol
-//! in the newest view (§9.9 of the protocol notes): two broadcast rounds, 2n messages, three
+//! in the newest view (docs/protocols.md §9.9): two broadcast rounds, 2n messages, three
 //! exponentiations per member. The product of powers of the X values is computed with 2(n−1)
 //! multiplications (a running prefix product), not with n−1 small exponentiations as in
 //! Cliques, so BD's "hidden cost" here is multiplications only.

@@ -1,4 +1,5 @@
-//! BD's key is g^(r_1 r_2 + r_2 r_3 + … + r_n r_1) (§2.4, §9.11), checked from the shares.
+//! BD's key is g^(r_1 r_2 + r_2 r_3 + … + r_n r_1) (docs/protocols.md §2.4, §9.11), checked from
+//! the shares.
 
 use gka_plugin_api::Secret;
 use gka_tests::algebra::{assert_key_from_secret, dh, initial_key, share};

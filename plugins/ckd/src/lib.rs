@@ -1,10 +1,10 @@
 //! # CKD: centralized key distribution over Diffie-Hellman pairwise channels, as a gka plugin
 //!
-//! The controller is the oldest member of the view (§9.5). It shares a pairwise secret
-//! g^(A·B_i) with every member i (A its share, B_i the member's), and on every event draws a
-//! fresh random 32-byte group secret, wraps it for each member with ChaCha20-Poly1305 under
-//! HKDF of the pairwise secret (§9.7, instead of Cliques' encryption by exponentiation), and
-//! broadcasts the wrapped copies.
+//! The controller is the oldest member of the view (docs/protocols.md §9.5). It shares a pairwise
+//! secret g^(A·B_i) with every member i (A its share, B_i the member's), and on every event draws a
+//! fresh random 32-byte group secret, wraps it for each member with ChaCha20-Poly1305 under HKDF of
+//! the pairwise secret (docs/protocols.md §9.7, instead of Cliques' encryption by exponentiation),
+//! and broadcasts the wrapped copies.
 //!
 //! - A member that has no pairwise secret with the current controller (a joiner, or everyone
 //!   after the controller changed) unicasts g^B to the controller; the controller answers all of

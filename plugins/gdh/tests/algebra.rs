@@ -1,4 +1,4 @@
-//! GDH's key is g^(r_1 r_2 ⋯ r_n) (§2.1, §9.11), checked from the shares.
+//! GDH's key is g^(r_1 r_2 ⋯ r_n) (docs/protocols.md §2.1, §9.11), checked from the shares.
 
 use gka_tests::algebra::{assert_key_from_secret, dh, initial_key};
 

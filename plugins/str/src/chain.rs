@@ -1,5 +1,5 @@
-//! The pure rules of STR's chain: merge order and sponsor choice (§9.6), shared by the
-//! session and the cost model.
+//! The pure rules of STR's chain: merge order and sponsor choice (docs/protocols.md §9.6), shared
+//! by the session and the cost model.
 
 /// The order in which chains are stacked, bottom first: the largest chain at the bottom, then
 /// the others by decreasing size; ties by the id of the chain's bottom member.

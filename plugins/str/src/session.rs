@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::chain::{merge_order, sponsor_for};
 
-/// Domain label for mapping node keys to exponents (§9.2).
+/// Domain label for mapping node keys to exponents (docs/protocols.md §9.2).
 const NODE_LABEL: &str = "gka str node key";
 
 /// STR's messages.

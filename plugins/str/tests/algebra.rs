@@ -1,5 +1,5 @@
-//! STR's key is the nested K_n = g^(r_n · H(g^(r_(n-1) · H(… g^(r_1 r_0))))) (§2.3, §2.6, §9.2,
-//! §9.11), checked from the shares.
+//! STR's key is the nested K_n = g^(r_n · H(g^(r_(n-1) · H(… g^(r_1 r_0))))) (docs/protocols.md
+//! §2.3, §2.6, §9.2, §9.11), checked from the shares.
 
 use gka_plugin_api::Secret;
 use gka_tests::algebra::{assert_key_from_secret, dh, initial_key};

@@ -10,7 +10,7 @@ use crate::tree::{
     Node, Path, WireNode,
 };
 
-/// Domain label for mapping node keys to exponents (§9.2).
+/// Domain label for mapping node keys to exponents (docs/protocols.md §9.2).
 const NODE_LABEL: &str = "gka tgdh node key";
 
 /// TGDH's messages.
@@ -115,7 +115,7 @@ impl TgdhRun {
         Ok(())
     }
 
-    /// Every group's tree is in: merge them (§9.6) and start computing.
+    /// Every group's tree is in: merge them (docs/protocols.md §9.6) and start computing.
     fn merge(&mut self, cx: &mut Cx) -> Result<(), SessionError> {
         let Phase::Collect { trees, .. } = std::mem::take(&mut self.phase) else {
             return Err(unexpected("merge outside collection"));

@@ -1,6 +1,6 @@
-//! The TGDH key tree: structure, the paper's insertion and deletion rules (§9.6), and the flat
-//! wire form. Pure structure and public blinded keys, plus each node's private exponent where
-//! this member knows it; no exponentiation happens here.
+//! The TGDH key tree: structure, the paper's insertion and deletion rules (docs/protocols.md §9.6),
+//! and the flat wire form. Pure structure and public blinded keys, plus each node's private
+//! exponent where this member knows it; no exponentiation happens here.
 
 use gka_plugin_api::{Element, Secret};
 use serde::{Deserialize, Serialize};
@@ -132,7 +132,8 @@ impl Node {
     }
 
     /// Removes the given members: a removed leaf's sibling takes its parent's place, and every
-    /// ancestor of a change loses its keys (§2.2). Returns None if nobody is left.
+    /// ancestor of a change loses its keys (docs/protocols.md §2.2). Returns None if nobody is
+    /// left.
     pub(crate) fn prune(self, gone: &dyn Fn(&str) -> bool) -> Option<Self> {
         self.prune_inner(gone).0
     }
@@ -230,9 +231,9 @@ pub(crate) fn subtractive_refresher(tree: &Node) -> String {
         .map_or_else(|| tree.rightmost().to_owned(), |n| n.rightmost().to_owned())
 }
 
-/// Merges group trees (§9.6): tallest first, each inserted by [`Node::insert`]. If the base
-/// (first) tree's group had agreed a key, the rightmost member under the first insertion point
-/// refreshes its share; it is returned.
+/// Merges group trees (docs/protocols.md §9.6): tallest first, each inserted by [`Node::insert`].
+/// If the base (first) tree's group had agreed a key, the rightmost member under the first
+/// insertion point refreshes its share; it is returned.
 pub(crate) fn merge_trees(trees: Vec<(Node, bool)>) -> (Node, Option<String>) {
     let order = merge_order(&trees.iter().map(|(t, _)| t).collect::<Vec<_>>());
     let mut trees: Vec<Option<(Node, bool)>> = trees.into_iter().map(Some).collect();

@@ -1,6 +1,6 @@
 //! TGDH's key is the nested tree form K = g^(x_left · x_right), x = H(K) of inner nodes and the
-//! share of leaves (§2.2, §2.6, §9.2, §9.11), checked from the shares for the trees the
-//! insertion rule builds: ((0,1),2), ((0,1),(2,3)) and (((0,1),(2,3)),4).
+//! share of leaves (docs/protocols.md §2.2, §2.6, §9.2, §9.11), checked from the shares for the
+//! trees the insertion rule builds: ((0,1),2), ((0,1),(2,3)) and (((0,1),(2,3)),4).
 
 use gka_plugin_api::{Dh, Element, Secret};
 use gka_tests::algebra::{assert_key_from_secret, dh, initial_key};
