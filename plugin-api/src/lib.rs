@@ -1,27 +1,31 @@
-//! # gka plugin API
+//! # gka plugin SDK
 //!
 //! The one crate a gka key-agreement plugin depends on. It holds:
 //!
 //! - the safe, sans-IO face of a protocol: [`Protocol`] (descriptor, cost model, session
 //!   factory) and [`Session`] (views, payloads and refreshes in; broadcasts, unicasts and keys
-//!   out), see [`protocol`];
-//! - [`SessionCore`], the bookkeeping every session shares (views, epochs, sealing and opening
-//!   payloads, key derivation, counters);
+//!   out), see [`mod@protocol`];
+//! - the framework a protocol's logic runs in: [`Agreement`] (what a plugin writes: one run's
+//!   state and its reactions), [`Hosted`] (the [`Session`] around it) and [`Context`] (the
+//!   [`SessionCore`] with views, epochs, sealing and opening payloads, key derivation and
+//!   counters, plus the last agreed state); [`protocol!`] declares a plugin's factory;
 //! - the shared group math: RFC 7919 groups, 256-bit exponents, counted exponentiation with a
 //!   fast fixed-base table for g, element validation, element-to-exponent hashing ([`group`]),
 //!   HKDF-SHA256 key derivation ([`kdf`]) and the payload codec ([`codec`]);
-//! - the stable ABI ([`abi`]) and the [`export_protocol!`] macro that turns a `Protocol` into a
-//!   loadable `cdylib`.
+//! - [`export_protocol!`], which turns a `Protocol` into a loadable `cdylib` through the
+//!   stable boundary of the `gka-abi` crate ([`export`]).
 //!
 //! ```text
 //!  host (IO, clock, signatures, metrics)
 //!    │  View / payload / refresh, now_ms            ▲ Broadcast / Unicast / Key
 //!    ▼                                              │
-//!  LoadedProtocol ══ abi_stable boundary (abi.rs) ══ export_protocol!(MyProtocol)
+//!  host loader ══════ gka-abi boundary ══════ export_protocol!(MyProtocol)
 //!                                                   │
-//!                                  MyProtocol: Protocol ──► Box<dyn Session>
+//!                      protocol! { MyProtocol } ──► Hosted<MyRun> (a Session)
 //!                                                   │
-//!                                   SessionCore + group math (this crate)
+//!                          MyRun: Agreement, Context (SessionCore + agreed state)
+//!                                                   │
+//!                                          group math (this crate)
 //! ```
 //!
 //! Plugins never open sockets, spawn threads, read clocks or use OS randomness: time arrives as
@@ -29,11 +33,11 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
-pub mod abi;
 mod agreement;
 pub mod codec;
 mod core;
 mod error;
+pub mod export;
 pub mod group;
 pub mod kdf;
 mod monty;
@@ -47,7 +51,15 @@ pub use crate::error::{ErrorKind, PayloadError, SessionError};
 pub use crate::group::{Dh, Element, ElementError, GroupId, Secret};
 pub use crate::protocol::{
     epoch_of, CostFigures, Counters, Descriptor, EventKind, GroupKey, MemberId, Output, Protocol,
-    Session, SessionConfig, View, MAX_KEYS_PER_VIEW, MAX_VIEW_ID,
+    Session, SessionConfig, View, ViewEvent, MAX_KEYS_PER_VIEW, MAX_VIEW_ID,
 };
 /// The RNG traits sessions use (re-exported so plugins need no direct dependency).
 pub use rand_core;
+
+/// The ABI crate, for [`export_protocol!`]'s expansion.
+#[doc(hidden)]
+pub use gka_abi as __gka_abi;
+
+/// This SDK's version. A plugin may report it; the host's compatibility check does not
+/// depend on it (see `gka-abi`).
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");

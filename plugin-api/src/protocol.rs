@@ -106,6 +106,72 @@ impl fmt::Display for EventKind {
     }
 }
 
+/// The kind of membership change a view is, from one member's point of view: the one
+/// classification the runtime, the live inputs, the metrics and the simulator share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ViewEvent {
+    /// The member's first view.
+    Initial,
+    /// One member joined.
+    Join,
+    /// One member left.
+    Leave,
+    /// Several members joined at once (a merge, or a heal).
+    Merge,
+    /// Several members left at once (a partition).
+    Partition,
+    /// Members both joined and left.
+    Mixed,
+    /// Nobody joined or left (for example a view that only changed untrusted members).
+    Unchanged,
+}
+
+impl ViewEvent {
+    /// Every kind.
+    pub const ALL: [Self; 7] = [
+        Self::Initial,
+        Self::Join,
+        Self::Leave,
+        Self::Merge,
+        Self::Partition,
+        Self::Mixed,
+        Self::Unchanged,
+    ];
+
+    /// Classifies `view` by who joined and left; `first` says whether it is this member's
+    /// first view.
+    pub fn of(view: &View, first: bool) -> Self {
+        match (first, view.joined.len(), view.left.len()) {
+            (true, _, _) => Self::Initial,
+            (_, 0, 0) => Self::Unchanged,
+            (_, 1, 0) => Self::Join,
+            (_, 0, 1) => Self::Leave,
+            (_, _, 0) => Self::Merge,
+            (_, 0, _) => Self::Partition,
+            _ => Self::Mixed,
+        }
+    }
+
+    /// Lower-case name, as used in metrics labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::Join => "join",
+            Self::Leave => "leave",
+            Self::Merge => "merge",
+            Self::Partition => "partition",
+            Self::Mixed => "mixed",
+            Self::Unchanged => "unchanged",
+        }
+    }
+
+    /// The protocol events it counts as in event rates: a mixed view is a join and a leave.
+    pub fn counts_as(self, kind: Self) -> bool {
+        self == kind || (self == Self::Mixed && matches!(kind, Self::Join | Self::Leave))
+    }
+}
+
 /// What a protocol is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
@@ -269,4 +335,40 @@ pub trait Session: Send {
 
     /// Work done so far.
     fn counters(&self) -> Counters;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(members: &[&str], joined: &[&str], left: &[&str]) -> View {
+        let strings = |v: &[&str]| v.iter().map(|m| (*m).to_owned()).collect();
+        View { view_id: 2, members: strings(members), joined: strings(joined), left: strings(left) }
+    }
+
+    #[test]
+    fn every_view_has_one_event() {
+        let cases = [
+            (view(&["a", "b"], &["a", "b"], &[]), true, ViewEvent::Initial),
+            (view(&["a", "b"], &[], &[]), false, ViewEvent::Unchanged),
+            (view(&["a", "b", "c"], &["c"], &[]), false, ViewEvent::Join),
+            (view(&["a"], &[], &["b"]), false, ViewEvent::Leave),
+            (view(&["a", "b", "c"], &["b", "c"], &[]), false, ViewEvent::Merge),
+            (view(&["a"], &[], &["b", "c"]), false, ViewEvent::Partition),
+            (view(&["a", "c"], &["c"], &["b"]), false, ViewEvent::Mixed),
+        ];
+        for (v, first, expected) in cases {
+            assert_eq!(ViewEvent::of(&v, first), expected, "{v:?}");
+        }
+        let labels: std::collections::HashSet<_> = ViewEvent::ALL.map(ViewEvent::label).into();
+        assert_eq!(labels.len(), ViewEvent::ALL.len(), "labels are distinct");
+    }
+
+    #[test]
+    fn a_mixed_view_counts_as_a_join_and_a_leave() {
+        assert!(ViewEvent::Mixed.counts_as(ViewEvent::Join));
+        assert!(ViewEvent::Mixed.counts_as(ViewEvent::Leave));
+        assert!(!ViewEvent::Mixed.counts_as(ViewEvent::Merge));
+        assert!(!ViewEvent::Unchanged.counts_as(ViewEvent::Join));
+    }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use gka_host::loader::Registry;
-use gka_plugin_api::abi::{load_plugin, LoadError};
+use gka_host::loader::{load_plugin, LoadError};
 use gka_plugin_api::{EventKind, Protocol};
 use gka_tests::artifacts::{fixture_dir, library_file, plugin_dir, PLUGIN_CRATES};
 
@@ -36,7 +36,7 @@ fn the_five_plugins_load_side_by_side() {
     for p in registry.plugins() {
         assert_eq!(p.sha256.len(), 64);
         assert!(p.sha256.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(p.protocol.abi_version(), gka_plugin_api::abi::ABI_VERSION);
+        assert_eq!(p.protocol.abi_version(), gka_host::loader::host_abi_version());
         assert!(!p.descriptor.version.is_empty());
         // The cost model answers across the boundary.
         let c = p.protocol.try_cost(EventKind::Join, 8, 0).expect("cost model");
@@ -83,7 +83,8 @@ fn broken_libraries_are_reported_and_the_others_still_load() {
         "{not_a_plugin}"
     );
     let wrong_abi = reason("gka-fixture-wrong-abi");
-    assert!(wrong_abi.contains("ABI 999") && wrong_abi.contains("ABI 1"), "{wrong_abi}");
+    let host_abi = format!("ABI {}", gka_host::loader::host_abi_version());
+    assert!(wrong_abi.contains("ABI 999") && wrong_abi.contains(&host_abi), "{wrong_abi}");
     let panicking = reason("gka-fixture-panicking");
     assert!(
         panicking.contains("panicked") && panicking.contains("descriptor exploded"),
@@ -156,3 +157,25 @@ macro_rules! across_the_abi {
 }
 
 across_the_abi!(bd, ckd, gdh, str, tgdh);
+
+/// A plugin built against an earlier SDK and kept as a binary (`tests/fixtures/prebuilt/`)
+/// still loads into this host, whose SDK has moved on, and agrees keys: the compatibility
+/// check rests on `gka-abi` alone. (The binary is Linux x86_64.)
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn a_plugin_built_against_a_previous_sdk_still_loads() {
+    let path = gka_tests::artifacts::workspace_root()
+        .join("tests/fixtures/prebuilt/libgka_fixture_previous_sdk.so");
+    let protocol = load_plugin(&path).expect("the prebuilt plugin loads");
+    let descriptor = protocol.descriptor();
+    assert_eq!(descriptor.name, "bd-previous-sdk");
+    assert_ne!(
+        descriptor.version,
+        gka_plugin_api::SDK_VERSION,
+        "the fixture reports the SDK it was built with, which must predate this one"
+    );
+    let mut harness = gka_tests::Harness::new(Box::new(protocol), 5);
+    let group = harness.create(&["a", "b", "c"]);
+    let (key, _) = harness.settle(group).expect("an initial agreement with the old plugin");
+    assert_eq!(key.view_id, 1);
+}

@@ -40,7 +40,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use gka_plugin_api::kdf::{derive_switch_key, KeyContext};
 use gka_plugin_api::rng::{session_rng, SessionRng};
 use gka_plugin_api::{
-    epoch_of, GroupId, GroupKey, Output, Session, SessionConfig, SessionError, View,
+    epoch_of, GroupId, GroupKey, Output, Session, SessionConfig, SessionError, View, ViewEvent,
 };
 use rand_core::RngCore;
 
@@ -49,7 +49,7 @@ use super::switch::{verdict, Catalogue, SwitchEvent, SwitchState, VoterState};
 use crate::envelope::{Envelope, EnvelopeChecker, Header, Kind, Rejection};
 use crate::group::Delivery;
 use crate::identity::Identity;
-use crate::policy::live::{EventRates, GroupReports, Probes, ViewEvent};
+use crate::policy::live::{EventRates, GroupReports, Probes};
 use crate::policy::{predict, Decision, Policy, State};
 
 /// How many past keys a member keeps for data still in flight.

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use gka_plugin_api::View;
+use gka_plugin_api::ViewEvent;
 
 use crate::member::{Control, Report};
 use crate::policy::Inputs;
@@ -163,49 +163,6 @@ fn median(sorted: &[f64]) -> Option<f64> {
 /// The window over which event rates are measured.
 pub const RATE_WINDOW: Duration = Duration::from_secs(300);
 
-/// The kind of membership change a view is, from one member's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ViewEvent {
-    /// The first view.
-    Initial,
-    /// One member joined.
-    Join,
-    /// One member left.
-    Leave,
-    /// Several joined (a merge, or a heal).
-    Merge,
-    /// Several left (a partition).
-    Partition,
-    /// Members both joined and left.
-    Mixed,
-}
-
-impl ViewEvent {
-    /// Classifies a view by who joined and left.
-    pub fn of(view: &View, first: bool) -> Self {
-        match (first, view.joined.len(), view.left.len()) {
-            (true, _, _) => Self::Initial,
-            (_, 1, 0) => Self::Join,
-            (_, 0, 1) => Self::Leave,
-            (_, j, 0) if j > 1 => Self::Merge,
-            (_, 0, l) if l > 1 => Self::Partition,
-            _ => Self::Mixed,
-        }
-    }
-
-    /// The metrics label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Initial => "initial",
-            Self::Join => "join",
-            Self::Leave => "leave",
-            Self::Merge => "merge",
-            Self::Partition => "partition",
-            Self::Mixed => "mixed",
-        }
-    }
-}
-
 /// Recent membership events, for the policy's rates.
 #[derive(Debug, Default)]
 pub struct EventRates {
@@ -228,11 +185,7 @@ impl EventRates {
             .events
             .iter()
             .filter(|(t, _)| now.saturating_sub(*t) <= RATE_WINDOW)
-            .filter(|(_, e)| {
-                *e == kind
-                    || (*e == ViewEvent::Mixed
-                        && matches!(kind, ViewEvent::Join | ViewEvent::Leave))
-            })
+            .filter(|(_, e)| e.counts_as(kind))
             .count();
         count as f64 / (RATE_WINDOW.as_secs_f64() / 60.0)
     }

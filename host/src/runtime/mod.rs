@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gka_plugin_api::{GroupId, Protocol, SessionConfig};
+use gka_plugin_api::{GroupId, Protocol, SessionConfig, ViewEvent};
 use rand_core::{OsRng, RngCore};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -184,7 +184,8 @@ pub fn spawn_member_on<E: GroupEndpoint>(
         agreement_started: None,
         busy: Duration::ZERO,
         exps_at_start: 0,
-        event_kind: "initial",
+        event_kind: ViewEvent::Initial.label(),
+        seen_view: false,
         exps_seen: 0,
         calibration,
         exp_cost: ExpCost::calibrated(calibration.exp_ms),
@@ -245,7 +246,10 @@ struct Driver {
     /// Time spent in the core during the running agreement.
     busy: Duration,
     exps_at_start: u64,
+    /// The metrics label of the event the running agreement rekeys for.
     event_kind: &'static str,
+    /// Whether the member has had a view yet.
+    seen_view: bool,
     exps_seen: u64,
     calibration: Calibration,
     exp_cost: ExpCost,
@@ -385,7 +389,8 @@ impl Driver {
             match &e {
                 MemberEvent::View(v) => {
                     crate::metrics::view(&group, v.members.len());
-                    self.event_kind = classify(v, self.event_kind);
+                    self.event_kind = ViewEvent::of(v, !self.seen_view).label();
+                    self.seen_view = true;
                 }
                 MemberEvent::Rejected(r) => crate::metrics::rejected(&group, r.label()),
                 MemberEvent::Key { epoch, .. } => {
@@ -445,20 +450,5 @@ impl Driver {
             | SwitchEvent::Adopted { .. }
             | SwitchEvent::PolicyApplied => {}
         }
-    }
-}
-
-/// The membership event a view represents for this member, as a metrics label.
-fn classify(view: &gka_plugin_api::View, previous: &'static str) -> &'static str {
-    let me_new =
-        previous == "initial" && view.left.is_empty() && view.joined.len() == view.members.len();
-    match (view.joined.len(), view.left.len()) {
-        _ if me_new => "initial",
-        (0, 0) => "refresh",
-        (1, 0) => "join",
-        (_, 0) => "merge",
-        (0, 1) => "leave",
-        (0, _) => "partition",
-        _ => "merge",
     }
 }

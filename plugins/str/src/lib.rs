@@ -10,7 +10,7 @@
 //!   member directly below the lowest leaver (the new bottom if the bottom left; the top for a
 //!   refresh), refreshes its share, computes every key up to the top and broadcasts its new br
 //!   and the blinded keys above it. One round, one broadcast.
-//! - - **Join, merge, initial agreement** (several groups): each group's top member broadcasts its
+//! - **Join, merge, initial agreement** (several groups): each group's top member broadcasts its
 //!   chain; the chains are stacked, the largest at the bottom (ties by bottom member id,
 //!   docs/protocols.md §9.6); the bottom chain's top member refreshes (if its group had a key) and
 //!   broadcasts. Two rounds, k + 1 broadcasts for k groups.

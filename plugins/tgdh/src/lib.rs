@@ -5,7 +5,7 @@
 //! H(K) (docs/protocols.md §9.2) and its blinded key BK = g^x. The root's K is the group secret.
 //! Every member keeps the blinded keys of the whole tree and the exponents of its own path.
 //!
-//! - - **Join and merge**: each group's rightmost member broadcasts its tree; the trees are merged
+//! - **Join and merge**: each group's rightmost member broadcasts its tree; the trees are merged
 //!   tallest first, each inserted at the shallowest rightmost node where it does not increase the
 //!   height, else at the root (docs/protocols.md §9.6); the rightmost member under the first
 //!   insertion point refreshes its share.

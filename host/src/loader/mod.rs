@@ -2,7 +2,7 @@
 //!
 //! A plugin directory is scanned for dynamic libraries (`*.so` on Linux). Each one is hashed
 //! (its SHA-256 is its identity), loaded without caching through
-//! [`gka_plugin_api::abi::load_plugin`] (which checks the `abi_stable` header, the root
+//! [`load_plugin`] (which checks the `abi_stable` header, the root
 //! module's type layout and the gka ABI version) and registered under its descriptor's name.
 //! A library that fails is recorded with its path and reason and the others still load.
 //!
@@ -15,10 +15,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gka_plugin_api::abi::{load_plugin, LoadedProtocol, ABI_VERSION};
+use gka_abi::ABI_VERSION;
 use gka_plugin_api::{Descriptor, Protocol};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+mod library;
+
+pub use library::{load_plugin, LoadError, LoadedProtocol};
 
 /// The environment variable naming plugin directories.
 pub const PLUGIN_PATH_ENV: &str = "GKA_PLUGIN_PATH";
