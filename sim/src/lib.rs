@@ -21,6 +21,9 @@
 //! no probes or reports. With it ([`Sim::with_control`]), they tick on the virtual clock and
 //! probe, report, vote and switch as over the daemon, and that traffic is simulated too.
 
+mod cpu;
+mod network;
+mod queue;
 pub mod sweep;
 pub mod topology;
 pub mod trace;
@@ -39,9 +42,12 @@ use gka_host::envelope::EnvelopeChecker;
 use gka_host::group::{Delivery, Sequencer, Timing};
 use gka_host::identity::{Identity, TrustStore};
 use gka_host::member::{Catalogue, SwitchEvent};
-use gka_host::member::{ControlTiming, MemberCore, MemberEvent};
+use gka_host::member::{ControlTiming, MemberCore};
 use gka_host::policy::Policy;
 pub use topology::{Link, Topology, TopologyError};
+
+use crate::network::LinkState;
+use crate::queue::{Event, Scheduled};
 
 /// What one operation costs, ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -119,45 +125,6 @@ pub enum SimError {
         /// What it reported.
         error: String,
     },
-}
-
-enum Event {
-    AtSequencer { from: String, view_id: u64, to: Option<String>, bytes: Vec<u8> },
-    AtMember { to: String, delivery: Delivery },
-    SequencerTick,
-    MemberTick,
-}
-
-struct Scheduled {
-    at_us: u64,
-    order: u64,
-    event: Event,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at_us, self.order) == (other.at_us, other.order)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at_us, self.order).cmp(&(other.at_us, other.order))
-    }
-}
-
-/// One direction of a member's connection to the sequencer.
-#[derive(Debug, Clone, Copy, Default)]
-struct LinkState {
-    /// When the link has sent everything queued on it.
-    free_us: u64,
-    /// When the last message sent on it arrives.
-    last_arrival_us: u64,
 }
 
 struct SimMember {
@@ -254,18 +221,6 @@ fn seed_for(seed: u64, what: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// This thread's CPU time.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc == 0 {
-        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-    } else {
-        Duration::ZERO
-    }
-}
-
 impl Sim {
     /// An empty group that will run `protocol`.
     pub fn new(config: SimConfig, protocol: Arc<dyn Protocol>) -> Self {
@@ -326,61 +281,6 @@ impl Sim {
     /// A uniform draw in [0, 1).
     fn unit(&mut self) -> f64 {
         (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// When bytes sent at `start_us` over `link` arrive: the link is busy sending them for
-    /// their size ÷ bandwidth after it is free, then latency and jitter, then any resends.
-    /// A link is one ordered connection: nothing overtakes what was sent before it.
-    fn transmit(&mut self, link: Link, bytes: usize, start_us: u64, state: &mut LinkState) -> u64 {
-        let free_us = &mut state.free_us;
-        let begin = start_us.max(*free_us);
-        let serialise = (bytes as f64 * 8.0 / link.bandwidth_mbps).ceil() as u64;
-        *free_us = begin + serialise;
-        let unit = self.unit();
-        let latency = ((link.latency_ms + unit * link.jitter_ms) * 1e3) as u64;
-        let timeout = ((2.0 * link.latency_ms).max(200.0) * 1e3) as u64;
-        let mut resent = 0;
-        // Each transmission is lost with probability `loss`, independently (below 0.9 over a
-        // whole path, so this ends).
-        while link.loss > 0.0 && self.unit() < link.loss {
-            resent += timeout;
-        }
-        let arrival = begin
-            .saturating_add(serialise)
-            .saturating_add(latency)
-            .saturating_add(resent)
-            .max(state.last_arrival_us);
-        state.last_arrival_us = arrival;
-        arrival
-    }
-
-    /// Hands the sequencer's deliveries to the network, and keeps its timer set.
-    fn drain_sequencer(&mut self) {
-        while let Some((to, delivery)) = self.sequencer.poll_delivery() {
-            if let Delivery::View(v) = &delivery {
-                self.view_formed_us.entry(v.view_id).or_insert(self.now_us);
-                self.view_members.entry(v.view_id).or_insert_with(|| v.members.clone());
-            }
-            let Some(member) = self.members.get(&to) else { continue };
-            let link = self.config.topology.path(self.config.topology.sequencer, member.site);
-            let size = match &delivery {
-                Delivery::Message { bytes, .. } => bytes.len(),
-                Delivery::View(v) => 64 + 16 * v.members.len(),
-            };
-            let mut state = member.downlink;
-            let at = self.transmit(link, size, self.now_us, &mut state);
-            if let Some(m) = self.members.get_mut(&to) {
-                m.downlink = state;
-            }
-            self.schedule(at, Event::AtMember { to, delivery });
-        }
-        if let Some(deadline_ms) = self.sequencer.next_deadline() {
-            let at = deadline_ms.saturating_mul(1000).max(self.now_us);
-            if self.tick_at_us.is_none_or(|t| at < t) && deadline_ms < u64::MAX / 8000 {
-                self.tick_at_us = Some(at);
-                self.schedule(at, Event::SequencerTick);
-            }
-        }
     }
 
     /// A member joins the group (it must be enrolled), running the simulation's protocol.
@@ -458,92 +358,6 @@ impl Sim {
 
     fn process(&mut self, to: String, delivery: Delivery) {
         self.account(to, |core, now| core.handle_delivery(now, delivery));
-    }
-
-    /// Runs `call` on member `to` when its CPU is free, charges the time it takes (see
-    /// [`CostMode`], scaled by the CPU load), and sends what it produced.
-    fn account(
-        &mut self,
-        to: String,
-        call: impl FnOnce(&mut MemberCore, Duration) -> Result<(), gka_host::member::MemberError>,
-    ) {
-        let cost_mode = self.config.cost;
-        let load_factor = 1.0 + self.cpu_load;
-        let Some(m) = self.members.get_mut(&to) else { return };
-        let mut start = self.now_us.max(m.busy_until_us);
-        // On shared cores, the call takes the core that frees first.
-        let core_index =
-            self.cores_free_us.iter().enumerate().min_by_key(|(_, t)| **t).map(|(i, t)| {
-                start = start.max(*t);
-                i
-            });
-        let exps0 = m.core.exponentiations_total();
-        let (signed0, verified0) = m.core.crypto_counts();
-        let measured = matches!(cost_mode, CostMode::Measured(_));
-        let cpu0 = if measured { thread_cpu_time() } else { Duration::ZERO };
-        let result = call(&mut m.core, Duration::from_micros(start));
-        let cost_ms = match cost_mode {
-            CostMode::Measured(_) => thread_cpu_time().saturating_sub(cpu0).as_secs_f64() * 1e3,
-            CostMode::Counted(c) => {
-                let exps = m.core.exponentiations_total() - exps0;
-                let (signed, verified) = m.core.crypto_counts();
-                exps as f64 * c.exp_ms
-                    + (signed - signed0) as f64 * c.sign_ms
-                    + (verified - verified0) as f64 * c.verify_ms
-            }
-        };
-        let end = start + (cost_ms * load_factor * 1e3).round() as u64;
-        m.busy_until_us = end;
-        if let Some(i) = core_index {
-            self.cores_free_us[i] = end;
-        }
-        if let Err(e) = result {
-            self.errors.push(SimError::Member { member: to.clone(), error: e.to_string() });
-        }
-        let mut out = Vec::new();
-        while let Some(o) = m.core.poll_outgoing() {
-            out.push(o);
-        }
-        while let Some(e) = m.core.poll_event() {
-            match e {
-                MemberEvent::Key { epoch, fingerprint, protocol } => {
-                    m.key = Some((epoch >> 24, fingerprint, end));
-                    self.key_log.push(KeyRecord {
-                        member: to.clone(),
-                        epoch,
-                        protocol,
-                        at_us: end,
-                    });
-                }
-                MemberEvent::View(v) => m.view = Some((v.view_id, v.members)),
-                MemberEvent::Switch(event) => {
-                    self.switch_log.push((to.clone(), event, end));
-                }
-                MemberEvent::Rejected(r) => {
-                    self.errors.push(SimError::Member { member: to.clone(), error: r.to_string() })
-                }
-                MemberEvent::ProtocolError { from, error } => self.errors.push(SimError::Member {
-                    member: to.clone(),
-                    error: format!("from {from}: {error}"),
-                }),
-                _ => {}
-            }
-        }
-        let link = self.config.topology.path(m.site, self.config.topology.sequencer);
-        let mut state = m.uplink;
-        for o in out {
-            let at = self.transmit(link, o.bytes.len(), end, &mut state);
-            let event = Event::AtSequencer {
-                from: to.clone(),
-                view_id: o.view_id,
-                to: o.to,
-                bytes: o.bytes,
-            };
-            self.schedule(at, event);
-        }
-        if let Some(m) = self.members.get_mut(&to) {
-            m.uplink = state;
-        }
     }
 
     /// Lets every member tick (probes, reports, policy) and schedules the next tick.
@@ -707,16 +521,6 @@ impl Sim {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thread_cpu_time_moves_forward() {
-        let a = thread_cpu_time();
-        let mut x = 0u64;
-        for i in 0..2_000_000u64 {
-            x = std::hint::black_box(x.wrapping_add(i * i));
-        }
-        assert!(thread_cpu_time() > a, "{x}");
-    }
 
     #[test]
     fn the_event_queue_is_ordered_by_time_then_insertion() {

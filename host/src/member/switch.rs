@@ -20,9 +20,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gka_plugin_api::kdf::{derive_switch_key, KeyContext};
 use gka_plugin_api::{GroupKey, Protocol};
 
-use super::control::{PluginRef, Proposal, SwitchId, Verdict};
+use super::control::{Control, PluginRef, Proposal, SwitchId, Verdict};
+use super::core::{fresh_view, plugin_now};
+use super::events::{MemberError, MemberEvent};
+use super::MemberCore;
 use crate::loader::Registry;
 use crate::policy::{Decision, Policy, Prediction};
 
@@ -207,6 +211,154 @@ pub enum SwitchEvent {
     },
     /// A new policy is in force (applied at a quiescent point).
     PolicyApplied,
+}
+
+impl MemberCore {
+    pub(super) fn on_propose(&mut self, from: &str, proposal: Proposal) {
+        if self.leader() != Some(from) {
+            self.error(from, "a switch proposal from a member that is not the oldest".into());
+            return;
+        }
+        if from == self.identity.id() {
+            self.proposal_out = false;
+        }
+        let id = proposal.id;
+        if !matches!(self.switch, SwitchState::Stable) {
+            // Still finishing the previous switch (or voting): say no, so that every member
+            // aborts this one alike instead of waiting for a vote that never comes.
+            let verdict = Verdict::Reject("another switch is under way here".into());
+            self.send_control(None, &Control::Vote { id, verdict });
+            return;
+        }
+        let size = self.trusted_view.as_ref().map_or(0, |v| v.members.len() as u64);
+        let me = VoterState {
+            agreement_running: self.pending,
+            running: self.held.is_none().then_some(self.protocol.as_str()),
+            group_size: size,
+        };
+        let mut verdict = verdict(&proposal, me, &self.catalogue, self.policy.as_ref());
+        // The new session is made now, so that a commit cannot fail at this member alone.
+        let mut prepared = None;
+        if verdict == Verdict::Accept {
+            match self.prepare_session(&proposal.to) {
+                Ok(session) => prepared = Some(session),
+                Err(e) => {
+                    verdict = Verdict::Reject(format!("cannot start {}: {e}", proposal.to.tag()))
+                }
+            }
+        }
+        self.events.push_back(MemberEvent::Switch(SwitchEvent::Proposed(proposal.clone())));
+        self.events
+            .push_back(MemberEvent::Switch(SwitchEvent::Voted { id, verdict: verdict.clone() }));
+        self.switch = SwitchState::Voting { proposal, accepted: BTreeSet::new(), prepared };
+        self.send_control(None, &Control::Vote { id, verdict });
+    }
+
+    pub(super) fn on_vote(
+        &mut self,
+        from: &str,
+        id: SwitchId,
+        verdict: Verdict,
+    ) -> Result<(), MemberError> {
+        let members = self.trusted_view.as_ref().map(|v| v.members.clone()).unwrap_or_default();
+        let SwitchState::Voting { proposal, accepted, .. } = &mut self.switch else {
+            return Ok(());
+        };
+        // Votes for an attempt already decided (after the first reject) are expected: ignored.
+        if proposal.id != id || !members.iter().any(|m| m == from) {
+            return Ok(());
+        }
+        match verdict {
+            Verdict::Reject(reason) => {
+                self.abort(id, format!("{from} rejected it: {reason}"), "rejected");
+            }
+            Verdict::Accept => {
+                accepted.insert(from.to_owned());
+                if members.iter().all(|m| accepted.contains(m)) {
+                    self.commit()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn abort(&mut self, id: SwitchId, reason: String, label: &str) {
+        self.switch = SwitchState::Stable;
+        self.last_abort = Some(self.now);
+        self.events.push_back(MemberEvent::Switch(SwitchEvent::Aborted {
+            id,
+            reason,
+            label: label.to_owned(),
+        }));
+    }
+
+    pub(super) fn commit(&mut self) -> Result<(), MemberError> {
+        let SwitchState::Voting { proposal, prepared, .. } =
+            std::mem::replace(&mut self.switch, SwitchState::Stable)
+        else {
+            return Ok(());
+        };
+        // Every member accepted, this one included, so it had a key, a view and a session
+        // ready: `verdict` refuses otherwise.
+        let (Some(old), Some(trusted), Some(session)) =
+            (self.keys.newest().cloned(), self.trusted_view.clone(), prepared)
+        else {
+            let error = format!("switch {} committed without a key or session here", proposal.id);
+            self.error(self.identity.id().to_owned().as_str(), error);
+            return Ok(());
+        };
+        self.replace_session(session);
+        self.protocol = proposal.to.tag();
+        self.keys_in_view += 1;
+        self.pending = true;
+        self.checker.set_epoch(self.agreeing_epoch());
+        self.events.push_back(MemberEvent::Switch(SwitchEvent::Committed {
+            id: proposal.id,
+            to: proposal.to.name.clone(),
+        }));
+        self.switch =
+            SwitchState::Committed { proposal, view_id: trusted.view_id, old, since: self.now };
+        self.session.handle_view(plugin_now(self.now), &fresh_view(&trusted))?;
+        self.drain_session();
+        Ok(())
+    }
+
+    /// A key is installed: if it ends a committed switch, chains it to the key before the
+    /// switch (when the switch's view still holds) and reports the switch complete. A vote
+    /// under way goes on.
+    pub(super) fn finish_switch(&mut self, key: &mut GroupKey) {
+        let (epoch, view_id) = (key.epoch, key.view_id);
+        let committed = match std::mem::replace(&mut self.switch, SwitchState::Stable) {
+            SwitchState::Committed { proposal, view_id, old, since } => {
+                Some((proposal, view_id, old, since))
+            }
+            other => {
+                self.switch = other;
+                None
+            }
+        };
+        if let Some((proposal, commit_view, old, since)) = committed {
+            // The next decision waits for every member's report after its own switch.
+            self.reports.clear();
+            self.last_report = None;
+            let chained = commit_view == view_id;
+            if chained {
+                let ctx =
+                    KeyContext { group: &self.group, view_id, protocol: &proposal.to.name, epoch };
+                key.key = derive_switch_key(&key.key, &old.key, &ctx);
+            }
+            self.last_switch = self.now;
+            let from = proposal.from.split('@').next().unwrap_or_default().to_owned();
+            self.events.push_back(MemberEvent::Switch(SwitchEvent::Completed {
+                from,
+                to: proposal.to.name,
+                label: proposal.label,
+                epoch,
+                commit_to_key: self.now.saturating_sub(since),
+                chained,
+            }));
+        }
+    }
 }
 
 #[cfg(test)]

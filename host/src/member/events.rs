@@ -1,0 +1,104 @@
+//! What a member core emits and how it is tuned: its outgoing envelopes, its events, its
+//! errors and its control timing.
+
+use std::time::Duration;
+
+use gka_plugin_api::{SessionError, View};
+
+use super::switch::SwitchEvent;
+use crate::envelope::Rejection;
+
+/// How often the core probes, reports and (as the oldest member) evaluates its policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlTiming {
+    /// Between two probing rounds.
+    pub probe_every: Duration,
+    /// Between two reports in a view (the first goes as soon as the view's key is in place).
+    pub report_every: Duration,
+    /// Between two policy evaluations.
+    pub evaluate_every: Duration,
+}
+
+impl Default for ControlTiming {
+    fn default() -> Self {
+        Self {
+            probe_every: Duration::from_secs(1),
+            report_every: Duration::from_secs(5),
+            evaluate_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Bytes to hand to the group layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The view the message was sent in.
+    pub view_id: u64,
+    /// `None` for a broadcast, else the recipient.
+    pub to: Option<String>,
+    /// The encoded envelope.
+    pub bytes: Vec<u8>,
+}
+
+/// Something the application (or its log) should know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberEvent {
+    /// A new view.
+    View(View),
+    /// A new group key (its fingerprint only).
+    Key {
+        /// The key's epoch.
+        epoch: u64,
+        /// A public fingerprint of the key.
+        fingerprint: String,
+        /// The protocol that agreed it (`name@version`).
+        protocol: String,
+    },
+    /// Decrypted application data.
+    Data {
+        /// The sender.
+        from: String,
+        /// The epoch of the key it was encrypted under.
+        epoch: u64,
+        /// The plaintext.
+        plaintext: Vec<u8>,
+    },
+    /// An envelope refused before reaching the plugin.
+    Rejected(Rejection),
+    /// The plugin, or this member's control logic, refused a checked message.
+    ProtocolError {
+        /// The sender.
+        from: String,
+        /// The error.
+        error: String,
+    },
+    /// Data that could not be decrypted (unknown epoch, or it does not authenticate).
+    Undecryptable {
+        /// The sender.
+        from: String,
+        /// The epoch it claims.
+        epoch: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A step of a protocol switch, or of the policy behind it.
+    Switch(SwitchEvent),
+}
+
+/// Why a member could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberError {
+    /// No group key is installed yet.
+    #[error("no group key yet: data can be sent once the first key agreement completes")]
+    NoKey,
+    /// No view yet.
+    #[error("not in a view yet")]
+    NoView,
+    /// A protocol switch is being voted on or completed: refresh after it.
+    #[error("a protocol switch is under way")]
+    SwitchUnderWay,
+    /// The plugin failed.
+    #[error("key agreement failed: {0}")]
+    Session(#[from] SessionError),
+}

@@ -1,0 +1,80 @@
+//! The simulated network: each member's up- and downlink to the sequencer's site, with
+//! latency, jitter, bandwidth and loss, and the sequencer's deliveries sent out over them.
+
+use gka_host::group::Delivery;
+
+use crate::queue::Event;
+use crate::topology::Link;
+use crate::Sim;
+
+/// One direction of a member's connection to the sequencer.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LinkState {
+    /// When the link has sent everything queued on it.
+    pub(crate) free_us: u64,
+    /// When the last message sent on it arrives.
+    pub(crate) last_arrival_us: u64,
+}
+
+impl Sim {
+    /// When bytes sent at `start_us` over `link` arrive: the link is busy sending them for
+    /// their size ÷ bandwidth after it is free, then latency and jitter, then any resends.
+    /// A link is one ordered connection: nothing overtakes what was sent before it.
+    pub(crate) fn transmit(
+        &mut self,
+        link: Link,
+        bytes: usize,
+        start_us: u64,
+        state: &mut LinkState,
+    ) -> u64 {
+        let free_us = &mut state.free_us;
+        let begin = start_us.max(*free_us);
+        let serialise = (bytes as f64 * 8.0 / link.bandwidth_mbps).ceil() as u64;
+        *free_us = begin + serialise;
+        let unit = self.unit();
+        let latency = ((link.latency_ms + unit * link.jitter_ms) * 1e3) as u64;
+        let timeout = ((2.0 * link.latency_ms).max(200.0) * 1e3) as u64;
+        let mut resent = 0;
+        // Each transmission is lost with probability `loss`, independently (below 0.9 over a
+        // whole path, so this ends).
+        while link.loss > 0.0 && self.unit() < link.loss {
+            resent += timeout;
+        }
+        let arrival = begin
+            .saturating_add(serialise)
+            .saturating_add(latency)
+            .saturating_add(resent)
+            .max(state.last_arrival_us);
+        state.last_arrival_us = arrival;
+        arrival
+    }
+
+    /// Hands the sequencer's deliveries to the network, and keeps its timer set.
+    pub(crate) fn drain_sequencer(&mut self) {
+        while let Some((to, delivery)) = self.sequencer.poll_delivery() {
+            if let Delivery::View(v) = &delivery {
+                self.view_formed_us.entry(v.view_id).or_insert(self.now_us);
+                self.view_members.entry(v.view_id).or_insert_with(|| v.members.clone());
+            }
+            let Some(member) = self.members.get(&to) else { continue };
+            let link = self.config.topology.path(self.config.topology.sequencer, member.site);
+            let size = match &delivery {
+                Delivery::Message { bytes, .. } => bytes.len(),
+                Delivery::View(v) => 64 + 16 * v.members.len(),
+            };
+            let mut state = member.downlink;
+            let at = self.transmit(link, size, self.now_us, &mut state);
+            if let Some(m) = self.members.get_mut(&to) {
+                m.downlink = state;
+            }
+            self.schedule(at, Event::AtMember { to, delivery });
+        }
+        if let Some(deadline_ms) = self.sequencer.next_deadline() {
+            let at = deadline_ms.saturating_mul(1000).max(self.now_us);
+            if self.tick_at_us.is_none_or(|t| at < t) && deadline_ms < u64::MAX / 8000 {
+                self.tick_at_us = Some(at);
+                self.schedule(at, Event::SequencerTick);
+            }
+        }
+    }
+}
