@@ -4,17 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gka_host::loader::Registry;
 use gka_host::policy::{Decision, Inputs, Policy, State, KNOWN_PROTOCOLS};
 use gka_plugin_api::Protocol;
 
 #[test]
 fn decisions_from_the_data_file() {
-    let registry = Registry::scan(&[gka_tests::artifacts::plugin_dir().to_path_buf()]);
-    let protocols: BTreeMap<String, &dyn Protocol> = registry
-        .plugins()
-        .map(|p| (p.descriptor.name.clone(), &*p.protocol as &dyn Protocol))
-        .collect();
+    let linked = gka_tests::linked::protocols();
+    let protocols: BTreeMap<String, &dyn Protocol> =
+        linked.iter().map(|p| (p.descriptor().name, &**p as &dyn Protocol)).collect();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("tests/policy/decisions.toml")).unwrap();
     let file: toml::Value = toml::from_str(&text).unwrap();

@@ -28,7 +28,9 @@ pub use gka_plugin_api::Protocol;
 pub mod algebra;
 pub mod artifacts;
 pub mod bench;
+pub mod group;
 pub mod kat;
+pub mod linked;
 pub mod scenarios;
 
 use gka_plugin_api::{

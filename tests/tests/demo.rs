@@ -4,15 +4,12 @@
 //! every member must agree on every key.
 
 use gka_cli::demo::{run, DemoOptions};
-use gka_host::loader::Registry;
-use gka_tests::artifacts::plugin_dir;
+use gka_tests::linked;
 
 fn demo(protocol: &str) {
-    let registry = Registry::scan(&[plugin_dir().to_path_buf()]);
-    let plugin = registry.get(protocol).expect("plugin loaded");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let lines = rt
-        .block_on(run(plugin.protocol.clone(), &DemoOptions { members: 4, seconds: 0 }))
+        .block_on(run(linked::protocol(protocol), &DemoOptions { members: 4, seconds: 0 }))
         .unwrap_or_else(|e| panic!("{protocol}: {e:#}"));
     let events: Vec<&str> = lines.iter().map(|l| l.event.as_str()).collect();
     assert_eq!(events.len(), 12, "{events:?}");

@@ -2,20 +2,13 @@
 //! control by trust store, key agreement, encrypted data, a leave and a rejoin.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use gka_host::envelope::EnvelopeChecker;
 use gka_host::group::{Sequencer, Timing};
 use gka_host::identity::{Identity, Scheme, TrustStore};
-use gka_host::loader::Registry;
 use gka_host::member::{MemberCore, MemberEvent};
-use gka_plugin_api::{GroupId, Protocol, SessionConfig};
-use gka_tests::artifacts::plugin_dir;
-
-fn registry() -> &'static Registry {
-    static R: OnceLock<Registry> = OnceLock::new();
-    R.get_or_init(|| Registry::scan(&[plugin_dir().to_path_buf()]))
-}
+use gka_plugin_api::{GroupId, SessionConfig};
+use gka_tests::linked;
 
 struct Net {
     seq: Sequencer,
@@ -26,10 +19,10 @@ struct Net {
 
 impl Net {
     fn add(&mut self, protocol: &str, identity: Identity, trust: TrustStore) {
-        let plugin = registry().get(protocol).expect("plugin");
+        let plugin = linked::protocol(protocol);
+        let descriptor = plugin.descriptor();
         let id = identity.id().to_owned();
         let session = plugin
-            .protocol
             .new_session(SessionConfig {
                 group_name: "g".into(),
                 member_id: id.clone(),
@@ -37,7 +30,7 @@ impl Net {
                 rng_seed: gka_tests::Harness::member_seed(7, &id, 0),
             })
             .expect("session");
-        let name = format!("{}@{}", plugin.descriptor.name, plugin.descriptor.version);
+        let name = format!("{}@{}", descriptor.name, descriptor.version);
         let checker = EnvelopeChecker::new("g", trust);
         let core = MemberCore::new(identity, "g", &name, session, checker, [5; 32]);
         self.seq.join(&id, self.now).expect("join");

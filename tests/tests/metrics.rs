@@ -10,17 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gka_cli::demo::{adapt, run, AdaptOptions, DemoOptions};
-use gka_host::group::Timing;
-use gka_host::identity::{Identity, Scheme, TrustStore};
-use gka_host::loader::Registry;
-use gka_host::member::PluginRef;
-use gka_host::member::{Catalogue, SwitchEvent};
-use gka_host::member::{ControlTiming, MemberEvent};
-use gka_host::net::{Daemon, DaemonConfig};
 use gka_host::policy::{Policy, KNOWN_PROTOCOLS};
-use gka_host::runtime::{spawn_member, Command, MemberConfig, RuntimeEvent, Switching};
-use gka_plugin_api::GroupId;
-use gka_tests::artifacts::plugin_dir;
+use gka_tests::group::{daemon, fast_switching, TestGroup};
+use gka_tests::linked;
 
 /// `name{labels}` → value, for every sample line.
 fn parse(body: &str) -> BTreeMap<String, f64> {
@@ -54,9 +46,8 @@ fn sum(samples: &BTreeMap<String, f64>, prefix: &str, must_contain: &[&str]) -> 
 fn metrics_after_the_demo() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
-    let registry = Registry::scan(&[plugin_dir().to_path_buf()]);
-    let protocol = registry.get("tgdh").expect("tgdh").protocol.clone();
-    let catalogue = Arc::new(Catalogue::from_registry(&registry));
+    let protocol = linked::protocol("tgdh");
+    let catalogue = Arc::new(linked::catalogue());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (lines, adapted) = rt.block_on(async {
         gka_host::metrics::install(addr.parse().unwrap()).expect("exporter");
@@ -64,7 +55,7 @@ fn metrics_after_the_demo() {
             run(protocol.clone(), &DemoOptions { members: 4, seconds: 0 }).await.expect("demo");
         let options = AdaptOptions { small: 3, large: 7, wan_delay_ms: 100, cpu_phase: false };
         let adapted = adapt(catalogue.clone(), protocol, &options).await.expect("adaptive demo");
-        aborted_switch(&registry).await;
+        aborted_switch().await;
         (lines, adapted)
     });
     let body = scrape(&addr);
@@ -165,74 +156,22 @@ fn metrics_after_the_demo() {
 
 /// Two members, one without the bd plugin, whose policy asks for bd: every proposal is
 /// rejected and aborted at both.
-async fn aborted_switch(registry: &Registry) {
-    let daemon = Daemon::start(
-        "127.0.0.1:0",
-        DaemonConfig {
-            timing: Timing { batch_ms: 20, failure_timeout_ms: 3_000 },
-            tick: Duration::from_millis(5),
-        },
-    )
-    .await
-    .unwrap();
+async fn aborted_switch() {
+    let daemon = daemon(Duration::from_secs(3)).await;
     let policy = "mode = \"fixed\"\nfixed = \"bd\"\n[stability]\nmin_interval_s = 0\n\
                   abort_cooldown_s = 0.5\nmin_view_age_s = 0.2\n";
-    let ids: Vec<Identity> =
-        ["x1", "x2"].iter().map(|n| Identity::generate(n, Scheme::Ed25519).unwrap()).collect();
-    let mut trust = TrustStore::default();
-    for i in &ids {
-        trust.insert(i.id(), i.public().clone());
-    }
-    let mut handles = Vec::new();
-    for identity in ids {
-        let mut catalogue = Catalogue::default();
-        for p in registry.plugins() {
-            if identity.id() == "x2" && p.descriptor.name == "bd" {
-                continue;
-            }
-            let plugin = PluginRef {
-                name: p.descriptor.name.clone(),
-                version: p.descriptor.version.clone(),
-                sha256: p.sha256.clone(),
-            };
-            catalogue.insert(p.protocol.clone(), plugin);
-        }
-        let config = MemberConfig {
-            group: "abort".into(),
-            identity,
-            trust: trust.clone(),
-            protocol: registry.get("tgdh").unwrap().protocol.clone(),
-            dh_group: GroupId::Ffdhe2048,
-            heartbeat: Duration::from_millis(200),
-            switching: Some(Switching {
-                catalogue: Arc::new(catalogue),
-                policy: Some(Policy::parse(policy, &KNOWN_PROTOCOLS).unwrap()),
-                policy_file: None,
-                timing: ControlTiming {
-                    probe_every: Duration::from_millis(200),
-                    report_every: Duration::from_millis(300),
-                    evaluate_every: Duration::from_millis(200),
-                },
-                calibration: None,
-            }),
-        };
-        handles.push(spawn_member(&daemon.addr.to_string(), config).await.unwrap());
-    }
-    let mut aborts = [0, 0];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while aborts.contains(&0) {
-        for (i, h) in handles.iter_mut().enumerate() {
-            while let Ok(e) = h.events.try_recv() {
-                if let RuntimeEvent::Member(MemberEvent::Switch(SwitchEvent::Aborted { .. })) = e {
-                    aborts[i] += 1;
-                }
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no abort");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for h in &handles {
-        h.commands.send(Command::Leave).unwrap();
-    }
+    let mut group = TestGroup::over_daemon(daemon.addr, "abort", &["x1", "x2"], |name| {
+        let catalogue =
+            if name == "x2" { linked::catalogue_without("bd") } else { linked::catalogue() };
+        let policy = Policy::parse(policy, &KNOWN_PROTOCOLS).unwrap();
+        (linked::protocol("tgdh"), Some(fast_switching(Arc::new(catalogue), policy, None)))
+    })
+    .await;
+    group
+        .wait("both members see an abort", Duration::from_secs(30), |m| {
+            m.values().all(|w| w.aborts > 0)
+        })
+        .await;
+    group.leave_all();
     daemon.stop();
 }

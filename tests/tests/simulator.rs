@@ -3,17 +3,16 @@
 //! from its seed (and the seed matters where the network is random); the simulated costs
 //! follow the network (a WAN is slower than a LAN); and the outputs are written.
 
-use gka_host::loader::Registry;
 use gka_host::member::Catalogue;
 use gka_plugin_api::GroupId;
 use gka_sim::sweep::{self, BenchEvent, Sweep};
 use gka_sim::{CostMode, OpCosts, Sim, SimConfig, Topology};
-use gka_tests::artifacts::plugin_dir;
+use gka_tests::linked;
 
 const COSTS: CostMode = CostMode::Counted(OpCosts { exp_ms: 0.45, sign_ms: 0.02, verify_ms: 0.04 });
 
 fn catalogue() -> Catalogue {
-    Catalogue::from_registry(&Registry::scan(&[plugin_dir().to_path_buf()]))
+    linked::catalogue()
 }
 
 fn small_sweep(seed: u64) -> Sweep {

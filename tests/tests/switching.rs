@@ -8,39 +8,26 @@
 //! protocols for one epoch.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gka_host::envelope::EnvelopeChecker;
 use gka_host::group::MemNet;
 use gka_host::group::{Delivery, Timing};
 use gka_host::identity::{Identity, Scheme, TrustStore};
-use gka_host::loader::Registry;
-use gka_host::member::PluginRef;
 use gka_host::member::{Catalogue, SwitchEvent};
 use gka_host::member::{ControlTiming, MemberCore, MemberEvent};
 use gka_host::policy::{Policy, KNOWN_PROTOCOLS};
 use gka_plugin_api::{GroupId, SessionConfig};
-use gka_tests::artifacts::plugin_dir;
+use gka_tests::linked;
 use proptest::prelude::*;
-
-fn registry() -> &'static Registry {
-    static R: OnceLock<Registry> = OnceLock::new();
-    R.get_or_init(|| Registry::scan(&[plugin_dir().to_path_buf()]))
-}
 
 /// Every plugin, or every plugin but `missing`.
 fn catalogue(missing: Option<&str>) -> Arc<Catalogue> {
-    let mut c = Catalogue::default();
-    for p in registry().plugins().filter(|p| Some(p.descriptor.name.as_str()) != missing) {
-        let plugin = PluginRef {
-            name: p.descriptor.name.clone(),
-            version: p.descriptor.version.clone(),
-            sha256: p.sha256.clone(),
-        };
-        c.insert(p.protocol.clone(), plugin);
-    }
-    Arc::new(c)
+    Arc::new(match missing {
+        Some(name) => linked::catalogue_without(name),
+        None => linked::catalogue(),
+    })
 }
 
 /// A fixed policy for `protocol` that switches as soon as it may.

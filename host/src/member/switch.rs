@@ -66,6 +66,24 @@ impl Catalogue {
         c
     }
 
+    /// Protocols linked into this binary (no library file): each one's identity hash is the
+    /// SHA-256 of `linked:NAME@VERSION`, so members built from the same sources agree on it.
+    pub fn from_linked(protocols: impl IntoIterator<Item = Arc<dyn Protocol>>) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut c = Self::default();
+        for protocol in protocols {
+            let d = protocol.descriptor();
+            let identity = format!("linked:{}@{}", d.name, d.version);
+            let plugin = PluginRef {
+                name: d.name,
+                version: d.version,
+                sha256: hex::encode(Sha256::digest(identity.as_bytes())),
+            };
+            c.insert(protocol, plugin);
+        }
+        c
+    }
+
     /// Adds a protocol.
     pub fn insert(&mut self, protocol: Arc<dyn Protocol>, plugin: PluginRef) {
         self.entries.insert(plugin.name.clone(), CatalogueEntry { protocol, plugin });

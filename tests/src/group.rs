@@ -1,0 +1,258 @@
+//! A group of member runtimes for integration tests, over the daemon or the in-memory network:
+//! identities and a trust store for a list of names, members spawned with common settings, and
+//! every member's events folded into what tests ask about (its view, key, protocol, data,
+//! switches), with bounded waits.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gka_host::group::{MemGroup, Timing};
+use gka_host::identity::{Identity, Scheme, TrustStore};
+use gka_host::member::{Catalogue, ControlTiming, MemberEvent, SwitchEvent};
+use gka_host::net::{Daemon, DaemonConfig};
+use gka_host::policy::measure::Calibration;
+use gka_host::policy::Policy;
+use gka_host::runtime::{
+    spawn_member, spawn_member_on, Command, MemberConfig, MemberHandle, RuntimeEvent, Switching,
+};
+use gka_plugin_api::{GroupId, Protocol};
+use tokio::time::Instant;
+
+/// Fresh Ed25519 identities for `names`, and a trust store holding all of them.
+pub fn identities(names: &[&str]) -> (Vec<Identity>, TrustStore) {
+    let identities: Vec<Identity> = names
+        .iter()
+        .map(|n| Identity::generate(n, Scheme::Ed25519).expect("an identity"))
+        .collect();
+    let mut trust = TrustStore::default();
+    for i in &identities {
+        trust.insert(i.id(), i.public().clone());
+    }
+    (identities, trust)
+}
+
+/// A daemon on a free loopback port with a 20 ms batching window, a 5 ms tick and the given
+/// failure timeout.
+pub async fn daemon(failure_timeout: Duration) -> Daemon {
+    let timing = Timing {
+        batch_ms: 20,
+        failure_timeout_ms: failure_timeout.as_millis().try_into().expect("a short timeout"),
+    };
+    Daemon::start("127.0.0.1:0", DaemonConfig { timing, tick: Duration::from_millis(5) })
+        .await
+        .expect("a daemon on loopback")
+}
+
+/// Switching settings that decide within a second: probes and evaluations every 200 ms,
+/// reports every 300 ms, and fixed operation costs (no calibration run).
+pub fn fast_switching(
+    catalogue: Arc<Catalogue>,
+    policy: Policy,
+    policy_file: Option<PathBuf>,
+) -> Switching {
+    Switching {
+        catalogue,
+        policy: Some(policy),
+        policy_file,
+        timing: ControlTiming {
+            probe_every: Duration::from_millis(200),
+            report_every: Duration::from_millis(300),
+            evaluate_every: Duration::from_millis(200),
+        },
+        calibration: Some(Calibration { exp_ms: 0.5, sign_ms: 0.02, verify_ms: 0.05 }),
+    }
+}
+
+/// One member as a test sees it: what its events said so far.
+#[derive(Debug)]
+pub struct Watched {
+    /// The running member.
+    pub handle: MemberHandle,
+    /// Members in its last view.
+    pub view_size: usize,
+    /// Its key in that view (epoch, fingerprint), if any yet.
+    pub key: Option<(u64, String)>,
+    /// The protocol of its last key (`name@version`).
+    pub protocol: String,
+    /// The application data it decrypted, in order.
+    pub received: Vec<Vec<u8>>,
+    /// Switches it completed.
+    pub switches: usize,
+    /// Switches it saw aborted.
+    pub aborts: usize,
+    /// Policy edits it refused, with their reasons.
+    pub policy_rejected: Vec<String>,
+}
+
+impl Watched {
+    fn new(handle: MemberHandle) -> Self {
+        Self {
+            handle,
+            view_size: 0,
+            key: None,
+            protocol: String::new(),
+            received: Vec::new(),
+            switches: 0,
+            aborts: 0,
+            policy_rejected: Vec::new(),
+        }
+    }
+
+    /// Folds every event that arrived. Panics on what no test expects: a stopped member, data
+    /// that does not decrypt, or a refused envelope.
+    pub fn pump(&mut self, name: &str) {
+        while let Ok(e) = self.handle.events.try_recv() {
+            match e {
+                RuntimeEvent::Member(MemberEvent::View(v)) => {
+                    self.view_size = v.members.len();
+                    self.key = None;
+                }
+                RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint, protocol }) => {
+                    self.key = Some((epoch, fingerprint));
+                    self.protocol = protocol;
+                }
+                RuntimeEvent::Member(MemberEvent::Data { plaintext, .. }) => {
+                    self.received.push(plaintext)
+                }
+                RuntimeEvent::Member(MemberEvent::Switch(SwitchEvent::Completed { .. })) => {
+                    self.switches += 1
+                }
+                RuntimeEvent::Member(MemberEvent::Switch(SwitchEvent::Aborted { .. })) => {
+                    self.aborts += 1
+                }
+                RuntimeEvent::Member(MemberEvent::Undecryptable { reason, .. }) => {
+                    panic!("{name}: undecryptable: {reason}")
+                }
+                RuntimeEvent::Member(MemberEvent::Rejected(r)) => panic!("{name}: rejected {r}"),
+                RuntimeEvent::PolicyRejected(e) => self.policy_rejected.push(e),
+                RuntimeEvent::Stopped(r) => panic!("{name} stopped: {r}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether it runs `protocol` (a name, without version).
+    pub fn runs(&self, protocol: &str) -> bool {
+        self.protocol.split('@').next() == Some(protocol)
+    }
+
+    /// Sends `bytes` to the group, encrypted.
+    pub fn send(&self, bytes: &[u8]) {
+        self.handle.commands.send(Command::Send(bytes.to_vec())).expect("the member runs");
+    }
+}
+
+/// A group of member runtimes, by name.
+#[derive(Debug, Default)]
+pub struct TestGroup {
+    /// The members.
+    pub members: BTreeMap<String, Watched>,
+}
+
+/// What a member runs: its protocol and its switching settings, if any.
+pub type MemberSetup = (Arc<dyn Protocol>, Option<Switching>);
+
+fn config(group: &str, identity: Identity, trust: &TrustStore, setup: MemberSetup) -> MemberConfig {
+    MemberConfig {
+        group: group.into(),
+        identity,
+        trust: trust.clone(),
+        protocol: setup.0,
+        dh_group: GroupId::Ffdhe2048,
+        heartbeat: Duration::from_millis(50),
+        switching: setup.1,
+    }
+}
+
+impl TestGroup {
+    /// Members `names` of `group` over the daemon at `daemon`, each set up by `setup`.
+    pub async fn over_daemon(
+        daemon: SocketAddr,
+        group: &str,
+        names: &[&str],
+        setup: impl Fn(&str) -> MemberSetup,
+    ) -> Self {
+        let (identities, trust) = identities(names);
+        let mut members = BTreeMap::new();
+        for identity in identities {
+            let name = identity.id().to_owned();
+            let config = config(group, identity, &trust, setup(&name));
+            let handle = spawn_member(&daemon.to_string(), config).await.expect("a member");
+            members.insert(name, Watched::new(handle));
+        }
+        Self { members }
+    }
+
+    /// Members `names` of `group` over the in-memory network `net`, each set up by `setup`.
+    pub fn over_memnet(
+        net: &MemGroup,
+        group: &str,
+        names: &[&str],
+        setup: impl Fn(&str) -> MemberSetup,
+    ) -> Self {
+        let (identities, trust) = identities(names);
+        let mut members = BTreeMap::new();
+        for identity in identities {
+            let name = identity.id().to_owned();
+            let endpoint = net.connect(&name).expect("a member joins");
+            let config = config(group, identity, &trust, setup(&name));
+            let handle = spawn_member_on(endpoint, config).expect("a member");
+            members.insert(name, Watched::new(handle));
+        }
+        Self { members }
+    }
+
+    /// Folds every member's events.
+    pub fn pump(&mut self) {
+        for (name, m) in self.members.iter_mut() {
+            m.pump(name);
+        }
+    }
+
+    /// Waits (polling every 5 ms of tokio time, at most `timeout`) until `done` holds.
+    ///
+    /// # Panics
+    ///
+    /// When the time is up, naming `what`.
+    pub async fn wait(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&BTreeMap<String, Watched>) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.pump();
+            if done(&self.members) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until every member is in a view of `size` and holds one key; returns it.
+    pub async fn agreed(&mut self, size: usize) -> (u64, String) {
+        self.wait(&format!("one key in a view of {size}"), Duration::from_secs(20), |m| {
+            one_key(m).is_some() && m.values().all(|w| w.view_size == size)
+        })
+        .await;
+        one_key(&self.members).expect("checked")
+    }
+
+    /// Tells every member to leave.
+    pub fn leave_all(&self) {
+        for m in self.members.values() {
+            let _ = m.handle.commands.send(Command::Leave);
+        }
+    }
+}
+
+/// The key every member holds, if they all hold the same one.
+pub fn one_key(members: &BTreeMap<String, Watched>) -> Option<(u64, String)> {
+    let first = members.values().next()?.key.clone()?;
+    members.values().all(|m| m.key.as_ref() == Some(&first)).then_some(first)
+}
