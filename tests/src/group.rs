@@ -155,16 +155,31 @@ pub struct TestGroup {
 /// What a member runs: its protocol and its switching settings, if any.
 pub type MemberSetup = (Arc<dyn Protocol>, Option<Switching>);
 
-fn config(group: &str, identity: Identity, trust: &TrustStore, setup: MemberSetup) -> MemberConfig {
-    MemberConfig {
-        group: group.into(),
-        identity,
-        trust: trust.clone(),
-        protocol: setup.0,
-        dh_group: GroupId::Ffdhe2048,
-        heartbeat: Duration::from_millis(50),
-        switching: setup.1,
-    }
+/// Each member's name and runtime settings: identities for `names`, all trusted, each set up
+/// by `setup`.
+fn configs(
+    group: &str,
+    names: &[&str],
+    setup: impl Fn(&str) -> MemberSetup,
+) -> Vec<(String, MemberConfig)> {
+    let (identities, trust) = identities(names);
+    identities
+        .into_iter()
+        .map(|identity| {
+            let name = identity.id().to_owned();
+            let (protocol, switching) = setup(&name);
+            let config = MemberConfig {
+                group: group.into(),
+                identity,
+                trust: trust.clone(),
+                protocol,
+                dh_group: GroupId::Ffdhe2048,
+                heartbeat: Duration::from_millis(50),
+                switching,
+            };
+            (name, config)
+        })
+        .collect()
 }
 
 impl TestGroup {
@@ -175,11 +190,8 @@ impl TestGroup {
         names: &[&str],
         setup: impl Fn(&str) -> MemberSetup,
     ) -> Self {
-        let (identities, trust) = identities(names);
         let mut members = BTreeMap::new();
-        for identity in identities {
-            let name = identity.id().to_owned();
-            let config = config(group, identity, &trust, setup(&name));
+        for (name, config) in configs(group, names, setup) {
             let handle = spawn_member(&daemon.to_string(), config).await.expect("a member");
             members.insert(name, Watched::new(handle));
         }
@@ -193,12 +205,9 @@ impl TestGroup {
         names: &[&str],
         setup: impl Fn(&str) -> MemberSetup,
     ) -> Self {
-        let (identities, trust) = identities(names);
         let mut members = BTreeMap::new();
-        for identity in identities {
-            let name = identity.id().to_owned();
+        for (name, config) in configs(group, names, setup) {
             let endpoint = net.connect(&name).expect("a member joins");
-            let config = config(group, identity, &trust, setup(&name));
             let handle = spawn_member_on(endpoint, config).expect("a member");
             members.insert(name, Watched::new(handle));
         }
