@@ -23,6 +23,8 @@
 //!
 //! Payloads are opened (and checked) by the core before [`Agreement::on_message`] sees them.
 
+use std::collections::{BTreeSet, HashSet};
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -76,6 +78,53 @@ pub trait Agreement: Default + Send + 'static {
 /// does not allow here.
 pub fn unexpected(what: impl Into<String>) -> SessionError {
     SessionError::Unexpected(what.into())
+}
+
+/// Round 1 of an additive event, in a protocol where each side sends its shared state (a tree,
+/// a chain) to the group: the sides received so far and the members they cover. Once every
+/// member of the view is covered, the sides can be merged.
+#[derive(Debug)]
+pub struct Sides<T> {
+    sides: Vec<T>,
+    covered: BTreeSet<String>,
+}
+
+impl<T> Default for Sides<T> {
+    fn default() -> Self {
+        Self { sides: Vec::new(), covered: BTreeSet::new() }
+    }
+}
+
+impl<T> Sides<T> {
+    /// Checks a new side's members before anything of it is decoded: members of `view` that
+    /// no earlier side covered, each once. Changes nothing.
+    pub fn check<'a>(
+        &self,
+        view: &View,
+        members: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), SessionError> {
+        let in_view: HashSet<&str> = view.members.iter().map(String::as_str).collect();
+        let mut seen = HashSet::new();
+        for member in members {
+            if !in_view.contains(member) || self.covered.contains(member) || !seen.insert(member) {
+                return Err(unexpected(format!("side member {member:?} unknown or repeated")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a side whose members passed [`Sides::check`]. Returns every side, in arrival
+    /// order, once the sides cover all of `view`.
+    pub fn add(
+        &mut self,
+        view: &View,
+        members: impl IntoIterator<Item = String>,
+        side: T,
+    ) -> Option<Vec<T>> {
+        self.covered.extend(members);
+        self.sides.push(side);
+        (self.covered.len() >= view.members.len()).then(|| std::mem::take(&mut self.sides))
+    }
 }
 
 /// Computes the group secret of a commit once the member's final broadcast is delivered.
@@ -295,4 +344,27 @@ macro_rules! protocol {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sides_cover_the_view_once_each() {
+        let view = View {
+            view_id: 1,
+            members: vec!["a".into(), "b".into(), "c".into()],
+            joined: vec![],
+            left: vec![],
+        };
+        let mut sides = Sides::default();
+        sides.check(&view, ["a"]).expect("a side");
+        assert_eq!(sides.add(&view, ["a".to_owned()], 1), None, "not complete");
+        assert!(sides.check(&view, ["x"]).is_err(), "not in the view");
+        assert!(sides.check(&view, ["a"]).is_err(), "already covered");
+        assert!(sides.check(&view, ["b", "b"]).is_err(), "repeated");
+        sides.check(&view, ["b", "c"]).expect("the rest");
+        assert_eq!(sides.add(&view, ["b".to_owned(), "c".to_owned()], 2), Some(vec![1, 2]));
+    }
 }

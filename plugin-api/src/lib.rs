@@ -45,7 +45,7 @@ pub mod protocol;
 mod rfc7919;
 pub mod rng;
 
-pub use crate::agreement::{unexpected, Agreement, Context, Hosted};
+pub use crate::agreement::{unexpected, Agreement, Context, Hosted, Sides};
 pub use crate::core::{SessionCore, ViewChange};
 pub use crate::error::{ErrorKind, PayloadError, SessionError};
 pub use crate::group::{Dh, Element, ElementError, GroupId, Secret};

@@ -32,7 +32,8 @@ impl Net {
             .expect("session");
         let name = format!("{}@{}", descriptor.name, descriptor.version);
         let checker = EnvelopeChecker::new("g", trust);
-        let core = MemberCore::new(identity, "g", &name, session, checker, [5; 32]);
+        let seed = gka_tests::Harness::member_seed(8, &id, 0);
+        let core = MemberCore::new(identity, "g", &name, session, checker, seed);
         self.seq.join(&id, self.now).expect("join");
         self.members.insert(id, core);
     }

@@ -110,7 +110,8 @@ impl MemberCore {
     ///
     /// `rng_seed` seeds the core's own random source (data nonces, the seeds of sessions
     /// started for a switch or an adoption): the runtime draws it from the operating system,
-    /// a simulation or a test fixes it. The core reads no randomness of its own.
+    /// a simulation or a test fixes it. The only other randomness is an RSA identity's
+    /// signature salt, which the identity draws when it signs.
     pub fn new(
         identity: Identity,
         group: &str,

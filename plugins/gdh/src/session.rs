@@ -181,6 +181,8 @@ impl GdhRun {
             r: r.clone(),
             factors: std::mem::take(factors),
         };
+        // Collection is over: a factor-out from now on is refused, as in any other phase.
+        self.phase = Phase::Idle;
         cx.broadcast_final_with(&GdhMsg::KeyList(list), next, controller_secret)
     }
 

@@ -1,7 +1,7 @@
 //! The STR session state machine.
 
 use gka_plugin_api::{
-    unexpected, Agreement, Context, Dh, Element, Secret, SessionError, View, ViewChange,
+    unexpected, Agreement, Context, Dh, Element, Secret, SessionError, Sides, View, ViewChange,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -107,7 +107,7 @@ enum Phase {
         /// Whether this member's group kept an agreed state (its sponsor then refreshes).
         kept: bool,
         /// Chains received, with their `valid` counts.
-        chains: Vec<(Vec<Slot>, usize)>,
+        chains: Sides<(Vec<Slot>, usize)>,
     },
     /// Waiting for the sponsor's update of the merged chain.
     WaitUpdate { chain: Agreed, sponsor: usize },
@@ -169,14 +169,7 @@ impl StrRun {
         if slots.len() > view.members.len() {
             return Err(unexpected("chain longer than the view"));
         }
-        let in_view: std::collections::HashSet<&String> = view.members.iter().collect();
-        let mut covered: std::collections::HashSet<&String> =
-            chains.iter().flat_map(|(c, _)| c.iter().map(|s| &s.member)).collect();
-        for s in slots {
-            if !in_view.contains(&s.member) || !covered.insert(&s.member) {
-                return Err(unexpected(format!("chain member {:?} unknown or repeated", s.member)));
-            }
-        }
+        chains.check(view, slots.iter().map(|s| s.member.as_str()))?;
         let contains_me = slots.iter().any(|s| s.member == cx.core.me());
         let valid = valid as usize;
         if valid == 0 || valid > slots.len() {
@@ -201,20 +194,26 @@ impl StrRun {
             }
             decoded
         };
-        let done = covered.len() == view.members.len();
+        let members = slots.iter().map(|s| s.member.clone());
+        let view = cx.core.view()?;
         let Phase::Collect { chains, .. } = &mut self.phase else { unreachable!() };
-        chains.push((decoded, valid));
-        if done {
-            self.merge(cx)?;
-        }
-        Ok(())
+        let Some(chains) = chains.add(view, members, (decoded, valid)) else {
+            return Ok(());
+        };
+        let Phase::Collect { mine, kept, .. } = std::mem::take(&mut self.phase) else {
+            unreachable!()
+        };
+        self.stack(cx, mine, kept, chains)
     }
 
     /// Every group's chain is in: stack them and let the sponsor compute.
-    fn merge(&mut self, cx: &mut Cx) -> Result<(), SessionError> {
-        let Phase::Collect { mine, kept, chains, .. } = std::mem::take(&mut self.phase) else {
-            return Err(unexpected("merge outside collection"));
-        };
+    fn stack(
+        &mut self,
+        cx: &mut Cx,
+        mine: Agreed,
+        kept: bool,
+        chains: Vec<(Vec<Slot>, usize)>,
+    ) -> Result<(), SessionError> {
         let order = merge_order(
             &chains
                 .iter()
@@ -410,7 +409,7 @@ impl Agreement for StrRun {
             cx.core.broadcast(&StrMsg::Chain { slots, valid: valid as u32 })?;
         }
         self.phase =
-            Phase::Collect { mine, mine_valid: valid, kept: kept_state, chains: Vec::new() };
+            Phase::Collect { mine, mine_valid: valid, kept: kept_state, chains: Sides::default() };
         Ok(())
     }
 

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use gka_plugin_api::{unexpected, Agreement, Context, Element, SessionError, View, ViewChange};
+use gka_plugin_api::{
+    unexpected, Agreement, Context, Element, SessionError, Sides, View, ViewChange,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::tree::{
@@ -29,7 +31,7 @@ enum Phase {
     #[default]
     Idle,
     /// Round 1: collecting every group's tree.
-    Collect { mine: Node, trees: Vec<(Node, bool)> },
+    Collect { mine: Node, trees: Sides<(Node, bool)> },
     /// Filling in the merged tree's missing blinded keys.
     Compute(Run),
 }
@@ -75,17 +77,14 @@ impl TgdhRun {
         if nodes.len() >= 2 * view.members.len() {
             return Err(unexpected("tree larger than the view"));
         }
-        let in_view: std::collections::HashSet<&String> = view.members.iter().collect();
-        let mut covered: BTreeSet<String> = trees.iter().flat_map(|(t, _)| t.members()).collect();
-        let mut leaves = Vec::new();
-        for w in nodes {
-            if let WireNode::Leaf { member, .. } = w {
-                if !in_view.contains(member) || !covered.insert(member.clone()) {
-                    return Err(unexpected(format!("tree member {member:?} unknown or repeated")));
-                }
-                leaves.push(member.clone());
-            }
-        }
+        let leaves: Vec<String> = nodes
+            .iter()
+            .filter_map(|w| match w {
+                WireNode::Leaf { member, .. } => Some(member.clone()),
+                WireNode::Inner { .. } => None,
+            })
+            .collect();
+        trees.check(view, leaves.iter().map(String::as_str))?;
         if nodes.len() != 2 * leaves.len().max(1) - 1 {
             return Err(unexpected("tree shape does not match its leaves"));
         }
@@ -106,22 +105,16 @@ impl TgdhRun {
         if tree.rightmost() != from {
             return Err(unexpected(format!("tree from {from:?}, who is not its rightmost member")));
         }
-        let done = covered.len() == view.members.len();
+        let view = cx.core.view()?;
         let Phase::Collect { trees, .. } = &mut self.phase else { unreachable!() };
-        trees.push((tree, kept));
-        if done {
-            self.merge(cx)?;
+        match trees.add(view, leaves, (tree, kept)) {
+            // Every group's tree is in: merge them (docs/protocols.md §9.6) and compute.
+            Some(all) => {
+                let (merged, refresher) = merge_trees(all);
+                self.start_compute(cx, merged, refresher)
+            }
+            None => Ok(()),
         }
-        Ok(())
-    }
-
-    /// Every group's tree is in: merge them (docs/protocols.md §9.6) and start computing.
-    fn merge(&mut self, cx: &mut Cx) -> Result<(), SessionError> {
-        let Phase::Collect { trees, .. } = std::mem::take(&mut self.phase) else {
-            return Err(unexpected("merge outside collection"));
-        };
-        let (merged, refresher) = merge_trees(trees);
-        self.start_compute(cx, merged, refresher)
     }
 
     fn start_compute(
@@ -294,7 +287,7 @@ impl Agreement for TgdhRun {
             let nodes = to_wire(&mine, &|e| cx.core.dh.encode(e));
             cx.core.broadcast(&TgdhMsg::Tree { nodes, kept: kept_state })?;
         }
-        self.phase = Phase::Collect { mine, trees: Vec::new() };
+        self.phase = Phase::Collect { mine, trees: Sides::default() };
         Ok(())
     }
 
