@@ -12,6 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::live::Report;
+
 /// The body format this host writes and reads.
 pub const CONTROL_FORMAT: u8 = 1;
 
@@ -76,25 +78,6 @@ pub enum Verdict {
     Accept,
     /// It cannot or may not, and why.
     Reject(String),
-}
-
-/// A member's live measurements. `None` where it has nothing measured yet.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Report {
-    /// Median round-trip time to the peers it probed, ms.
-    pub rtt_median_ms: Option<f64>,
-    /// Worst round-trip time to the peers it probed, ms.
-    pub rtt_worst_ms: Option<f64>,
-    /// Estimated bandwidth, Mbit/s.
-    pub bandwidth_mbps: Option<f64>,
-    /// CPU load of its machine, 0 to 1.
-    pub cpu_load: Option<f64>,
-    /// One exponentiation, ms (calibrated at start, refined from real rekeys).
-    pub exp_ms: Option<f64>,
-    /// One signature, ms.
-    pub sign_ms: Option<f64>,
-    /// One verification, ms.
-    pub verify_ms: Option<f64>,
 }
 
 /// A control message.

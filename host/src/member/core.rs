@@ -11,12 +11,13 @@ use gka_plugin_api::rng::{session_rng, SessionRng};
 use gka_plugin_api::{epoch_of, GroupId, GroupKey, Session, View};
 
 use super::adoption::Held;
-use super::control::{PluginRef, Report};
+use super::control::PluginRef;
 use super::events::{ControlTiming, MemberEvent, Outgoing};
 use super::keyring::KeyRing;
 use super::switch::{Catalogue, SwitchState};
 use crate::envelope::EnvelopeChecker;
 use crate::identity::Identity;
+use crate::policy::live::Report;
 use crate::policy::live::{EventRates, GroupReports, Probes};
 use crate::policy::Policy;
 

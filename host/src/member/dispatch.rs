@@ -189,6 +189,7 @@ impl MemberCore {
             let peers: Vec<String> =
                 trusted.members.iter().filter(|m| *m != self.identity.id()).cloned().collect();
             for (peer, ping) in self.probes.round(now, &peers) {
+                let ping = Control::Ping { nonce: ping.nonce, padding: ping.padding };
                 self.send_control(Some(peer), &ping);
             }
         }

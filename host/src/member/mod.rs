@@ -44,10 +44,11 @@ mod test_support;
 
 pub use self::adoption::{MAX_HELD_BYTES, MAX_HELD_PAYLOADS};
 pub use self::control::{
-    Control, ControlError, PluginRef, Proposal, Report, SwitchId, Verdict, CONTROL_FORMAT,
-    MAX_CONTROL_BODY,
+    Control, ControlError, PluginRef, Proposal, SwitchId, Verdict, CONTROL_FORMAT, MAX_CONTROL_BODY,
 };
 pub use self::core::MemberCore;
 pub use self::events::{ControlTiming, MemberError, MemberEvent, Outgoing};
 pub use self::keyring::KEPT_KEYS;
 pub use self::switch::{verdict, Catalogue, CatalogueEntry, SwitchEvent, VoterState};
+/// A member's live measurements, as it reports them to the group.
+pub use crate::policy::live::Report;

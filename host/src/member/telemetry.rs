@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use gka_plugin_api::ViewEvent;
 
-use super::control::{Control, Proposal, Report, SwitchId};
+use super::control::{Control, Proposal, SwitchId};
 use super::events::MemberEvent;
 use super::switch::SwitchEvent;
 use super::MemberCore;
+use crate::policy::live::Report;
 use crate::policy::{predict, Decision, State};
 use gka_plugin_api::View;
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use gka_plugin_api::ViewEvent;
 
-use crate::member::{Control, Report};
+use serde::{Deserialize, Serialize};
+
 use crate::policy::Inputs;
 
 /// Peers probed per probing round.
@@ -81,10 +82,39 @@ impl std::fmt::Debug for Probes {
     }
 }
 
+/// One probe to a peer: a nonce its pong must echo, and padding (for a bandwidth sample) or
+/// none. The member core sends it as a control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ping {
+    /// Echoed by the pong.
+    pub nonce: u64,
+    /// Zero bytes that make the probe large enough to time the link's bandwidth, or none.
+    pub padding: Vec<u8>,
+}
+
+/// A member's live measurements. `None` where it has nothing measured yet.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Report {
+    /// Median round-trip time to the peers it probed, ms.
+    pub rtt_median_ms: Option<f64>,
+    /// Worst round-trip time to the peers it probed, ms.
+    pub rtt_worst_ms: Option<f64>,
+    /// Estimated bandwidth, Mbit/s.
+    pub bandwidth_mbps: Option<f64>,
+    /// CPU load of its machine, 0 to 1.
+    pub cpu_load: Option<f64>,
+    /// One exponentiation, ms (calibrated at start, refined from real rekeys).
+    pub exp_ms: Option<f64>,
+    /// One signature, ms.
+    pub sign_ms: Option<f64>,
+    /// One verification, ms.
+    pub verify_ms: Option<f64>,
+}
+
 impl Probes {
     /// The pings of one probing round at `now` to up to [`PROBES_PER_ROUND`] of `peers`
     /// (rotating through them), as (recipient, message).
-    pub fn round(&mut self, now: Duration, peers: &[String]) -> Vec<(String, Control)> {
+    pub fn round(&mut self, now: Duration, peers: &[String]) -> Vec<(String, Ping)> {
         self.outstanding.retain(|_, o| now.saturating_sub(o.sent) < PROBE_TIMEOUT);
         self.peers.retain(|p, _| peers.contains(p));
         if peers.is_empty() {
@@ -101,7 +131,7 @@ impl Probes {
                 self.outstanding
                     .insert(nonce, Outstanding { peer: peer.clone(), sent: now, padded });
                 let padding = if padded { vec![0; BANDWIDTH_PADDING] } else { Vec::new() };
-                (peer, Control::Ping { nonce, padding })
+                (peer, Ping { nonce, padding })
             })
             .collect()
     }
@@ -297,7 +327,7 @@ mod tests {
         let mut now = ms(0);
         for _ in 0..BANDWIDTH_EVERY * 3 {
             for (peer, ping) in probes.round(now, &peers) {
-                let Control::Ping { nonce, padding } = ping else { panic!("not a ping") };
+                let Ping { nonce, padding } = ping;
                 // 10 ms round trips to b, 40 ms to c, plus 1 ms per 8 KiB of padding.
                 let base = if peer == "b" { 10 } else { 40 };
                 let extra = padding.len() as u64 / 8192;
@@ -313,14 +343,14 @@ mod tests {
         assert!((bw - 65.536).abs() < 0.01, "{bw}");
         // A pong from the wrong member does not count.
         let pings = probes.round(now, &peers);
-        let (peer, Control::Ping { nonce, .. }) = &pings[0] else { panic!() };
+        let (peer, Ping { nonce, .. }) = &pings[0];
         let other = if peer == "b" { "c" } else { "b" };
         probes.on_pong(now + ms(500), other, *nonce);
         assert_eq!(probes.rtt_worst_ms(), Some(40.0));
         // The estimate follows a change within two samples per peer.
         for _ in 0..2 * BANDWIDTH_EVERY {
             for (peer, ping) in probes.round(now, &peers) {
-                let Control::Ping { nonce, .. } = ping else { panic!("not a ping") };
+                let Ping { nonce, .. } = ping;
                 probes.on_pong(now + ms(if peer == "b" { 100 } else { 40 }), &peer, nonce);
             }
             now += ms(1000);
