@@ -10,6 +10,12 @@
 //!                                                                rejections)
 //! ```
 //!
+//! One file per job: `core.rs` (the state and how it is built), `dispatch.rs` (every input,
+//! handed to the part it concerns), `keyring.rs` (data keys and the AEAD), `adoption.rs` (the
+//! group's protocol and the payloads held until it is announced), `switch.rs` (the switch's
+//! state and transitions), `telemetry.rs` (reports and the policy evaluation), `control.rs`
+//! (control messages) and `events.rs` (what the core emits).
+//!
 //! - Every plugin payload leaves in an envelope signed by this member and bound to group, view,
 //!   epoch, protocol and sequence number; every received envelope is checked against the trust
 //!   store first (see [`crate::envelope`]), and refusals are reported and counted, never passed
@@ -27,9 +33,9 @@
 //! - **Measurements.** The core probes round trips to a few peers each
 //!   [`ControlTiming::probe_every`] and reports its measurements to the group once its key is in
 //!   place in a view, then every [`ControlTiming::report_every`].
-//! - **Switching.** See [`switch`](self::switch): the oldest member evaluates its policy at quiescent
-//!   points and proposes; everyone votes; the agreed order decides commit or abort alike at
-//!   every member.
+//! - **Switching** (`switch.rs`, [`SwitchEvent`]): the oldest member evaluates its policy at
+//!   quiescent points and proposes; everyone votes; the agreed order decides commit or abort
+//!   alike at every member.
 
 mod adoption;
 mod control;
