@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use gka_host::envelope::EnvelopeChecker;
 use gka_host::group::{Sequencer, Timing};
 use gka_host::identity::{Identity, Scheme, TrustStore};
-use gka_host::member::{MemberCore, MemberEvent};
+use gka_host::member::{MemberCore, MemberError, MemberEvent};
 use gka_plugin_api::{GroupId, SessionConfig};
 use gka_tests::linked;
 
@@ -40,6 +40,12 @@ impl Net {
 
     /// Delivers everything and lets batching windows close, until nothing moves.
     fn settle(&mut self) {
+        self.settle_with(|_, _| {});
+    }
+
+    /// As [`Net::settle`], calling `after` with each member right after each delivery to it
+    /// (what it sends then goes out with the rest).
+    fn settle_with(&mut self, mut after: impl FnMut(&str, &mut MemberCore)) {
         for _ in 0..100_000 {
             self.seq.tick(self.now);
             let mut moved = false;
@@ -48,6 +54,7 @@ impl Net {
                 let Some(m) = self.members.get_mut(&to) else { continue };
                 m.handle_delivery(std::time::Duration::from_millis(self.now), delivery)
                     .expect("delivery");
+                after(&to, m);
                 let mut out = Vec::new();
                 while let Some(o) = m.poll_outgoing() {
                     out.push(o);
@@ -205,4 +212,73 @@ fn str() {
 #[test]
 fn tgdh() {
     run("tgdh");
+}
+
+/// From the delivery of a view in which a member left until the next key, no member sends data
+/// under the key the departed member holds: every survivor tries to send after every delivery
+/// once it saw the leave, and the epoch of every data envelope that reaches a member (the
+/// envelope header's) is checked, for every protocol.
+#[test]
+fn no_data_goes_out_under_a_key_a_departed_member_holds() {
+    for protocol in ["bd", "ckd", "gdh", "str", "tgdh"] {
+        let names = ["ann", "bob", "cat", "dan"];
+        let identities: Vec<Identity> =
+            names.iter().map(|n| Identity::generate(n, Scheme::Ed25519).unwrap()).collect();
+        let mut trust = TrustStore::default();
+        for i in &identities {
+            trust.insert(i.id(), i.public().clone());
+        }
+        let mut net = Net {
+            seq: Sequencer::new(Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 }),
+            members: BTreeMap::new(),
+            events: BTreeMap::new(),
+            now: 0,
+        };
+        for i in identities {
+            net.add(protocol, i, trust.clone());
+        }
+        net.settle();
+        let old_epoch = net.members["ann"].epoch().expect("a first key");
+
+        net.seq.leave("cat", net.now).unwrap();
+        net.members.remove("cat");
+        let mut saw_leave = std::collections::BTreeSet::new();
+        let (mut refused, mut sent) = (0, 0);
+        // Each survivor tries after every delivery while its sends last (data deliveries
+        // would otherwise set off sends without end).
+        let mut budget: BTreeMap<String, u32> = BTreeMap::new();
+        let mut received = Vec::new();
+        net.settle_with(|name, member| {
+            while let Some(e) = member.poll_event() {
+                match e {
+                    MemberEvent::View(v) if v.left.iter().any(|l| l == "cat") => {
+                        saw_leave.insert(name.to_owned());
+                    }
+                    MemberEvent::Data { from, epoch, plaintext } if plaintext == b"after" => {
+                        received.push((from, name.to_owned(), epoch))
+                    }
+                    MemberEvent::Undecryptable { reason, .. } => panic!("{protocol}: {reason}"),
+                    _ => {}
+                }
+            }
+            let left = budget.entry(name.to_owned()).or_insert(12);
+            if saw_leave.contains(name) && *left > 0 {
+                *left -= 1;
+                match member.send_data(b"after") {
+                    Ok(()) => sent += 1,
+                    Err(MemberError::DepartedHoldKey) => refused += 1,
+                    Err(e) => panic!("{protocol}: {name}: {e}"),
+                }
+            }
+        });
+        for (from, to, epoch) in &received {
+            assert!(
+                *epoch > old_epoch,
+                "{protocol}: {from} sent data to {to} under epoch {epoch}, the departed \
+                 member's (old key's epoch {old_epoch})"
+            );
+        }
+        assert!(refused > 0, "{protocol}: no send was refused between the leave and the key");
+        assert!(sent > 0 && !received.is_empty(), "{protocol}: nothing sent under the new key");
+    }
 }

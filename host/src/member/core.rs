@@ -43,6 +43,9 @@ pub struct MemberCore {
     pub(super) keys_in_view: u64,
     /// Mirrors the plugin: an agreement runs from a view, refresh or switch until its key.
     pub(super) pending: bool,
+    /// Members left since the newest key was installed: they hold it, so no data goes out
+    /// under it until the next key.
+    pub(super) departed_since_key: bool,
     /// Whether this view's protocol announcement has reached this member (and it runs that
     /// protocol).
     pub(super) announced: bool,
@@ -139,6 +142,7 @@ impl MemberCore {
             quiet_since: Duration::ZERO,
             keys_in_view: 0,
             pending: false,
+            departed_since_key: false,
             announced: false,
             held: None,
             seq: 0,

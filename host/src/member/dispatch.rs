@@ -75,6 +75,9 @@ impl MemberCore {
         if first || !trusted.joined.is_empty() || !trusted.left.is_empty() {
             self.rates.record(self.now, ViewEvent::of(&trusted, first));
         }
+        if !trusted.left.is_empty() {
+            self.departed_since_key = true;
+        }
         self.view = Some(view.clone());
         self.trusted_view = Some(trusted.clone());
         self.quiet_since = self.now;
@@ -221,6 +224,7 @@ impl MemberCore {
         });
         self.keys.install(key);
         self.pending = false;
+        self.departed_since_key = false;
         // The leader decides on reports sent once each member's key is in place.
         if self.reporting && self.last_report.is_none() {
             self.send_report();

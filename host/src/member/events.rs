@@ -95,6 +95,12 @@ pub enum MemberError {
     /// No view yet.
     #[error("not in a view yet")]
     NoView,
+    /// Members left since the newest key: they hold it, so data waits for the next key.
+    #[error(
+        "not sent: members left and still hold the current key; send again once the new key \
+         is installed"
+    )]
+    DepartedHoldKey,
     /// A protocol switch is being voted on or completed: refresh after it.
     #[error("a protocol switch is under way")]
     SwitchUnderWay,

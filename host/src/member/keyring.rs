@@ -117,9 +117,16 @@ fn data_aad(header: &Header) -> Vec<u8> {
 
 impl MemberCore {
     /// Encrypts `plaintext` under the newest key and queues it for every member of the view.
+    ///
+    /// Refused with [`MemberError::DepartedHoldKey`] from the view in which members left until
+    /// the next key is installed: the departed members hold the newest key, and nothing sent
+    /// after their departure may be readable by them.
     pub fn send_data(&mut self, plaintext: &[u8]) -> Result<(), MemberError> {
         let view = self.view.as_ref().ok_or(MemberError::NoView)?;
         let key = self.keys.newest().ok_or(MemberError::NoKey)?;
+        if self.departed_since_key {
+            return Err(MemberError::DepartedHoldKey);
+        }
         let header = Header {
             group: self.group.clone(),
             view_id: view.view_id,
