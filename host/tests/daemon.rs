@@ -9,17 +9,30 @@ use std::time::{Duration, Instant};
 use gka_host::group::Timing;
 use gka_host::net::wire::{self, ClientMsg, ControlCmd, ServerMsg, MAX_FRAME_BYTES};
 use gka_host::net::Connection;
-use gka_host::net::{Daemon, DaemonConfig};
+use gka_host::net::{Daemon, DaemonConfig, Limits};
 use gka_plugin_api::View;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn daemon() -> Daemon {
-    let config = DaemonConfig {
-        timing: Timing { batch_ms: 30, failure_timeout_ms: 60_000 },
-        tick: Duration::from_millis(5),
-    };
+    daemon_with(Timing { batch_ms: 30, failure_timeout_ms: 60_000 }, Limits::default()).await
+}
+
+async fn daemon_with(timing: Timing, limits: Limits) -> Daemon {
+    let config = DaemonConfig { timing, tick: Duration::from_millis(5), limits };
     Daemon::start("127.0.0.1:0", config).await.expect("daemon")
+}
+
+/// The first error the daemon sends `c` (skipping views and messages), or `None` if it closes
+/// the connection without one.
+async fn error(c: &mut Connection) -> Option<String> {
+    loop {
+        match tokio::time::timeout(WAIT, c.recv()).await.expect("timely") {
+            Ok(Some(ServerMsg::Error(e))) => return Some(e),
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return None,
+        }
+    }
 }
 
 async fn next(c: &mut Connection) -> ServerMsg {
@@ -230,5 +243,157 @@ async fn garbage_oversized_and_out_of_order_requests_are_refused() {
     let ok = ClientMsg::Send { view_id: current.view_id, to: None, bytes: b"ok".to_vec() };
     conns[0].send(&ok).await.unwrap();
     assert_eq!(message(&mut conns[0]).await, ("a".into(), b"ok".to_vec()));
+    d.stop();
+}
+
+/// A member expelled by the failure detector whose group was then forgotten sends again: it is
+/// told it is no longer a member and disconnected, and the daemon goes on serving (it used to
+/// panic on this).
+#[tokio::test]
+async fn a_send_after_expulsion_and_a_forgotten_group_is_refused() {
+    let d = daemon_with(Timing { batch_ms: 20, failure_timeout_ms: 300 }, Limits::default()).await;
+    let mut silent = Connection::join(d.addr, "g", "silent").await.unwrap();
+    let mut other = Connection::join(d.addr, "g", "other").await.unwrap();
+    // `other` keeps itself alive until `silent` is expelled, then leaves: the group is empty.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        other.send(&ClientMsg::Heartbeat).await.unwrap();
+        if let Ok(Ok(Some(ServerMsg::View(v)))) =
+            tokio::time::timeout(Duration::from_millis(50), other.recv()).await
+        {
+            if v.members == ["other"] {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "silent was not expelled");
+    }
+    other.send(&ClientMsg::Leave).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let send = ClientMsg::Send { view_id: 1, to: None, bytes: b"late".to_vec() };
+    silent.send(&send).await.unwrap();
+    let e = error(&mut silent).await.expect("an error, not a dropped connection");
+    assert!(e.contains("no longer a member"), "{e}");
+    // The daemon still serves.
+    let (_conns, v) = group(&d, &["fresh"]).await;
+    assert_eq!(v.members, ["fresh"]);
+    d.stop();
+}
+
+#[tokio::test]
+async fn group_names_are_bounded() {
+    let d = daemon().await;
+    let long = "g".repeat(Limits::default().max_group_name + 1);
+    let e = Connection::join(d.addr, &long, "a").await.expect_err("a long name is refused");
+    assert!(e.to_string().contains("group name"), "{e}");
+    let e = Connection::join(d.addr, "", "a").await.expect_err("an empty name is refused");
+    assert!(e.to_string().contains("group name"), "{e}");
+    let limits = Limits { max_groups: 2, ..Limits::default() };
+    let d2 = daemon_with(Timing { batch_ms: 30, failure_timeout_ms: 60_000 }, limits).await;
+    let _a = Connection::join(d2.addr, "g1", "a").await.unwrap();
+    let _b = Connection::join(d2.addr, "g2", "a").await.unwrap();
+    let e = Connection::join(d2.addr, "g3", "a").await.expect_err("a third group is refused");
+    assert!(e.to_string().contains("at most 2 groups"), "{e}");
+    let _c = Connection::join(d2.addr, "g1", "c").await.expect("an existing group still takes");
+    d.stop();
+    d2.stop();
+}
+
+/// A joined client that never reads while the group sends is disconnected and leaves the
+/// group, instead of having its deliveries buffered without end.
+#[tokio::test]
+async fn a_client_that_does_not_read_is_disconnected() {
+    let limits = Limits { max_queued: 8, ..Limits::default() };
+    let d = daemon_with(Timing { batch_ms: 20, failure_timeout_ms: 60_000 }, limits).await;
+    let (mut conns, v) = group(&d, &["reader", "sleeper"]).await;
+    let mut reader = conns.remove(0);
+    let _sleeper = conns.remove(0);
+    // Large broadcasts fill the sleeper's socket buffers, then its queue.
+    let bytes = vec![7u8; 256 * 1024];
+    let deadline = Instant::now() + WAIT;
+    let mut view_id = v.view_id;
+    'outer: for _ in 0..400 {
+        let send = ClientMsg::Send { view_id, to: None, bytes: bytes.clone() };
+        reader.send(&send).await.unwrap();
+        while let Ok(Ok(Some(msg))) =
+            tokio::time::timeout(Duration::from_millis(5), reader.recv()).await
+        {
+            if let ServerMsg::View(v) = msg {
+                view_id = v.view_id;
+                if v.members == ["reader"] {
+                    break 'outer;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "the sleeper was never disconnected");
+    }
+    assert!(view_id > v.view_id, "the sleeper left the group");
+    d.stop();
+}
+
+/// A half-sent frame does not hold a connection open: it is closed once no complete frame has
+/// arrived for the frame timeout.
+#[tokio::test]
+async fn a_half_sent_frame_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = Limits { frame_timeout: Some(Duration::from_millis(300)), ..Limits::default() };
+    let d = daemon_with(Timing { batch_ms: 20, failure_timeout_ms: 60_000 }, limits).await;
+    let mut raw = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    raw.write_all(&[0, 0]).await.unwrap();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(WAIT, raw.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "the connection was closed");
+    assert!(String::from_utf8_lossy(&sink).contains("no complete frame"), "{sink:?}");
+    d.stop();
+}
+
+/// A member expelled for silence is replaced by a new connection under the same id; when the
+/// stale connection finally closes, the replacement stays in the group.
+#[tokio::test]
+async fn a_stale_connection_does_not_evict_its_replacement() {
+    let d = daemon_with(Timing { batch_ms: 20, failure_timeout_ms: 300 }, Limits::default()).await;
+    let stale = Connection::join(d.addr, "g", "m").await.unwrap();
+    let mut keeper = Connection::join(d.addr, "g", "keeper").await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    // Wait until the silent `m` is expelled.
+    loop {
+        keeper.send(&ClientMsg::Heartbeat).await.unwrap();
+        if let Ok(Ok(Some(ServerMsg::View(v)))) =
+            tokio::time::timeout(Duration::from_millis(50), keeper.recv()).await
+        {
+            if v.members == ["keeper"] {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "m was not expelled");
+    }
+    let mut fresh = Connection::join(d.addr, "g", "m").await.expect("the id is free again");
+    let current = loop {
+        keeper.send(&ClientMsg::Heartbeat).await.unwrap();
+        fresh.send(&ClientMsg::Heartbeat).await.unwrap();
+        if let Ok(Ok(Some(ServerMsg::View(v)))) =
+            tokio::time::timeout(Duration::from_millis(50), keeper.recv()).await
+        {
+            if v.members.len() == 2 {
+                break v;
+            }
+        }
+        assert!(Instant::now() < deadline, "the replacement did not join");
+    };
+    drop(stale);
+    // For three failure timeouts both stay, and the replacement's message goes round.
+    let until = Instant::now() + Duration::from_millis(900);
+    while Instant::now() < until {
+        keeper.send(&ClientMsg::Heartbeat).await.unwrap();
+        fresh.send(&ClientMsg::Heartbeat).await.unwrap();
+        if let Ok(Ok(Some(ServerMsg::View(v)))) =
+            tokio::time::timeout(Duration::from_millis(50), keeper.recv()).await
+        {
+            panic!("a view change after the stale connection closed: {v:?}");
+        }
+    }
+    let view_id = current.view_id;
+    let hello = ClientMsg::Send { view_id, to: None, bytes: b"still here".to_vec() };
+    fresh.send(&hello).await.unwrap();
+    assert_eq!(message(&mut keeper).await, ("m".into(), b"still here".to_vec()));
     d.stop();
 }

@@ -41,9 +41,12 @@ pub async fn daemon(failure_timeout: Duration) -> Daemon {
         batch_ms: 20,
         failure_timeout_ms: failure_timeout.as_millis().try_into().expect("a short timeout"),
     };
-    Daemon::start("127.0.0.1:0", DaemonConfig { timing, tick: Duration::from_millis(5) })
-        .await
-        .expect("a daemon on loopback")
+    Daemon::start(
+        "127.0.0.1:0",
+        DaemonConfig { timing, tick: Duration::from_millis(5), ..DaemonConfig::default() },
+    )
+    .await
+    .expect("a daemon on loopback")
 }
 
 /// Switching settings that decide within a second: probes and evaluations every 200 ms,

@@ -84,7 +84,11 @@ struct Member {
 impl DaemonLayer {
     fn new() -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        let config = DaemonConfig { timing: TIMING, tick: Duration::from_millis(5) };
+        let config = DaemonConfig {
+            timing: TIMING,
+            tick: Duration::from_millis(5),
+            ..DaemonConfig::default()
+        };
         let daemon = rt.block_on(Daemon::start("127.0.0.1:0", config)).unwrap();
         Self { rt, daemon, members: BTreeMap::new() }
     }

@@ -6,15 +6,22 @@
 //! network delay per recipient or per sender-recipient pair (this kernel has no `tc netem`)
 //! while keeping every member's deliveries in order. It orders signed envelopes and
 //! ciphertext; it never holds a key.
+//!
+//! Everything a client controls is bounded ([`Limits`]): group names, the number of groups and
+//! of connections, each connection's queue of deliveries (a client that does not read is
+//! disconnected, not buffered without end) and the time a frame may take to arrive. Each
+//! connection has its own id, so a stale connection that closes never removes a newer one that
+//! joined under the same member id.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::Framed;
@@ -29,15 +36,55 @@ pub struct DaemonConfig {
     pub timing: Timing,
     /// How often timeouts and batching windows are checked.
     pub tick: Duration,
+    /// Bounds on what clients control.
+    pub limits: Limits,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        Self { timing: Timing::default(), tick: Duration::from_millis(10) }
+        Self {
+            timing: Timing::default(),
+            tick: Duration::from_millis(10),
+            limits: Limits::default(),
+        }
     }
 }
 
-type Outbox = mpsc::UnboundedSender<(Instant, ServerMsg)>;
+/// Bounds on everything a client controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest group name, bytes.
+    pub max_group_name: usize,
+    /// Groups at once.
+    pub max_groups: usize,
+    /// Connections at once; more are closed as they are accepted.
+    pub max_connections: usize,
+    /// Deliveries queued for one connection; a client that lets more pile up (it does not
+    /// read) is disconnected and leaves its group.
+    pub max_queued: usize,
+    /// How long a connection may go without a complete frame before it is closed (a half-sent
+    /// frame, or a silent client). `None`: twice the failure timeout.
+    pub frame_timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_group_name: 128,
+            max_groups: 1024,
+            max_connections: 4096,
+            max_queued: 4096,
+            frame_timeout: None,
+        }
+    }
+}
+
+/// A connection's queue of deliveries, the id of the connection, and how to close it.
+struct Outbox {
+    id: u64,
+    tx: mpsc::Sender<(Instant, ServerMsg)>,
+    kick: Arc<Notify>,
+}
 
 /// The largest emulated delay a control command may set (a minute): anything larger is a
 /// mistake, and an unbounded one would overflow the delivery clock.
@@ -78,6 +125,7 @@ impl State {
             pending.push(d);
         }
         let now = Instant::now();
+        let mut slow = Vec::new();
         for (to, delivery) in pending {
             let from = match &delivery {
                 Delivery::Message { from, .. } => Some(from.clone()),
@@ -88,9 +136,21 @@ impl State {
             let last = self.last_due.get(&key).copied().unwrap_or(now);
             let due = (now + delay).max(last);
             self.last_due.insert(key.clone(), due);
-            if let Some(out) = self.conns.get(&key) {
+            let Some(out) = self.conns.get(&key) else { continue };
+            match out.tx.try_send((due, ServerMsg::from(delivery))) {
                 // A closed connection is cleaned up by its own task.
-                let _ = out.send((due, ServerMsg::from(delivery)));
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => slow.push(key),
+            }
+        }
+        // A client that does not read leaves the group; its connection closes.
+        let now_ms = self.now_ms();
+        for key in slow {
+            if let Some(out) = self.conns.remove(&key) {
+                out.kick.notify_one();
+                if let Some(seq) = self.groups.get_mut(&key.0) {
+                    let _ = seq.leave(&key.1, now_ms);
+                }
             }
         }
     }
@@ -181,10 +241,27 @@ pub async fn serve(listener: TcpListener, config: DaemonConfig) {
             lock(&ticker).tick();
         }
     });
+    let open = Arc::new(AtomicUsize::new(0));
+    let ids = AtomicU64::new(0);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors (or a connection reset before accept): back off instead of
+            // spinning on accept.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if open.load(Ordering::Relaxed) >= config.limits.max_connections {
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, state.clone()));
+        open.fetch_add(1, Ordering::Relaxed);
+        let (open, state) = (open.clone(), state.clone());
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            connection(stream, state, id).await;
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 }
 
@@ -193,9 +270,37 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn connection(stream: TcpStream, state: Arc<Mutex<State>>) {
+/// Why a join is refused, if it is.
+fn refuse_join(st: &State, group: &str, member: &str) -> Option<String> {
+    let limits = &st.config.limits;
+    if !crate::identity::valid_member_id(member) {
+        return Some(format!("invalid member id {member:?}"));
+    }
+    if group.is_empty() || group.len() > limits.max_group_name {
+        return Some(format!(
+            "a group name must be 1 to {} bytes, not {}",
+            limits.max_group_name,
+            group.len()
+        ));
+    }
+    if !st.groups.contains_key(group) && st.groups.len() >= limits.max_groups {
+        return Some(format!("this daemon serves at most {} groups", limits.max_groups));
+    }
+    None
+}
+
+async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
     let (mut sink, mut frames) = Framed::new(stream, wire::codec()).split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, ServerMsg)>();
+    let (limits, timing) = {
+        let st = lock(&state);
+        (st.config.limits, st.config.timing)
+    };
+    let frame_timeout = limits
+        .frame_timeout
+        .unwrap_or_else(|| Duration::from_millis(timing.failure_timeout_ms.saturating_mul(2)));
+    // One slot more than the limit for the reply that explains a close.
+    let (tx, mut rx) = mpsc::channel::<(Instant, ServerMsg)>(limits.max_queued.max(1) + 1);
+    let kick = Arc::new(Notify::new());
     let writer = tokio::spawn(async move {
         while let Some((due, msg)) = rx.recv().await {
             tokio::time::sleep_until(due).await;
@@ -205,13 +310,28 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>) {
         }
     });
     let reply = |msg: ServerMsg| {
-        let _ = tx.send((Instant::now(), msg));
+        let _ = tx.try_send((Instant::now(), msg));
     };
     let mut joined: Option<(String, String)> = None;
-    while let Some(frame) = frames.next().await {
+    loop {
+        let frame = tokio::select! {
+            frame = tokio::time::timeout(frame_timeout, frames.next()) => frame,
+            () = kick.notified() => {
+                reply(ServerMsg::Error("too many deliveries queued: this client does not read; \
+                                        closing".into()));
+                break;
+            }
+        };
         let frame = match frame {
-            Ok(f) => f,
-            Err(e) => {
+            Err(_) => {
+                reply(ServerMsg::Error(format!(
+                    "no complete frame within {frame_timeout:?}; closing"
+                )));
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Ok(f))) => f,
+            Ok(Some(Err(e))) => {
                 reply(ServerMsg::Error(format!("bad frame: {e}; closing")));
                 break;
             }
@@ -227,8 +347,8 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>) {
         let now = st.now_ms();
         match (msg, &joined) {
             (ClientMsg::Join { group, member }, None) => {
-                if !crate::identity::valid_member_id(&member) {
-                    reply(ServerMsg::Error(format!("invalid member id {member:?}; closing")));
+                if let Some(reason) = refuse_join(&st, &group, &member) {
+                    reply(ServerMsg::Error(format!("{reason}; closing")));
                     break;
                 }
                 let timing = st.config.timing;
@@ -237,7 +357,8 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>) {
                     reply(ServerMsg::Error(format!("{e}; closing")));
                     break;
                 }
-                st.conns.insert((group.clone(), member.clone()), tx.clone());
+                let outbox = Outbox { id, tx: tx.clone(), kick: kick.clone() };
+                st.conns.insert((group.clone(), member.clone()), outbox);
                 // The acknowledgement orders joins: a client that waits for it before the next
                 // join knows the daemon saw them in that order.
                 reply(ServerMsg::Ok);
@@ -248,7 +369,13 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>) {
                 Err(e) => reply(ServerMsg::Error(e)),
             },
             (ClientMsg::Send { view_id, to, bytes }, Some((group, member))) => {
-                let seq = st.groups.get_mut(group).expect("joined group exists");
+                let Some(seq) = st.groups.get_mut(group) else {
+                    // Expelled, and the group forgotten since.
+                    reply(ServerMsg::Error(format!(
+                        "{member:?} is no longer a member of {group:?}; closing"
+                    )));
+                    break;
+                };
                 if let Err(e) = seq.send(member, view_id, to.as_deref(), bytes, now) {
                     reply(ServerMsg::Error(e.to_string()));
                 }
@@ -270,15 +397,20 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>) {
     if let Some((group, member)) = joined {
         let mut st = lock(&state);
         let now = st.now_ms();
-        st.conns.remove(&(group.clone(), member.clone()));
-        if let Some(seq) = st.groups.get_mut(&group) {
-            let _ = seq.leave(&member, now);
-            // Group names come from clients: forget a group once its last member is gone.
-            if seq.is_empty() {
-                st.groups.remove(&group);
-                st.delays.remove(&group);
-                st.last_due.retain(|(g, _), _| *g != group);
+        let key = (group.clone(), member.clone());
+        // Only this connection's own entry: a newer connection under the same member id (after
+        // this one was expelled) stays.
+        if st.conns.get(&key).is_some_and(|out| out.id == id) {
+            st.conns.remove(&key);
+            if let Some(seq) = st.groups.get_mut(&group) {
+                let _ = seq.leave(&member, now);
             }
+        }
+        // Group names come from clients: forget a group once its last member is gone.
+        if st.groups.get(&group).is_some_and(Sequencer::is_empty) {
+            st.groups.remove(&group);
+            st.delays.remove(&group);
+            st.last_due.retain(|(g, _), _| *g != group);
         }
     }
     drop(tx);
