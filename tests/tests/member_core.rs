@@ -282,3 +282,56 @@ fn no_data_goes_out_under_a_key_a_departed_member_holds() {
         assert!(sent > 0 && !received.is_empty(), "{protocol}: nothing sent under the new key");
     }
 }
+
+/// Data a member sent in a view that ended before the group layer ordered it (the sequencer
+/// drops it) is not lost: once the new view has a key, the member sends it again under that
+/// key, and every member receives it exactly once.
+#[test]
+fn data_cut_by_a_view_change_is_sent_again_under_the_new_key() {
+    let names = ["ann", "bob", "cat", "dan"];
+    let identities: Vec<Identity> =
+        names.iter().map(|n| Identity::generate(n, Scheme::Ed25519).unwrap()).collect();
+    let mut trust = TrustStore::default();
+    for i in &identities {
+        trust.insert(i.id(), i.public().clone());
+    }
+    let mut net = Net {
+        seq: Sequencer::new(Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 }),
+        members: BTreeMap::new(),
+        events: BTreeMap::new(),
+        now: 0,
+    };
+    for i in identities {
+        net.add("tgdh", i, trust.clone());
+    }
+    net.settle();
+    let old_epoch = net.members["ann"].epoch().expect("a first key");
+    net.events.clear();
+
+    // ann sends; before the sequencer orders it, dan leaves and a new view forms there.
+    net.members.get_mut("ann").unwrap().send_data(b"cut").expect("sent");
+    let cut = net.members.get_mut("ann").unwrap().poll_outgoing().expect("an envelope");
+    net.seq.leave("dan", net.now).unwrap();
+    net.members.remove("dan");
+    net.now += 100;
+    net.seq.tick(net.now);
+    let ordered = net.seq.send("ann", cut.view_id, None, cut.bytes, net.now).unwrap();
+    assert!(!ordered, "the sequencer dropped the message of the ended view");
+    net.settle();
+
+    for n in ["ann", "bob", "cat"] {
+        let got: Vec<u64> = net.events[n]
+            .iter()
+            .filter_map(|e| match e {
+                MemberEvent::Data { epoch, plaintext, .. } if plaintext == b"cut" => Some(*epoch),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got.len(), 1, "{n} received the cut message once: {got:?}");
+        assert!(got[0] > old_epoch, "{n}: sent again under the new key, not dan's");
+    }
+    assert!(
+        net.events["ann"].iter().any(|e| matches!(e, MemberEvent::Resent { count: 1 })),
+        "ann reports the resend"
+    );
+}

@@ -170,6 +170,9 @@ fn print_event(id: &str, e: &RuntimeEvent) {
         RuntimeEvent::Member(MemberEvent::ProtocolError { from, error }) => {
             println!("[{id}] protocol error from {from}: {error}")
         }
+        RuntimeEvent::Member(MemberEvent::Resent { count }) => {
+            println!("[{id}] sent again under the new key: {count} line(s) a view change cut")
+        }
         RuntimeEvent::Member(MemberEvent::Undecryptable { from, epoch, reason }) => {
             println!("[{id}] undecryptable from {from} (epoch {epoch}): {reason}")
         }

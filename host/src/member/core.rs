@@ -46,6 +46,10 @@ pub struct MemberCore {
     /// Members left since the newest key was installed: they hold it, so no data goes out
     /// under it until the next key.
     pub(super) departed_since_key: bool,
+    /// This member's data not yet delivered back to it: (view id, sequence number, plaintext).
+    pub(super) unechoed: VecDeque<(u64, u64, Vec<u8>)>,
+    /// Data a view change cut, sent again once the new view has a key.
+    pub(super) to_resend: Vec<Vec<u8>>,
     /// Whether this view's protocol announcement has reached this member (and it runs that
     /// protocol).
     pub(super) announced: bool,
@@ -143,6 +147,8 @@ impl MemberCore {
             keys_in_view: 0,
             pending: false,
             departed_since_key: false,
+            unechoed: VecDeque::new(),
+            to_resend: Vec::new(),
             announced: false,
             held: None,
             seq: 0,

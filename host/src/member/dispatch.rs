@@ -78,6 +78,7 @@ impl MemberCore {
         if !trusted.left.is_empty() {
             self.departed_since_key = true;
         }
+        self.data_cut_by(view.view_id);
         self.view = Some(view.clone());
         self.trusted_view = Some(trusted.clone());
         self.quiet_since = self.now;
@@ -225,6 +226,7 @@ impl MemberCore {
         self.keys.install(key);
         self.pending = false;
         self.departed_since_key = false;
+        self.resend_cut_data();
         // The leader decides on reports sent once each member's key is in place.
         if self.reporting && self.last_report.is_none() {
             self.send_report();

@@ -83,6 +83,12 @@ pub enum MemberEvent {
     },
     /// A step of a protocol switch, or of the policy behind it.
     Switch(SwitchEvent),
+    /// Data this member sent that a view change cut (the group layer drops what was sent in
+    /// a view that ended before it was ordered) went out again, under the new view's key.
+    Resent {
+        /// How many messages.
+        count: usize,
+    },
 }
 
 /// Why a member could not do what it was asked.
@@ -101,6 +107,9 @@ pub enum MemberError {
          is installed"
     )]
     DepartedHoldKey,
+    /// Too much data sent and not yet delivered back to this member.
+    #[error("not sent: {0} messages are still in flight; send again once some are delivered")]
+    Backlog(usize),
     /// A protocol switch is being voted on or completed: refresh after it.
     #[error("a protocol switch is under way")]
     SwitchUnderWay,

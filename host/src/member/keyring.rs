@@ -20,6 +20,10 @@ use crate::envelope::{Envelope, Header, Kind};
 /// How many past keys a member keeps for data still in flight.
 pub const KEPT_KEYS: usize = 4;
 
+/// Data messages a member may have sent and not yet seen delivered back (each kept until then,
+/// to send again if a view change cuts it).
+pub const MAX_UNECHOED: usize = 4096;
+
 const NONCE_LEN: usize = 12;
 
 /// Why data could not be decrypted.
@@ -127,6 +131,9 @@ impl MemberCore {
         if self.departed_since_key {
             return Err(MemberError::DepartedHoldKey);
         }
+        if self.unechoed.len() + self.to_resend.len() >= MAX_UNECHOED {
+            return Err(MemberError::Backlog(self.unechoed.len() + self.to_resend.len()));
+        }
         let header = Header {
             group: self.group.clone(),
             view_id: view.view_id,
@@ -139,14 +146,45 @@ impl MemberCore {
         let body = self.keys.seal(&header, plaintext, &mut self.rng).ok_or(MemberError::NoKey)?;
         self.seq += 1;
         let view_id = header.view_id;
+        self.unechoed.push_back((view_id, header.seq, plaintext.to_vec()));
         let bytes = Envelope::seal(&self.identity, header, body).to_bytes();
         self.signed += 1;
         self.outgoing.push_back(Outgoing { view_id, to: None, bytes });
         Ok(())
     }
 
+    /// A new view: data of earlier views not delivered back was not ordered (the group layer
+    /// drops what was sent in a view that ended first), so it waits for the new view's key.
+    pub(super) fn data_cut_by(&mut self, view_id: u64) {
+        while self.unechoed.front().is_some_and(|(v, _, _)| *v < view_id) {
+            let (_, _, plaintext) = self.unechoed.pop_front().expect("checked");
+            self.to_resend.push(plaintext);
+        }
+    }
+
+    /// Sends again, under the newest key, the data a view change cut.
+    pub(super) fn resend_cut_data(&mut self) {
+        let pending = std::mem::take(&mut self.to_resend);
+        let count = pending.len();
+        let mut sent = 0;
+        for (i, plaintext) in pending.iter().enumerate() {
+            if self.send_data(plaintext).is_err() {
+                self.to_resend.extend(pending[i..].iter().cloned());
+                break;
+            }
+            sent += 1;
+        }
+        if count > 0 && sent > 0 {
+            self.events.push_back(MemberEvent::Resent { count: sent });
+        }
+    }
+
     pub(super) fn decrypt(&mut self, envelope: &Envelope) {
         let h = &envelope.header;
+        if h.sender == self.identity.id() {
+            // Delivered back: the group layer ordered it, so it is no longer at risk.
+            self.unechoed.retain(|(view, seq, _)| (*view, *seq) != (h.view_id, h.seq));
+        }
         self.events.push_back(match self.keys.open(h, &envelope.body) {
             Ok(plaintext) => {
                 MemberEvent::Data { from: h.sender.clone(), epoch: h.epoch, plaintext }
