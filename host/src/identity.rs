@@ -98,6 +98,19 @@ pub enum IdentityError {
     /// The signature does not verify.
     #[error("bad signature")]
     BadSignature,
+    /// The trust store does not hold this member's own key: its peers, which hold the same
+    /// store, would refuse everything it sends and wait for it.
+    #[error(
+        "the trust store has no key for {0:?}: every member needs the same store, with every \
+         member's public key ({0}.pub included)"
+    )]
+    NotInTrustStore(String),
+    /// The trust store holds another key for this member than its own.
+    #[error(
+        "the trust store's key for {0:?} is not this member's key: its peers would refuse every \
+         message it signs (copy its current {0}.pub to every member's store)"
+    )]
+    WrongKeyInTrustStore(String),
 }
 
 /// True if `id` can be a member id (and a file name).
@@ -369,6 +382,17 @@ impl TrustStore {
     pub fn members(&self) -> impl Iterator<Item = &str> {
         self.keys.keys().map(String::as_str)
     }
+
+    /// Checks that this store lets its peers verify `identity`: it holds a key for the
+    /// member's id, and that key verifies the member's signatures. A member that fails this
+    /// would only stall its group, so it should not start.
+    pub fn check_own(&self, identity: &Identity) -> Result<(), IdentityError> {
+        let id = identity.id();
+        let key = self.get(id).ok_or_else(|| IdentityError::NotInTrustStore(id.to_owned()))?;
+        let probe = b"gka trust store self-check";
+        key.verify(probe, &identity.sign(probe))
+            .map_err(|_| IdentityError::WrongKeyInTrustStore(id.to_owned()))
+    }
 }
 
 #[cfg(test)]
@@ -413,5 +437,17 @@ mod tests {
         fs::write(dir.path().join("eve.pub"), "garbage").unwrap();
         let err = TrustStore::load(dir.path()).expect_err("garbage public key");
         assert!(err.to_string().contains("eve.pub"), "{err}");
+    }
+
+    #[test]
+    fn a_store_without_this_member_or_with_another_key_for_it_is_refused() {
+        let me = Identity::generate("me", Scheme::Ed25519).unwrap();
+        let other = Identity::generate("me", Scheme::Ed25519).unwrap();
+        let mut store = TrustStore::default();
+        assert!(matches!(store.check_own(&me), Err(IdentityError::NotInTrustStore(_))));
+        store.insert("me", other.public().clone());
+        assert!(matches!(store.check_own(&me), Err(IdentityError::WrongKeyInTrustStore(_))));
+        store.insert("me", me.public().clone());
+        store.check_own(&me).expect("its own key");
     }
 }

@@ -54,8 +54,12 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
     if identity.id() != id {
         bail!("the key file {} is for {:?}, not {id:?}", key.display(), identity.id());
     }
-    let trust = TrustStore::load(&trust)
-        .with_context(|| format!("cannot load the trust store {}", trust.display()))?;
+    let trust_dir = trust;
+    let trust = TrustStore::load(&trust_dir)
+        .with_context(|| format!("cannot load the trust store {}", trust_dir.display()))?;
+    trust.check_own(&identity).with_context(|| {
+        format!("cannot start with the trust store {} (--trust)", trust_dir.display())
+    })?;
     let plugins = plugins.load();
     let protocol = plugins.protocol(&protocol)?;
     let parsed = match &policy {

@@ -123,9 +123,20 @@ pub struct MemberHandle {
 }
 
 /// Connects to the daemon at `daemon`, joins the group and runs the member in the background.
+///
+/// A member its own trust store cannot vouch for (see [`TrustStore::check_own`]) is refused
+/// before it connects: it would only stall the group.
 pub async fn spawn_member(daemon: &str, config: MemberConfig) -> std::io::Result<MemberHandle> {
+    check_trust(&config)?;
     let connection = Connection::join(daemon, &config.group, config.identity.id()).await?;
     spawn_member_on(connection, config)
+}
+
+fn check_trust(config: &MemberConfig) -> std::io::Result<()> {
+    config
+        .trust
+        .check_own(&config.identity)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
 }
 
 /// Runs the member in the background over an endpoint already joined to the group (the daemon's
@@ -134,6 +145,7 @@ pub fn spawn_member_on<E: GroupEndpoint>(
     endpoint: E,
     config: MemberConfig,
 ) -> std::io::Result<MemberHandle> {
+    check_trust(&config)?;
     let id = config.identity.id().to_owned();
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
