@@ -335,7 +335,7 @@ async fn a_client_that_does_not_read_is_disconnected() {
 #[tokio::test]
 async fn a_half_sent_frame_times_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let limits = Limits { frame_timeout: Some(Duration::from_millis(300)), ..Limits::default() };
+    let limits = Limits { frame_timeout: Duration::from_millis(300), ..Limits::default() };
     let d = daemon_with(Timing { batch_ms: 20, failure_timeout_ms: 60_000 }, limits).await;
     let mut raw = tokio::net::TcpStream::connect(d.addr).await.unwrap();
     raw.write_all(&[0, 0]).await.unwrap();

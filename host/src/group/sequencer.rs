@@ -158,6 +158,15 @@ impl Sequencer {
         Ok(())
     }
 
+    /// The driver was stalled (its process stopped, say) until `now_ms`: nobody could be heard
+    /// meanwhile, so nobody is blamed. Every member counts as heard now; members that are
+    /// really gone are removed one failure timeout later.
+    pub fn pardon_silence(&mut self, now_ms: u64) {
+        for state in self.members.values_mut() {
+            state.last_heard_ms = state.last_heard_ms.max(now_ms);
+        }
+    }
+
     fn touch(&mut self, component: usize, now_ms: u64) {
         self.dirty.entry(component).or_insert(now_ms);
     }

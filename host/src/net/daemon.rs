@@ -63,8 +63,8 @@ pub struct Limits {
     /// read) is disconnected and leaves its group.
     pub max_queued: usize,
     /// How long a connection may go without a complete frame before it is closed (a half-sent
-    /// frame, or a silent client). `None`: twice the failure timeout.
-    pub frame_timeout: Option<Duration>,
+    /// frame, or a silent client).
+    pub frame_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -74,7 +74,7 @@ impl Default for Limits {
             max_groups: 1024,
             max_connections: 4096,
             max_queued: 4096,
-            frame_timeout: None,
+            frame_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -99,6 +99,8 @@ struct Delays {
 struct State {
     config: DaemonConfig,
     start: Instant,
+    /// When the ticker last ran (ms since `start`).
+    last_tick_ms: u64,
     groups: HashMap<String, Sequencer>,
     conns: HashMap<(String, String), Outbox>,
     last_due: HashMap<(String, String), Instant>,
@@ -157,6 +159,19 @@ impl State {
 
     fn tick(&mut self) {
         let now = self.now_ms();
+        self.tick_at(now);
+    }
+
+    fn tick_at(&mut self, now: u64) {
+        // The ticker runs every few milliseconds. A gap of half a failure timeout means this
+        // process was stopped: its members' heartbeats wait unread in the sockets, so their
+        // silence is the daemon's, not theirs.
+        if now.saturating_sub(self.last_tick_ms) > self.config.timing.failure_timeout_ms / 2 {
+            for seq in self.groups.values_mut() {
+                seq.pardon_silence(now);
+            }
+        }
+        self.last_tick_ms = now;
         let groups: Vec<String> = self.groups.keys().cloned().collect();
         for g in groups {
             if let Some(seq) = self.groups.get_mut(&g) {
@@ -228,6 +243,7 @@ pub async fn serve(listener: TcpListener, config: DaemonConfig) {
     let state = Arc::new(Mutex::new(State {
         config,
         start: Instant::now(),
+        last_tick_ms: 0,
         groups: HashMap::new(),
         conns: HashMap::new(),
         last_due: HashMap::new(),
@@ -270,6 +286,19 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The next frame, or `Err` if none completed within `timeout`. When the deadline passes, the
+/// socket gets one more short look: after this process was stopped, the timer can fire before
+/// the frames that waited in the socket are seen.
+async fn next_frame<S>(frames: &mut S, timeout: Duration) -> Result<Option<S::Item>, ()>
+where
+    S: futures::Stream + Unpin,
+{
+    if let Ok(frame) = tokio::time::timeout(timeout, frames.next()).await {
+        return Ok(frame);
+    }
+    tokio::time::timeout(Duration::from_millis(200), frames.next()).await.map_err(|_| ())
+}
+
 /// Why a join is refused, if it is.
 fn refuse_join(st: &State, group: &str, member: &str) -> Option<String> {
     let limits = &st.config.limits;
@@ -291,13 +320,8 @@ fn refuse_join(st: &State, group: &str, member: &str) -> Option<String> {
 
 async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
     let (mut sink, mut frames) = Framed::new(stream, wire::codec()).split();
-    let (limits, timing) = {
-        let st = lock(&state);
-        (st.config.limits, st.config.timing)
-    };
-    let frame_timeout = limits
-        .frame_timeout
-        .unwrap_or_else(|| Duration::from_millis(timing.failure_timeout_ms.saturating_mul(2)));
+    let limits = lock(&state).config.limits;
+    let frame_timeout = limits.frame_timeout;
     // One slot more than the limit for the reply that explains a close.
     let (tx, mut rx) = mpsc::channel::<(Instant, ServerMsg)>(limits.max_queued.max(1) + 1);
     let kick = Arc::new(Notify::new());
@@ -315,7 +339,7 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
     let mut joined: Option<(String, String)> = None;
     loop {
         let frame = tokio::select! {
-            frame = tokio::time::timeout(frame_timeout, frames.next()) => frame,
+            frame = next_frame(&mut frames, frame_timeout) => frame,
             () = kick.notified() => {
                 reply(ServerMsg::Error("too many deliveries queued: this client does not read; \
                                         closing".into()));
@@ -416,4 +440,49 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
     drop(tx);
     // Let queued replies (an error explaining the close) go out.
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(failure_timeout_ms: u64) -> State {
+        State {
+            config: DaemonConfig {
+                timing: Timing { batch_ms: 10, failure_timeout_ms },
+                ..DaemonConfig::default()
+            },
+            start: Instant::now(),
+            last_tick_ms: 0,
+            groups: HashMap::new(),
+            conns: HashMap::new(),
+            last_due: HashMap::new(),
+            delays: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_stalled_daemon_expels_nobody_but_a_silent_member_still_goes() {
+        let mut st = state(3_000);
+        let mut seq = Sequencer::new(st.config.timing);
+        seq.join("a", 0).unwrap();
+        seq.join("b", 0).unwrap();
+        st.groups.insert("g".into(), seq);
+        st.tick_at(50);
+        let first = st.groups["g"].view_of("a").expect("the first view");
+        // Stopped for 4 s: both members' heartbeats wait in the sockets.
+        st.tick_at(4_050);
+        for m in ["a", "b"] {
+            assert_eq!(st.groups["g"].view_of(m), Some(first), "{m} was not expelled");
+        }
+        // Ticking normally again: b keeps sending heartbeats, a is really gone.
+        let mut now = 4_050;
+        while now < 4_050 + 3_100 {
+            now += 10;
+            st.groups.get_mut("g").unwrap().heartbeat("b", now).unwrap();
+            st.tick_at(now);
+        }
+        assert_eq!(st.groups["g"].view_of("a"), None, "a silent member is still removed");
+        assert!(st.groups["g"].view_of("b").is_some());
+    }
 }
