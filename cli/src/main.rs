@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod common;
+mod ratelimit;
 
 /// Secure group communication with pluggable, switchable group key agreement.
 #[derive(Debug, Parser)]

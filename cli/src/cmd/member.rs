@@ -12,6 +12,7 @@ use gka_host::runtime::{
 };
 
 use crate::common::{install_metrics, runtime, PluginDirArg};
+use crate::ratelimit::{LineLimit, WINDOW};
 
 /// `gka member`'s flags.
 #[derive(Debug, clap::Args)]
@@ -106,6 +107,10 @@ async fn member(
     .with_context(|| format!("cannot connect to the daemon at {daemon}"))?;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
+    // Refusals of what peers send are counted in full (metrics) but printed a few a second.
+    let started = std::time::Instant::now();
+    let mut refusals = LineLimit::default();
+    let mut summary_tick = tokio::time::interval(WINDOW);
     loop {
         tokio::select! {
             line = lines.next_line(), if stdin_open => match line? {
@@ -118,12 +123,38 @@ async fn member(
                     println!("[{id}] stopped: {reason}");
                     break;
                 }
-                Some(e) => print_event(&id, &e),
+                Some(e) => {
+                    if let Some(label) = refusal_label(&e) {
+                        let (summary, admit) = refusals.admit(started.elapsed(), label);
+                        if let Some(s) = summary {
+                            println!("[{id}] refused: {s}");
+                        }
+                        if !admit {
+                            continue;
+                        }
+                    }
+                    print_event(&id, &e)
+                }
             },
+            _ = summary_tick.tick() => {
+                if let Some(s) = refusals.roll(started.elapsed()) {
+                    println!("[{id}] refused: {s}");
+                }
+            }
         }
     }
     Ok(())
 }
+/// The kind of a refusal of something a peer sent, for the rate limit on printing them.
+fn refusal_label(e: &RuntimeEvent) -> Option<&'static str> {
+    match e {
+        RuntimeEvent::Member(MemberEvent::Rejected(r)) => Some(r.label()),
+        RuntimeEvent::Member(MemberEvent::ProtocolError { .. }) => Some("protocol_error"),
+        RuntimeEvent::Member(MemberEvent::Undecryptable { .. }) => Some("undecryptable"),
+        _ => None,
+    }
+}
+
 fn print_switch(id: &str, s: &SwitchEvent) {
     match s {
         SwitchEvent::Decided { decision: Decision::Stay { .. }, .. } => {}
