@@ -32,6 +32,13 @@ impl LineLimit {
         }
     }
 
+    /// The summary of what the current window held back so far, if anything (at exit).
+    pub(crate) fn flush(&mut self) -> Option<String> {
+        self.window_start = None;
+        self.printed = 0;
+        summary(std::mem::take(&mut self.held_back))
+    }
+
     /// Starts a new window if the current one is over; returns the summary of what it held
     /// back.
     pub(crate) fn roll(&mut self, now: Duration) -> Option<String> {
@@ -41,16 +48,17 @@ impl LineLimit {
         }
         self.window_start = Some(now);
         self.printed = 0;
-        if self.held_back.is_empty() {
-            return None;
-        }
-        let total: u64 = self.held_back.values().sum();
-        let parts: Vec<String> = std::mem::take(&mut self.held_back)
-            .into_iter()
-            .map(|(l, n)| format!("{l}: {n}"))
-            .collect();
-        Some(format!("{total} more not shown ({})", parts.join(", ")))
+        summary(std::mem::take(&mut self.held_back))
     }
+}
+
+fn summary(held_back: BTreeMap<String, u64>) -> Option<String> {
+    if held_back.is_empty() {
+        return None;
+    }
+    let total: u64 = held_back.values().sum();
+    let parts: Vec<String> = held_back.into_iter().map(|(l, n)| format!("{l}: {n}")).collect();
+    Some(format!("{total} more not shown ({})", parts.join(", ")))
 }
 
 #[cfg(test)]
@@ -72,5 +80,9 @@ mod tests {
         let summary = summary.expect("what was held back");
         assert!(summary.contains("9995 more") && summary.contains("unknown_sender: 9995"));
         assert_eq!(limit.roll(Duration::from_secs(3)), None, "nothing held back since");
+        for _ in 0..LINES_PER_WINDOW + 2 {
+            limit.admit(Duration::from_secs(3), "forged");
+        }
+        assert_eq!(limit.flush().as_deref(), Some("2 more not shown (forged: 2)"), "at exit");
     }
 }

@@ -47,18 +47,24 @@ impl Drop for Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_daemon_expels_nobody_when_it_resumes() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
     let mut daemon = Child(
         Command::new(GKA)
-            .args(["daemon", "--listen", &addr, "--failure-timeout-ms", "1000"])
+            .args(["daemon", "--listen", "127.0.0.1:0", "--failure-timeout-ms", "1000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("gka daemon starts"),
     );
-    let mut line = String::new();
-    BufReader::new(daemon.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    // The daemon prints the address it bound; read it without waiting for ever.
+    let stdout = daemon.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(10)).expect("the daemon says where it listens");
+    let addr = line.trim().rsplit(' ').next().expect("an address").to_owned();
     assert!(line.contains("listening"), "{line}");
 
     let mut conns = vec![

@@ -135,6 +135,17 @@ async fn partition_and_heal() {
     }
     let bad = ControlCmd::Partition { group: "nope".into(), sets: vec![] };
     assert!(matches!(Connection::control(d.addr, bad).await.unwrap(), ServerMsg::Error(_)));
+    // Empty subsets would each make a component of their own that nothing reclaims.
+    let empty = ControlCmd::Partition {
+        group: "g".into(),
+        sets: vec![vec!["a".into(), "b".into(), "c".into(), "d".into()], vec![], vec![]],
+    };
+    let refused = Connection::control(d.addr, empty).await.unwrap();
+    assert!(matches!(&refused, ServerMsg::Error(e) if e.contains("non-empty")), "{refused:?}");
+    // Delays name members by valid ids: a 4 KiB "sender" is refused, not stored.
+    let odd = ControlCmd::Delay { to: "a".into(), from: Some("x".repeat(4096)), ms: 10 };
+    let refused = Connection::control(d.addr, odd).await.unwrap();
+    assert!(matches!(&refused, ServerMsg::Error(e) if e.contains("member ids")), "{refused:?}");
     // An absurd delay is refused, and the daemon keeps ticking (the group still heals below).
     let huge = ControlCmd::Delay { to: "a".into(), from: None, ms: u64::MAX };
     assert!(
@@ -306,7 +317,7 @@ async fn a_client_that_does_not_read_is_disconnected() {
     let d = daemon_with(Timing { batch_ms: 20, failure_timeout_ms: 60_000 }, limits).await;
     let (mut conns, v) = group(&d, &["reader", "sleeper"]).await;
     let mut reader = conns.remove(0);
-    let _sleeper = conns.remove(0);
+    let mut sleeper = conns.remove(0);
     // Large broadcasts fill the sleeper's socket buffers, then its queue.
     let bytes = vec![7u8; 256 * 1024];
     let deadline = Instant::now() + WAIT;
@@ -327,6 +338,10 @@ async fn a_client_that_does_not_read_is_disconnected() {
         assert!(Instant::now() < deadline, "the sleeper was never disconnected");
     }
     assert!(view_id > v.view_id, "the sleeper left the group");
+    // Its socket is closed too: what was queued drains, then the connection ends.
+    let closed =
+        tokio::time::timeout(WAIT, async { while let Ok(Some(_)) = sleeper.recv().await {} }).await;
+    assert!(closed.is_ok(), "the sleeper's connection was closed");
     d.stop();
 }
 

@@ -335,3 +335,46 @@ fn data_cut_by_a_view_change_is_sent_again_under_the_new_key() {
         "ann reports the resend"
     );
 }
+
+/// Data a join view cut is not sent again (the joiner would read what was sent before it
+/// joined): the sender is told instead.
+#[test]
+fn data_cut_by_a_join_is_reported_not_sent() {
+    let names = ["ann", "bob", "cat", "zed"];
+    let mut identities: Vec<Identity> =
+        names.iter().map(|n| Identity::generate(n, Scheme::Ed25519).unwrap()).collect();
+    let mut trust = TrustStore::default();
+    for i in &identities {
+        trust.insert(i.id(), i.public().clone());
+    }
+    let zed = identities.pop().expect("zed");
+    let mut net = Net {
+        seq: Sequencer::new(Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 }),
+        members: BTreeMap::new(),
+        events: BTreeMap::new(),
+        now: 0,
+    };
+    for i in identities {
+        net.add("tgdh", i, trust.clone());
+    }
+    net.settle();
+    net.events.clear();
+
+    net.members.get_mut("ann").unwrap().send_data(b"before zed").expect("sent");
+    let cut = net.members.get_mut("ann").unwrap().poll_outgoing().expect("an envelope");
+    net.add("tgdh", zed, trust.clone());
+    net.now += 100;
+    net.seq.tick(net.now);
+    assert!(!net.seq.send("ann", cut.view_id, None, cut.bytes, net.now).unwrap());
+    net.settle();
+    for n in names {
+        let got = net.events.get(n).into_iter().flatten().any(
+            |e| matches!(e, MemberEvent::Data { plaintext, .. } if plaintext == b"before zed"),
+        );
+        assert!(!got, "{n} received data sent before zed joined");
+    }
+    assert!(
+        net.events["ann"].iter().any(|e| matches!(e, MemberEvent::NotResent { count: 1 })),
+        "ann is told the message was not sent"
+    );
+}

@@ -124,7 +124,7 @@ async fn member(
                     break;
                 }
                 Some(e) => {
-                    if let Some(label) = refusal_label(&e) {
+                    if let Some(label) = refusal_label(&id, &e) {
                         let (summary, admit) = refusals.admit(started.elapsed(), label);
                         if let Some(s) = summary {
                             println!("[{id}] refused: {s}");
@@ -143,13 +143,19 @@ async fn member(
             }
         }
     }
+    if let Some(s) = refusals.flush() {
+        println!("[{id}] refused: {s}");
+    }
     Ok(())
 }
-/// The kind of a refusal of something a peer sent, for the rate limit on printing them.
-fn refusal_label(e: &RuntimeEvent) -> Option<&'static str> {
+/// The kind of a refusal of something a peer sent, for the rate limit on printing them
+/// (this member's own errors are always printed).
+fn refusal_label(id: &str, e: &RuntimeEvent) -> Option<&'static str> {
     match e {
         RuntimeEvent::Member(MemberEvent::Rejected(r)) => Some(r.label()),
-        RuntimeEvent::Member(MemberEvent::ProtocolError { .. }) => Some("protocol_error"),
+        RuntimeEvent::Member(MemberEvent::ProtocolError { from, .. }) if from != id => {
+            Some("protocol_error")
+        }
         RuntimeEvent::Member(MemberEvent::Undecryptable { .. }) => Some("undecryptable"),
         _ => None,
     }
@@ -207,6 +213,9 @@ fn print_event(id: &str, e: &RuntimeEvent) {
         }
         RuntimeEvent::Member(MemberEvent::Resent { count }) => {
             println!("[{id}] sent again under the new key: {count} line(s) a view change cut")
+        }
+        RuntimeEvent::Member(MemberEvent::NotResent { count }) => {
+            println!("[{id}] not sent: {count} line(s) a view change cut (members joined)")
         }
         RuntimeEvent::Member(MemberEvent::Undecryptable { from, epoch, reason }) => {
             println!("[{id}] undecryptable from {from} (epoch {epoch}): {reason}")

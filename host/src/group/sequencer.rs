@@ -158,12 +158,13 @@ impl Sequencer {
         Ok(())
     }
 
-    /// The driver was stalled (its process stopped, say) until `now_ms`: nobody could be heard
-    /// meanwhile, so nobody is blamed. Every member counts as heard now; members that are
-    /// really gone are removed one failure timeout later.
-    pub fn pardon_silence(&mut self, now_ms: u64) {
+    /// The driver was stalled (its process stopped, say) for `stalled_ms` until `now_ms`:
+    /// nobody could be heard meanwhile, so that time is not held against anyone. Each member's
+    /// silence is shortened by the stall, no more, so a member that was already silent stays
+    /// as close to removal as it was.
+    pub fn pardon_silence(&mut self, stalled_ms: u64, now_ms: u64) {
         for state in self.members.values_mut() {
-            state.last_heard_ms = state.last_heard_ms.max(now_ms);
+            state.last_heard_ms = state.last_heard_ms.saturating_add(stalled_ms).min(now_ms);
         }
     }
 
@@ -220,9 +221,14 @@ impl Sequencer {
         let listed: BTreeSet<&String> = groups.iter().flatten().collect();
         let in_component: BTreeSet<&String> =
             self.members.iter().filter(|(_, s)| s.component == c).map(|(m, _)| m).collect();
-        if listed != in_component || listed.len() != groups.iter().map(Vec::len).sum::<usize>() {
+        if groups.iter().any(Vec::is_empty)
+            || listed != in_component
+            || listed.len() != groups.iter().map(Vec::len).sum::<usize>()
+        {
             return Err(SequencerError::BadPartition(
-                "the subsets must list every member of one component exactly once".into(),
+                "the subsets must be non-empty and list every member of one component exactly \
+                 once"
+                    .into(),
             ));
         }
         for g in groups.iter().skip(1) {

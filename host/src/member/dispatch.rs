@@ -78,7 +78,7 @@ impl MemberCore {
         if !trusted.left.is_empty() {
             self.departed_since_key = true;
         }
-        self.data_cut_by(view.view_id);
+        self.data_cut_by(view.view_id, !trusted.joined.is_empty());
         self.view = Some(view.clone());
         self.trusted_view = Some(trusted.clone());
         self.quiet_since = self.now;

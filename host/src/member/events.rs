@@ -89,6 +89,12 @@ pub enum MemberEvent {
         /// How many messages.
         count: usize,
     },
+    /// Data a view change cut was not sent again, because members joined in that view (they
+    /// would read what was sent before they joined): the application may send it again.
+    NotResent {
+        /// How many messages.
+        count: usize,
+    },
 }
 
 /// Why a member could not do what it was asked.
@@ -103,12 +109,11 @@ pub enum MemberError {
     NoView,
     /// Members left since the newest key: they hold it, so data waits for the next key.
     #[error(
-        "not sent: members left and still hold the current key; send again once the new key \
-         is installed"
+        "members left and still hold the current key; send again once the new key is installed"
     )]
     DepartedHoldKey,
     /// Too much data sent and not yet delivered back to this member.
-    #[error("not sent: {0} messages are still in flight; send again once some are delivered")]
+    #[error("{0} messages are still in flight; send again once some are delivered")]
     Backlog(usize),
     /// A protocol switch is being voted on or completed: refresh after it.
     #[error("a protocol switch is under way")]

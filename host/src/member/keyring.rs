@@ -134,6 +134,11 @@ impl MemberCore {
         if self.unechoed.len() + self.to_resend.len() >= MAX_UNECHOED {
             return Err(MemberError::Backlog(self.unechoed.len() + self.to_resend.len()));
         }
+        if !self.to_resend.is_empty() {
+            // Behind the data a view change cut, so that the group receives it in order.
+            self.to_resend.push(plaintext.to_vec());
+            return Ok(());
+        }
         let header = Header {
             group: self.group.clone(),
             view_id: view.view_id,
@@ -155,14 +160,22 @@ impl MemberCore {
 
     /// A new view: data of earlier views not delivered back was not ordered (the group layer
     /// drops what was sent in a view that ended first), so it waits for the new view's key.
-    pub(super) fn data_cut_by(&mut self, view_id: u64) {
+    /// If members joined, it is not sent again (they would read what was sent before they
+    /// joined): it is reported as not sent.
+    pub(super) fn data_cut_by(&mut self, view_id: u64, joined: bool) {
         while self.unechoed.front().is_some_and(|(v, _, _)| *v < view_id) {
             let (_, _, plaintext) = self.unechoed.pop_front().expect("checked");
             self.to_resend.push(plaintext);
         }
+        if joined && !self.to_resend.is_empty() {
+            let count = self.to_resend.len();
+            self.to_resend.clear();
+            self.events.push_back(MemberEvent::NotResent { count });
+        }
     }
 
-    /// Sends again, under the newest key, the data a view change cut.
+    /// Sends again, under the newest key, the data a view change cut (and what was sent
+    /// after it, queued behind it).
     pub(super) fn resend_cut_data(&mut self) {
         let pending = std::mem::take(&mut self.to_resend);
         let count = pending.len();

@@ -62,6 +62,8 @@ pub struct Limits {
     /// Deliveries queued for one connection; a client that lets more pile up (it does not
     /// read) is disconnected and leaves its group.
     pub max_queued: usize,
+    /// Bytes of deliveries queued for one connection, likewise.
+    pub max_queued_bytes: usize,
     /// How long a connection may go without a complete frame before it is closed (a half-sent
     /// frame, or a silent client).
     pub frame_timeout: Duration,
@@ -74,21 +76,27 @@ impl Default for Limits {
             max_groups: 1024,
             max_connections: 4096,
             max_queued: 4096,
+            max_queued_bytes: 64 << 20,
             frame_timeout: Duration::from_secs(30),
         }
     }
 }
 
-/// A connection's queue of deliveries, the id of the connection, and how to close it.
+/// A connection's queue of deliveries, the bytes queued in it, the id of the connection, and
+/// how to close it.
 struct Outbox {
     id: u64,
     tx: mpsc::Sender<(Instant, ServerMsg)>,
+    queued_bytes: Arc<AtomicUsize>,
     kick: Arc<Notify>,
 }
 
 /// The largest emulated delay a control command may set (a minute): anything larger is a
 /// mistake, and an unbounded one would overflow the delivery clock.
 pub const MAX_DELAY_MS: u64 = 60_000;
+
+/// The most sender-recipient delays the daemon keeps.
+pub const MAX_DELAYS: usize = 4096;
 
 #[derive(Default)]
 struct Delays {
@@ -139,10 +147,22 @@ impl State {
             let due = (now + delay).max(last);
             self.last_due.insert(key.clone(), due);
             let Some(out) = self.conns.get(&key) else { continue };
-            match out.tx.try_send((due, ServerMsg::from(delivery))) {
-                // A closed connection is cleaned up by its own task.
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => slow.push(key),
+            let size = match &delivery {
+                Delivery::Message { bytes, .. } => bytes.len(),
+                Delivery::View(v) => v.members.iter().map(String::len).sum(),
+            };
+            let limits = &self.config.limits;
+            // One slot stays free for the reply that explains the close.
+            let over = out.tx.capacity() <= 1
+                || out.queued_bytes.load(Ordering::Relaxed) + size > limits.max_queued_bytes;
+            if over {
+                slow.push(key);
+                continue;
+            }
+            out.queued_bytes.fetch_add(size, Ordering::Relaxed);
+            if out.tx.try_send((due, ServerMsg::from(delivery))).is_err() {
+                // Its writer is gone: the member cannot receive anything any more.
+                slow.push(key);
             }
         }
         // A client that does not read leaves the group; its connection closes.
@@ -163,12 +183,15 @@ impl State {
     }
 
     fn tick_at(&mut self, now: u64) {
-        // The ticker runs every few milliseconds. A gap of half a failure timeout means this
-        // process was stopped: its members' heartbeats wait unread in the sockets, so their
-        // silence is the daemon's, not theirs.
-        if now.saturating_sub(self.last_tick_ms) > self.config.timing.failure_timeout_ms / 2 {
+        // The ticker runs every few milliseconds. A gap of half a failure timeout (and of
+        // several ticks) means this process was stopped: its members' heartbeats wait unread
+        // in the sockets, so that much of their silence is the daemon's, not theirs.
+        let gap = now.saturating_sub(self.last_tick_ms);
+        let tick_ms = u64::try_from(self.config.tick.as_millis()).unwrap_or(u64::MAX);
+        let threshold = (self.config.timing.failure_timeout_ms / 2).max(tick_ms.saturating_mul(4));
+        if gap > threshold {
             for seq in self.groups.values_mut() {
-                seq.pardon_silence(now);
+                seq.pardon_silence(gap.saturating_sub(tick_ms), now);
             }
         }
         self.last_tick_ms = now;
@@ -198,6 +221,14 @@ impl State {
             ControlCmd::Delay { to, from, ms } => {
                 if ms > MAX_DELAY_MS {
                     return Err(format!("delay {ms} ms exceeds the limit of {MAX_DELAY_MS} ms"));
+                }
+                let valid = crate::identity::valid_member_id;
+                if !valid(&to) || from.as_deref().is_some_and(|f| !valid(f)) {
+                    return Err("a delay names members by valid member ids".into());
+                }
+                let entries: usize = self.delays.values().map(|d| d.pair.len()).sum();
+                if from.is_some() && entries >= MAX_DELAYS {
+                    return Err(format!("at most {MAX_DELAYS} pair delays at once"));
                 }
                 // Delays apply in every group the member is in.
                 for (group, member) in self.conns.keys() {
@@ -325,10 +356,19 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
     // One slot more than the limit for the reply that explains a close.
     let (tx, mut rx) = mpsc::channel::<(Instant, ServerMsg)>(limits.max_queued.max(1) + 1);
     let kick = Arc::new(Notify::new());
-    let writer = tokio::spawn(async move {
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let written = queued_bytes.clone();
+    let mut writer = tokio::spawn(async move {
         while let Some((due, msg)) = rx.recv().await {
             tokio::time::sleep_until(due).await;
-            if sink.send(Bytes::from(wire::encode(&msg))).await.is_err() {
+            let size = match &msg {
+                ServerMsg::Message { bytes, .. } => bytes.len(),
+                ServerMsg::View(v) => v.members.iter().map(String::len).sum(),
+                _ => 0,
+            };
+            let sent = sink.send(Bytes::from(wire::encode(&msg))).await;
+            written.fetch_sub(size.min(written.load(Ordering::Relaxed)), Ordering::Relaxed);
+            if sent.is_err() {
                 break;
             }
         }
@@ -381,7 +421,12 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
                     reply(ServerMsg::Error(format!("{e}; closing")));
                     break;
                 }
-                let outbox = Outbox { id, tx: tx.clone(), kick: kick.clone() };
+                let outbox = Outbox {
+                    id,
+                    tx: tx.clone(),
+                    queued_bytes: queued_bytes.clone(),
+                    kick: kick.clone(),
+                };
                 st.conns.insert((group.clone(), member.clone()), outbox);
                 // The acknowledgement orders joins: a client that waits for it before the next
                 // join knows the daemon saw them in that order.
@@ -392,6 +437,15 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
                 Ok(()) => reply(ServerMsg::Ok),
                 Err(e) => reply(ServerMsg::Error(e)),
             },
+            (ClientMsg::Send { .. } | ClientMsg::Heartbeat, Some((group, member)))
+                if st.conns.get(&(group.clone(), member.clone())).map(|o| o.id) != Some(id) =>
+            {
+                // Expelled (and maybe replaced by a newer connection under the same id).
+                reply(ServerMsg::Error(format!(
+                    "{member:?} is no longer a member of {group:?}; closing"
+                )));
+                break;
+            }
             (ClientMsg::Send { view_id, to, bytes }, Some((group, member))) => {
                 let Some(seq) = st.groups.get_mut(group) else {
                     // Expelled, and the group forgotten since.
@@ -438,8 +492,12 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
         }
     }
     drop(tx);
-    // Let queued replies (an error explaining the close) go out.
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    // Let queued replies (an error explaining the close) go out, then close the socket even if
+    // the client does not read.
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
+        writer.abort();
+        let _ = writer.await;
+    }
 }
 
 #[cfg(test)]

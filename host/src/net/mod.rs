@@ -10,4 +10,4 @@ mod daemon;
 pub mod wire;
 
 pub use client::Connection;
-pub use daemon::{serve, Daemon, DaemonConfig, Limits, MAX_DELAY_MS};
+pub use daemon::{serve, Daemon, DaemonConfig, Limits, MAX_DELAYS, MAX_DELAY_MS};

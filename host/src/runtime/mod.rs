@@ -96,7 +96,9 @@ pub enum RuntimeEvent {
         /// Time from the view's delivery to the key.
         latency: Duration,
     },
-    /// Data the application asked to send could not be sent (no key yet, no view).
+    /// Data the application asked to send could not be sent: no view or key yet, members left
+    /// and still hold the current key, or too much is in flight. It is not queued: send it
+    /// again later.
     NotSent(String),
     /// The policy file changed but is invalid: the old policy stays.
     PolicyRejected(String),
