@@ -214,6 +214,34 @@ fn tgdh() {
     run("tgdh");
 }
 
+/// A group of Ed25519 members `names` running `protocol` over the sequencer, all trusting each
+/// other, agreed on a first key; the last `held_back` names are trusted but not started, and
+/// their identities are returned.
+fn agreed_net(
+    protocol: &str,
+    names: &[&str],
+    held_back: usize,
+) -> (Net, TrustStore, Vec<Identity>) {
+    let mut identities: Vec<Identity> =
+        names.iter().map(|n| Identity::generate(n, Scheme::Ed25519).unwrap()).collect();
+    let mut trust = TrustStore::default();
+    for i in &identities {
+        trust.insert(i.id(), i.public().clone());
+    }
+    let later = identities.split_off(identities.len() - held_back);
+    let mut net = Net {
+        seq: Sequencer::new(Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 }),
+        members: BTreeMap::new(),
+        events: BTreeMap::new(),
+        now: 0,
+    };
+    for i in identities {
+        net.add(protocol, i, trust.clone());
+    }
+    net.settle();
+    (net, trust, later)
+}
+
 /// From the delivery of a view in which a member left until the next key, no member sends data
 /// under the key the departed member holds: every survivor tries to send after every delivery
 /// once it saw the leave, and the epoch of every data envelope that reaches a member (the
@@ -221,23 +249,7 @@ fn tgdh() {
 #[test]
 fn no_data_goes_out_under_a_key_a_departed_member_holds() {
     for protocol in ["bd", "ckd", "gdh", "str", "tgdh"] {
-        let names = ["ann", "bob", "cat", "dan"];
-        let identities: Vec<Identity> =
-            names.iter().map(|n| Identity::generate(n, Scheme::Ed25519).unwrap()).collect();
-        let mut trust = TrustStore::default();
-        for i in &identities {
-            trust.insert(i.id(), i.public().clone());
-        }
-        let mut net = Net {
-            seq: Sequencer::new(Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 }),
-            members: BTreeMap::new(),
-            events: BTreeMap::new(),
-            now: 0,
-        };
-        for i in identities {
-            net.add(protocol, i, trust.clone());
-        }
-        net.settle();
+        let (mut net, _, _) = agreed_net(protocol, &["ann", "bob", "cat", "dan"], 0);
         let old_epoch = net.members["ann"].epoch().expect("a first key");
 
         net.seq.leave("cat", net.now).unwrap();
@@ -288,23 +300,7 @@ fn no_data_goes_out_under_a_key_a_departed_member_holds() {
 /// key, and every member receives it exactly once.
 #[test]
 fn data_cut_by_a_view_change_is_sent_again_under_the_new_key() {
-    let names = ["ann", "bob", "cat", "dan"];
-    let identities: Vec<Identity> =
-        names.iter().map(|n| Identity::generate(n, Scheme::Ed25519).unwrap()).collect();
-    let mut trust = TrustStore::default();
-    for i in &identities {
-        trust.insert(i.id(), i.public().clone());
-    }
-    let mut net = Net {
-        seq: Sequencer::new(Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 }),
-        members: BTreeMap::new(),
-        events: BTreeMap::new(),
-        now: 0,
-    };
-    for i in identities {
-        net.add("tgdh", i, trust.clone());
-    }
-    net.settle();
+    let (mut net, _, _) = agreed_net("tgdh", &["ann", "bob", "cat", "dan"], 0);
     let old_epoch = net.members["ann"].epoch().expect("a first key");
     net.events.clear();
 
@@ -341,23 +337,8 @@ fn data_cut_by_a_view_change_is_sent_again_under_the_new_key() {
 #[test]
 fn data_cut_by_a_join_is_reported_not_sent() {
     let names = ["ann", "bob", "cat", "zed"];
-    let mut identities: Vec<Identity> =
-        names.iter().map(|n| Identity::generate(n, Scheme::Ed25519).unwrap()).collect();
-    let mut trust = TrustStore::default();
-    for i in &identities {
-        trust.insert(i.id(), i.public().clone());
-    }
-    let zed = identities.pop().expect("zed");
-    let mut net = Net {
-        seq: Sequencer::new(Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 }),
-        members: BTreeMap::new(),
-        events: BTreeMap::new(),
-        now: 0,
-    };
-    for i in identities {
-        net.add("tgdh", i, trust.clone());
-    }
-    net.settle();
+    let (mut net, trust, mut later) = agreed_net("tgdh", &names, 1);
+    let zed = later.pop().expect("zed");
     net.events.clear();
 
     net.members.get_mut("ann").unwrap().send_data(b"before zed").expect("sent");
