@@ -1,0 +1,175 @@
+//! `gka member` and `gka daemon` as processes facing misconfiguration and faults (one test
+//! binary, to keep the suite's link time down).
+
+const GKA: &str = env!("CARGO_BIN_EXE_gka");
+
+/// `gka member` refuses to start when its trust store cannot vouch for it (no key for its id,
+/// or another key than its own): such a member would only stall its group. It says why, names
+/// the flag, and exits non-zero before connecting anywhere.
+mod misconfigured_member {
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::GKA;
+
+    fn keygen(dir: &Path, id: &str) {
+        let o = Command::new(GKA)
+            .args(["keygen", "--id", id, "--out", dir.to_str().unwrap()])
+            .output()
+            .expect("gka runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    fn member(keys: &Path, trust: &Path) -> std::process::Output {
+        Command::new(GKA)
+            .args(["member", "--daemon", "127.0.0.1:9", "--group", "g", "--id", "a"])
+            .args(["--key", keys.join("a.key").to_str().unwrap()])
+            .args(["--trust", trust.to_str().unwrap()])
+            .output()
+            .expect("gka runs")
+    }
+
+    #[test]
+    fn a_member_its_trust_store_cannot_vouch_for_does_not_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, other, trust) =
+            (dir.path().join("keys"), dir.path().join("other"), dir.path().join("trust"));
+        for d in [&keys, &other, &trust] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        keygen(&keys, "a");
+        keygen(&other, "a");
+
+        let empty = member(&keys, &trust);
+        let stderr = String::from_utf8_lossy(&empty.stderr);
+        assert!(!empty.status.success());
+        assert!(stderr.contains("--trust") && stderr.contains("no key for \"a\""), "{stderr}");
+
+        std::fs::copy(other.join("a.pub"), trust.join("a.pub")).unwrap();
+        let wrong = member(&keys, &trust);
+        let stderr = String::from_utf8_lossy(&wrong.stderr);
+        assert!(!wrong.status.success());
+        assert!(stderr.contains("is not this member's key"), "{stderr}");
+    }
+}
+
+/// A `gka daemon` process stopped (SIGSTOP) for longer than its failure timeout expels nobody
+/// once it resumes: nobody could be heard while it was stopped, so the silence was its own.
+/// (It used to expel the whole group.) The members here send nothing while the daemon is
+/// stopped and start again as soon as it resumes, so the daemon's first look at the clock
+/// after the stall sees every member silent for longer than the timeout.
+mod daemon_stall {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use gka_host::net::wire::{ClientMsg, ServerMsg};
+    use gka_host::net::Connection;
+    use tokio::time::Instant;
+
+    use super::GKA;
+
+    /// Heartbeats from both, and every view either sees, for `span`.
+    async fn beat(conns: &mut [Connection], span: Duration, views: &mut Vec<Vec<String>>) {
+        let until = Instant::now() + span;
+        while Instant::now() < until {
+            for c in conns.iter_mut() {
+                c.send(&ClientMsg::Heartbeat).await.expect("the daemon's socket takes it");
+                while let Ok(Ok(Some(msg))) =
+                    tokio::time::timeout(Duration::from_millis(20), c.recv()).await
+                {
+                    match msg {
+                        ServerMsg::View(v) => views.push(v.members),
+                        ServerMsg::Error(e) => panic!("the daemon refused: {e}"),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The daemon process, killed when the test ends however it ends.
+    struct Child(std::process::Child);
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            // SAFETY: a signal to our own child process (it may be stopped).
+            unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGCONT) };
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_daemon_expels_nobody_when_it_resumes() {
+        let mut daemon = Child(
+            Command::new(GKA)
+                .args(["daemon", "--listen", "127.0.0.1:0", "--failure-timeout-ms", "1000"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("gka daemon starts"),
+        );
+        // The daemon prints the address it bound; read it without waiting for ever.
+        let stdout = daemon.0.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line =
+            rx.recv_timeout(Duration::from_secs(10)).expect("the daemon says where it listens");
+        let addr = line.trim().rsplit(' ').next().expect("an address").to_owned();
+        assert!(line.contains("listening"), "{line}");
+
+        let mut conns = vec![
+            Connection::join(&addr, "g", "a").await.unwrap(),
+            Connection::join(&addr, "g", "b").await.unwrap(),
+        ];
+        let mut views = Vec::new();
+        let mut view_id = 0;
+        let until = Instant::now() + Duration::from_secs(10);
+        while views.last().map(Vec::len) != Some(2) {
+            for c in conns.iter_mut() {
+                c.send(&ClientMsg::Heartbeat).await.unwrap();
+                if let Ok(Ok(Some(ServerMsg::View(v)))) =
+                    tokio::time::timeout(Duration::from_millis(20), c.recv()).await
+                {
+                    view_id = v.view_id;
+                    views.push(v.members);
+                }
+            }
+            assert!(Instant::now() < until, "no view of both: {views:?}");
+        }
+        beat(&mut conns, Duration::from_millis(300), &mut views).await;
+        views.clear();
+
+        let pid = daemon.0.id() as libc::pid_t;
+        // SAFETY: signals to our own child process.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        beat(&mut conns, Duration::from_millis(1_500), &mut views).await;
+        assert!(views.is_empty(), "the stall changed the view: {views:?}");
+        // Both are still members: a message in the view goes round.
+        let hello = ClientMsg::Send { view_id, to: None, bytes: b"still here".to_vec() };
+        conns[0].send(&hello).await.unwrap();
+        for c in conns.iter_mut() {
+            loop {
+                let msg = tokio::time::timeout(Duration::from_secs(5), c.recv())
+                    .await
+                    .expect("timely")
+                    .expect("io")
+                    .expect("open");
+                match msg {
+                    ServerMsg::Message { bytes, .. } if bytes == b"still here" => break,
+                    ServerMsg::Error(e) => panic!("expelled by the stall: {e}"),
+                    _ => {}
+                }
+            }
+        }
+        drop(daemon);
+    }
+}
