@@ -19,7 +19,8 @@ async fn daemon() -> Daemon {
 }
 
 async fn daemon_with(timing: Timing, limits: Limits) -> Daemon {
-    let config = DaemonConfig { timing, tick: Duration::from_millis(5), limits };
+    let config =
+        DaemonConfig { timing, tick: Duration::from_millis(5), limits, allow_control: true };
     Daemon::start("127.0.0.1:0", config).await.expect("daemon")
 }
 
@@ -410,5 +411,22 @@ async fn a_stale_connection_does_not_evict_its_replacement() {
     let hello = ClientMsg::Send { view_id, to: None, bytes: b"still here".to_vec() };
     fresh.send(&hello).await.unwrap();
     assert_eq!(message(&mut keeper).await, ("m".into(), b"still here".to_vec()));
+    d.stop();
+}
+
+/// Fault injection is off unless the daemon is started with it: any client could otherwise
+/// split or slow a group (connections are not authenticated yet).
+#[tokio::test]
+async fn fault_injection_is_off_by_default() {
+    let d = Daemon::start("127.0.0.1:0", DaemonConfig::default()).await.expect("daemon");
+    let _a = Connection::join(d.addr, "g", "a").await.unwrap();
+    let delay = ControlCmd::Delay { to: "a".into(), from: None, ms: 60_000 };
+    let refused = Connection::control(d.addr, delay).await.unwrap();
+    assert!(
+        matches!(&refused, ServerMsg::Error(e) if e.contains("--allow-control")),
+        "{refused:?}"
+    );
+    let split = ControlCmd::Partition { group: "g".into(), sets: vec![vec!["a".into()]] };
+    assert!(matches!(Connection::control(d.addr, split).await.unwrap(), ServerMsg::Error(_)));
     d.stop();
 }

@@ -87,6 +87,7 @@ impl DaemonLayer {
         let config = DaemonConfig {
             timing: TIMING,
             tick: Duration::from_millis(5),
+            allow_control: true,
             ..DaemonConfig::default()
         };
         let daemon = rt.block_on(Daemon::start("127.0.0.1:0", config)).unwrap();

@@ -21,6 +21,10 @@ pub(crate) struct DaemonArgs {
     /// Serve Prometheus metrics on this address (`/metrics`).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Let clients inject faults (partition, heal, delay) for testing. Connections are not
+    /// authenticated yet: with this on, any client can split or slow a group.
+    #[arg(long)]
+    allow_control: bool,
 }
 
 /// Runs the daemon until the process is stopped.
@@ -29,6 +33,7 @@ pub(crate) fn run(args: DaemonArgs) -> Result<()> {
         install_metrics(args.metrics)?;
         let config = DaemonConfig {
             timing: Timing { batch_ms: args.batch_ms, failure_timeout_ms: args.failure_timeout_ms },
+            allow_control: args.allow_control,
             ..DaemonConfig::default()
         };
         let daemon = Daemon::start(&args.listen, config)

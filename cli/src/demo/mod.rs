@@ -91,7 +91,7 @@ impl Demo {
         protocol: Arc<dyn Protocol>,
         switching: Option<Switching>,
     ) -> Result<Self> {
-        let config = DaemonConfig { timing, tick, ..DaemonConfig::default() };
+        let config = DaemonConfig { timing, tick, allow_control: true, ..DaemonConfig::default() };
         let daemon =
             Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
         let mut trust = TrustStore::default();

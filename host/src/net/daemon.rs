@@ -38,6 +38,10 @@ pub struct DaemonConfig {
     pub tick: Duration,
     /// Bounds on what clients control.
     pub limits: Limits,
+    /// Whether clients may inject faults (partition, heal, delay). Off by default: connections
+    /// are not authenticated yet, so when it is on, any client can split or slow a group (for
+    /// tests and the demo).
+    pub allow_control: bool,
 }
 
 impl Default for DaemonConfig {
@@ -46,6 +50,7 @@ impl Default for DaemonConfig {
             timing: Timing::default(),
             tick: Duration::from_millis(10),
             limits: Limits::default(),
+            allow_control: false,
         }
     }
 }
@@ -432,6 +437,13 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
                 // join knows the daemon saw them in that order.
                 reply(ServerMsg::Ok);
                 joined = Some((group, member));
+            }
+            (ClientMsg::Control(_), None) if !st.config.allow_control => {
+                reply(ServerMsg::Error(
+                    "fault injection is off: start the daemon with it allowed (gka daemon \
+                     --allow-control)"
+                        .into(),
+                ));
             }
             (ClientMsg::Control(cmd), None) => match st.control(cmd) {
                 Ok(()) => reply(ServerMsg::Ok),
