@@ -204,11 +204,12 @@ impl<A> Context<A> {
     /// Commits the pending final broadcast if `from` is this member and the payload just
     /// opened was its last broadcast in flight. True if it did.
     fn commit_own_final(&mut self, from: &str) -> Result<bool, SessionError> {
-        if from != self.core.me() || self.pending.is_none() || self.core.broadcasts_in_flight() > 0
-        {
+        if from != self.core.me() || self.core.broadcasts_in_flight() > 0 {
             return Ok(false);
         }
-        let PendingCommit { agreed, finish } = self.pending.take().expect("checked above");
+        let Some(PendingCommit { agreed, finish }) = self.pending.take() else {
+            return Ok(false);
+        };
         let secret = finish(&self.core, &agreed)?;
         self.commit(agreed, &secret)?;
         Ok(true)

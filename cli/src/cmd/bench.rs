@@ -110,7 +110,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         }
         Some(BenchCommand::Validate { sizes }) => validate(&plugins, &args.shared, &sizes),
         None => {
-            let protocols = bench_protocols(&plugins, args.protocols)?;
+            let catalogue = plugins.catalogue();
+            let protocols = bench_protocols(&catalogue, args.protocols)?;
             let mut sweep = Sweep::quick(protocols, args.shared.cost_mode()?);
             sweep.seed = args.shared.seed;
             if !args.quick {
@@ -137,7 +138,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
                 sweep.networks =
                     args.networks.iter().map(|n| topology(n)).collect::<Result<_>>()?;
             }
-            run_sweep(&plugins.catalogue(), &sweep, &args.shared.out)
+            run_sweep(&catalogue, &sweep, &args.shared.out)
         }
     }
 }
@@ -150,8 +151,8 @@ fn adaptive(
     policy: &Path,
     protocols: Vec<String>,
 ) -> Result<()> {
-    let protocols = bench_protocols(plugins, protocols)?;
     let catalogue = plugins.catalogue();
+    let protocols = bench_protocols(&catalogue, protocols)?;
     let policy = plugins.read_policy(policy)?;
     let text = std::fs::read_to_string(trace_file)
         .with_context(|| format!("cannot read {}", trace_file.display()))?;
@@ -194,8 +195,8 @@ fn validate(plugins: &Plugins, shared: &SharedArgs, sizes: &[usize]) -> Result<(
         sign_ms: calibrated.sign_ms,
         verify_ms: calibrated.verify_ms,
     });
-    bench_protocols(plugins, Vec::new())?;
     let catalogue = plugins.catalogue();
+    bench_protocols(&catalogue, Vec::new())?;
     let rt = runtime()?;
     let mut out = io::stdout().lock();
     writeln!(out, "| protocol | event | n | simulated (ms) | daemon (ms) | ratio |")?;
@@ -240,8 +241,8 @@ fn validate(plugins: &Plugins, shared: &SharedArgs, sizes: &[usize]) -> Result<(
 }
 
 /// The protocols a benchmark runs: those asked for, or every loaded plugin.
-fn bench_protocols(plugins: &Plugins, protocols: Vec<String>) -> Result<Vec<String>> {
-    let protocols = if protocols.is_empty() { plugins.catalogue().names() } else { protocols };
+fn bench_protocols(catalogue: &Catalogue, protocols: Vec<String>) -> Result<Vec<String>> {
+    let protocols = if protocols.is_empty() { catalogue.names() } else { protocols };
     if protocols.is_empty() {
         bail!("no plugin loaded: pass --plugins DIR");
     }

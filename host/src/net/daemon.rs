@@ -121,6 +121,18 @@ struct State {
 }
 
 impl State {
+    fn new(config: DaemonConfig) -> Self {
+        Self {
+            config,
+            start: Instant::now(),
+            last_tick_ms: 0,
+            groups: HashMap::new(),
+            conns: HashMap::new(),
+            last_due: HashMap::new(),
+            delays: HashMap::new(),
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
@@ -152,10 +164,8 @@ impl State {
             let due = (now + delay).max(last);
             self.last_due.insert(key.clone(), due);
             let Some(out) = self.conns.get(&key) else { continue };
-            let size = match &delivery {
-                Delivery::Message { bytes, .. } => bytes.len(),
-                Delivery::View(v) => v.members.iter().map(String::len).sum(),
-            };
+            let msg = ServerMsg::from(delivery);
+            let size = queued_size(&msg);
             let limits = &self.config.limits;
             // One slot stays free for the reply that explains the close.
             let over = out.tx.capacity() <= 1
@@ -165,7 +175,7 @@ impl State {
                 continue;
             }
             out.queued_bytes.fetch_add(size, Ordering::Relaxed);
-            if out.tx.try_send((due, ServerMsg::from(delivery))).is_err() {
+            if out.tx.try_send((due, msg)).is_err() {
                 // Its writer is gone: the member cannot receive anything any more.
                 slow.push(key);
             }
@@ -276,15 +286,7 @@ impl Daemon {
 
 /// Serves connections on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, config: DaemonConfig) {
-    let state = Arc::new(Mutex::new(State {
-        config,
-        start: Instant::now(),
-        last_tick_ms: 0,
-        groups: HashMap::new(),
-        conns: HashMap::new(),
-        last_due: HashMap::new(),
-        delays: HashMap::new(),
-    }));
+    let state = Arc::new(Mutex::new(State::new(config)));
     let ticker = state.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(config.tick);
@@ -314,6 +316,16 @@ pub async fn serve(listener: TcpListener, config: DaemonConfig) {
             connection(stream, state, id).await;
             open.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+/// What a delivery counts against a connection's byte budget (replies count nothing: they are
+/// never routed, so they never add to it).
+fn queued_size(msg: &ServerMsg) -> usize {
+    match msg {
+        ServerMsg::Message { bytes, .. } => bytes.len(),
+        ServerMsg::View(v) => v.members.iter().map(String::len).sum(),
+        _ => 0,
     }
 }
 
@@ -366,13 +378,8 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
     let mut writer = tokio::spawn(async move {
         while let Some((due, msg)) = rx.recv().await {
             tokio::time::sleep_until(due).await;
-            let size = match &msg {
-                ServerMsg::Message { bytes, .. } => bytes.len(),
-                ServerMsg::View(v) => v.members.iter().map(String::len).sum(),
-                _ => 0,
-            };
             let sent = sink.send(Bytes::from(wire::encode(&msg))).await;
-            written.fetch_sub(size.min(written.load(Ordering::Relaxed)), Ordering::Relaxed);
+            written.fetch_sub(queued_size(&msg), Ordering::Relaxed);
             if sent.is_err() {
                 break;
             }
@@ -517,18 +524,10 @@ mod tests {
     use super::*;
 
     fn state(failure_timeout_ms: u64) -> State {
-        State {
-            config: DaemonConfig {
-                timing: Timing { batch_ms: 10, failure_timeout_ms },
-                ..DaemonConfig::default()
-            },
-            start: Instant::now(),
-            last_tick_ms: 0,
-            groups: HashMap::new(),
-            conns: HashMap::new(),
-            last_due: HashMap::new(),
-            delays: HashMap::new(),
-        }
+        State::new(DaemonConfig {
+            timing: Timing { batch_ms: 10, failure_timeout_ms },
+            ..DaemonConfig::default()
+        })
     }
 
     #[test]
