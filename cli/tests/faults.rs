@@ -65,6 +65,7 @@ mod daemon_stall {
 
     use gka_host::net::wire::{ClientMsg, ServerMsg};
     use gka_host::net::Connection;
+    use gka_tests::group::identity;
     use tokio::time::Instant;
 
     use super::GKA;
@@ -79,7 +80,7 @@ mod daemon_stall {
                     tokio::time::timeout(Duration::from_millis(20), c.recv()).await
                 {
                     match msg {
-                        ServerMsg::View(v) => views.push(v.members),
+                        ServerMsg::View { view, .. } => views.push(view.members),
                         ServerMsg::Error(e) => panic!("the daemon refused: {e}"),
                         _ => {}
                     }
@@ -102,9 +103,15 @@ mod daemon_stall {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stopped_daemon_expels_nobody_when_it_resumes() {
+        let trust = tempfile::tempdir().unwrap();
+        let ids = [identity("a"), identity("b")];
+        for i in &ids {
+            i.write(trust.path()).unwrap();
+        }
         let mut daemon = Child(
             Command::new(GKA)
                 .args(["daemon", "--listen", "127.0.0.1:0", "--failure-timeout-ms", "1000"])
+                .args(["--trust", trust.path().to_str().unwrap()])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
@@ -124,8 +131,8 @@ mod daemon_stall {
         assert!(line.contains("listening"), "{line}");
 
         let mut conns = vec![
-            Connection::join(&addr, "g", "a").await.unwrap(),
-            Connection::join(&addr, "g", "b").await.unwrap(),
+            Connection::join(&addr, "g", &ids[0]).await.unwrap(),
+            Connection::join(&addr, "g", &ids[1]).await.unwrap(),
         ];
         let mut views = Vec::new();
         let mut view_id = 0;
@@ -133,7 +140,7 @@ mod daemon_stall {
         while views.last().map(Vec::len) != Some(2) {
             for c in conns.iter_mut() {
                 c.send(&ClientMsg::Heartbeat).await.unwrap();
-                if let Ok(Ok(Some(ServerMsg::View(v)))) =
+                if let Ok(Ok(Some(ServerMsg::View { view: v, .. }))) =
                     tokio::time::timeout(Duration::from_millis(20), c.recv()).await
                 {
                     view_id = v.view_id;

@@ -2,7 +2,9 @@
 //! recording TCP proxy between the members and the daemon (so the test sees every byte the
 //! daemon relays). Lines written to one member's stdin appear, decrypted, at every other
 //! member and never in plaintext on the wire; a member killed with SIGKILL during a rekey is
-//! removed and the survivors agree on a new key; a new member joins and gets the next key.
+//! removed and the survivors agree on a new key; a new member joins and gets the next key; a
+//! process without a key the daemon lists is refused at the door, and one the daemon admits
+//! but the members do not trust never holds the key.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -190,10 +192,21 @@ fn members_as_processes_over_the_daemon() {
     let keys = dir.path().join("keys");
     let trust = dir.path().join("trust");
     std::fs::create_dir_all(&trust).unwrap();
+    // The daemon admits the members and "my", whom the members do not trust (a process of
+    // another party, say); "mx" it does not know at all.
+    let daemon_trust = dir.path().join("daemon-trust");
+    std::fs::create_dir_all(&daemon_trust).unwrap();
     let ids = ["m1", "m2", "m3", "m4", "m5", "m6"];
     for (i, id) in ids.iter().enumerate() {
         keygen(&keys, id, if i == 1 { "rsa" } else { "ed25519" });
         std::fs::copy(keys.join(format!("{id}.pub")), trust.join(format!("{id}.pub"))).unwrap();
+    }
+    for id in ["m1", "m2", "m3", "m4", "m5", "m6", "my"] {
+        if id == "my" {
+            keygen(&keys, id, "ed25519");
+        }
+        let name = format!("{id}.pub");
+        std::fs::copy(keys.join(&name), daemon_trust.join(&name)).unwrap();
     }
 
     let mut daemon = Proc::start(Command::new(GKA).args([
@@ -204,6 +217,8 @@ fn members_as_processes_over_the_daemon() {
         "50",
         "--failure-timeout-ms",
         "2000",
+        "--trust",
+        daemon_trust.to_str().unwrap(),
     ]));
     let listening =
         daemon.wait_for("the daemon's address", |l| l.starts_with("gka daemon listening on "));
@@ -243,18 +258,30 @@ fn members_as_processes_over_the_daemon() {
     let k2 = agreed(&mut members, 5);
     assert_ne!(k1, k2);
 
-    // An intruder with a key of its own (in no member's trust store) joins at the daemon: its
-    // envelopes are refused as from an unknown sender and it never holds the group's key.
+    // An intruder with a key the daemon does not list is refused when it joins, and says so.
     let intruder_trust = dir.path().join("intruder-trust");
     std::fs::create_dir_all(&intruder_trust).unwrap();
     keygen(&keys, "mx", "ed25519");
-    for id in ["m1", "m2", "m3", "m4", "m6", "mx"] {
+    for id in ["m1", "m2", "m3", "m4", "m6", "mx", "my"] {
         std::fs::copy(keys.join(format!("{id}.pub")), intruder_trust.join(format!("{id}.pub")))
             .unwrap();
     }
-    let mut intruder = member(&proxy, &keys, &intruder_trust, plugins, "mx");
-    members.get_mut("m1").unwrap().wait_for("m1 refuses the intruder", |l| {
-        l.contains("rejected (unknown_sender)") && l.contains("\"mx\"")
+    let refused = Command::new(GKA)
+        .args(["member", "--daemon", &proxy, "--group", "lab", "--id", "mx"])
+        .args(["--key", keys.join("mx.key").to_str().unwrap()])
+        .args(["--trust", intruder_trust.to_str().unwrap(), "--protocol", "tgdh"])
+        .args(["--plugins", plugins.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("gka runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "the intruder was let in: {stderr}");
+    assert!(stderr.contains("not in the daemon's access list"), "{stderr}");
+    // A process the daemon admits but the members do not trust enters the daemon's view; its
+    // envelopes are refused as from an unknown sender and it never holds the group's key.
+    let mut intruder = member(&proxy, &keys, &intruder_trust, plugins, "my");
+    members.get_mut("m1").unwrap().wait_for("m1 refuses the untrusted process", |l| {
+        l.contains("rejected (unknown_sender)") && l.contains("\"my\"")
     });
     // The daemon's view now lists six (the intruder included); the trusted five agree anew.
     let k3 = agreed(&mut members, 6);

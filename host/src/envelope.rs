@@ -1,15 +1,16 @@
 //! Signed envelopes: how every message a member sends travels through the group layer.
 //!
 //! ```text
-//! format ‖ group ‖ view id ‖ epoch ‖ kind ‖ protocol@version ‖ sender ‖ sequence ‖ body ‖ signature
+//! format ‖ group ‖ run ‖ view id ‖ epoch ‖ kind ‖ protocol@version ‖ sender ‖ sequence ‖ body ‖ signature
 //! ```
 //!
 //! The signature (the sender's identity key, see [`crate::identity`]) covers every other
-//! field, so an envelope is bound to its group, view, epoch, protocol and position in the
-//! sender's stream. A receiver's [`EnvelopeChecker`] refuses, with a typed [`Rejection`] that
+//! field, so an envelope is bound to its group, the group's run (see
+//! [`GroupRun`]: view ids start again in a new run, the run nonce does not repeat), view,
+//! epoch, protocol and position in the sender's stream. A receiver's [`EnvelopeChecker`] refuses, with a typed [`Rejection`] that
 //! names the reason (and serves as a metrics label): bytes that do not decode or are too large,
 //! an unknown format, another group, a sender not in the trust store, a bad signature, another
-//! view, a protocol message from an earlier epoch (a control message from an earlier view's
+//! run, another view, a protocol message from an earlier epoch (a control message from an earlier view's
 //! epoch), and a sequence number not above
 //! the last one accepted from that sender in this view (a replay).
 
@@ -18,10 +19,11 @@ use std::collections::HashMap;
 use gka_plugin_api::epoch_of;
 use serde::{Deserialize, Serialize};
 
+use crate::group::GroupRun;
 use crate::identity::{Identity, TrustStore};
 
-/// The envelope format this host writes and reads.
-pub const ENVELOPE_FORMAT: u8 = 1;
+/// The envelope format this host writes and reads (2: the header carries the group's run).
+pub const ENVELOPE_FORMAT: u8 = 2;
 
 /// The largest encoded envelope accepted: a maximal plugin payload plus headers and a
 /// signature.
@@ -43,6 +45,8 @@ pub enum Kind {
 pub struct Header {
     /// The group's name.
     pub group: String,
+    /// The group's run the view belongs to.
+    pub run: GroupRun,
     /// The view the sender was in.
     pub view_id: u64,
     /// The key epoch the message belongs to.
@@ -168,6 +172,14 @@ pub enum Rejection {
     /// The signature does not verify.
     #[error("bad signature from {0:?}")]
     BadSignature(String),
+    /// Sent in another run of the group (an earlier run's envelope, replayed).
+    #[error("envelope from group run {got}, current run is {current}")]
+    WrongRun {
+        /// The envelope's run.
+        got: GroupRun,
+        /// The current run.
+        current: GroupRun,
+    },
     /// Sent in another view.
     #[error("envelope from view {got}, current view is {current}")]
     WrongView {
@@ -215,6 +227,7 @@ impl Rejection {
             Self::WrongGroup { .. } => "wrong_group",
             Self::UnknownSender(_) => "unknown_sender",
             Self::BadSignature(_) => "bad_signature",
+            Self::WrongRun { .. } => "wrong_run",
             Self::WrongView { .. } => "wrong_view",
             Self::StaleEpoch { .. } => "stale_epoch",
             Self::WrongSender { .. } => "wrong_sender",
@@ -228,6 +241,7 @@ impl Rejection {
 pub struct EnvelopeChecker {
     group: String,
     trust: TrustStore,
+    run: GroupRun,
     view_id: u64,
     epoch: u64,
     last_seq: HashMap<String, u64>,
@@ -240,6 +254,7 @@ impl EnvelopeChecker {
         Self {
             group: group.to_owned(),
             trust,
+            run: GroupRun::default(),
             view_id: 0,
             epoch: 0,
             last_seq: HashMap::new(),
@@ -252,8 +267,9 @@ impl EnvelopeChecker {
         self.trust.contains(id)
     }
 
-    /// A new view: sequence numbers start again.
-    pub fn set_view(&mut self, view_id: u64) {
+    /// A new view of the group's run `run`: sequence numbers start again.
+    pub fn set_view(&mut self, run: GroupRun, view_id: u64) {
+        self.run = run;
         self.view_id = view_id;
         self.last_seq.clear();
     }
@@ -303,6 +319,9 @@ impl EnvelopeChecker {
             self.trust.get(&h.sender).ok_or_else(|| Rejection::UnknownSender(h.sender.clone()))?;
         key.verify(&signed_bytes(h, &e.body), &e.signature)
             .map_err(|_| Rejection::BadSignature(h.sender.clone()))?;
+        if h.run != self.run {
+            return Err(Rejection::WrongRun { got: h.run, current: self.run });
+        }
         if h.view_id != self.view_id {
             return Err(Rejection::WrongView { got: h.view_id, current: self.view_id });
         }
@@ -337,9 +356,12 @@ mod tests {
     use super::*;
     use crate::identity::Scheme;
 
+    const RUN: GroupRun = GroupRun([7; 16]);
+
     fn header(sender: &str, view_id: u64, epoch: u64, seq: u64) -> Header {
         Header {
             group: "g".into(),
+            run: RUN,
             view_id,
             epoch,
             kind: Kind::Protocol,
@@ -355,7 +377,7 @@ mod tests {
         let mut trust = TrustStore::default();
         trust.insert("alice", alice.public().clone());
         let mut checker = EnvelopeChecker::new("g", trust);
-        checker.set_view(7);
+        checker.set_view(RUN, 7);
         checker.set_epoch(100);
         (alice, mallory, checker)
     }
@@ -381,6 +403,9 @@ mod tests {
         forged.body = b"y".to_vec();
         let mut other_group = header("alice", 7, 100, 6);
         other_group.group = "h".into();
+        // The same view id and epoch in an earlier run of the group.
+        let mut earlier_run = header("alice", 7, 100, 6);
+        earlier_run.run = GroupRun([6; 16]);
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (vec![0xff; 3], "malformed"),
             (vec![0; MAX_ENVELOPE_BYTES + 1], "too_large"),
@@ -395,6 +420,7 @@ mod tests {
                 "bad_signature",
             ),
             (Envelope::seal(&alice, other_group, vec![]).to_bytes(), "wrong_group"),
+            (Envelope::seal(&alice, earlier_run, vec![]).to_bytes(), "wrong_run"),
             (Envelope::seal(&alice, header("alice", 6, 100, 7), vec![]).to_bytes(), "wrong_view"),
             (Envelope::seal(&alice, header("alice", 7, 99, 8), vec![]).to_bytes(), "stale_epoch"),
         ];
@@ -445,7 +471,7 @@ mod tests {
         checker
             .accept(&Envelope::seal(&alice, header("alice", 7, 100, 3), vec![]).to_bytes())
             .unwrap();
-        checker.set_view(8);
+        checker.set_view(RUN, 8);
         checker
             .accept(&Envelope::seal(&alice, header("alice", 8, 100, 1), vec![]).to_bytes())
             .unwrap();

@@ -72,12 +72,12 @@ impl fmt::Display for Scheme {
 #[non_exhaustive]
 pub enum IdentityError {
     /// A key file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The IO error.
-        source: std::io::Error,
+        /// The IO error (in the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// A key file holds no key this program understands.
     #[error("{path}: not an Ed25519 or RSA key in PEM ({detail})")]
@@ -291,7 +291,7 @@ impl Identity {
         let id = member_id_of(path)?;
         let pem = Zeroizing::new(
             fs::read_to_string(path)
-                .map_err(|source| IdentityError::Io { path: path.to_path_buf(), source })?,
+                .map_err(|source| IdentityError::Io { path: path.to_path_buf(), error: source })?,
         );
         if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem) {
             return Ok(Self::from_key(&id, PrivateKey::Ed25519(Box::new(k))));
@@ -318,7 +318,7 @@ fn member_id_of(path: &Path) -> Result<String, IdentityError> {
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> IdentityError {
-    IdentityError::Io { path: path.to_path_buf(), source }
+    IdentityError::Io { path: path.to_path_buf(), error: source }
 }
 
 #[cfg(unix)]
@@ -346,18 +346,18 @@ impl TrustStore {
     /// Reads every `<id>.pub` file in `dir`; any unreadable or invalid file is an error naming it.
     pub fn load(dir: &Path) -> Result<Self, IdentityError> {
         let entries = fs::read_dir(dir)
-            .map_err(|source| IdentityError::Io { path: dir.to_path_buf(), source })?;
+            .map_err(|source| IdentityError::Io { path: dir.to_path_buf(), error: source })?;
         let mut keys = BTreeMap::new();
         for entry in entries {
             let path = entry
-                .map_err(|source| IdentityError::Io { path: dir.to_path_buf(), source })?
+                .map_err(|source| IdentityError::Io { path: dir.to_path_buf(), error: source })?
                 .path();
             if path.extension().and_then(|e| e.to_str()) != Some("pub") {
                 continue;
             }
             let id = member_id_of(&path)?;
             let pem = fs::read_to_string(&path)
-                .map_err(|source| IdentityError::Io { path: path.clone(), source })?;
+                .map_err(|source| IdentityError::Io { path: path.clone(), error: source })?;
             keys.insert(id, PublicKey::from_pem(&pem, &path)?);
         }
         Ok(Self { keys: Arc::new(keys) })

@@ -1,5 +1,6 @@
-//! The daemon over real TCP on loopback: views, agreed order, view changes on disconnect,
-//! partitions and heal, delay emulation, and refusal of bad input.
+//! The daemon over real TCP on loopback: authenticated joins and control, views, agreed order,
+//! view changes on disconnect, new incarnations, partitions and heal, delay emulation, and
+//! refusal of bad input.
 
 // A test of the daemon over real TCP: it measures real time.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -7,20 +8,61 @@
 use std::time::{Duration, Instant};
 
 use gka_host::group::Timing;
+use gka_host::identity::Identity;
 use gka_host::net::wire::{self, ClientMsg, ControlCmd, ServerMsg, MAX_FRAME_BYTES};
 use gka_host::net::Connection;
-use gka_host::net::{Daemon, DaemonConfig, Limits};
+use gka_host::net::{Daemon, DaemonAccess, DaemonConfig, Limits};
 use gka_plugin_api::View;
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The member ids the test daemons admit.
+const MEMBERS: &[&str] = &[
+    "a", "b", "c", "d", "g1", "v9", "silent", "other", "fresh", "reader", "sleeper", "m", "keeper",
+];
+
+/// A fixed key per name (a test needs no fresh randomness for this).
+fn identity(name: &str) -> Identity {
+    let mut seed = [0u8; 32];
+    for (s, b) in seed.iter_mut().zip(name.bytes().chain(std::iter::repeat(0x5a))) {
+        *s = b;
+    }
+    Identity::ed25519_from_seed(name, seed).expect("a valid id")
+}
+
+fn operator() -> Identity {
+    identity("op")
+}
+
+fn access() -> DaemonAccess {
+    let mut access = DaemonAccess::default();
+    for m in MEMBERS {
+        access.members.insert(m, identity(m).public().clone());
+    }
+    access.operators.insert("op", operator().public().clone());
+    access
+}
+
+async fn join(d: &Daemon, group: &str, name: &str) -> std::io::Result<Connection> {
+    Connection::join(d.addr, group, &identity(name)).await
+}
+
+async fn control(d: &Daemon, cmd: ControlCmd) -> ServerMsg {
+    Connection::control(d.addr, &operator(), cmd).await.expect("an answer")
+}
 
 async fn daemon() -> Daemon {
     daemon_with(Timing { batch_ms: 30, failure_timeout_ms: 60_000 }, Limits::default()).await
 }
 
 async fn daemon_with(timing: Timing, limits: Limits) -> Daemon {
-    let config =
-        DaemonConfig { timing, tick: Duration::from_millis(5), limits, allow_control: true };
+    let config = DaemonConfig {
+        timing,
+        tick: Duration::from_millis(5),
+        limits,
+        access: access(),
+        allow_control: true,
+    };
     Daemon::start("127.0.0.1:0", config).await.expect("daemon")
 }
 
@@ -42,8 +84,8 @@ async fn next(c: &mut Connection) -> ServerMsg {
 
 async fn view(c: &mut Connection) -> View {
     loop {
-        if let ServerMsg::View(v) = next(c).await {
-            return v;
+        if let ServerMsg::View { view, .. } = next(c).await {
+            return view;
         }
     }
 }
@@ -58,7 +100,7 @@ async fn message(c: &mut Connection) -> (String, Vec<u8>) {
 async fn group(d: &Daemon, names: &[&str]) -> (Vec<Connection>, View) {
     let mut conns = Vec::new();
     for n in names {
-        conns.push(Connection::join(d.addr, "g", n).await.expect("join"));
+        conns.push(join(d, "g", n).await.expect("join"));
     }
     let mut v: Option<View> = None;
     for c in &mut conns {
@@ -122,48 +164,40 @@ async fn partition_and_heal() {
         group: "g".into(),
         sets: vec![vec!["a".into(), "b".into()], vec!["c".into(), "d".into()]],
     };
-    assert_eq!(Connection::control(d.addr, split).await.unwrap(), ServerMsg::Ok);
+    assert_eq!(control(&d, split).await, ServerMsg::Ok);
     assert_eq!(view(&mut conns[0]).await.members, ["a", "b"]);
     assert_eq!(view(&mut conns[3]).await.members, ["c", "d"]);
     view(&mut conns[1]).await;
     view(&mut conns[2]).await;
-    assert_eq!(
-        Connection::control(d.addr, ControlCmd::Heal { group: "g".into() }).await.unwrap(),
-        ServerMsg::Ok
-    );
+    assert_eq!(control(&d, ControlCmd::Heal { group: "g".into() }).await, ServerMsg::Ok);
     for c in &mut conns {
         assert_eq!(view(c).await.members, ["a", "b", "c", "d"]);
     }
     let bad = ControlCmd::Partition { group: "nope".into(), sets: vec![] };
-    assert!(matches!(Connection::control(d.addr, bad).await.unwrap(), ServerMsg::Error(_)));
+    assert!(matches!(control(&d, bad).await, ServerMsg::Error(_)));
     // Empty subsets would each make a component of their own that nothing reclaims.
     let empty = ControlCmd::Partition {
         group: "g".into(),
         sets: vec![vec!["a".into(), "b".into(), "c".into(), "d".into()], vec![], vec![]],
     };
-    let refused = Connection::control(d.addr, empty).await.unwrap();
+    let refused = control(&d, empty).await;
     assert!(matches!(&refused, ServerMsg::Error(e) if e.contains("non-empty")), "{refused:?}");
     // Delays name members by valid ids: a 4 KiB "sender" is refused, not stored.
     let odd = ControlCmd::Delay { to: "a".into(), from: Some("x".repeat(4096)), ms: 10 };
-    let refused = Connection::control(d.addr, odd).await.unwrap();
+    let refused = control(&d, odd).await;
     assert!(matches!(&refused, ServerMsg::Error(e) if e.contains("member ids")), "{refused:?}");
     // An absurd delay is refused, and the daemon keeps ticking (the group still heals below).
     let huge = ControlCmd::Delay { to: "a".into(), from: None, ms: u64::MAX };
-    assert!(
-        matches!(Connection::control(d.addr, huge).await.unwrap(), ServerMsg::Error(e) if e.contains("exceeds"))
-    );
+    assert!(matches!(control(&d, huge).await, ServerMsg::Error(e) if e.contains("exceeds")));
     let split = ControlCmd::Partition {
         group: "g".into(),
         sets: vec![vec!["a".into(), "c".into()], vec!["b".into(), "d".into()]],
     };
-    assert_eq!(Connection::control(d.addr, split).await.unwrap(), ServerMsg::Ok);
+    assert_eq!(control(&d, split).await, ServerMsg::Ok);
     for c in &mut conns {
         view(c).await;
     }
-    assert_eq!(
-        Connection::control(d.addr, ControlCmd::Heal { group: "g".into() }).await.unwrap(),
-        ServerMsg::Ok
-    );
+    assert_eq!(control(&d, ControlCmd::Heal { group: "g".into() }).await, ServerMsg::Ok);
     for c in &mut conns {
         assert_eq!(view(c).await.members, ["a", "b", "c", "d"]);
     }
@@ -175,7 +209,7 @@ async fn delay_is_emulated_per_recipient() {
     let d = daemon().await;
     let (mut conns, v) = group(&d, &["a", "b"]).await;
     let cmd = ControlCmd::Delay { to: "b".into(), from: None, ms: 200 };
-    assert_eq!(Connection::control(d.addr, cmd).await.unwrap(), ServerMsg::Ok);
+    assert_eq!(control(&d, cmd).await, ServerMsg::Ok);
     let sent = Instant::now();
     conns[0]
         .send(&ClientMsg::Send { view_id: v.view_id, to: None, bytes: b"x".to_vec() })
@@ -195,7 +229,7 @@ async fn garbage_oversized_and_out_of_order_requests_are_refused() {
     let d = daemon().await;
     let (mut conns, first_view) = group(&d, &["a", "b"]).await;
     // Garbage in a well-sized frame: an error, then the connection closes (a leaves).
-    let mut g = Connection::join(d.addr, "g", "g1").await.unwrap();
+    let mut g = join(&d, "g", "g1").await.unwrap();
     g.send_raw(vec![0xff, 0xfe, 0xfd]).await.unwrap();
     loop {
         match next(&mut g).await {
@@ -203,7 +237,7 @@ async fn garbage_oversized_and_out_of_order_requests_are_refused() {
                 assert!(e.contains("closing"), "{e}");
                 break;
             }
-            ServerMsg::View(_) => continue,
+            ServerMsg::View { .. } => continue,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -212,9 +246,6 @@ async fn garbage_oversized_and_out_of_order_requests_are_refused() {
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut raw = tokio::net::TcpStream::connect(d.addr).await.unwrap();
-        let join = wire::encode(&ClientMsg::Join { group: "g".into(), member: "o1".into() });
-        raw.write_all(&(join.len() as u32).to_be_bytes()).await.unwrap();
-        raw.write_all(&join).await.unwrap();
         raw.write_all(&((MAX_FRAME_BYTES + 1) as u32).to_be_bytes()).await.unwrap();
         let mut sink = Vec::new();
         let read = tokio::time::timeout(WAIT, raw.read_to_end(&mut sink)).await;
@@ -222,15 +253,16 @@ async fn garbage_oversized_and_out_of_order_requests_are_refused() {
         let text = String::from_utf8_lossy(&sink);
         assert!(text.contains("bad frame"), "the daemon said why: {text:?}");
     }
-    // A second join with the same name is refused, as is an invalid member id.
-    let dup = Connection::join(d.addr, "g", "a").await.expect_err("duplicate");
-    assert!(dup.to_string().contains("already"), "{dup}");
-    let bad = Connection::join(d.addr, "g", "x y").await.expect_err("invalid id");
-    assert!(bad.to_string().contains("invalid member id"), "{bad}");
+    // An invalid member id is refused.
+    let (mut bad, _) = Connection::open(d.addr).await.unwrap();
+    let join_bad = ClientMsg::Join { group: "g".into(), member: "x y".into(), proof: vec![] };
+    bad.send(&join_bad).await.unwrap();
+    let e = error(&mut bad).await.expect("a refusal");
+    assert!(e.contains("invalid member id"), "{e}");
     // A wrong wire version is named as such.
     let mut frame = wire::encode(&ClientMsg::Heartbeat);
     frame[0] = 9;
-    let mut v9 = Connection::join(d.addr, "g", "v9").await.unwrap();
+    let mut v9 = join(&d, "g", "v9").await.unwrap();
     v9.send_raw(frame).await.unwrap();
     loop {
         match next(&mut v9).await {
@@ -247,8 +279,8 @@ async fn garbage_oversized_and_out_of_order_requests_are_refused() {
     while let Ok(Ok(Some(msg))) =
         tokio::time::timeout(Duration::from_millis(300), conns[0].recv()).await
     {
-        if let ServerMsg::View(v) = msg {
-            current = v;
+        if let ServerMsg::View { view, .. } = msg {
+            current = view;
         }
     }
     assert_eq!(current.members, ["a", "b"]);
@@ -264,13 +296,13 @@ async fn garbage_oversized_and_out_of_order_requests_are_refused() {
 #[tokio::test]
 async fn a_send_after_expulsion_and_a_forgotten_group_is_refused() {
     let d = daemon_with(Timing { batch_ms: 20, failure_timeout_ms: 300 }, Limits::default()).await;
-    let mut silent = Connection::join(d.addr, "g", "silent").await.unwrap();
-    let mut other = Connection::join(d.addr, "g", "other").await.unwrap();
+    let mut silent = join(&d, "g", "silent").await.unwrap();
+    let mut other = join(&d, "g", "other").await.unwrap();
     // `other` keeps itself alive until `silent` is expelled, then leaves: the group is empty.
     let deadline = Instant::now() + WAIT;
     loop {
         other.send(&ClientMsg::Heartbeat).await.unwrap();
-        if let Ok(Ok(Some(ServerMsg::View(v)))) =
+        if let Ok(Ok(Some(ServerMsg::View { view: v, .. }))) =
             tokio::time::timeout(Duration::from_millis(50), other.recv()).await
         {
             if v.members == ["other"] {
@@ -295,17 +327,17 @@ async fn a_send_after_expulsion_and_a_forgotten_group_is_refused() {
 async fn group_names_are_bounded() {
     let d = daemon().await;
     let long = "g".repeat(Limits::default().max_group_name + 1);
-    let e = Connection::join(d.addr, &long, "a").await.expect_err("a long name is refused");
+    let e = join(&d, &long, "a").await.expect_err("a long name is refused");
     assert!(e.to_string().contains("group name"), "{e}");
-    let e = Connection::join(d.addr, "", "a").await.expect_err("an empty name is refused");
+    let e = join(&d, "", "a").await.expect_err("an empty name is refused");
     assert!(e.to_string().contains("group name"), "{e}");
     let limits = Limits { max_groups: 2, ..Limits::default() };
     let d2 = daemon_with(Timing { batch_ms: 30, failure_timeout_ms: 60_000 }, limits).await;
-    let _a = Connection::join(d2.addr, "g1", "a").await.unwrap();
-    let _b = Connection::join(d2.addr, "g2", "a").await.unwrap();
-    let e = Connection::join(d2.addr, "g3", "a").await.expect_err("a third group is refused");
+    let _a = join(&d2, "g1", "a").await.unwrap();
+    let _b = join(&d2, "g2", "a").await.unwrap();
+    let e = join(&d2, "g3", "a").await.expect_err("a third group is refused");
     assert!(e.to_string().contains("at most 2 groups"), "{e}");
-    let _c = Connection::join(d2.addr, "g1", "c").await.expect("an existing group still takes");
+    let _c = join(&d2, "g1", "c").await.expect("an existing group still takes");
     d.stop();
     d2.stop();
 }
@@ -329,7 +361,7 @@ async fn a_client_that_does_not_read_is_disconnected() {
         while let Ok(Ok(Some(msg))) =
             tokio::time::timeout(Duration::from_millis(5), reader.recv()).await
         {
-            if let ServerMsg::View(v) = msg {
+            if let ServerMsg::View { view: v, .. } = msg {
                 view_id = v.view_id;
                 if v.members == ["reader"] {
                     break 'outer;
@@ -367,13 +399,13 @@ async fn a_half_sent_frame_times_out() {
 #[tokio::test]
 async fn a_stale_connection_does_not_evict_its_replacement() {
     let d = daemon_with(Timing { batch_ms: 20, failure_timeout_ms: 300 }, Limits::default()).await;
-    let stale = Connection::join(d.addr, "g", "m").await.unwrap();
-    let mut keeper = Connection::join(d.addr, "g", "keeper").await.unwrap();
+    let stale = join(&d, "g", "m").await.unwrap();
+    let mut keeper = join(&d, "g", "keeper").await.unwrap();
     let deadline = Instant::now() + WAIT;
     // Wait until the silent `m` is expelled.
     loop {
         keeper.send(&ClientMsg::Heartbeat).await.unwrap();
-        if let Ok(Ok(Some(ServerMsg::View(v)))) =
+        if let Ok(Ok(Some(ServerMsg::View { view: v, .. }))) =
             tokio::time::timeout(Duration::from_millis(50), keeper.recv()).await
         {
             if v.members == ["keeper"] {
@@ -382,11 +414,11 @@ async fn a_stale_connection_does_not_evict_its_replacement() {
         }
         assert!(Instant::now() < deadline, "m was not expelled");
     }
-    let mut fresh = Connection::join(d.addr, "g", "m").await.expect("the id is free again");
+    let mut fresh = join(&d, "g", "m").await.expect("the id is free again");
     let current = loop {
         keeper.send(&ClientMsg::Heartbeat).await.unwrap();
         fresh.send(&ClientMsg::Heartbeat).await.unwrap();
-        if let Ok(Ok(Some(ServerMsg::View(v)))) =
+        if let Ok(Ok(Some(ServerMsg::View { view: v, .. }))) =
             tokio::time::timeout(Duration::from_millis(50), keeper.recv()).await
         {
             if v.members.len() == 2 {
@@ -401,7 +433,7 @@ async fn a_stale_connection_does_not_evict_its_replacement() {
     while Instant::now() < until {
         keeper.send(&ClientMsg::Heartbeat).await.unwrap();
         fresh.send(&ClientMsg::Heartbeat).await.unwrap();
-        if let Ok(Ok(Some(ServerMsg::View(v)))) =
+        if let Ok(Ok(Some(ServerMsg::View { view: v, .. }))) =
             tokio::time::timeout(Duration::from_millis(50), keeper.recv()).await
         {
             panic!("a view change after the stale connection closed: {v:?}");
@@ -414,19 +446,126 @@ async fn a_stale_connection_does_not_evict_its_replacement() {
     d.stop();
 }
 
-/// Fault injection is off unless the daemon is started with it: any client could otherwise
-/// split or slow a group (connections are not authenticated yet).
+/// Fault injection is off unless the daemon is started with it, and even then only an
+/// operator may inject faults: a member's key is not enough.
 #[tokio::test]
-async fn fault_injection_is_off_by_default() {
-    let d = Daemon::start("127.0.0.1:0", DaemonConfig::default()).await.expect("daemon");
-    let _a = Connection::join(d.addr, "g", "a").await.unwrap();
+async fn fault_injection_is_off_by_default_and_for_operators_only() {
+    let config = DaemonConfig { access: access(), ..DaemonConfig::default() };
+    let d = Daemon::start("127.0.0.1:0", config).await.expect("daemon");
+    let _a = join(&d, "g", "a").await.unwrap();
     let delay = ControlCmd::Delay { to: "a".into(), from: None, ms: 60_000 };
-    let refused = Connection::control(d.addr, delay).await.unwrap();
+    let refused = control(&d, delay.clone()).await;
     assert!(
         matches!(&refused, ServerMsg::Error(e) if e.contains("--allow-control")),
         "{refused:?}"
     );
     let split = ControlCmd::Partition { group: "g".into(), sets: vec![vec!["a".into()]] };
-    assert!(matches!(Connection::control(d.addr, split).await.unwrap(), ServerMsg::Error(_)));
+    assert!(matches!(control(&d, split).await, ServerMsg::Error(_)));
+    d.stop();
+
+    let d = daemon().await;
+    let _a = join(&d, "g", "a").await.unwrap();
+    // A member, however trusted, is not an operator.
+    let refused = Connection::control(d.addr, &identity("a"), delay.clone()).await.unwrap();
+    assert!(
+        matches!(&refused, ServerMsg::Error(e) if e.contains("not in the daemon's access list")),
+        "{refused:?}"
+    );
+    // Someone claiming the operator's id without its key.
+    let impostor = Identity::ed25519_from_seed("op", [9; 32]).unwrap();
+    let refused = Connection::control(d.addr, &impostor, delay.clone()).await.unwrap();
+    assert!(
+        matches!(&refused, ServerMsg::Error(e) if e.contains("does not verify")),
+        "{refused:?}"
+    );
+    // An unsigned command on a raw connection.
+    let (mut raw, _) = Connection::open(d.addr).await.unwrap();
+    let unsigned = ClientMsg::Control { operator: "op".into(), cmd: delay.clone(), proof: vec![] };
+    raw.send(&unsigned).await.unwrap();
+    assert!(error(&mut raw).await.is_some_and(|e| e.contains("does not verify")));
+    assert_eq!(control(&d, delay).await, ServerMsg::Ok, "the operator itself may");
+    d.stop();
+}
+
+/// Only a client that proves it holds a listed member's key joins; an impostor under an absent
+/// member's id, a stranger, and a connection that never joins get no view and no traffic.
+#[tokio::test]
+async fn only_proven_members_join_and_receive() {
+    let limits = Limits { handshake_timeout: Duration::from_millis(300), ..Limits::default() };
+    let d = daemon_with(Timing { batch_ms: 30, failure_timeout_ms: 60_000 }, limits).await;
+    let (mut conns, v) = group(&d, &["a", "b"]).await;
+    // The impostor signs with a key of its own under c's id.
+    let impostor = Identity::ed25519_from_seed("c", [1; 32]).unwrap();
+    let e = Connection::join(d.addr, "g", &impostor).await.expect_err("an impostor");
+    assert!(e.to_string().contains("does not verify"), "{e}");
+    let stranger = Identity::ed25519_from_seed("mallory", [2; 32]).unwrap();
+    let e = Connection::join(d.addr, "g", &stranger).await.expect_err("a stranger");
+    assert!(e.to_string().contains("not in the daemon's access list"), "{e}");
+    // A proof made for another connection's challenge does not transfer.
+    let (mut replayer, _) = Connection::open(d.addr).await.unwrap();
+    let old_challenge = [0u8; 32];
+    let proof = gka_host::net::auth::prove_join(&identity("c"), &old_challenge, "g");
+    replayer.send(&ClientMsg::Join { group: "g".into(), member: "c".into(), proof }).await.unwrap();
+    assert!(error(&mut replayer).await.is_some_and(|e| e.contains("does not verify")));
+    // A connection that only listens: nothing but its challenge, then it is closed.
+    let mut listener = Connection::open(d.addr).await.unwrap().0;
+    let send = ClientMsg::Send { view_id: v.view_id, to: None, bytes: b"secret".to_vec() };
+    conns[0].send(&send).await.unwrap();
+    message(&mut conns[1]).await;
+    let heard = tokio::time::timeout(WAIT, listener.recv()).await.expect("closed in time");
+    assert!(
+        matches!(&heard, Ok(Some(ServerMsg::Error(e))) if e.contains("no complete frame")),
+        "{heard:?}"
+    );
+    // Nobody joined: a and b saw no view change.
+    let quiet = tokio::time::timeout(Duration::from_millis(200), conns[0].recv()).await;
+    assert!(!matches!(quiet, Ok(Ok(Some(ServerMsg::View { .. })))), "{quiet:?}");
+    d.stop();
+}
+
+/// A member that restarts before its old connection is found dead proves its key again and
+/// takes its id over: the old incarnation is closed and leaves in one view, the new one joins
+/// in the next, so its peers rekey for both.
+#[tokio::test]
+async fn a_proven_rejoin_replaces_the_old_incarnation() {
+    let d = daemon().await;
+    let (mut conns, first) = group(&d, &["a", "b"]).await;
+    let mut old_b = conns.pop().unwrap();
+    let mut a = conns.pop().unwrap();
+    let mut new_b = join(&d, "g", "b").await.expect("the owner of the key may rejoin");
+    let e = error(&mut old_b).await.expect("the old incarnation is told");
+    assert!(e.contains("newer connection"), "{e}");
+    let leave = view(&mut a).await;
+    assert_eq!(leave.members, ["a"]);
+    assert_eq!(leave.left, ["b"]);
+    let rejoin = view(&mut a).await;
+    assert_eq!(rejoin.joined, ["b"]);
+    assert!(rejoin.view_id > leave.view_id && leave.view_id > first.view_id);
+    let fresh = view(&mut new_b).await;
+    assert_eq!(fresh.view_id, rejoin.view_id);
+    assert_eq!(fresh.joined, ["a", "b"]);
+    d.stop();
+}
+
+/// Each group run has its own nonce: a group forgotten after its last member left and created
+/// again carries another one, so envelopes signed in the first run never fit the second.
+#[tokio::test]
+async fn a_new_run_of_a_group_has_a_new_nonce() {
+    let d = daemon().await;
+    let mut a = join(&d, "g", "a").await.unwrap();
+    let run = loop {
+        if let ServerMsg::View { run, .. } = next(&mut a).await {
+            break run;
+        }
+    };
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut a = join(&d, "g", "a").await.unwrap();
+    let again = loop {
+        if let ServerMsg::View { run, .. } = next(&mut a).await {
+            break run;
+        }
+    };
+    assert_ne!(run, again);
     d.stop();
 }

@@ -234,7 +234,7 @@ impl Sim {
             queue: BinaryHeap::new(),
             order: 0,
             tick_at_us: None,
-            sequencer: Sequencer::new(timing),
+            sequencer: Sequencer::new(timing, gka_host::group::GroupRun::default()),
             members: BTreeMap::new(),
             placed: 0,
             identities: BTreeMap::new(),

@@ -52,7 +52,7 @@ impl Sim {
     /// Hands the sequencer's deliveries to the network, and keeps its timer set.
     pub(crate) fn drain_sequencer(&mut self) {
         while let Some((to, delivery)) = self.sequencer.poll_delivery() {
-            if let Delivery::View(v) = &delivery {
+            if let Delivery::View { view: v, .. } = &delivery {
                 self.view_formed_us.entry(v.view_id).or_insert(self.now_us);
                 self.view_members.entry(v.view_id).or_insert_with(|| v.members.clone());
             }
@@ -60,7 +60,7 @@ impl Sim {
             let link = self.config.topology.path(self.config.topology.sequencer, member.site);
             let size = match &delivery {
                 Delivery::Message { bytes, .. } => bytes.len(),
-                Delivery::View(v) => 64 + 16 * v.members.len(),
+                Delivery::View { view, .. } => 64 + 16 * view.members.len(),
             };
             let mut state = member.downlink;
             let at = self.transmit(link, size, self.now_us, &mut state);

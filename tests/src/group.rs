@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gka_host::group::{MemGroup, Timing};
-use gka_host::identity::{Identity, Scheme, TrustStore};
+use gka_host::identity::{Identity, TrustStore};
 use gka_host::member::{Catalogue, ControlTiming, MemberEvent, SwitchEvent};
-use gka_host::net::{Daemon, DaemonConfig};
+use gka_host::net::{Daemon, DaemonAccess, DaemonConfig};
 use gka_host::policy::measure::Calibration;
 use gka_host::policy::Policy;
 use gka_host::runtime::{
@@ -21,12 +21,17 @@ use gka_host::runtime::{
 use gka_plugin_api::{GroupId, Protocol};
 use tokio::time::Instant;
 
-/// Fresh Ed25519 identities for `names`, and a trust store holding all of them.
+/// A test identity: an Ed25519 key fixed by the name, so a daemon and the members a test
+/// spawns later agree on it without passing keys around.
+pub fn identity(name: &str) -> Identity {
+    use sha2::{Digest, Sha256};
+    let seed: [u8; 32] = Sha256::digest(format!("gka test identity {name}")).into();
+    Identity::ed25519_from_seed(name, seed).expect("a valid member id")
+}
+
+/// Identities for `names` (see [`identity`]), and a trust store holding all of them.
 pub fn identities(names: &[&str]) -> (Vec<Identity>, TrustStore) {
-    let identities: Vec<Identity> = names
-        .iter()
-        .map(|n| Identity::generate(n, Scheme::Ed25519).expect("an identity"))
-        .collect();
+    let identities: Vec<Identity> = names.iter().map(|n| identity(n)).collect();
     let mut trust = TrustStore::default();
     for i in &identities {
         trust.insert(i.id(), i.public().clone());
@@ -34,16 +39,29 @@ pub fn identities(names: &[&str]) -> (Vec<Identity>, TrustStore) {
     (identities, trust)
 }
 
+/// The identity tests inject faults with: an operator at the daemons of [`daemon`].
+pub fn operator() -> Identity {
+    identity("test-operator")
+}
+
 /// A daemon on a free loopback port with a 20 ms batching window, a 5 ms tick and the given
-/// failure timeout.
-pub async fn daemon(failure_timeout: Duration) -> Daemon {
+/// failure timeout, admitting `names` (see [`identity`]) and taking faults from [`operator`].
+pub async fn daemon(failure_timeout: Duration, names: &[&str]) -> Daemon {
+    let mut access = DaemonAccess { members: identities(names).1, ..DaemonAccess::default() };
+    access.operators.insert(operator().id(), operator().public().clone());
     let timing = Timing {
         batch_ms: 20,
         failure_timeout_ms: failure_timeout.as_millis().try_into().expect("a short timeout"),
     };
     Daemon::start(
         "127.0.0.1:0",
-        DaemonConfig { timing, tick: Duration::from_millis(5), ..DaemonConfig::default() },
+        DaemonConfig {
+            timing,
+            tick: Duration::from_millis(5),
+            access,
+            allow_control: true,
+            ..DaemonConfig::default()
+        },
     )
     .await
     .expect("a daemon on loopback")

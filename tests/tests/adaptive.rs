@@ -86,8 +86,8 @@ async fn an_edited_policy_file_switches_the_live_group_and_no_message_is_lost_or
     let dir = tempfile::tempdir().unwrap();
     let policy_file = dir.path().join("policy.toml");
     write(&policy_file, &policy_text("tgdh"));
-    let daemon = daemon(Duration::from_secs(3)).await;
     let names = ["ann", "bob", "cat", "dan"];
+    let daemon = daemon(Duration::from_secs(3), &names).await;
     let mut group = TestGroup::over_daemon(daemon.addr, "g", &names, |_| {
         let policy = Policy::parse(&policy_text("tgdh"), &KNOWN_PROTOCOLS).unwrap();
         let switching = fast_switching(catalogue.clone(), policy, Some(policy_file.clone()));

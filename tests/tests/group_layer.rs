@@ -18,7 +18,8 @@ use gka_host::group::MemNet;
 use gka_host::group::{Delivery, Timing};
 use gka_host::net::wire::{ClientMsg, ControlCmd, ServerMsg};
 use gka_host::net::Connection;
-use gka_host::net::{Daemon, DaemonConfig};
+use gka_host::net::Daemon;
+use gka_tests::group;
 
 const TIMING: Timing = Timing { batch_ms: 40, failure_timeout_ms: 600 };
 
@@ -84,13 +85,12 @@ struct Member {
 impl DaemonLayer {
     fn new() -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        let config = DaemonConfig {
-            timing: TIMING,
-            tick: Duration::from_millis(5),
-            allow_control: true,
-            ..DaemonConfig::default()
-        };
-        let daemon = rt.block_on(Daemon::start("127.0.0.1:0", config)).unwrap();
+        let _guard = rt.enter();
+        // The tests' members are a to d; the test helper's daemon admits them.
+        let daemon = rt.block_on(group::daemon(
+            Duration::from_millis(TIMING.failure_timeout_ms),
+            &["a", "b", "c", "d"],
+        ));
         Self { rt, daemon, members: BTreeMap::new() }
     }
 }
@@ -98,7 +98,8 @@ impl DaemonLayer {
 impl GroupLayer for DaemonLayer {
     fn join(&mut self, member: &str) {
         let addr = self.daemon.addr;
-        let mut conn = self.rt.block_on(Connection::join(addr, "g", member)).unwrap();
+        let mut conn =
+            self.rt.block_on(Connection::join(addr, "g", &group::identity(member))).unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ClientMsg>();
         let delivered = Arc::new(Mutex::new(Vec::new()));
         let view = Arc::new(Mutex::new(0u64));
@@ -117,9 +118,9 @@ impl GroupLayer for DaemonLayer {
                         if sent.is_err() { break }
                     }
                     delivery = GroupEndpoint::recv(&mut conn) => match delivery {
-                        Ok(Some(Delivery::View(view))) => {
+                        Ok(Some(Delivery::View { view, run })) => {
                             *v.lock().unwrap() = view.view_id;
-                            d.lock().unwrap().push(Delivery::View(view));
+                            d.lock().unwrap().push(Delivery::View { view, run });
                         }
                         Ok(Some(m)) => d.lock().unwrap().push(m),
                         _ => break,
@@ -157,6 +158,7 @@ impl GroupLayer for DaemonLayer {
         let sets = sets.iter().map(|s| s.iter().map(|m| m.to_string()).collect()).collect();
         let reply = self.rt.block_on(Connection::control(
             self.daemon.addr,
+            &group::operator(),
             ControlCmd::Partition { group: "g".into(), sets },
         ));
         assert_eq!(reply.unwrap(), ServerMsg::Ok);
@@ -164,6 +166,7 @@ impl GroupLayer for DaemonLayer {
     fn heal(&mut self) {
         let reply = self.rt.block_on(Connection::control(
             self.daemon.addr,
+            &group::operator(),
             ControlCmd::Heal { group: "g".into() },
         ));
         assert_eq!(reply.unwrap(), ServerMsg::Ok);
@@ -189,7 +192,7 @@ impl Drop for DaemonLayer {
 
 fn views(d: &[Delivery]) -> Vec<gka_plugin_api::View> {
     d.iter()
-        .filter_map(|x| if let Delivery::View(v) = x { Some(v.clone()) } else { None })
+        .filter_map(|x| if let Delivery::View { view, .. } = x { Some(view.clone()) } else { None })
         .collect()
 }
 
@@ -245,7 +248,7 @@ fn view_synchrony_and_leave(net: &mut dyn GroupLayer) {
         // The message of the old view comes before the new view, at both survivors.
         let pos_msg =
             d.iter().position(|x| matches!(x, Delivery::Message { .. })).expect("message");
-        let pos_view = d.iter().position(|x| matches!(x, Delivery::View(_))).expect("view");
+        let pos_view = d.iter().position(|x| matches!(x, Delivery::View { .. })).expect("view");
         assert!(pos_msg < pos_view, "{m}: {d:?}");
         let v = views(&d);
         assert_eq!(v[0].members, ["a", "b"]);

@@ -100,7 +100,10 @@ fn run(protocol: &str) {
     let mut mallory_trust = trust.clone();
     mallory_trust.insert("mallory", mallory.public().clone());
     let mut net = Net {
-        seq: Sequencer::new(Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 }),
+        seq: Sequencer::new(
+            Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 },
+            gka_host::group::GroupRun::default(),
+        ),
         members: BTreeMap::new(),
         events: BTreeMap::new(),
         now: 0,
@@ -230,7 +233,10 @@ fn agreed_net(
     }
     let later = identities.split_off(identities.len() - held_back);
     let mut net = Net {
-        seq: Sequencer::new(Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 }),
+        seq: Sequencer::new(
+            Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 },
+            gka_host::group::GroupRun::default(),
+        ),
         members: BTreeMap::new(),
         events: BTreeMap::new(),
         now: 0,

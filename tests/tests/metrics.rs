@@ -157,7 +157,7 @@ fn metrics_after_the_demo() {
 /// Two members, one without the bd plugin, whose policy asks for bd: every proposal is
 /// rejected and aborted at both.
 async fn aborted_switch() {
-    let daemon = daemon(Duration::from_secs(3)).await;
+    let daemon = daemon(Duration::from_secs(3), &["x1", "x2"]).await;
     let policy = "mode = \"fixed\"\nfixed = \"bd\"\n[stability]\nmin_interval_s = 0\n\
                   abort_cooldown_s = 0.5\nmin_view_age_s = 0.2\n";
     let mut group = TestGroup::over_daemon(daemon.addr, "abort", &["x1", "x2"], |name| {

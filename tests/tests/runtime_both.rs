@@ -41,7 +41,7 @@ async fn over_the_in_memory_network() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_daemon() {
-    let daemon = daemon(Duration::from_millis(TIMING.failure_timeout_ms)).await;
+    let daemon = daemon(Duration::from_millis(TIMING.failure_timeout_ms), &NAMES).await;
     let mut group =
         TestGroup::over_daemon(daemon.addr, "g", &NAMES, |_| (linked::protocol("tgdh"), None))
             .await;

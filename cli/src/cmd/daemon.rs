@@ -1,8 +1,11 @@
 //! `gka daemon`: the embedded group communication daemon.
 
-use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
 use gka_host::group::Timing;
-use gka_host::net::{Daemon, DaemonConfig};
+use gka_host::identity::TrustStore;
+use gka_host::net::{Daemon, DaemonAccess, DaemonConfig};
 
 use crate::common::{install_metrics, runtime};
 
@@ -18,21 +21,46 @@ pub(crate) struct DaemonArgs {
     /// A member silent for this long is removed.
     #[arg(long, default_value_t = 3000)]
     failure_timeout_ms: u64,
+    /// Directory of members' public keys (`<id>.pub`): a member joins only by proving it holds
+    /// the key listed for its id.
+    #[arg(long, value_name = "DIR")]
+    trust: PathBuf,
+    /// Directory of operators' public keys: only they may inject faults, and only with
+    /// `--allow-control`.
+    #[arg(long, value_name = "DIR")]
+    operators: Option<PathBuf>,
     /// Serve Prometheus metrics on this address (`/metrics`).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
-    /// Let clients inject faults (partition, heal, delay) for testing. Connections are not
-    /// authenticated yet: with this on, any client can split or slow a group.
-    #[arg(long)]
+    /// Let operators (`--operators`) inject faults (partition, heal, delay), for testing.
+    #[arg(long, requires = "operators")]
     allow_control: bool,
+}
+
+fn load(dir: &Path, flag: &str) -> Result<TrustStore> {
+    let store = TrustStore::load(dir)
+        .with_context(|| format!("cannot load the key directory {} ({flag})", dir.display()))?;
+    if store.members().next().is_none() {
+        bail!(
+            "the key directory {} ({flag}) holds no <id>.pub file: nobody could connect",
+            dir.display()
+        );
+    }
+    Ok(store)
 }
 
 /// Runs the daemon until the process is stopped.
 pub(crate) fn run(args: DaemonArgs) -> Result<()> {
+    let members = load(&args.trust, "--trust")?;
+    let operators = match &args.operators {
+        Some(dir) => load(dir, "--operators")?,
+        None => TrustStore::default(),
+    };
     runtime()?.block_on(async {
         install_metrics(args.metrics)?;
         let config = DaemonConfig {
             timing: Timing { batch_ms: args.batch_ms, failure_timeout_ms: args.failure_timeout_ms },
+            access: DaemonAccess { members, operators },
             allow_control: args.allow_control,
             ..DaemonConfig::default()
         };

@@ -161,7 +161,7 @@ impl Demo {
     async fn delay_all(&mut self, ms: u64) -> Result<()> {
         for name in self.names() {
             let delay = ControlCmd::Delay { to: name, from: None, ms };
-            expect_ok(Connection::control(self.daemon.addr, delay).await?)?;
+            expect_ok(Connection::control(self.daemon.addr, &self.operator, delay).await?)?;
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use gka_host::member::MemberEvent;
 use gka_host::member::SwitchEvent;
 use gka_host::net::wire::{ControlCmd, ServerMsg};
 use gka_host::net::Connection;
-use gka_host::net::{Daemon, DaemonConfig};
+use gka_host::net::{Daemon, DaemonAccess, DaemonConfig};
 use gka_host::runtime::{
     spawn_member, Command, MemberConfig, MemberHandle, RuntimeEvent, Switching,
 };
@@ -73,6 +73,8 @@ struct Demo {
     protocol_name: String,
     trust: TrustStore,
     identities: BTreeMap<String, Identity>,
+    /// The identity that injects the demo's faults (an operator at the daemon).
+    operator: Identity,
     members: BTreeMap<String, Member>,
     /// Switching support given to every member (`None`: the protocol is fixed).
     switching: Option<Switching>,
@@ -81,8 +83,9 @@ struct Demo {
 const WAIT: Duration = Duration::from_secs(30);
 
 impl Demo {
-    /// An embedded daemon with `timing` (ticking every `tick`), and fresh Ed25519 identities,
-    /// all trusted, for `names`; members run `protocol` with `switching`.
+    /// An embedded daemon with `timing` (ticking every `tick`), fresh Ed25519 identities, all
+    /// trusted, for `names`, and an operator identity for faults; members run `protocol` with
+    /// `switching`.
     async fn start(
         group: &str,
         timing: Timing,
@@ -91,9 +94,6 @@ impl Demo {
         protocol: Arc<dyn Protocol>,
         switching: Option<Switching>,
     ) -> Result<Self> {
-        let config = DaemonConfig { timing, tick, allow_control: true, ..DaemonConfig::default() };
-        let daemon =
-            Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
         let mut trust = TrustStore::default();
         let mut identities = BTreeMap::new();
         for name in names {
@@ -101,6 +101,13 @@ impl Demo {
             trust.insert(&name, id.public().clone());
             identities.insert(name, id);
         }
+        let operator = Identity::generate("demo-operator", Scheme::Ed25519)?;
+        let mut access = DaemonAccess { members: trust.clone(), ..DaemonAccess::default() };
+        access.operators.insert(operator.id(), operator.public().clone());
+        let config =
+            DaemonConfig { timing, tick, access, allow_control: true, ..DaemonConfig::default() };
+        let daemon =
+            Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
         Ok(Self {
             daemon,
             group: group.to_owned(),
@@ -108,6 +115,7 @@ impl Demo {
             protocol,
             trust,
             identities,
+            operator,
             members: BTreeMap::new(),
             switching,
         })
@@ -275,14 +283,14 @@ impl Demo {
         let b: Vec<String> = all.iter().skip(1).step_by(2).cloned().collect();
         let split =
             ControlCmd::Partition { group: self.group.clone(), sets: vec![a.clone(), b.clone()] };
-        expect_ok(Connection::control(self.daemon.addr, split).await?)?;
+        expect_ok(Connection::control(self.daemon.addr, &self.operator, split).await?)?;
         Ok((a, b))
     }
 
     /// Heals every partition of the group.
     async fn heal(&mut self) -> Result<()> {
         let heal = ControlCmd::Heal { group: self.group.clone() };
-        expect_ok(Connection::control(self.daemon.addr, heal).await?)
+        expect_ok(Connection::control(self.daemon.addr, &self.operator, heal).await?)
     }
 
     /// Waits until `name` has received a view (its join is in, its rekey under way).

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::group::{Delivery, Sequencer, SequencerError, Timing};
+use crate::group::{Delivery, GroupRun, Sequencer, SequencerError, Timing};
 
 /// The in-memory group layer (see the module docs).
 #[derive(Debug)]
@@ -30,11 +30,12 @@ pub struct MemNet {
 }
 
 impl MemNet {
-    /// An empty network with the given sequencer timing.
+    /// An empty network with the given sequencer timing. Its group is one run (the default
+    /// [`GroupRun`]): the network lives as long as the test or simulation that made it.
     pub fn new(timing: Timing) -> Self {
         Self {
             heartbeat_ms: (timing.failure_timeout_ms / 4).max(1),
-            seq: Sequencer::new(timing),
+            seq: Sequencer::new(timing, GroupRun::default()),
             now_ms: 0,
             step_ms: 1,
             latency: BTreeMap::new(),
@@ -125,7 +126,7 @@ impl MemNet {
             }
             let from = match &d {
                 Delivery::Message { from, .. } => Some(from.clone()),
-                Delivery::View(_) => None,
+                Delivery::View { .. } => None,
             };
             let due = self.now_ms + self.latency(from.as_deref(), &to);
             let q = self.queues.entry(to).or_default();
@@ -152,8 +153,8 @@ impl MemNet {
             for (member, q) in &mut self.queues {
                 while q.front().is_some_and(|(due, _)| *due <= self.now_ms) {
                     let (_, d) = q.pop_front().expect("front exists");
-                    if let Delivery::View(v) = &d {
-                        self.views.insert(member.clone(), v.view_id);
+                    if let Delivery::View { view, .. } = &d {
+                        self.views.insert(member.clone(), view.view_id);
                     }
                     self.delivered.entry(member.clone()).or_default().push(d);
                 }
@@ -184,7 +185,7 @@ mod tests {
         net.advance(50);
         let b: Vec<Delivery> = net.take_delivered("b");
         assert!(
-            b.iter().all(|d| matches!(d, Delivery::View(_))),
+            b.iter().all(|d| matches!(d, Delivery::View { .. })),
             "b waits for the slow message: {b:?}"
         );
         net.advance(60);

@@ -32,6 +32,21 @@ pub use mem_endpoint::{MemEndpoint, MemGroup};
 pub use memnet::MemNet;
 pub use sequencer::{Delivery, Sequencer, SequencerError, Timing};
 
+/// A group run's nonce. The group layer draws a fresh one whenever it creates a group (a
+/// restarted daemon, or a group forgotten after its last member left and created again),
+/// every view carries it, and every envelope is signed with it: view ids start again in a
+/// new run, so without it an earlier run's envelopes would fit the new run's views.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+pub struct GroupRun(pub [u8; 16]);
+
+impl std::fmt::Display for GroupRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(&self.0[..4]))
+    }
+}
+
 /// One member's endpoint on the group layer (see the module docs for the guarantees).
 pub trait GroupEndpoint: Send + 'static {
     /// Sends `bytes`, sent in view `view_id`, to every member of that view (`to` None, the

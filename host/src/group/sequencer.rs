@@ -23,11 +23,18 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use gka_plugin_api::View;
 
+use super::GroupRun;
+
 /// What the group layer delivers to one member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
-    /// A new view.
-    View(View),
+    /// A new view, with the run of the group it belongs to.
+    View {
+        /// The view.
+        view: View,
+        /// The group's run (see [`GroupRun`]).
+        run: GroupRun,
+    },
     /// A message sequenced in the member's current view.
     Message {
         /// The sender.
@@ -92,25 +99,31 @@ struct MemberState {
 #[derive(Debug)]
 pub struct Sequencer {
     timing: Timing,
+    run: GroupRun,
     next_view_id: u64,
     age: u64,
     members: BTreeMap<String, MemberState>,
     components: Vec<Component>,
     /// Components whose membership changed and awaits the batching window's end.
     dirty: BTreeMap<usize, u64>,
+    /// New incarnations waiting for the view that removes their old one: member, component.
+    parked: BTreeMap<String, usize>,
     out: VecDeque<(String, Delivery)>,
 }
 
 impl Sequencer {
-    /// An empty group.
-    pub fn new(timing: Timing) -> Self {
+    /// An empty group whose views carry `run` (a fresh nonce for each group the driver
+    /// creates).
+    pub fn new(timing: Timing, run: GroupRun) -> Self {
         Self {
             timing,
+            run,
             next_view_id: 1,
             age: 0,
             members: BTreeMap::new(),
             components: Vec::new(),
             dirty: BTreeMap::new(),
+            parked: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -118,7 +131,7 @@ impl Sequencer {
     /// A member joins. It joins the (first) component; the view follows when the batching
     /// window ends.
     pub fn join(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
-        if self.members.contains_key(member) {
+        if self.members.contains_key(member) || self.parked.contains_key(member) {
             return Err(SequencerError::AlreadyMember(member.to_owned()));
         }
         if self.components.is_empty() {
@@ -138,8 +151,31 @@ impl Sequencer {
         Ok(())
     }
 
+    /// A new incarnation of `member` joins: a member not in the group joins as usual; one that
+    /// is (a restarted process whose old incarnation has not been found dead yet) leaves now,
+    /// and its new incarnation joins once the view without the old one is installed, so every
+    /// peer sees a leave and then a join, never an unchanged view of a process that lost its
+    /// state.
+    pub fn rejoin(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
+        if self.parked.contains_key(member) {
+            return Ok(());
+        }
+        match self.members.get(member) {
+            None => self.join(member, now_ms),
+            Some(state) => {
+                let component = state.component;
+                self.leave(member, now_ms)?;
+                self.parked.insert(member.to_owned(), component);
+                Ok(())
+            }
+        }
+    }
+
     /// A member leaves (or is found to have failed).
     pub fn leave(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
+        if self.parked.remove(member).is_some() {
+            return Ok(());
+        }
         let state = self
             .members
             .remove(member)
@@ -277,6 +313,12 @@ impl Sequencer {
         for c in due {
             self.dirty.remove(&c);
             self.install(c);
+            let waiting: Vec<String> =
+                self.parked.iter().filter(|(_, &pc)| pc == c).map(|(m, _)| m.clone()).collect();
+            for m in waiting {
+                self.parked.remove(&m);
+                let _ = self.join(&m, now_ms);
+            }
         }
     }
 
@@ -319,7 +361,7 @@ impl Sequencer {
                 joined: members.iter().filter(|x| !prev.contains(x)).cloned().collect(),
                 left: prev.iter().filter(|x| !members.contains(x)).cloned().collect(),
             };
-            self.out.push_back((m.clone(), Delivery::View(view)));
+            self.out.push_back((m.clone(), Delivery::View { view, run: self.run }));
         }
     }
 
@@ -328,9 +370,9 @@ impl Sequencer {
         self.out.pop_front()
     }
 
-    /// True when the group has no members left.
+    /// True when the group has no members left (nor incarnations waiting to join).
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.members.is_empty() && self.parked.is_empty()
     }
 
     /// The current view id of a member's component (0 before its first view).
@@ -350,13 +392,21 @@ mod tests {
     fn views_of(d: &[(String, Delivery)], who: &str) -> Vec<View> {
         d.iter()
             .filter(|(m, _)| m == who)
-            .filter_map(|(_, x)| if let Delivery::View(v) = x { Some(v.clone()) } else { None })
+            .filter_map(
+                |(_, x)| {
+                    if let Delivery::View { view, .. } = x {
+                        Some(view.clone())
+                    } else {
+                        None
+                    }
+                },
+            )
             .collect()
     }
 
     #[test]
     fn a_second_join_is_refused() {
-        let mut s = Sequencer::new(Timing::default());
+        let mut s = Sequencer::new(Timing::default(), GroupRun::default());
         s.join("a", 0).unwrap();
         assert_eq!(s.join("a", 1), Err(SequencerError::AlreadyMember("a".into())));
         assert_eq!(s.leave("z", 1), Err(SequencerError::NotAMember("z".into())));
@@ -364,8 +414,36 @@ mod tests {
     }
 
     #[test]
+    fn a_new_incarnation_joins_in_the_view_after_its_old_one_left() {
+        let mut s = Sequencer::new(Timing::default(), GroupRun::default());
+        for m in ["a", "b"] {
+            s.join(m, 0).unwrap();
+        }
+        s.tick(50);
+        drain(&mut s);
+        s.rejoin("b", 60).unwrap();
+        assert_eq!(s.join("b", 61), Err(SequencerError::AlreadyMember("b".into())));
+        s.tick(110);
+        let d = drain(&mut s);
+        assert_eq!(views_of(&d, "a")[0].left, ["b"], "the old incarnation leaves first");
+        assert!(views_of(&d, "b").is_empty(), "the new one has no view yet");
+        s.tick(160);
+        let d = drain(&mut s);
+        let v = &views_of(&d, "a")[0];
+        assert_eq!(v.members, ["a", "b"]);
+        assert_eq!(v.joined, ["b"]);
+        assert_eq!(views_of(&d, "b")[0].joined, ["a", "b"], "a fresh start for b");
+        // A waiting incarnation that goes away leaves no trace.
+        s.rejoin("b", 200).unwrap();
+        s.leave("b", 201).unwrap();
+        s.tick(260);
+        s.tick(320);
+        assert_eq!(s.view_of("b"), None);
+    }
+
+    #[test]
     fn simultaneous_joins_form_one_view_oldest_first() {
-        let mut s = Sequencer::new(Timing::default());
+        let mut s = Sequencer::new(Timing::default(), GroupRun::default());
         for m in ["a", "b", "c"] {
             s.join(m, 0).unwrap();
         }
@@ -381,7 +459,7 @@ mod tests {
 
     #[test]
     fn messages_are_agreed_and_a_message_of_an_ended_view_is_dropped_for_everyone() {
-        let mut s = Sequencer::new(Timing::default());
+        let mut s = Sequencer::new(Timing::default(), GroupRun::default());
         for m in ["a", "b", "c"] {
             s.join(m, 0).unwrap();
         }
@@ -407,13 +485,14 @@ mod tests {
             assert_eq!(seen, [b"1".as_slice(), b"2"], "{who}: agreed order, no late message");
             // The new view comes after the old view's messages.
             let last = d.iter().rfind(|(m, _)| m == who).unwrap();
-            assert!(matches!(&last.1, Delivery::View(v) if v.left == ["c"]));
+            assert!(matches!(&last.1, Delivery::View { view, .. } if view.left == ["c"]));
         }
     }
 
     #[test]
     fn silent_members_are_removed_after_the_timeout() {
-        let mut s = Sequencer::new(Timing { batch_ms: 10, failure_timeout_ms: 1_000 });
+        let mut s =
+            Sequencer::new(Timing { batch_ms: 10, failure_timeout_ms: 1_000 }, GroupRun::default());
         for m in ["a", "b"] {
             s.join(m, 0).unwrap();
         }
@@ -429,7 +508,10 @@ mod tests {
 
     #[test]
     fn partitions_continue_separately_and_heal_into_a_merge() {
-        let mut s = Sequencer::new(Timing { batch_ms: 0, failure_timeout_ms: u64::MAX / 2 });
+        let mut s = Sequencer::new(
+            Timing { batch_ms: 0, failure_timeout_ms: u64::MAX / 2 },
+            GroupRun::default(),
+        );
         for m in ["a", "b", "c", "d"] {
             s.join(m, 0).unwrap();
         }

@@ -16,6 +16,7 @@ use super::events::{ControlTiming, MemberEvent, Outgoing};
 use super::keyring::KeyRing;
 use super::switch::{Catalogue, SwitchState};
 use crate::envelope::EnvelopeChecker;
+use crate::group::GroupRun;
 use crate::identity::Identity;
 use crate::policy::live::Report;
 use crate::policy::live::{EventRates, GroupReports, Probes};
@@ -36,6 +37,8 @@ pub struct MemberCore {
     pub(super) timing: ControlTiming,
     pub(super) now: Duration,
     pub(super) view: Option<View>,
+    /// The group run of the current view.
+    pub(super) run: GroupRun,
     /// The view as given to the plugin: only trusted members.
     pub(super) trusted_view: Option<View>,
     /// Since when no agreement has run (the last view or key): the view's age for the policy.
@@ -142,6 +145,7 @@ impl MemberCore {
             timing: ControlTiming::default(),
             now: Duration::ZERO,
             view: None,
+            run: GroupRun::default(),
             trusted_view: None,
             quiet_since: Duration::ZERO,
             keys_in_view: 0,

@@ -12,7 +12,7 @@ use super::events::{MemberError, MemberEvent, Outgoing};
 use super::switch::{SwitchEvent, SwitchState};
 use super::MemberCore;
 use crate::envelope::{Envelope, Header, Kind};
-use crate::group::Delivery;
+use crate::group::{Delivery, GroupRun};
 
 impl MemberCore {
     /// Handles one delivery from the group layer.
@@ -23,7 +23,7 @@ impl MemberCore {
     ) -> Result<(), MemberError> {
         self.now = now;
         match delivery {
-            Delivery::View(view) => self.on_view(view)?,
+            Delivery::View { view, run } => self.on_view(view, run)?,
             Delivery::Message { from, bytes, .. } => {
                 self.verified += 1;
                 let envelope = match self.checker.accept_from(&bytes, Some(&from)) {
@@ -49,8 +49,13 @@ impl MemberCore {
         Ok(())
     }
 
-    pub(super) fn on_view(&mut self, view: View) -> Result<(), MemberError> {
+    pub(super) fn on_view(&mut self, view: View, run: GroupRun) -> Result<(), MemberError> {
         if let Some(current) = &self.view {
+            if run != self.run {
+                let error = format!("view {} of another group run ({run})", view.view_id);
+                self.error("group layer", error);
+                return Ok(());
+            }
             if view.view_id <= current.view_id {
                 let error =
                     format!("view {} does not follow view {}", view.view_id, current.view_id);
@@ -58,7 +63,8 @@ impl MemberCore {
                 return Ok(());
             }
         }
-        self.checker.set_view(view.view_id);
+        self.run = run;
+        self.checker.set_view(run, view.view_id);
         // Access control: members outside the trust store take no part in key agreement, so
         // the plugin sees only the trusted ones.
         let members: Vec<String> =
@@ -258,6 +264,7 @@ impl MemberCore {
         self.seq += 1;
         let header = Header {
             group: self.group.clone(),
+            run: self.run,
             view_id: view.view_id,
             epoch,
             kind,
@@ -314,9 +321,11 @@ mod tests {
             joined: vec![],
             left: vec![],
         };
-        core.handle_delivery(Duration::ZERO, Delivery::View(view)).unwrap();
+        let run = GroupRun::default();
+        core.handle_delivery(Duration::ZERO, Delivery::View { view, run }).unwrap();
         let header = |protocol: &str, kind: Kind, seq: u64| Header {
             group: "g".into(),
+            run,
             view_id: 1,
             epoch: epoch_of(1, 0),
             kind,

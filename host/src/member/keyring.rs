@@ -141,6 +141,7 @@ impl MemberCore {
         }
         let header = Header {
             group: self.group.clone(),
+            run: self.run,
             view_id: view.view_id,
             epoch: key.epoch,
             kind: Kind::Data,
@@ -226,6 +227,7 @@ mod tests {
     fn header(epoch: u64, seq: u64) -> Header {
         Header {
             group: "g".into(),
+            run: crate::group::GroupRun::default(),
             view_id: epoch >> 24,
             epoch,
             kind: Kind::Data,

@@ -55,6 +55,7 @@ pub(super) fn core_in_view(me: &str, members: &[&str]) -> MemberCore {
         joined: vec![],
         left: vec![],
     };
-    core.handle_delivery(Duration::ZERO, Delivery::View(view)).expect("view");
+    let run = crate::group::GroupRun::default();
+    core.handle_delivery(Duration::ZERO, Delivery::View { view, run }).expect("view");
     core
 }

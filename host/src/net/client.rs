@@ -8,6 +8,8 @@ use tokio_util::bytes::Bytes;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::group::{Delivery, GroupEndpoint};
+use crate::identity::Identity;
+use crate::net::auth::{self, Challenge};
 use crate::net::wire::{self, ClientMsg, ControlCmd, ServerMsg};
 
 /// One connection to the daemon.
@@ -21,11 +23,18 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 }
 
 impl Connection {
-    /// Connects and joins `group` as `member`, waiting for the daemon's acknowledgement (so
-    /// joins made one after another are seen in that order); a refusal is an error.
-    pub async fn join(addr: impl ToSocketAddrs, group: &str, member: &str) -> io::Result<Self> {
-        let mut c = Self::connect(addr).await?;
-        c.send(&ClientMsg::Join { group: group.into(), member: member.into() }).await?;
+    /// Connects and joins `group` as `identity`'s member id, proving it with the identity's
+    /// key, and waits for the daemon's acknowledgement (so joins made one after another are seen
+    /// in that order); a refusal is an error.
+    pub async fn join(
+        addr: impl ToSocketAddrs,
+        group: &str,
+        identity: &Identity,
+    ) -> io::Result<Self> {
+        let (mut c, challenge) = Self::open(addr).await?;
+        let proof = auth::prove_join(identity, &challenge, group);
+        let join = ClientMsg::Join { group: group.into(), member: identity.id().into(), proof };
+        c.send(&join).await?;
         match c.recv().await? {
             Some(ServerMsg::Ok) => Ok(c),
             Some(ServerMsg::Error(e)) => {
@@ -36,10 +45,18 @@ impl Connection {
         }
     }
 
-    async fn connect(addr: impl ToSocketAddrs) -> io::Result<Self> {
+    /// Connects and reads the daemon's challenge, without sending anything (the first request,
+    /// a join or a command, must answer it).
+    pub async fn open(addr: impl ToSocketAddrs) -> io::Result<(Self, Challenge)> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Self { framed: Framed::new(stream, wire::codec()) })
+        let mut c = Self { framed: Framed::new(stream, wire::codec()) };
+        match c.recv().await? {
+            Some(ServerMsg::Challenge(challenge)) => Ok((c, challenge)),
+            Some(ServerMsg::Error(e)) => Err(io::Error::other(format!("the daemon refused: {e}"))),
+            Some(other) => Err(invalid(format!("expected a challenge, got {other:?}"))),
+            None => Err(invalid("the daemon closed the connection")),
+        }
     }
 
     /// Sends one message.
@@ -60,10 +77,16 @@ impl Connection {
         }
     }
 
-    /// Sends one fault-injection command on a fresh connection and returns the answer.
-    pub async fn control(addr: impl ToSocketAddrs, cmd: ControlCmd) -> io::Result<ServerMsg> {
-        let mut c = Self::connect(addr).await?;
-        c.send(&ClientMsg::Control(cmd)).await?;
+    /// Sends one fault-injection command, signed by `operator`, on a fresh connection and
+    /// returns the answer.
+    pub async fn control(
+        addr: impl ToSocketAddrs,
+        operator: &Identity,
+        cmd: ControlCmd,
+    ) -> io::Result<ServerMsg> {
+        let (mut c, challenge) = Self::open(addr).await?;
+        let proof = auth::prove_control(operator, &challenge, &cmd);
+        c.send(&ClientMsg::Control { operator: operator.id().into(), cmd, proof }).await?;
         c.recv().await?.ok_or_else(|| invalid("the daemon closed the control connection"))
     }
 }
@@ -80,7 +103,7 @@ impl GroupEndpoint for Connection {
                 Some(ServerMsg::Error(e)) => {
                     return Err(io::Error::other(format!("the daemon refused: {e}")))
                 }
-                Some(ServerMsg::Ok) => continue,
+                Some(ServerMsg::Ok | ServerMsg::Challenge(_)) => continue,
                 Some(other) => return Ok(Option::from(other)),
             }
         }

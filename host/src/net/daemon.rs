@@ -7,11 +7,23 @@
 //! while keeping every member's deliveries in order. It orders signed envelopes and
 //! ciphertext; it never holds a key.
 //!
+//! Every connection starts with a challenge, and its first request must prove an identity on
+//! the daemon's access list ([`DaemonAccess`], see [`crate::net::auth`]): a member's key to
+//! join, an operator's key to inject faults, which is off unless the daemon allows it. Until
+//! then the daemon keeps nothing for the connection but its socket and challenge, for at most
+//! [`Limits::handshake_timeout`].
+//!
 //! Everything a client controls is bounded ([`Limits`]): group names, the number of groups and
 //! of connections, each connection's queue of deliveries (a client that does not read is
-//! disconnected, not buffered without end) and the time a frame may take to arrive. Each
-//! connection has its own id, so a stale connection that closes never removes a newer one that
-//! joined under the same member id.
+//! disconnected, not buffered without end) and the time a frame may take to arrive. Refusals
+//! are counted (`gka_daemon_refused_total{reason}`), not logged one by one.
+//!
+//! Each connection is its member's *incarnation*: only the current incarnation's departure
+//! removes the member, so a stale connection that closes never removes a newer one that joined
+//! under the same member id. A proven join under an id already in the group replaces the old
+//! incarnation (the member restarted): the old one leaves in one view and the new one joins in
+//! the next, so peers rekey for both. Each group gets a fresh [`GroupRun`] nonce when it is
+//! created, carried in its views.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,11 +38,14 @@ use tokio::time::Instant;
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::Framed;
 
-use crate::group::{Delivery, Sequencer, Timing};
+use rand_core::{OsRng, RngCore};
+
+use crate::group::{Delivery, GroupRun, Sequencer, Timing};
+use crate::net::auth::{Challenge, DaemonAccess};
 use crate::net::wire::{self, ClientMsg, ControlCmd, ServerMsg};
 
 /// Daemon settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DaemonConfig {
     /// Batching window and failure timeout.
     pub timing: Timing,
@@ -38,9 +53,9 @@ pub struct DaemonConfig {
     pub tick: Duration,
     /// Bounds on what clients control.
     pub limits: Limits,
-    /// Whether clients may inject faults (partition, heal, delay). Off by default: connections
-    /// are not authenticated yet, so when it is on, any client can split or slow a group (for
-    /// tests and the demo).
+    /// Who may join, and who may inject faults.
+    pub access: DaemonAccess,
+    /// Whether operators may inject faults (partition, heal, delay). Off by default.
     pub allow_control: bool,
 }
 
@@ -50,6 +65,7 @@ impl Default for DaemonConfig {
             timing: Timing::default(),
             tick: Duration::from_millis(10),
             limits: Limits::default(),
+            access: DaemonAccess::default(),
             allow_control: false,
         }
     }
@@ -72,6 +88,8 @@ pub struct Limits {
     /// How long a connection may go without a complete frame before it is closed (a half-sent
     /// frame, or a silent client).
     pub frame_timeout: Duration,
+    /// How long a connection has to send its first, authenticated request.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -83,6 +101,7 @@ impl Default for Limits {
             max_queued: 4096,
             max_queued_bytes: 64 << 20,
             frame_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -93,7 +112,25 @@ struct Outbox {
     id: u64,
     tx: mpsc::Sender<(Instant, ServerMsg)>,
     queued_bytes: Arc<AtomicUsize>,
-    kick: Arc<Notify>,
+    kick: Arc<Kick>,
+}
+
+/// Closes a connection from outside its task, saying why.
+#[derive(Default)]
+struct Kick {
+    notify: Notify,
+    reason: Mutex<String>,
+}
+
+impl Kick {
+    fn close(&self, reason: &str) {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = reason.to_owned();
+        self.notify.notify_one();
+    }
+
+    fn reason(&self) -> String {
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// The largest emulated delay a control command may set (a minute): anything larger is a
@@ -156,7 +193,7 @@ impl State {
         for (to, delivery) in pending {
             let from = match &delivery {
                 Delivery::Message { from, .. } => Some(from.clone()),
-                Delivery::View(_) => None,
+                Delivery::View { .. } => None,
             };
             let key = (group.to_owned(), to.clone());
             let delay = Duration::from_millis(self.delay(group, from.as_deref(), &to));
@@ -184,7 +221,7 @@ impl State {
         let now_ms = self.now_ms();
         for key in slow {
             if let Some(out) = self.conns.remove(&key) {
-                out.kick.notify_one();
+                out.kick.close("too many deliveries queued: this client does not read");
                 if let Some(seq) = self.groups.get_mut(&key.0) {
                     let _ = seq.leave(&key.1, now_ms);
                 }
@@ -286,10 +323,11 @@ impl Daemon {
 
 /// Serves connections on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, config: DaemonConfig) {
+    let (tick, max_connections) = (config.tick, config.limits.max_connections);
     let state = Arc::new(Mutex::new(State::new(config)));
     let ticker = state.clone();
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval(config.tick);
+        let mut interval = tokio::time::interval(tick);
         loop {
             interval.tick().await;
             lock(&ticker).tick();
@@ -304,7 +342,8 @@ pub async fn serve(listener: TcpListener, config: DaemonConfig) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        if open.load(Ordering::Relaxed) >= config.limits.max_connections {
+        if open.load(Ordering::Relaxed) >= max_connections {
+            refused("connections");
             drop(stream);
             continue;
         }
@@ -324,7 +363,7 @@ pub async fn serve(listener: TcpListener, config: DaemonConfig) {
 fn queued_size(msg: &ServerMsg) -> usize {
     match msg {
         ServerMsg::Message { bytes, .. } => bytes.len(),
-        ServerMsg::View(v) => v.members.iter().map(String::len).sum(),
+        ServerMsg::View { view, .. } => view.members.iter().map(String::len).sum(),
         _ => 0,
     }
 }
@@ -347,12 +386,28 @@ where
     tokio::time::timeout(Duration::from_millis(200), frames.next()).await.map_err(|_| ())
 }
 
-/// Why a join is refused, if it is.
-fn refuse_join(st: &State, group: &str, member: &str) -> Option<String> {
-    let limits = &st.config.limits;
+/// Counts a refused connection or request by reason.
+fn refused(reason: &'static str) {
+    metrics::counter!("gka_daemon_refused_total", "reason" => reason).increment(1);
+}
+
+/// Why a join is refused, if it is: a reason label and a message.
+fn refuse_join(
+    st: &State,
+    challenge: &Challenge,
+    (group, member, proof): (&str, &str, &[u8]),
+) -> Option<(&'static str, String)> {
     if !crate::identity::valid_member_id(member) {
-        return Some(format!("invalid member id {member:?}"));
+        return Some(("bad_request", format!("invalid member id {member:?}")));
     }
+    if let Err(e) = st.config.access.check_join(challenge, group, member, proof) {
+        return Some(("unauthenticated", e.to_string()));
+    }
+    refuse_group(st, group).map(|reason| ("limit", reason))
+}
+
+fn refuse_group(st: &State, group: &str) -> Option<String> {
+    let limits = &st.config.limits;
     if group.is_empty() || group.len() > limits.max_group_name {
         return Some(format!(
             "a group name must be 1 to {} bytes, not {}",
@@ -366,13 +421,35 @@ fn refuse_join(st: &State, group: &str, member: &str) -> Option<String> {
     None
 }
 
+/// Why a control command is refused, if it is.
+fn refuse_control(
+    st: &State,
+    challenge: &Challenge,
+    (operator, cmd, proof): (&str, &ControlCmd, &[u8]),
+) -> Option<(&'static str, String)> {
+    if !st.config.allow_control {
+        return Some((
+            "control_off",
+            "fault injection is off: start the daemon with it allowed (gka daemon \
+             --allow-control)"
+                .into(),
+        ));
+    }
+    st.config
+        .access
+        .check_control(challenge, operator, cmd, proof)
+        .err()
+        .map(|e| ("unauthenticated", format!("{e} (operators are listed with --operators)")))
+}
+
 async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
     let (mut sink, mut frames) = Framed::new(stream, wire::codec()).split();
     let limits = lock(&state).config.limits;
-    let frame_timeout = limits.frame_timeout;
+    let mut challenge: Challenge = Default::default();
+    OsRng.fill_bytes(&mut challenge);
     // One slot more than the limit for the reply that explains a close.
     let (tx, mut rx) = mpsc::channel::<(Instant, ServerMsg)>(limits.max_queued.max(1) + 1);
-    let kick = Arc::new(Notify::new());
+    let kick = Arc::new(Kick::default());
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let written = queued_bytes.clone();
     let mut writer = tokio::spawn(async move {
@@ -388,13 +465,17 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
     let reply = |msg: ServerMsg| {
         let _ = tx.try_send((Instant::now(), msg));
     };
+    reply(ServerMsg::Challenge(challenge));
     let mut joined: Option<(String, String)> = None;
     loop {
+        let frame_timeout = match joined {
+            Some(_) => limits.frame_timeout,
+            None => limits.handshake_timeout.min(limits.frame_timeout),
+        };
         let frame = tokio::select! {
             frame = next_frame(&mut frames, frame_timeout) => frame,
-            () = kick.notified() => {
-                reply(ServerMsg::Error("too many deliveries queued: this client does not read; \
-                                        closing".into()));
+            () = kick.notify.notified() => {
+                reply(ServerMsg::Error(format!("{}; closing", kick.reason())));
                 break;
             }
         };
@@ -422,16 +503,31 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
         let mut st = lock(&state);
         let now = st.now_ms();
         match (msg, &joined) {
-            (ClientMsg::Join { group, member }, None) => {
-                if let Some(reason) = refuse_join(&st, &group, &member) {
+            (ClientMsg::Join { group, member, proof }, None) => {
+                if let Some((label, reason)) =
+                    refuse_join(&st, &challenge, (&group, &member, &proof))
+                {
+                    refused(label);
                     reply(ServerMsg::Error(format!("{reason}; closing")));
                     break;
                 }
+                // Deliveries already decided go to the incarnation they were decided for.
+                st.route(&group);
                 let timing = st.config.timing;
-                let seq = st.groups.entry(group.clone()).or_insert_with(|| Sequencer::new(timing));
-                if let Err(e) = seq.join(&member, now) {
+                let seq = st.groups.entry(group.clone()).or_insert_with(|| {
+                    let mut run = GroupRun::default();
+                    OsRng.fill_bytes(&mut run.0);
+                    Sequencer::new(timing, run)
+                });
+                if let Err(e) = seq.rejoin(&member, now) {
+                    refused("bad_request");
                     reply(ServerMsg::Error(format!("{e}; closing")));
                     break;
+                }
+                let key = (group.clone(), member.clone());
+                if let Some(old) = st.conns.remove(&key) {
+                    // The proven owner of the id is back: its earlier incarnation is done.
+                    old.kick.close("a newer connection joined under this member id");
                 }
                 let outbox = Outbox {
                     id,
@@ -439,23 +535,31 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
                     queued_bytes: queued_bytes.clone(),
                     kick: kick.clone(),
                 };
-                st.conns.insert((group.clone(), member.clone()), outbox);
+                st.conns.insert(key, outbox);
                 // The acknowledgement orders joins: a client that waits for it before the next
                 // join knows the daemon saw them in that order.
                 reply(ServerMsg::Ok);
                 joined = Some((group, member));
             }
-            (ClientMsg::Control(_), None) if !st.config.allow_control => {
-                reply(ServerMsg::Error(
-                    "fault injection is off: start the daemon with it allowed (gka daemon \
-                     --allow-control)"
-                        .into(),
-                ));
+            (ClientMsg::Control { operator, cmd, proof }, None) => {
+                if let Some((label, reason)) =
+                    refuse_control(&st, &challenge, (&operator, &cmd, &proof))
+                {
+                    refused(label);
+                    reply(ServerMsg::Error(format!("{reason}; closing")));
+                    break;
+                }
+                let action = format!("{cmd:?}");
+                match st.control(cmd) {
+                    Ok(()) => {
+                        eprintln!("gka daemon: operator {operator:?}: {action}");
+                        reply(ServerMsg::Ok)
+                    }
+                    Err(e) => reply(ServerMsg::Error(e)),
+                }
+                // One command per proof: the challenge is spent.
+                break;
             }
-            (ClientMsg::Control(cmd), None) => match st.control(cmd) {
-                Ok(()) => reply(ServerMsg::Ok),
-                Err(e) => reply(ServerMsg::Error(e)),
-            },
             (ClientMsg::Send { .. } | ClientMsg::Heartbeat, Some((group, member)))
                 if st.conns.get(&(group.clone(), member.clone())).map(|o| o.id) != Some(id) =>
             {
@@ -533,7 +637,7 @@ mod tests {
     #[test]
     fn a_stalled_daemon_expels_nobody_but_a_silent_member_still_goes() {
         let mut st = state(3_000);
-        let mut seq = Sequencer::new(st.config.timing);
+        let mut seq = Sequencer::new(st.config.timing, GroupRun::default());
         seq.join("a", 0).unwrap();
         seq.join("b", 0).unwrap();
         st.groups.insert("g".into(), seq);

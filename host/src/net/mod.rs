@@ -5,9 +5,11 @@
 // The daemon and its client do IO: they read the clock to schedule deliveries.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+pub mod auth;
 mod client;
 mod daemon;
 pub mod wire;
 
+pub use auth::DaemonAccess;
 pub use client::Connection;
 pub use daemon::{serve, Daemon, DaemonConfig, Limits, MAX_DELAYS, MAX_DELAY_MS};

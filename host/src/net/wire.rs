@@ -1,16 +1,19 @@
 //! The daemon's client protocol: length-delimited frames (a 4-byte big-endian length, at most
-//! [`MAX_FRAME_BYTES`]) each holding one versioned postcard message. The daemon only orders
-//! signed envelopes; it never sees a key.
+//! [`MAX_FRAME_BYTES`]) each holding one versioned postcard message. The daemon opens every
+//! connection with a [`ServerMsg::Challenge`]; the client's first request answers it with a
+//! proof of its identity (see [`crate::net::auth`]). The daemon only orders signed envelopes;
+//! it never sees a key.
 
 use gka_plugin_api::View;
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
 use crate::envelope::MAX_ENVELOPE_BYTES;
-use crate::group::Delivery;
+use crate::group::{Delivery, GroupRun};
+use crate::net::auth::Challenge;
 
-/// The wire format version; a frame with another is refused.
-pub const WIRE_VERSION: u8 = 1;
+/// The wire format version; a frame with another is refused (2: authenticated requests).
+pub const WIRE_VERSION: u8 = 2;
 
 /// The largest frame accepted in either direction.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 1024;
@@ -23,12 +26,16 @@ pub fn codec() -> LengthDelimitedCodec {
 /// A member's request to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientMsg {
-    /// Join `group` as `member` (the first message of a member connection).
+    /// Join `group` as `member` (the first message of a member connection). A member id that
+    /// is already in the group is taken over: that proof can only come from the member itself,
+    /// restarted, so the old connection leaves and this one joins as a new incarnation.
     Join {
         /// The group.
         group: String,
         /// The member id.
         member: String,
+        /// The member's signature over [`crate::net::auth::join_statement`].
+        proof: Vec<u8>,
     },
     /// Sequence a message sent in view `view_id` (to everyone, or to one member).
     Send {
@@ -43,8 +50,15 @@ pub enum ClientMsg {
     Heartbeat,
     /// Leave the group (closing the connection does the same).
     Leave,
-    /// Fault injection (a control connection: the first message).
-    Control(ControlCmd),
+    /// Fault injection by an operator (a control connection: the first message).
+    Control {
+        /// The operator's id.
+        operator: String,
+        /// The command.
+        cmd: ControlCmd,
+        /// The operator's signature over [`crate::net::auth::control_statement`].
+        proof: Vec<u8>,
+    },
 }
 
 /// Fault injection commands.
@@ -76,8 +90,15 @@ pub enum ControlCmd {
 /// The daemon's messages to a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerMsg {
-    /// A new view.
-    View(View),
+    /// The first message on every connection: what the client's first request must sign.
+    Challenge(Challenge),
+    /// A new view, with its group's run.
+    View {
+        /// The view.
+        view: View,
+        /// The group's run.
+        run: GroupRun,
+    },
     /// A sequenced message.
     Message {
         /// The sender.
@@ -96,7 +117,7 @@ pub enum ServerMsg {
 impl From<Delivery> for ServerMsg {
     fn from(d: Delivery) -> Self {
         match d {
-            Delivery::View(v) => Self::View(v),
+            Delivery::View { view, run } => Self::View { view, run },
             Delivery::Message { from, view_id, bytes } => Self::Message { from, view_id, bytes },
         }
     }
@@ -105,11 +126,11 @@ impl From<Delivery> for ServerMsg {
 impl From<ServerMsg> for Option<Delivery> {
     fn from(m: ServerMsg) -> Self {
         match m {
-            ServerMsg::View(v) => Some(Delivery::View(v)),
+            ServerMsg::View { view, run } => Some(Delivery::View { view, run }),
             ServerMsg::Message { from, view_id, bytes } => {
                 Some(Delivery::Message { from, view_id, bytes })
             }
-            ServerMsg::Ok | ServerMsg::Error(_) => None,
+            ServerMsg::Challenge(_) | ServerMsg::Ok | ServerMsg::Error(_) => None,
         }
     }
 }

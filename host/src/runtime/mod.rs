@@ -130,7 +130,7 @@ pub struct MemberHandle {
 /// before it connects: it would only stall the group.
 pub async fn spawn_member(daemon: &str, config: MemberConfig) -> std::io::Result<MemberHandle> {
     check_trust(&config)?;
-    let connection = Connection::join(daemon, &config.group, config.identity.id()).await?;
+    let connection = Connection::join(daemon, &config.group, &config.identity).await?;
     spawn_member_on(connection, config)
 }
 
@@ -311,7 +311,7 @@ impl Driver {
                         Ok(None) => break "the group layer closed the connection".to_owned(),
                         Err(e) => break format!("group layer error: {e}"),
                     };
-                    if let crate::group::Delivery::View(_) = &delivery {
+                    if let crate::group::Delivery::View { .. } = &delivery {
                         self.agreement_started = Some(Instant::now());
                         self.busy = Duration::ZERO;
                         self.exps_at_start = self.core.exponentiations_total();
