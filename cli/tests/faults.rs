@@ -3,6 +3,53 @@
 
 const GKA: &str = env!("CARGO_BIN_EXE_gka");
 
+/// A child process, killed when the test ends however it ends (even if it is stopped).
+struct Child(std::process::Child);
+
+impl Child {
+    fn pid(&self) -> libc::pid_t {
+        self.0.id() as libc::pid_t
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // SAFETY: a signal to our own child process (it may be stopped).
+        unsafe { libc::kill(self.pid(), libc::SIGCONT) };
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `gka daemon` on `listen` (a 1 s failure timeout) admitting the keys in `trust`, and
+/// returns it with the address it bound.
+fn start_daemon(trust: &std::path::Path, listen: &str) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut daemon = Child(
+        Command::new(GKA)
+            .args(["daemon", "--listen", listen, "--failure-timeout-ms", "1000"])
+            .args(["--trust", trust.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gka daemon starts"),
+    );
+    // The daemon prints the address it bound; read it without waiting for ever.
+    let stdout = daemon.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the daemon says where it listens");
+    assert!(line.contains("listening"), "{line}");
+    (daemon, line.trim().rsplit(' ').next().expect("an address").to_owned())
+}
+
 /// `gka member` refuses to start when its trust store cannot vouch for it (no key for its id,
 /// or another key than its own): such a member would only stall its group. It says why, names
 /// the flag, and exits non-zero before connecting anywhere.
@@ -59,8 +106,6 @@ mod misconfigured_member {
 /// stopped and start again as soon as it resumes, so the daemon's first look at the clock
 /// after the stall sees every member silent for longer than the timeout.
 mod daemon_stall {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     use std::time::Duration;
 
     use gka_host::net::wire::{ClientMsg, ServerMsg};
@@ -68,7 +113,7 @@ mod daemon_stall {
     use gka_tests::group::identity;
     use tokio::time::Instant;
 
-    use super::GKA;
+    use super::start_daemon;
 
     /// Heartbeats from both, and every view either sees, for `span`.
     async fn beat(conns: &mut [Connection], span: Duration, views: &mut Vec<Vec<String>>) {
@@ -89,18 +134,6 @@ mod daemon_stall {
         }
     }
 
-    /// The daemon process, killed when the test ends however it ends.
-    struct Child(std::process::Child);
-
-    impl Drop for Child {
-        fn drop(&mut self) {
-            // SAFETY: a signal to our own child process (it may be stopped).
-            unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGCONT) };
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stopped_daemon_expels_nobody_when_it_resumes() {
         let trust = tempfile::tempdir().unwrap();
@@ -108,27 +141,7 @@ mod daemon_stall {
         for i in &ids {
             i.write(trust.path()).unwrap();
         }
-        let mut daemon = Child(
-            Command::new(GKA)
-                .args(["daemon", "--listen", "127.0.0.1:0", "--failure-timeout-ms", "1000"])
-                .args(["--trust", trust.path().to_str().unwrap()])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("gka daemon starts"),
-        );
-        // The daemon prints the address it bound; read it without waiting for ever.
-        let stdout = daemon.0.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line =
-            rx.recv_timeout(Duration::from_secs(10)).expect("the daemon says where it listens");
-        let addr = line.trim().rsplit(' ').next().expect("an address").to_owned();
-        assert!(line.contains("listening"), "{line}");
+        let (daemon, addr) = start_daemon(trust.path(), "127.0.0.1:0");
 
         let mut conns = vec![
             Connection::join(&addr, "g", &ids[0]).await.unwrap(),
@@ -152,7 +165,7 @@ mod daemon_stall {
         beat(&mut conns, Duration::from_millis(300), &mut views).await;
         views.clear();
 
-        let pid = daemon.0.id() as libc::pid_t;
+        let pid = daemon.pid();
         // SAFETY: signals to our own child process.
         unsafe { libc::kill(pid, libc::SIGSTOP) };
         tokio::time::sleep(Duration::from_millis(2_500)).await;
@@ -178,5 +191,94 @@ mod daemon_stall {
             }
         }
         drop(daemon);
+    }
+}
+
+/// `gka member` outlives its daemon: when the daemon is killed it says so, rejoins the daemon
+/// restarted on the same address and gets a key there; when the daemon is gone for good it
+/// gives up after `--give-up-after` and exits non-zero, saying why.
+mod member_recovery {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc::Receiver;
+    use std::time::{Duration, Instant};
+
+    use gka_tests::group::identity;
+
+    use super::{start_daemon, Child, GKA};
+
+    fn wait_line(
+        lines: &Receiver<String>,
+        seen: &mut Vec<String>,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = pred(&l);
+                    seen.push(l);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no line for {what}; saw {seen:#?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_member_rejoins_a_restarted_daemon_and_gives_up_on_a_dead_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = identity("a");
+        a.write(dir.path()).unwrap();
+        let (daemon, addr) = start_daemon(dir.path(), "127.0.0.1:0");
+        let mut member = Child(
+            Command::new(GKA)
+                .args(["member", "--daemon", &addr, "--group", "g", "--id", "a"])
+                .args(["--key", dir.path().join("a.key").to_str().unwrap()])
+                .args(["--trust", dir.path().to_str().unwrap(), "--give-up-after", "3"])
+                .args(["--plugins", gka_tests::artifacts::plugin_dir().to_str().unwrap()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("gka member starts"),
+        );
+        let stdout = member.0.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        wait_line(&lines, &mut seen, "a first key", |l| l.contains(" key epoch "));
+        drop(daemon);
+        wait_line(&lines, &mut seen, "the disconnect", |l| l.contains("disconnected"));
+        let (daemon, _) = start_daemon(dir.path(), &addr);
+        wait_line(&lines, &mut seen, "the rejoin", |l| l.contains("rejoined"));
+        wait_line(&lines, &mut seen, "a key from the new daemon", |l| l.contains(" key epoch "));
+        drop(daemon);
+        wait_line(&lines, &mut seen, "giving up", |l| l.contains("gave up"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = member.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the member did not exit; saw {seen:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!status.success(), "gave up, so a failure status");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(member.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(
+            stderr.contains("could not rejoin") && stderr.contains("--give-up-after 3"),
+            "{stderr}"
+        );
     }
 }

@@ -16,7 +16,8 @@ use gka_host::net::{Daemon, DaemonAccess, DaemonConfig};
 use gka_host::policy::measure::Calibration;
 use gka_host::policy::Policy;
 use gka_host::runtime::{
-    spawn_member, spawn_member_on, Command, MemberConfig, MemberHandle, RuntimeEvent, Switching,
+    spawn_member, spawn_member_on, Command, MemberConfig, MemberHandle, Recovery, RuntimeEvent,
+    Switching,
 };
 use gka_plugin_api::{GroupId, Protocol};
 use tokio::time::Instant;
@@ -47,6 +48,15 @@ pub fn operator() -> Identity {
 /// A daemon on a free loopback port with a 20 ms batching window, a 5 ms tick and the given
 /// failure timeout, admitting `names` (see [`identity`]) and taking faults from [`operator`].
 pub async fn daemon(failure_timeout: Duration, names: &[&str]) -> Daemon {
+    daemon_on("127.0.0.1:0", failure_timeout, names).await.expect("a daemon on loopback")
+}
+
+/// As [`daemon`], on `addr` (a loopback address a test chose, for a restart on the same port).
+pub async fn daemon_on(
+    addr: &str,
+    failure_timeout: Duration,
+    names: &[&str],
+) -> std::io::Result<Daemon> {
     let mut access = DaemonAccess { members: identities(names).1, ..DaemonAccess::default() };
     access.operators.insert(operator().id(), operator().public().clone());
     let timing = Timing {
@@ -54,7 +64,7 @@ pub async fn daemon(failure_timeout: Duration, names: &[&str]) -> Daemon {
         failure_timeout_ms: failure_timeout.as_millis().try_into().expect("a short timeout"),
     };
     Daemon::start(
-        "127.0.0.1:0",
+        addr,
         DaemonConfig {
             timing,
             tick: Duration::from_millis(5),
@@ -64,7 +74,6 @@ pub async fn daemon(failure_timeout: Duration, names: &[&str]) -> Daemon {
         },
     )
     .await
-    .expect("a daemon on loopback")
 }
 
 /// Switching settings that decide within a second: probes and evaluations every 200 ms,
@@ -106,6 +115,12 @@ pub struct Watched {
     pub aborts: usize,
     /// Policy edits it refused, with their reasons.
     pub policy_rejected: Vec<String>,
+    /// Times its connection to the group layer ended.
+    pub disconnects: usize,
+    /// Times it rejoined after that.
+    pub rejoins: usize,
+    /// Why it gave up recovering, if it did.
+    pub failed: Option<String>,
 }
 
 impl Watched {
@@ -119,6 +134,9 @@ impl Watched {
             switches: 0,
             aborts: 0,
             policy_rejected: Vec::new(),
+            disconnects: 0,
+            rejoins: 0,
+            failed: None,
         }
     }
 
@@ -149,6 +167,14 @@ impl Watched {
                 }
                 RuntimeEvent::Member(MemberEvent::Rejected(r)) => panic!("{name}: rejected {r}"),
                 RuntimeEvent::PolicyRejected(e) => self.policy_rejected.push(e),
+                RuntimeEvent::Disconnected { .. } => {
+                    // What it held belongs to the ended connection's group run.
+                    self.disconnects += 1;
+                    self.view_size = 0;
+                    self.key = None;
+                }
+                RuntimeEvent::Rejoined { .. } => self.rejoins += 1,
+                RuntimeEvent::Failed(r) => self.failed = Some(r),
                 RuntimeEvent::Stopped(r) => panic!("{name} stopped: {r}"),
                 _ => {}
             }
@@ -182,6 +208,7 @@ fn configs(
     group: &str,
     names: &[&str],
     setup: impl Fn(&str) -> MemberSetup,
+    recovery: Option<Recovery>,
 ) -> Vec<(String, MemberConfig)> {
     let (identities, trust) = identities(names);
     identities
@@ -197,6 +224,7 @@ fn configs(
                 dh_group: GroupId::Ffdhe2048,
                 heartbeat: Duration::from_millis(50),
                 switching,
+                recovery,
             };
             (name, config)
         })
@@ -204,15 +232,27 @@ fn configs(
 }
 
 impl TestGroup {
-    /// Members `names` of `group` over the daemon at `daemon`, each set up by `setup`.
+    /// Members `names` of `group` over the daemon at `daemon`, each set up by `setup`; they
+    /// stop when their connection ends.
     pub async fn over_daemon(
         daemon: SocketAddr,
         group: &str,
         names: &[&str],
         setup: impl Fn(&str) -> MemberSetup,
     ) -> Self {
+        Self::over_daemon_recovering(daemon, group, names, setup, None).await
+    }
+
+    /// As [`Self::over_daemon`], recovering their connections with `recovery`.
+    pub async fn over_daemon_recovering(
+        daemon: SocketAddr,
+        group: &str,
+        names: &[&str],
+        setup: impl Fn(&str) -> MemberSetup,
+        recovery: Option<Recovery>,
+    ) -> Self {
         let mut members = BTreeMap::new();
-        for (name, config) in configs(group, names, setup) {
+        for (name, config) in configs(group, names, setup, recovery) {
             let handle = spawn_member(&daemon.to_string(), config).await.expect("a member");
             members.insert(name, Watched::new(handle));
         }
@@ -227,7 +267,7 @@ impl TestGroup {
         setup: impl Fn(&str) -> MemberSetup,
     ) -> Self {
         let mut members = BTreeMap::new();
-        for (name, config) in configs(group, names, setup) {
+        for (name, config) in configs(group, names, setup, None) {
             let endpoint = net.connect(&name).expect("a member joins");
             let handle = spawn_member_on(endpoint, config).expect("a member");
             members.insert(name, Watched::new(handle));

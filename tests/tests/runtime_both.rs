@@ -2,13 +2,14 @@
 //! the in-memory network (on tokio's paused clock, so the run is deterministic and takes no
 //! real time) and the daemon over TCP. The same scenario runs on each: members agree and
 //! exchange encrypted data; then a member goes (it crashes in memory and is removed by the
-//! failure detector; it leaves over the daemon) and the survivors agree on a new key.
+//! failure detector; it leaves over the daemon) and the survivors agree on a new key. Over the
+//! daemon, members also recover from its restart, and give up (saying so) when it is gone.
 
 use std::time::Duration;
 
 use gka_host::group::{MemGroup, MemNet, Timing};
-use gka_host::runtime::Command;
-use gka_tests::group::{daemon, TestGroup};
+use gka_host::runtime::{Command, Recovery};
+use gka_tests::group::{daemon, daemon_on, TestGroup};
 use gka_tests::linked;
 
 const TIMING: Timing = Timing { batch_ms: 20, failure_timeout_ms: 500 };
@@ -53,4 +54,61 @@ async fn over_the_daemon() {
     })
     .await;
     daemon.stop();
+}
+
+/// Members over the daemon outlive it: when it stops, each reports the lost connection and
+/// rejoins the restarted daemon (on the same address) as a new incarnation, and the group
+/// agrees on a fresh key and carries data again. When no daemon comes back, each gives up
+/// after its deadline and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_rejoin_a_restarted_daemon_and_give_up_on_a_vanished_one() {
+    let names = &NAMES[..3];
+    let timeout = Duration::from_millis(TIMING.failure_timeout_ms);
+    let first = daemon(timeout, names).await;
+    let addr = first.addr;
+    let recovery = Recovery {
+        first_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(200),
+        attempt_timeout: Duration::from_secs(1),
+        give_up_after: Duration::from_secs(3),
+    };
+    let setup = |_: &str| (linked::protocol("tgdh"), None);
+    let mut group =
+        TestGroup::over_daemon_recovering(addr, "g", names, setup, Some(recovery)).await;
+    let (_, k1) = group.agreed(3).await;
+    first.stop();
+    group
+        .wait("every member saw its connection end", Duration::from_secs(10), |m| {
+            m.values().all(|w| w.disconnects == 1)
+        })
+        .await;
+    // The old listener closes as its task is dropped; the port may take a moment to be free.
+    let mut second = None;
+    for _ in 0..100 {
+        match daemon_on(&addr.to_string(), timeout, names).await {
+            Ok(d) => {
+                second = Some(d);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let second = second.expect("the address is free again");
+    let (_, k2) = group.agreed(3).await;
+    assert_ne!(k1, k2, "a new run, a new key");
+    assert!(group.members.values().all(|w| w.rejoins == 1 && w.failed.is_none()));
+    group.members["ann"].send(b"after the restart");
+    group
+        .wait("the data arrives everywhere", Duration::from_secs(20), |m| {
+            m.values().all(|w| w.received.iter().any(|d| d == b"after the restart"))
+        })
+        .await;
+    second.stop();
+    group
+        .wait("every member gave up", Duration::from_secs(20), |m| {
+            m.values().all(|w| w.failed.is_some())
+        })
+        .await;
+    let why = group.members["bob"].failed.clone().expect("checked");
+    assert!(why.contains("could not rejoin"), "{why}");
 }

@@ -8,7 +8,7 @@ use gka_host::identity::{Identity, TrustStore};
 use gka_host::member::{ControlTiming, MemberEvent, SwitchEvent};
 use gka_host::policy::Decision;
 use gka_host::runtime::{
-    spawn_member, Command as MemberCommand, MemberConfig, RuntimeEvent, Switching,
+    spawn_member, Command as MemberCommand, MemberConfig, Recovery, RuntimeEvent, Switching,
 };
 
 use crate::common::{install_metrics, runtime, PluginDirArg};
@@ -45,11 +45,31 @@ pub(crate) struct MemberArgs {
     /// never proposes, and accepts any switch to a plugin it has.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// When the connection to the daemon ends (it restarted, went away, or expelled this
+    /// member), keep trying to rejoin for this many seconds before exiting with an error.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    give_up_after: u64,
 }
 
-/// Runs one member until the group layer closes or the process is stopped.
+/// Runs one member until stdin and the group are done with, or it gives up reconnecting (then
+/// the exit status is non-zero).
 pub(crate) fn run(args: MemberArgs) -> Result<()> {
-    let MemberArgs { daemon, group, id, key, trust, protocol, plugins, metrics, policy } = args;
+    let MemberArgs {
+        daemon,
+        group,
+        id,
+        key,
+        trust,
+        protocol,
+        plugins,
+        metrics,
+        policy,
+        give_up_after,
+    } = args;
+    let recovery = Recovery {
+        give_up_after: std::time::Duration::from_secs(give_up_after),
+        ..Recovery::default()
+    };
     let identity =
         Identity::load(&key).with_context(|| format!("cannot load {}", key.display()))?;
     if identity.id() != id {
@@ -74,10 +94,15 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
         timing: ControlTiming::default(),
         calibration: None,
     };
-    runtime()?.block_on(async {
+    let rt = runtime()?;
+    let result = rt.block_on(async {
         install_metrics(metrics)?;
-        member(daemon, group, identity, trust, protocol, switching).await
-    })
+        member(daemon, group, identity, trust, protocol, switching, recovery).await
+    });
+    // Reading stdin blocks a thread that a plain drop of the runtime would wait for, so a
+    // member whose stdin stays open would never exit.
+    rt.shutdown_background();
+    result
 }
 
 /// `gka member`: stdin lines out (encrypted), events and received lines in.
@@ -88,6 +113,7 @@ async fn member(
     trust: TrustStore,
     protocol: std::sync::Arc<dyn gka_plugin_api::Protocol>,
     switching: Switching,
+    recovery: Recovery,
 ) -> Result<()> {
     use tokio::io::AsyncBufReadExt;
     let id = identity.id().to_owned();
@@ -101,6 +127,7 @@ async fn member(
             dh_group: gka_plugin_api::GroupId::Ffdhe2048,
             heartbeat: std::time::Duration::from_millis(500),
             switching: Some(switching),
+            recovery: Some(recovery),
         },
     )
     .await
@@ -122,6 +149,13 @@ async fn member(
                 Some(RuntimeEvent::Stopped(reason)) => {
                     println!("[{id}] stopped: {reason}");
                     break;
+                }
+                Some(RuntimeEvent::Failed(reason)) => {
+                    if let Some(s) = refusals.flush() {
+                        println!("[{id}] refused: {s}");
+                    }
+                    println!("[{id}] gave up: {reason}");
+                    bail!("{id} gave up: {reason} (--give-up-after {})", recovery.give_up_after.as_secs());
                 }
                 Some(e) => {
                     if let Some(label) = refusal_label(&id, &e) {
@@ -224,6 +258,13 @@ fn print_event(id: &str, e: &RuntimeEvent) {
             println!("[{id}] rekey to epoch {epoch} took {:.1} ms", latency.as_secs_f64() * 1e3)
         }
         RuntimeEvent::NotSent(reason) => println!("[{id}] not sent: {reason}"),
+        RuntimeEvent::Disconnected { reason, unsent } => {
+            println!("[{id}] disconnected: {reason}; {unsent} line(s) not delivered; rejoining")
+        }
+        RuntimeEvent::Rejoined { attempt } => {
+            println!("[{id}] rejoined as a new incarnation (attempt {attempt})")
+        }
         RuntimeEvent::Stopped(reason) => println!("[{id}] stopped: {reason}"),
+        RuntimeEvent::Failed(reason) => println!("[{id}] gave up: {reason}"),
     }
 }

@@ -135,6 +135,8 @@ impl Demo {
                 dh_group: GroupId::Ffdhe2048,
                 heartbeat: Duration::from_millis(200),
                 switching: self.switching.clone(),
+                // The demo's daemon lives as long as the demo.
+                recovery: None,
             },
         )
         .await
@@ -189,7 +191,13 @@ impl Demo {
                     RuntimeEvent::Member(MemberEvent::ProtocolError { from, error }) => {
                         bail!("{name}: protocol error from {from}: {error}")
                     }
-                    RuntimeEvent::Stopped(reason) => bail!("{name} stopped: {reason}"),
+                    RuntimeEvent::Stopped(reason) | RuntimeEvent::Failed(reason) => {
+                        bail!("{name} stopped: {reason}")
+                    }
+                    RuntimeEvent::Disconnected { reason, .. } => {
+                        bail!("{name} lost the daemon: {reason}")
+                    }
+                    RuntimeEvent::Rejoined { .. } => {}
                     RuntimeEvent::PolicyRejected(e) => bail!("{name} rejected its policy: {e}"),
                     RuntimeEvent::Member(_) | RuntimeEvent::NotSent(_) => {}
                 }

@@ -24,7 +24,7 @@ use crate::policy::Policy;
 
 /// One member's sans-IO core (see the module docs).
 pub struct MemberCore {
-    pub(super) identity: Identity,
+    pub(super) identity: Arc<Identity>,
     pub(super) group: String,
     /// The running protocol, `name@version`.
     pub(super) protocol: String,
@@ -124,7 +124,7 @@ impl MemberCore {
     /// a simulation or a test fixes it. The only other randomness is an RSA identity's
     /// signature salt, which the identity draws when it signs.
     pub fn new(
-        identity: Identity,
+        identity: impl Into<Arc<Identity>>,
         group: &str,
         protocol: &str,
         session: Box<dyn Session>,
@@ -133,7 +133,7 @@ impl MemberCore {
     ) -> Self {
         Self {
             rng: session_rng(rng_seed),
-            identity,
+            identity: identity.into(),
             group: group.to_owned(),
             protocol: protocol.to_owned(),
             session,
@@ -216,6 +216,12 @@ impl MemberCore {
     /// This member's id.
     pub fn id(&self) -> &str {
         self.identity.id()
+    }
+
+    /// Data this member sent that the group layer has not delivered back to it yet, or that a
+    /// view change cut and awaits the next key: what would be lost if this member stopped now.
+    pub fn unsent(&self) -> usize {
+        self.unechoed.len() + self.to_resend.len()
     }
 
     /// The group's name.

@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
 
 use rand_core::{OsRng, RngCore};
 
@@ -315,22 +316,28 @@ impl Daemon {
         Ok(Self { addr, task })
     }
 
-    /// Stops serving (connections close as their tasks notice).
+    /// Stops serving: the listener, the ticker and every connection close (members see their
+    /// connection end, as when the process dies).
     pub fn stop(self) {
         self.task.abort();
     }
 }
 
-/// Serves connections on `listener` until the task is dropped.
+/// Serves connections on `listener` until the task is dropped; then every connection closes.
 pub async fn serve(listener: TcpListener, config: DaemonConfig) {
     let (tick, max_connections) = (config.tick, config.limits.max_connections);
     let state = Arc::new(Mutex::new(State::new(config)));
+    let shutdown = CancellationToken::new();
+    let _on_drop = shutdown.clone().drop_guard();
     let ticker = state.clone();
+    let ticker_stop = shutdown.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(tick);
         loop {
-            interval.tick().await;
-            lock(&ticker).tick();
+            tokio::select! {
+                _ = interval.tick() => lock(&ticker).tick(),
+                () = ticker_stop.cancelled() => break,
+            }
         }
     });
     let open = Arc::new(AtomicUsize::new(0));
@@ -349,10 +356,10 @@ pub async fn serve(listener: TcpListener, config: DaemonConfig) {
         }
         let _ = stream.set_nodelay(true);
         open.fetch_add(1, Ordering::Relaxed);
-        let (open, state) = (open.clone(), state.clone());
+        let (open, state, stop) = (open.clone(), state.clone(), shutdown.clone());
         let id = ids.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            connection(stream, state, id).await;
+            connection(stream, state, id, stop).await;
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -442,7 +449,7 @@ fn refuse_control(
         .map(|e| ("unauthenticated", format!("{e} (operators are listed with --operators)")))
 }
 
-async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
+async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64, stop: CancellationToken) {
     let (mut sink, mut frames) = Framed::new(stream, wire::codec()).split();
     let limits = lock(&state).config.limits;
     let mut challenge: Challenge = Default::default();
@@ -476,6 +483,10 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64) {
             frame = next_frame(&mut frames, frame_timeout) => frame,
             () = kick.notify.notified() => {
                 reply(ServerMsg::Error(format!("{}; closing", kick.reason())));
+                break;
+            }
+            () = stop.cancelled() => {
+                reply(ServerMsg::Error("the daemon is shutting down; closing".into()));
                 break;
             }
         };

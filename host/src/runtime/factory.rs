@@ -1,0 +1,97 @@
+//! Builds a member's core from its settings: once at start, and again for each new
+//! incarnation after a reconnect (a fresh session, nothing carried over but the settings and
+//! the newest valid policy).
+
+use std::sync::Arc;
+
+use gka_plugin_api::{GroupId, Protocol, SessionConfig};
+use rand_core::{OsRng, RngCore};
+
+use super::{MemberConfig, Switching};
+use crate::envelope::EnvelopeChecker;
+use crate::identity::{Identity, TrustStore};
+use crate::member::{Catalogue, ControlTiming, MemberCore};
+use crate::policy::measure::Calibration;
+use crate::policy::Policy;
+
+/// Everything a member core is built from.
+pub(super) struct CoreFactory {
+    pub(super) group: String,
+    pub(super) identity: Arc<Identity>,
+    trust: TrustStore,
+    protocol: Arc<dyn Protocol>,
+    dh_group: GroupId,
+    catalogue: Option<(Arc<Catalogue>, ControlTiming)>,
+    policy: Option<Policy>,
+    pub(super) calibration: Calibration,
+    /// How often to prove liveness to the group layer.
+    pub(super) heartbeat: std::time::Duration,
+}
+
+impl CoreFactory {
+    /// Takes the settings apart (and calibrates the operation costs once, if switching needs
+    /// them and none were given).
+    pub(super) fn new(config: MemberConfig) -> (Self, Option<Switching>) {
+        let calibration = match &config.switching {
+            Some(Switching { calibration: Some(c), .. }) => *c,
+            Some(_) => crate::policy::measure::calibrate_with(config.dh_group, &config.identity, 4),
+            // Without switching, measurements only feed metrics: the policy's defaults will do.
+            None => {
+                let d = crate::policy::Inputs::default();
+                Calibration { exp_ms: d.exp_ms, sign_ms: d.sign_ms, verify_ms: d.verify_ms }
+            }
+        };
+        let factory = Self {
+            group: config.group,
+            identity: Arc::new(config.identity),
+            trust: config.trust,
+            protocol: config.protocol,
+            dh_group: config.dh_group,
+            catalogue: config.switching.as_ref().map(|s| (s.catalogue.clone(), s.timing)),
+            policy: config.switching.as_ref().and_then(|s| s.policy.clone()),
+            calibration,
+            heartbeat: config.heartbeat,
+        };
+        (factory, config.switching)
+    }
+
+    /// The newest valid policy, for cores built from now on.
+    pub(super) fn set_policy(&mut self, policy: Policy) {
+        self.policy = Some(policy);
+    }
+
+    /// A fresh core: a new session of the starting protocol, seeded from the operating system.
+    pub(super) fn build(&self) -> std::io::Result<MemberCore> {
+        let mut seed = [0u8; 32];
+        OsRng.fill_bytes(&mut seed);
+        let session = self
+            .protocol
+            .new_session(SessionConfig {
+                group_name: self.group.clone(),
+                member_id: self.identity.id().to_owned(),
+                dh_group: self.dh_group,
+                rng_seed: seed,
+            })
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let descriptor = self.protocol.descriptor();
+        let protocol = format!("{}@{}", descriptor.name, descriptor.version);
+        let checker = EnvelopeChecker::new(&self.group, self.trust.clone());
+        let mut core_seed = [0u8; 32];
+        OsRng.fill_bytes(&mut core_seed);
+        let mut core = MemberCore::new(
+            self.identity.clone(),
+            &self.group,
+            &protocol,
+            session,
+            checker,
+            core_seed,
+        );
+        if let Some((catalogue, timing)) = &self.catalogue {
+            core = core.with_catalogue(catalogue.clone(), self.dh_group).with_timing(*timing);
+            if let Some(p) = &self.policy {
+                core = core.with_policy(p.clone());
+            }
+        }
+        Ok(core)
+    }
+}
