@@ -13,6 +13,8 @@
 //! | `gka_rekeys_total` | counter | group, protocol, event |
 //! | `gka_rekey_duration_seconds` | histogram | group, protocol, event |
 //! | `gka_rejected_messages_total` | counter | group, reason |
+//! | `gka_key_confirmations_total` | counter (`ok`, or `mismatch` naming no one: see the log) | group, result |
+//! | `gka_daemon_refused_total` | counter (at the daemon) | reason |
 //! | `gka_exponentiations_total` | counter | protocol |
 //! | `gka_protocol_switches_total` | counter | group, from, to, reason |
 //! | `gka_switch_aborts_total` | counter | group, reason |
@@ -57,6 +59,11 @@ pub fn install(addr: SocketAddr) -> Result<(), BuildError> {
 fn describe() {
     describe_gauge!("gka_active_protocol", "1 for the key-agreement protocol the group runs");
     describe_gauge!("gka_group_size", "Members in the current view");
+    describe_counter!(
+        "gka_key_confirmations_total",
+        "Key confirmations completed, by result (mismatch: members hold different keys)"
+    );
+    describe_counter!("gka_daemon_refused_total", "Connections and requests the daemon refused");
     describe_counter!("gka_view_changes_total", "Views installed");
     describe_counter!("gka_rekeys_total", "Group keys installed, by the event that caused them");
     describe_histogram!(
@@ -173,6 +180,13 @@ pub fn rekey(group: &str, protocol: &str, event: &str, seconds: f64) {
     ];
     counter!("gka_rekeys_total", &labels).increment(1);
     histogram!("gka_rekey_duration_seconds", &labels).record(seconds);
+}
+
+/// A key's confirmation completed: every member holds the same key, or not.
+pub fn key_confirmation(group: &str, agreed: bool) {
+    let result = if agreed { "ok" } else { "mismatch" };
+    counter!("gka_key_confirmations_total", "group" => group.to_owned(), "result" => result)
+        .increment(1);
 }
 
 /// An envelope was refused.

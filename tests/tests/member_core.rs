@@ -1,5 +1,6 @@
 //! The member core over the sequencer, with every loaded plugin: signed envelopes, access
-//! control by trust store, key agreement, encrypted data, a leave and a rejoin.
+//! control by trust store, key agreement, encrypted data, a leave and a rejoin, and key
+//! confirmation catching an insider's wrong element.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use gka_host::envelope::EnvelopeChecker;
 use gka_host::group::{Sequencer, Timing};
 use gka_host::identity::{Identity, Scheme, TrustStore};
 use gka_host::member::{MemberCore, MemberError, MemberEvent};
-use gka_plugin_api::{GroupId, SessionConfig};
+use gka_plugin_api::{Counters, Dh, GroupId, Output, Session, SessionConfig, SessionError};
 use gka_tests::linked;
 
 struct Net {
@@ -19,6 +20,17 @@ struct Net {
 
 impl Net {
     fn add(&mut self, protocol: &str, identity: Identity, trust: TrustStore) {
+        self.add_with(protocol, identity, trust, |s| s);
+    }
+
+    /// As [`Net::add`], with the member's session wrapped by `wrap`.
+    fn add_with(
+        &mut self,
+        protocol: &str,
+        identity: Identity,
+        trust: TrustStore,
+        wrap: impl FnOnce(Box<dyn Session>) -> Box<dyn Session>,
+    ) {
         let plugin = linked::protocol(protocol);
         let descriptor = plugin.descriptor();
         let id = identity.id().to_owned();
@@ -33,7 +45,8 @@ impl Net {
         let name = format!("{}@{}", descriptor.name, descriptor.version);
         let checker = EnvelopeChecker::new("g", trust);
         let seed = gka_tests::Harness::member_seed(8, &id, 0);
-        let core = MemberCore::new(identity, "g", &name, session, checker, seed);
+        let core = MemberCore::new(identity, "g", &name, wrap(session), checker, seed)
+            .with_protocol(plugin);
         self.seq.join(&id, self.now).expect("join");
         self.members.insert(id, core);
     }
@@ -364,4 +377,146 @@ fn data_cut_by_a_join_is_reported_not_sent() {
         net.events["ann"].iter().any(|e| matches!(e, MemberEvent::NotResent { count: 1 })),
         "ann is told the message was not sent"
     );
+}
+
+/// A trusted insider's session: it follows the protocol, except that until its first key it
+/// publishes every broadcast with the last group element in it squared: still a valid element
+/// of the group's subgroup, so no check refuses it, but the wrong one. Its own session sees the
+/// payloads it really computed (a modified member would not check its own echo).
+struct Insider {
+    inner: Box<dyn Session>,
+    honest: bool,
+    /// (what was published, what was computed), oldest first.
+    published: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Insider {
+    /// Squares the last element in `payload`: the last run of the group's element length that
+    /// postcard prefixed with that length and that decodes as an element.
+    fn tamper(mut payload: Vec<u8>) -> Vec<u8> {
+        let group = GroupId::Ffdhe2048.params();
+        let len = group.byte_len();
+        let prefix = [(len as u8) | 0x80, (len >> 7) as u8];
+        let found = (2..=payload.len().saturating_sub(len)).rev().find(|&at| {
+            payload[at - 2..at] == prefix && group.decode_element(&payload[at..at + len]).is_ok()
+        });
+        let Some(at) = found else { return payload };
+        let element = group.decode_element(&payload[at..at + len]).expect("checked above");
+        let wrong = Dh::new(GroupId::Ffdhe2048).mul(&element, &element);
+        payload[at..at + len].copy_from_slice(&group.encode_element(&wrong));
+        payload
+    }
+}
+
+impl Session for Insider {
+    fn handle_view(
+        &mut self,
+        now_ms: u64,
+        view: &gka_plugin_api::View,
+    ) -> Result<(), SessionError> {
+        self.inner.handle_view(now_ms, view)
+    }
+
+    fn handle_payload(
+        &mut self,
+        now_ms: u64,
+        from: &str,
+        payload: &[u8],
+    ) -> Result<(), SessionError> {
+        match self.published.iter().position(|(sent, _)| sent == payload) {
+            Some(i) => {
+                let (_, computed) = self.published.remove(i);
+                self.inner.handle_payload(now_ms, from, &computed)
+            }
+            None => self.inner.handle_payload(now_ms, from, payload),
+        }
+    }
+
+    fn handle_refresh(&mut self, now_ms: u64) -> Result<(), SessionError> {
+        self.inner.handle_refresh(now_ms)
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        match self.inner.poll_output()? {
+            Output::Broadcast(payload) if !self.honest => {
+                let wrong = Self::tamper(payload.clone());
+                self.published.push((wrong.clone(), payload));
+                Some(Output::Broadcast(wrong))
+            }
+            Output::Key(key) => {
+                self.honest = true;
+                Some(Output::Key(key))
+            }
+            other => Some(other),
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        self.inner.counters()
+    }
+}
+
+/// An insider publishes a wrong element in the first agreement (a TGDH or STR blinded key, a
+/// BD round value): without key confirmation the members would go on with different keys and
+/// nothing would say so. With it, every honest member detects the mismatch within the round
+/// (when the last tag is delivered), names members holding another key, and the group starts a
+/// fresh agreement at that same point, which (the insider now honest) every member confirms.
+#[test]
+fn an_insiders_wrong_element_is_caught_by_key_confirmation() {
+    for protocol in ["bd", "str", "tgdh"] {
+        let names = ["ann", "bob", "cat", "dan"];
+        let identities: Vec<Identity> =
+            names.iter().map(|n| Identity::generate(n, Scheme::Ed25519).unwrap()).collect();
+        let mut trust = TrustStore::default();
+        for i in &identities {
+            trust.insert(i.id(), i.public().clone());
+        }
+        let mut net = Net {
+            seq: Sequencer::new(
+                Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 },
+                gka_host::group::GroupRun::default(),
+            ),
+            members: BTreeMap::new(),
+            events: BTreeMap::new(),
+            now: 0,
+        };
+        for i in identities {
+            // The newest member takes part in every protocol's first round.
+            if i.id() == "dan" {
+                net.add_with(protocol, i, trust.clone(), |inner| {
+                    Box::new(Insider { inner, honest: false, published: Vec::new() })
+                });
+            } else {
+                net.add(protocol, i, trust.clone());
+            }
+        }
+        net.settle();
+        let mut first_epochs = Vec::new();
+        for name in ["ann", "bob", "cat"] {
+            let events = &net.events[name];
+            let mismatch = events.iter().find_map(|e| match e {
+                MemberEvent::KeyMismatch { epoch, diverging, restarted } => {
+                    Some((*epoch, diverging.clone(), *restarted))
+                }
+                _ => None,
+            });
+            let (epoch, diverging, restarted) = mismatch.unwrap_or_else(|| {
+                panic!("{protocol}: {name} saw no mismatch: {events:?}; all: {:#?}", net.events)
+            });
+            assert!(!diverging.is_empty() && restarted, "{protocol}: {name}: {diverging:?}");
+            assert!(!diverging.iter().any(|d| d == name), "{protocol}: {name} names itself");
+            first_epochs.push(epoch);
+            let confirmed_after = events
+                .iter()
+                .any(|e| matches!(e, MemberEvent::KeyConfirmed { epoch: later } if *later > epoch));
+            assert!(confirmed_after, "{protocol}: {name}: no confirmed key after the restart");
+        }
+        assert!(first_epochs.iter().all(|e| *e == first_epochs[0]), "{protocol}: {first_epochs:?}");
+        let fps = net.fingerprints(&names);
+        assert!(fps[0].is_some() && fps.iter().all(|f| f == &fps[0]), "{protocol}: {fps:?}");
+        assert!(
+            net.members["ann"].epoch() > Some(first_epochs[0]),
+            "{protocol}: the agreed key is the fresh agreement's"
+        );
+    }
 }

@@ -251,6 +251,11 @@ fn print_event(id: &str, e: &RuntimeEvent) {
         RuntimeEvent::Member(MemberEvent::NotResent { count }) => {
             println!("[{id}] not sent: {count} line(s) a view change cut (members joined)")
         }
+        RuntimeEvent::Member(MemberEvent::KeyConfirmed { .. }) => {}
+        RuntimeEvent::Member(MemberEvent::KeyMismatch { epoch, diverging, restarted }) => {
+            let next = if *restarted { "a fresh agreement starts" } else { "no more restarts" };
+            println!("[{id}] KEY MISMATCH at epoch {epoch}: {diverging:?} hold another key; {next}")
+        }
         RuntimeEvent::Member(MemberEvent::Undecryptable { from, epoch, reason }) => {
             println!("[{id}] undecryptable from {from} (epoch {epoch}): {reason}")
         }

@@ -5,7 +5,8 @@
 //!   runs, so a joiner (or the other side of a healed partition) adopts it;
 //! - [`Control::Report`]: a member's live measurements, which the oldest member's policy reads;
 //! - [`Control::Propose`] and [`Control::Vote`]: the two-phase protocol switch;
-//! - [`Control::Ping`] and [`Control::Pong`]: round-trip and bandwidth probes.
+//! - [`Control::Ping`] and [`Control::Pong`]: round-trip and bandwidth probes;
+//! - [`Control::Confirm`]: key confirmation (see `confirm.rs`).
 //!
 //! Bodies are a format byte and postcard, at most [`MAX_CONTROL_BODY`] bytes; anything else is
 //! a typed [`ControlError`].
@@ -108,6 +109,8 @@ pub enum Control {
         /// The ping's nonce.
         nonce: u64,
     },
+    /// Proof that the sender holds the key of an epoch.
+    Confirm(super::confirm::Confirm),
 }
 
 /// Why a control body was refused.
@@ -174,6 +177,7 @@ mod tests {
             Control::Vote { id, verdict: Verdict::Reject("no plugin".into()) },
             Control::Ping { nonce: 7, padding: vec![0; 100] },
             Control::Pong { nonce: 7 },
+            Control::Confirm(super::super::confirm::Confirm { epoch: 9, tag: [3; 32] }),
         ];
         for m in messages {
             assert_eq!(Control::from_bytes(&m.to_bytes()).unwrap(), m);

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gka_plugin_api::rng::{session_rng, SessionRng};
-use gka_plugin_api::{epoch_of, GroupId, GroupKey, Session, View};
+use gka_plugin_api::{epoch_of, GroupId, GroupKey, Protocol, Session, View};
 
 use super::adoption::Held;
+use super::confirm::Confirmations;
 use super::control::PluginRef;
 use super::events::{ControlTiming, MemberEvent, Outgoing};
 use super::keyring::KeyRing;
@@ -75,6 +76,11 @@ pub struct MemberCore {
     pub(super) reports: GroupReports,
     /// Whether this member reports its measurements (it can switch: a catalogue or policy).
     pub(super) reporting: bool,
+    /// Key confirmation in the current view.
+    pub(super) confirmations: Confirmations,
+    /// The protocol this member started with, for a fresh session when keys disagree and the
+    /// catalogue does not have it.
+    pub(super) own_protocol: Option<Arc<dyn Protocol>>,
     /// Exponentiations of the sessions it ran before the current one.
     pub(super) retired_exponentiations: u64,
     pub(super) sessions_started: u64,
@@ -169,6 +175,8 @@ impl MemberCore {
             last_report: None,
             reports: GroupReports::default(),
             reporting: false,
+            confirmations: Confirmations::default(),
+            own_protocol: None,
             retired_exponentiations: 0,
             sessions_started: 0,
             seed_source: None,
@@ -193,6 +201,13 @@ impl MemberCore {
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.reporting = true;
         self.policy = Some(policy);
+        self
+    }
+
+    /// The protocol this member's session came from: lets it start a fresh session when key
+    /// confirmation fails even without a catalogue.
+    pub fn with_protocol(mut self, protocol: Arc<dyn Protocol>) -> Self {
+        self.own_protocol = Some(protocol);
         self
     }
 

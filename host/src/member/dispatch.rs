@@ -65,6 +65,7 @@ impl MemberCore {
         }
         self.run = run;
         self.checker.set_view(run, view.view_id);
+        self.confirmations.new_view();
         // Access control: members outside the trust store take no part in key agreement, so
         // the plugin sees only the trusted ones.
         let members: Vec<String> =
@@ -157,6 +158,7 @@ impl MemberCore {
                 }
             }
             Control::Pong { nonce } => self.probes.on_pong(self.now, from, nonce),
+            Control::Confirm(confirm) => self.on_confirm(from, confirm)?,
         }
         Ok(())
     }
@@ -229,6 +231,7 @@ impl MemberCore {
             fingerprint: key.fingerprint(),
             protocol: self.protocol.clone(),
         });
+        self.confirm_key(&key);
         self.keys.install(key);
         self.pending = false;
         self.departed_since_key = false;

@@ -89,6 +89,22 @@ pub enum MemberEvent {
         /// How many messages.
         count: usize,
     },
+    /// Every member of the view proved it holds this member's key for `epoch`.
+    KeyConfirmed {
+        /// The key's epoch.
+        epoch: u64,
+    },
+    /// Members hold another key for `epoch` than this member (their confirmation tags
+    /// differ): a safety failure, loud by design.
+    KeyMismatch {
+        /// The key's epoch.
+        epoch: u64,
+        /// The members whose key differs from this member's.
+        diverging: Vec<String>,
+        /// Whether the group started a fresh agreement (at most
+        /// [`super::MAX_RESTARTS_PER_VIEW`] per view).
+        restarted: bool,
+    },
     /// Data a view change cut was not sent again, because members joined in that view (they
     /// would read what was sent before they joined): the application may send it again.
     NotResent {

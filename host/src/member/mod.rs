@@ -38,6 +38,7 @@
 //!   alike at every member.
 
 mod adoption;
+mod confirm;
 mod control;
 mod core;
 mod dispatch;
@@ -49,6 +50,7 @@ mod telemetry;
 mod test_support;
 
 pub use self::adoption::{MAX_HELD_BYTES, MAX_HELD_PAYLOADS};
+pub use self::confirm::{Confirm, Tag, MAX_RESTARTS_PER_VIEW};
 pub use self::control::{
     Control, ControlError, PluginRef, Proposal, SwitchId, Verdict, CONTROL_FORMAT, MAX_CONTROL_BODY,
 };

@@ -308,6 +308,8 @@ impl Driver {
                     self.seen_view = true;
                 }
                 MemberEvent::Rejected(r) => crate::metrics::rejected(&group, r.label()),
+                MemberEvent::KeyConfirmed { .. } => crate::metrics::key_confirmation(&group, true),
+                MemberEvent::KeyMismatch { .. } => crate::metrics::key_confirmation(&group, false),
                 MemberEvent::Key { epoch, .. } => {
                     if let Some(t) = self.agreement_started.take() {
                         let latency = t.elapsed();

@@ -85,7 +85,8 @@ impl CoreFactory {
             session,
             checker,
             core_seed,
-        );
+        )
+        .with_protocol(self.protocol.clone());
         if let Some((catalogue, timing)) = &self.catalogue {
             core = core.with_catalogue(catalogue.clone(), self.dh_group).with_timing(*timing);
             if let Some(p) = &self.policy {
