@@ -14,6 +14,8 @@
 //! | `gka_rekey_duration_seconds` | histogram | group, protocol, event |
 //! | `gka_rejected_messages_total` | counter | group, reason |
 //! | `gka_key_confirmations_total` | counter (`ok`, or `mismatch` naming no one: see the log) | group, result |
+//! | `gka_agreements_overdue_total` | counter (agreements past their deadline) | group |
+//! | `gka_members_excluded_total` | counter (members excluded for stalling) | group |
 //! | `gka_daemon_refused_total` | counter (at the daemon) | reason |
 //! | `gka_exponentiations_total` | counter | protocol |
 //! | `gka_protocol_switches_total` | counter | group, from, to, reason |
@@ -63,6 +65,8 @@ fn describe() {
         "gka_key_confirmations_total",
         "Key confirmations completed, by result (mismatch: members hold different keys)"
     );
+    describe_counter!("gka_agreements_overdue_total", "Agreements that ran past their deadline");
+    describe_counter!("gka_members_excluded_total", "Members excluded for stalling an agreement");
     describe_counter!("gka_daemon_refused_total", "Connections and requests the daemon refused");
     describe_counter!("gka_view_changes_total", "Views installed");
     describe_counter!("gka_rekeys_total", "Group keys installed, by the event that caused them");
@@ -187,6 +191,16 @@ pub fn key_confirmation(group: &str, agreed: bool) {
     let result = if agreed { "ok" } else { "mismatch" };
     counter!("gka_key_confirmations_total", "group" => group.to_owned(), "result" => result)
         .increment(1);
+}
+
+/// An agreement ran past its deadline.
+pub fn agreement_overdue(group: &str) {
+    counter!("gka_agreements_overdue_total", "group" => group.to_owned()).increment(1);
+}
+
+/// `n` members were excluded for stalling an agreement.
+pub fn excluded(group: &str, n: usize) {
+    counter!("gka_members_excluded_total", "group" => group.to_owned()).increment(n as u64);
 }
 
 /// An envelope was refused.

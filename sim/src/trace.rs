@@ -280,6 +280,7 @@ pub fn replay(
                 probe_every: Duration::from_secs(1),
                 report_every: Duration::from_secs(5),
                 evaluate_every: Duration::from_secs(1),
+                ..ControlTiming::default()
             },
             tick: Duration::from_millis(200),
         });

@@ -91,6 +91,7 @@ pub fn fast_switching(
             probe_every: Duration::from_millis(200),
             report_every: Duration::from_millis(300),
             evaluate_every: Duration::from_millis(200),
+            ..ControlTiming::default()
         },
         calibration: Some(Calibration { exp_ms: 0.5, sign_ms: 0.02, verify_ms: 0.05 }),
     }

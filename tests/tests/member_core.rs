@@ -91,6 +91,25 @@ impl Net {
         panic!("no quiescence");
     }
 
+    /// Lets virtual time pass until `until_ms` in steps of 100 ms, ticking every core (as the
+    /// runtime does) and delivering what that sends.
+    fn run_ticking(&mut self, until_ms: u64) {
+        while self.now < until_ms {
+            self.now += 100;
+            let now = std::time::Duration::from_millis(self.now);
+            for (id, m) in &mut self.members {
+                m.tick(now);
+                while let Some(o) = m.poll_outgoing() {
+                    self.seq.send(id, o.view_id, o.to.as_deref(), o.bytes, self.now).expect("send");
+                }
+                while let Some(e) = m.poll_event() {
+                    self.events.entry(id.clone()).or_default().push(e);
+                }
+            }
+            self.settle();
+        }
+    }
+
     fn fingerprints(&self, ids: &[&str]) -> Vec<Option<String>> {
         ids.iter().map(|id| self.members[*id].fingerprint()).collect()
     }
@@ -518,5 +537,50 @@ fn an_insiders_wrong_element_is_caught_by_key_confirmation() {
             net.members["ann"].epoch() > Some(first_epochs[0]),
             "{protocol}: the agreed key is the fresh agreement's"
         );
+    }
+}
+
+/// A trusted member that is in the group layer's view but sends nothing (a stopped process, or a
+/// connection that only heartbeats) stalls the agreement only until the deadline: the others
+/// name it, exclude it at the same delivery, and agree without it on a key they all confirm.
+#[test]
+fn an_agreement_stalled_by_a_silent_member_ends_without_it() {
+    for protocol in ["bd", "ckd", "gdh", "str", "tgdh"] {
+        // dan is trusted and joins at the group layer, but its process says nothing.
+        let (mut net, _, _dan) = agreed_net(protocol, &["ann", "bob", "cat", "dan"], 1);
+        net.seq.join("dan", net.now).expect("join");
+        let started = net.now;
+        let mut excluded_at = None;
+        while net.now < started + 20_000 && excluded_at.is_none() {
+            net.run_ticking(net.now + 100);
+            let all_excluded = ["ann", "bob", "cat"].iter().all(|n| {
+                net.events[*n].iter().any(
+                    |e| matches!(e, MemberEvent::Excluded { members, .. } if members == &["dan"]),
+                )
+            });
+            if all_excluded {
+                excluded_at = Some(net.now - started);
+            }
+        }
+        let waited = excluded_at.unwrap_or_else(|| panic!("{protocol}: dan was never excluded"));
+        let floor = gka_host::member::ControlTiming::default().stall_floor.as_millis() as u64;
+        assert!((floor..floor + 2_000).contains(&waited), "{protocol}: excluded after {waited} ms");
+        net.run_ticking(net.now + 1_000);
+        let fps = net.fingerprints(&["ann", "bob", "cat"]);
+        assert!(fps[0].is_some() && fps.iter().all(|f| f == &fps[0]), "{protocol}: {fps:?}");
+        let epoch = net.members["ann"].epoch().expect("a key");
+        for name in ["ann", "bob", "cat"] {
+            let events = &net.events[name];
+            assert!(
+                events
+                    .iter()
+                    .any(|e| matches!(e, MemberEvent::KeyConfirmed { epoch: e } if *e == epoch)),
+                "{protocol}: {name} did not confirm the key without dan: {events:?}"
+            );
+            assert!(
+                events.iter().any(|e| matches!(e, MemberEvent::AgreementOverdue { silent, .. } if silent == &["dan"])),
+                "{protocol}: {name} did not name dan"
+            );
+        }
     }
 }

@@ -101,6 +101,7 @@ impl Net {
             probe_every: Duration::from_millis(500),
             report_every: Duration::from_secs(2),
             evaluate_every: Duration::from_millis(200),
+            ..ControlTiming::default()
         });
         self.net.join(name).unwrap();
         self.members.insert(name.to_owned(), core);

@@ -252,6 +252,13 @@ fn print_event(id: &str, e: &RuntimeEvent) {
             println!("[{id}] not sent: {count} line(s) a view change cut (members joined)")
         }
         RuntimeEvent::Member(MemberEvent::KeyConfirmed { .. }) => {}
+        RuntimeEvent::Member(MemberEvent::AgreementOverdue { epoch, waited, silent }) => println!(
+            "[{id}] agreement for epoch {epoch} overdue after {:.1} s; silent: {silent:?}",
+            waited.as_secs_f64()
+        ),
+        RuntimeEvent::Member(MemberEvent::Excluded { epoch, members }) => println!(
+            "[{id}] excluded for stalling epoch {epoch}: {members:?}; agreeing without them"
+        ),
         RuntimeEvent::Member(MemberEvent::KeyMismatch { epoch, diverging, restarted }) => {
             let next = if *restarted { "a fresh agreement starts" } else { "no more restarts" };
             println!("[{id}] KEY MISMATCH at epoch {epoch}: {diverging:?} hold another key; {next}")

@@ -189,6 +189,7 @@ pub async fn adapt(
             probe_every: Duration::from_millis(300),
             report_every: Duration::from_secs(1),
             evaluate_every: Duration::from_millis(500),
+            ..gka_host::member::ControlTiming::default()
         },
         calibration: Some(calibration),
     };

@@ -117,6 +117,7 @@ pub async fn switch_bench(
                     probe_every: Duration::from_millis(500),
                     report_every: Duration::from_secs(1),
                     evaluate_every: Duration::from_millis(100),
+                    ..gka_host::member::ControlTiming::default()
                 },
                 calibration: Some(calibration),
             };

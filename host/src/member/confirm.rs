@@ -177,13 +177,14 @@ impl MemberCore {
         self.keys_in_view += 1;
         self.pending = true;
         self.checker.set_epoch(self.agreeing_epoch());
+        self.agreement_began();
         self.session.handle_view(plugin_now(self.now), &fresh_view(&trusted))?;
         self.drain_session();
         Ok(())
     }
 
     /// A new session of the protocol the group runs, if this member has its plugin.
-    fn fresh_session(&mut self) -> Option<Box<dyn Session>> {
+    pub(super) fn fresh_session(&mut self) -> Option<Box<dyn Session>> {
         let name = self.protocol.split('@').next().unwrap_or_default();
         let from_catalogue = self.catalogue.get(name).filter(|e| e.plugin.tag() == self.protocol);
         let protocol = match from_catalogue {

@@ -6,7 +6,8 @@
 //! - [`Control::Report`]: a member's live measurements, which the oldest member's policy reads;
 //! - [`Control::Propose`] and [`Control::Vote`]: the two-phase protocol switch;
 //! - [`Control::Ping`] and [`Control::Pong`]: round-trip and bandwidth probes;
-//! - [`Control::Confirm`]: key confirmation (see `confirm.rs`).
+//! - [`Control::Confirm`]: key confirmation (see `confirm.rs`);
+//! - [`Control::Stalled`]: members that stalled an overdue agreement (see `liveness.rs`).
 //!
 //! Bodies are a format byte and postcard, at most [`MAX_CONTROL_BODY`] bytes; anything else is
 //! a typed [`ControlError`].
@@ -111,6 +112,14 @@ pub enum Control {
     },
     /// Proof that the sender holds the key of an epoch.
     Confirm(super::confirm::Confirm),
+    /// The agreement of `epoch` is overdue, and the sender has not heard from these members
+    /// since it began.
+    Stalled {
+        /// The agreement's epoch.
+        epoch: u64,
+        /// The members named.
+        silent: Vec<String>,
+    },
 }
 
 /// Why a control body was refused.
@@ -178,6 +187,7 @@ mod tests {
             Control::Ping { nonce: 7, padding: vec![0; 100] },
             Control::Pong { nonce: 7 },
             Control::Confirm(super::super::confirm::Confirm { epoch: 9, tag: [3; 32] }),
+            Control::Stalled { epoch: 9, silent: vec!["b".into()] },
         ];
         for m in messages {
             assert_eq!(Control::from_bytes(&m.to_bytes()).unwrap(), m);

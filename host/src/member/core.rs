@@ -15,6 +15,7 @@ use super::confirm::Confirmations;
 use super::control::PluginRef;
 use super::events::{ControlTiming, MemberEvent, Outgoing};
 use super::keyring::KeyRing;
+use super::liveness::Liveness;
 use super::switch::{Catalogue, SwitchState};
 use crate::envelope::EnvelopeChecker;
 use crate::group::GroupRun;
@@ -78,6 +79,8 @@ pub struct MemberCore {
     pub(super) reporting: bool,
     /// Key confirmation in the current view.
     pub(super) confirmations: Confirmations,
+    /// The running agreement's liveness, and the members excluded for stalling.
+    pub(super) liveness: Liveness,
     /// The protocol this member started with, for a fresh session when keys disagree and the
     /// catalogue does not have it.
     pub(super) own_protocol: Option<Arc<dyn Protocol>>,
@@ -176,6 +179,7 @@ impl MemberCore {
             reports: GroupReports::default(),
             reporting: false,
             confirmations: Confirmations::default(),
+            liveness: Liveness::default(),
             own_protocol: None,
             retired_exponentiations: 0,
             sessions_started: 0,

@@ -34,6 +34,7 @@ impl MemberCore {
                     }
                 };
                 let from = envelope.header.sender.clone();
+                self.heard_from(&from);
                 match envelope.header.kind {
                     Kind::Protocol => {
                         self.on_protocol(&from, &envelope.header.protocol, &envelope.body)
@@ -66,10 +67,16 @@ impl MemberCore {
         self.run = run;
         self.checker.set_view(run, view.view_id);
         self.confirmations.new_view();
+        // A member excluded for stalling stays out until it leaves the group layer's view.
+        self.liveness.excluded.retain(|m| view.members.contains(m));
         // Access control: members outside the trust store take no part in key agreement, so
         // the plugin sees only the trusted ones.
-        let members: Vec<String> =
-            view.members.iter().filter(|m| self.checker.trusts(m)).cloned().collect();
+        let members: Vec<String> = view
+            .members
+            .iter()
+            .filter(|m| self.checker.trusts(m) && !self.liveness.excluded.contains(*m))
+            .cloned()
+            .collect();
         let previous = self.trusted_view.as_ref().map(|v| v.members.clone()).unwrap_or_default();
         let trusted = View {
             view_id: view.view_id,
@@ -91,6 +98,7 @@ impl MemberCore {
         self.quiet_since = self.now;
         self.keys_in_view = 0;
         self.pending = true;
+        self.agreement_began();
         self.seq = 0;
         self.proposal_out = false;
         self.proposals_in_view = 0;
@@ -159,6 +167,7 @@ impl MemberCore {
             }
             Control::Pong { nonce } => self.probes.on_pong(self.now, from, nonce),
             Control::Confirm(confirm) => self.on_confirm(from, confirm)?,
+            Control::Stalled { epoch, silent } => self.on_stalled(from, epoch, silent)?,
         }
         Ok(())
     }
@@ -177,6 +186,7 @@ impl MemberCore {
             self.keys_in_view += 1;
             self.pending = true;
             self.checker.set_epoch(self.agreeing_epoch());
+            self.agreement_began();
         }
         self.session.handle_refresh(plugin_now(now))?;
         self.drain_session();
@@ -213,6 +223,7 @@ impl MemberCore {
         if quiescent && key_in_view && self.is_leader() && !self.proposal_out {
             self.evaluate(&trusted);
         }
+        self.check_deadline();
     }
 
     pub(super) fn install(&mut self, agreed: GroupKey) {

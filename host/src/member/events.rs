@@ -17,6 +17,9 @@ pub struct ControlTiming {
     pub report_every: Duration,
     /// Between two policy evaluations.
     pub evaluate_every: Duration,
+    /// The least time an agreement runs before a member names the members that stalled it
+    /// (see [`super::DEADLINE_FACTOR`] for the rest of the deadline).
+    pub stall_floor: Duration,
 }
 
 impl Default for ControlTiming {
@@ -25,6 +28,7 @@ impl Default for ControlTiming {
             probe_every: Duration::from_secs(1),
             report_every: Duration::from_secs(5),
             evaluate_every: Duration::from_secs(1),
+            stall_floor: Duration::from_secs(3),
         }
     }
 }
@@ -104,6 +108,24 @@ pub enum MemberEvent {
         /// Whether the group started a fresh agreement (at most
         /// [`super::MAX_RESTARTS_PER_VIEW`] per view).
         restarted: bool,
+    },
+    /// The running agreement is overdue: this member names the members it has not heard from
+    /// since the agreement began (possibly none).
+    AgreementOverdue {
+        /// The agreement's epoch.
+        epoch: u64,
+        /// How long it has run.
+        waited: Duration,
+        /// The members named.
+        silent: Vec<String>,
+    },
+    /// These members stalled the agreement of `epoch` and are out of the key until they
+    /// leave the group layer's view; a fresh agreement without them has started.
+    Excluded {
+        /// The agreement's epoch.
+        epoch: u64,
+        /// The members excluded.
+        members: Vec<String>,
     },
     /// Data a view change cut was not sent again, because members joined in that view (they
     /// would read what was sent before they joined): the application may send it again.

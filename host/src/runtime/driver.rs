@@ -310,6 +310,10 @@ impl Driver {
                 MemberEvent::Rejected(r) => crate::metrics::rejected(&group, r.label()),
                 MemberEvent::KeyConfirmed { .. } => crate::metrics::key_confirmation(&group, true),
                 MemberEvent::KeyMismatch { .. } => crate::metrics::key_confirmation(&group, false),
+                MemberEvent::AgreementOverdue { .. } => crate::metrics::agreement_overdue(&group),
+                MemberEvent::Excluded { members, .. } => {
+                    crate::metrics::excluded(&group, members.len())
+                }
                 MemberEvent::Key { epoch, .. } => {
                     if let Some(t) = self.agreement_started.take() {
                         let latency = t.elapsed();

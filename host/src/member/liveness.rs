@@ -1,0 +1,196 @@
+//! The liveness deadline: an agreement that does not end in time ends without the members
+//! that stalled it.
+//!
+//! Every agreement starts at a point of the agreed order (a view, a refresh, a switch's commit,
+//! a restart after a key mismatch). From there each member notes, in the agreed order, which
+//! members it hears from (any valid envelope). When its agreement has run past the deadline,
+//! `max(floor, 10 × the protocol's predicted time)` with the predicted time from the plugin's
+//! cost model and this member's measured RTT and exponentiation cost, it broadcasts
+//! [`Control::Stalled`] naming the members it has neither heard from since the agreement began
+//! nor seen confirm its key.
+//!
+//! The decision is made from delivered messages only, so every member makes it at the same
+//! delivery: a member is excluded when more than half of the other trusted members have named
+//! it in this agreement and nothing from it has been delivered since the agreement began. The
+//! excluded members leave the trusted view (until they leave the group layer's view), and the
+//! rest start a fresh agreement without them. A live member is never excluded for being slow:
+//! it answers probes, and its own `Stalled`, both count as hearing from it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use gka_plugin_api::EventKind;
+
+use super::control::Control;
+use super::core::{fresh_view, plugin_now};
+use super::events::{MemberError, MemberEvent};
+use super::MemberCore;
+use crate::policy::{predict_ms, Inputs};
+
+/// How many times the predicted agreement time a member waits before it names the silent.
+pub const DEADLINE_FACTOR: f64 = 10.0;
+
+/// What a member knows about the running agreement's liveness.
+#[derive(Debug, Default)]
+pub(super) struct Liveness {
+    /// When the agreement began.
+    since: Duration,
+    /// Members heard from since then, in the agreed order.
+    heard: BTreeSet<String>,
+    /// Who named whom as silent in this agreement.
+    accusations: BTreeMap<String, BTreeSet<String>>,
+    /// Whether this member has named the silent members of this agreement.
+    reported: bool,
+    /// Members excluded for stalling, until they leave the group layer's view.
+    pub(super) excluded: BTreeSet<String>,
+}
+
+impl MemberCore {
+    /// An agreement begins now (at a point of the agreed order).
+    pub(super) fn agreement_began(&mut self) {
+        let l = &mut self.liveness;
+        l.since = self.now;
+        l.heard.clear();
+        l.accusations.clear();
+        l.reported = false;
+    }
+
+    /// A valid envelope from `from` was delivered.
+    pub(super) fn heard_from(&mut self, from: &str) {
+        if !self.liveness.heard.contains(from) {
+            self.liveness.heard.insert(from.to_owned());
+        }
+    }
+
+    /// How long this member lets an agreement of `n` members run before naming the silent.
+    pub fn agreement_deadline(&self, n: u64) -> Duration {
+        let name = self.protocol.split('@').next().unwrap_or_default();
+        let model = self
+            .catalogue
+            .get(name)
+            .map(|e| e.protocol.clone())
+            .or_else(|| self.own_protocol.clone());
+        let mut inputs = Inputs { group_size: n, ..Inputs::default() };
+        if let Some(rtt) = self.probes.rtt_median_ms() {
+            inputs.rtt_median_ms = rtt;
+        }
+        if let Some(exp) = self.local.exp_ms {
+            inputs.exp_ms = exp;
+        }
+        let predicted =
+            model.map_or(0.0, |p| predict_ms(&p.cost(EventKind::Initial, n, 0), &inputs));
+        let scaled =
+            Duration::from_secs_f64((predicted * DEADLINE_FACTOR / 1e3).clamp(0.0, 3600.0));
+        scaled.max(self.timing.stall_floor)
+    }
+
+    /// Called by `tick`: names the silent members once the running agreement is overdue.
+    pub(super) fn check_deadline(&mut self) {
+        let running = self.pending || self.held.is_some();
+        let Some(trusted) = &self.trusted_view else { return };
+        if !running || self.liveness.reported {
+            return;
+        }
+        let deadline = self.agreement_deadline(trusted.members.len() as u64);
+        if self.now.saturating_sub(self.liveness.since) < deadline {
+            return;
+        }
+        self.liveness.reported = true;
+        let silent: Vec<String> = trusted
+            .members
+            .iter()
+            .filter(|m| *m != self.identity.id() && !self.liveness.heard.contains(*m))
+            .cloned()
+            .collect();
+        let epoch = self.agreeing_epoch();
+        self.events.push_back(MemberEvent::AgreementOverdue {
+            epoch,
+            waited: self.now.saturating_sub(self.liveness.since),
+            silent: silent.clone(),
+        });
+        self.send_control(None, &Control::Stalled { epoch, silent });
+    }
+
+    /// `from` named members as silent in the agreement of `epoch`.
+    pub(super) fn on_stalled(
+        &mut self,
+        from: &str,
+        epoch: u64,
+        silent: Vec<String>,
+    ) -> Result<(), MemberError> {
+        let Some(trusted) = self.trusted_view.clone() else { return Ok(()) };
+        let running = self.pending || self.held.is_some();
+        if !running || epoch != self.agreeing_epoch() || !trusted.members.iter().any(|m| m == from)
+        {
+            return Ok(());
+        }
+        let named: BTreeSet<String> =
+            silent.into_iter().filter(|m| m != from && trusted.members.contains(m)).collect();
+        self.liveness.accusations.insert(from.to_owned(), named);
+        let others = trusted.members.len().saturating_sub(1);
+        let out: Vec<String> = trusted
+            .members
+            .iter()
+            .filter(|m| !self.liveness.heard.contains(*m))
+            .filter(|m| {
+                let accusers =
+                    self.liveness.accusations.values().filter(|named| named.contains(*m)).count();
+                accusers * 2 > others
+            })
+            .cloned()
+            .collect();
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.exclude(out, epoch)
+    }
+
+    /// Takes `members` out of the trusted view and starts a fresh agreement without them.
+    fn exclude(&mut self, members: Vec<String>, epoch: u64) -> Result<(), MemberError> {
+        let Some(mut trusted) = self.trusted_view.clone() else { return Ok(()) };
+        self.liveness.excluded.extend(members.iter().cloned());
+        trusted.members.retain(|m| !members.contains(m));
+        trusted.joined.retain(|m| !members.contains(m));
+        trusted.left.extend(members.iter().cloned());
+        self.events.push_back(MemberEvent::Excluded { epoch, members: members.clone() });
+        // They may hold the current key.
+        self.departed_since_key = true;
+        self.trusted_view = Some(trusted.clone());
+        if trusted.members.iter().all(|m| m != self.identity.id()) {
+            return Ok(());
+        }
+        // A switch being voted on needs votes from members who are gone: it ends here.
+        if let super::switch::SwitchState::Voting { proposal, .. } = &self.switch {
+            let id = proposal.id;
+            self.abort(id, "members were excluded for stalling".into(), "view_change");
+        }
+        self.switch = super::switch::SwitchState::Stable;
+        // Every remaining member starts afresh from here, with the protocol it runs (the group's,
+        // unless it was still waiting for an announcement: then key confirmation tells).
+        self.held = None;
+        self.announced = true;
+        if self.is_leader() {
+            let me = self.my_plugin();
+            self.send_control(None, &Control::Announce(me));
+        }
+        let session = self.fresh_session();
+        self.keys_in_view += 1;
+        self.pending = true;
+        self.checker.set_epoch(self.agreeing_epoch());
+        self.agreement_began();
+        match session {
+            Some(session) => {
+                self.replace_session(session);
+                self.session.handle_view(plugin_now(self.now), &fresh_view(&trusted))?;
+            }
+            None => {
+                let error = "no fresh session of the group's protocol: cannot agree without the \
+                             excluded members"
+                    .to_owned();
+                self.error(self.identity.id().to_owned().as_str(), error);
+            }
+        }
+        self.drain_session();
+        Ok(())
+    }
+}
