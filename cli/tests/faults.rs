@@ -282,3 +282,96 @@ mod member_recovery {
         );
     }
 }
+
+/// What a client controls cannot blow up the daemon's memory: ten connections that each send
+/// a join with a 4 MiB group name (before proving anything), and a joined client that sends
+/// forty 4 MiB broadcasts and never reads, leave the daemon's peak resident memory under 64 MB,
+/// and it goes on serving.
+mod daemon_memory {
+    use std::time::Duration;
+
+    use gka_host::net::wire::{ClientMsg, ServerMsg};
+    use gka_host::net::Connection;
+    use gka_tests::group::identity;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::start_daemon;
+
+    /// The daemon's peak resident set, from /proc.
+    fn peak_rss_kib(pid: libc::pid_t) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc");
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+        line.split_whitespace().nth(1).expect("a figure").parse().expect("kB")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn huge_names_and_a_client_that_does_not_read_stay_bounded() {
+        let trust = tempfile::tempdir().unwrap();
+        for id in ["a", "b", "c"] {
+            identity(id).write(trust.path()).unwrap();
+        }
+        let (daemon, addr) = start_daemon(trust.path(), "127.0.0.1:0");
+        let before = peak_rss_kib(daemon.pid());
+
+        // Ten unauthenticated joins with 4 MiB names, at once.
+        let name = "g".repeat(4 << 20);
+        let mut raws = Vec::new();
+        for _ in 0..10 {
+            let join = ClientMsg::Join { group: name.clone(), member: "a".into(), proof: vec![] };
+            let frame = gka_host::net::wire::encode(&join);
+            let addr = addr.clone();
+            raws.push(tokio::spawn(async move {
+                let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                let _ = raw.write_all(&(frame.len() as u32).to_be_bytes()).await;
+                let _ = raw.write_all(&frame).await;
+                let mut answer = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut answer))
+                    .await;
+                String::from_utf8_lossy(&answer).into_owned()
+            }));
+        }
+        for r in raws {
+            let answer = r.await.unwrap();
+            assert!(answer.contains("bad frame"), "refused before it is read whole: {answer:?}");
+        }
+
+        // A reader, and a sender that never reads.
+        let mut reader = Connection::join(&addr, "g", &identity("a")).await.unwrap();
+        let mut sender = Connection::join(&addr, "g", &identity("b")).await.unwrap();
+        let view_id = loop {
+            if let Some(ServerMsg::View { view, .. }) = sender.recv().await.unwrap() {
+                if view.members.len() == 2 {
+                    break view.view_id;
+                }
+            }
+        };
+        let drain = tokio::spawn(async move {
+            let mut got = 0usize;
+            while let Ok(Ok(Some(msg))) =
+                tokio::time::timeout(Duration::from_secs(5), reader.recv()).await
+            {
+                if let ServerMsg::Message { bytes, .. } = msg {
+                    got += bytes.len();
+                }
+            }
+            got
+        });
+        let mut sent = 0;
+        for _ in 0..40 {
+            let send = ClientMsg::Send { view_id, to: None, bytes: vec![7; 4 << 20] };
+            if sender.send(&send).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        let received = drain.await.unwrap();
+        let peak = peak_rss_kib(daemon.pid());
+        assert!(
+            peak < 64 * 1024,
+            "peak RSS {peak} KiB (at start {before} KiB); {sent} broadcasts sent, {received} bytes read"
+        );
+        // Still serving.
+        let _c = Connection::join(&addr, "g2", &identity("c")).await.expect("the daemon serves");
+        eprintln!("daemon peak RSS {peak} KiB (start {before} KiB), {sent} x 4 MiB sent");
+    }
+}

@@ -233,11 +233,12 @@ impl Sequencer {
             Some(t) if component.members.iter().any(|m| m == t) => vec![t.to_owned()],
             Some(t) => return Err(SequencerError::NotInView(t.to_owned())),
         };
-        for r in recipients {
-            self.out.push_back((
-                r,
-                Delivery::Message { from: from.to_owned(), view_id, bytes: bytes.clone() },
-            ));
+        // The last recipient takes the bytes themselves: one copy fewer of a large message.
+        let mut bytes = Some(bytes);
+        let last = recipients.len().saturating_sub(1);
+        for (i, r) in recipients.into_iter().enumerate() {
+            let bytes = if i == last { bytes.take() } else { bytes.clone() }.unwrap_or_default();
+            self.out.push_back((r, Delivery::Message { from: from.to_owned(), view_id, bytes }));
         }
         Ok(true)
     }

@@ -31,12 +31,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
-use tokio_util::bytes::Bytes;
-use tokio_util::codec::Framed;
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use rand_core::{OsRng, RngCore};
@@ -91,6 +91,8 @@ pub struct Limits {
     pub frame_timeout: Duration,
     /// How long a connection has to send its first, authenticated request.
     pub handshake_timeout: Duration,
+    /// The largest frame before a connection has proven who it is (a join, or a command).
+    pub max_handshake_frame: usize,
 }
 
 impl Default for Limits {
@@ -100,9 +102,10 @@ impl Default for Limits {
             max_groups: 1024,
             max_connections: 4096,
             max_queued: 4096,
-            max_queued_bytes: 64 << 20,
+            max_queued_bytes: 8 << 20,
             frame_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(5),
+            max_handshake_frame: 1 << 20,
         }
     }
 }
@@ -111,9 +114,17 @@ impl Default for Limits {
 /// how to close it.
 struct Outbox {
     id: u64,
-    tx: mpsc::Sender<(Instant, ServerMsg)>,
+    tx: mpsc::Sender<Queued>,
     queued_bytes: Arc<AtomicUsize>,
     kick: Arc<Kick>,
+}
+
+/// A frame waiting for its connection's writer: when it is due, the encoded frame (length
+/// prefix included), and what it counts against the connection's byte budget.
+struct Queued {
+    due: Instant,
+    frame: Vec<u8>,
+    counted: usize,
 }
 
 /// Closes a connection from outside its task, saying why.
@@ -202,8 +213,9 @@ impl State {
             let due = (now + delay).max(last);
             self.last_due.insert(key.clone(), due);
             let Some(out) = self.conns.get(&key) else { continue };
-            let msg = ServerMsg::from(delivery);
-            let size = queued_size(&msg);
+            // Encoded once, here: the queue holds one copy of each delivery.
+            let frame = wire::encode_frame(&ServerMsg::from(delivery));
+            let size = frame.len();
             let limits = &self.config.limits;
             // One slot stays free for the reply that explains the close.
             let over = out.tx.capacity() <= 1
@@ -213,7 +225,7 @@ impl State {
                 continue;
             }
             out.queued_bytes.fetch_add(size, Ordering::Relaxed);
-            if out.tx.try_send((due, msg)).is_err() {
+            if out.tx.try_send(Queued { due, frame, counted: size }).is_err() {
                 // Its writer is gone: the member cannot receive anything any more.
                 slow.push(key);
             }
@@ -365,16 +377,6 @@ pub async fn serve(listener: TcpListener, config: DaemonConfig) {
     }
 }
 
-/// What a delivery counts against a connection's byte budget (replies count nothing: they are
-/// never routed, so they never add to it).
-fn queued_size(msg: &ServerMsg) -> usize {
-    match msg {
-        ServerMsg::Message { bytes, .. } => bytes.len(),
-        ServerMsg::View { view, .. } => view.members.iter().map(String::len).sum(),
-        _ => 0,
-    }
-}
-
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     // A panic while holding the lock would be a daemon bug; keep serving with the state as is.
     state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -450,27 +452,33 @@ fn refuse_control(
 }
 
 async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64, stop: CancellationToken) {
-    let (mut sink, mut frames) = Framed::new(stream, wire::codec()).split();
     let limits = lock(&state).config.limits;
+    let (read, mut write) = stream.into_split();
+    let mut frames = FramedRead::new(read, wire::codec());
+    // Authenticate before allocating: until its first request is proven, a connection may only
+    // send a small frame.
+    frames.decoder_mut().set_max_frame_length(limits.max_handshake_frame);
     let mut challenge: Challenge = Default::default();
     OsRng.fill_bytes(&mut challenge);
     // One slot more than the limit for the reply that explains a close.
-    let (tx, mut rx) = mpsc::channel::<(Instant, ServerMsg)>(limits.max_queued.max(1) + 1);
+    let (tx, mut rx) = mpsc::channel::<Queued>(limits.max_queued.max(1) + 1);
     let kick = Arc::new(Kick::default());
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let written = queued_bytes.clone();
     let mut writer = tokio::spawn(async move {
-        while let Some((due, msg)) = rx.recv().await {
+        while let Some(Queued { due, frame, counted }) = rx.recv().await {
             tokio::time::sleep_until(due).await;
-            let sent = sink.send(Bytes::from(wire::encode(&msg))).await;
-            written.fetch_sub(queued_size(&msg), Ordering::Relaxed);
+            let sent = write.write_all(&frame).await;
+            drop(frame);
+            written.fetch_sub(counted, Ordering::Relaxed);
             if sent.is_err() {
                 break;
             }
         }
     });
     let reply = |msg: ServerMsg| {
-        let _ = tx.try_send((Instant::now(), msg));
+        let frame = wire::encode_frame(&msg);
+        let _ = tx.try_send(Queued { due: Instant::now(), frame, counted: 0 });
     };
     reply(ServerMsg::Challenge(challenge));
     let mut joined: Option<(String, String)> = None;
@@ -547,6 +555,7 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64, stop: 
                     kick: kick.clone(),
                 };
                 st.conns.insert(key, outbox);
+                frames.decoder_mut().set_max_frame_length(wire::MAX_FRAME_BYTES);
                 // The acknowledgement orders joins: a client that waits for it before the next
                 // join knows the daemon saw them in that order.
                 reply(ServerMsg::Ok);

@@ -158,6 +158,17 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     postcard::to_allocvec(&Versioned { version: WIRE_VERSION, msg }).expect("postcard serializes")
 }
 
+/// Encodes a message as a whole frame, length prefix included (what [`codec`] would write),
+/// without a second copy of the body.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut out = postcard::to_extend(&Versioned { version: WIRE_VERSION, msg }, vec![0u8; 4])
+        .expect("postcard serializes");
+    // Frames are far below 4 GiB: MAX_FRAME_BYTES bounds what is routed.
+    let len = u32::try_from(out.len() - 4).unwrap_or(u32::MAX);
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
 /// Decodes a frame.
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, WireError> {
     let (v, rest): (Versioned<T>, _) = postcard::take_from_bytes(bytes).map_err(|e| {
