@@ -117,6 +117,8 @@ pub enum Control {
     Stalled {
         /// The agreement's epoch.
         epoch: u64,
+        /// 1 when the deadline passes; 2 after round 1 came back (see `liveness.rs`).
+        round: u8,
         /// The members named.
         silent: Vec<String>,
     },
@@ -187,7 +189,7 @@ mod tests {
             Control::Ping { nonce: 7, padding: vec![0; 100] },
             Control::Pong { nonce: 7 },
             Control::Confirm(super::super::confirm::Confirm { epoch: 9, tag: [3; 32] }),
-            Control::Stalled { epoch: 9, silent: vec!["b".into()] },
+            Control::Stalled { epoch: 9, round: 2, silent: vec!["b".into()] },
         ];
         for m in messages {
             assert_eq!(Control::from_bytes(&m.to_bytes()).unwrap(), m);

@@ -167,7 +167,9 @@ impl MemberCore {
             }
             Control::Pong { nonce } => self.probes.on_pong(self.now, from, nonce),
             Control::Confirm(confirm) => self.on_confirm(from, confirm)?,
-            Control::Stalled { epoch, silent } => self.on_stalled(from, epoch, silent)?,
+            Control::Stalled { epoch, round, silent } => {
+                self.on_stalled(from, epoch, round, silent)?
+            }
         }
         Ok(())
     }

@@ -6,15 +6,20 @@
 //! members it hears from (any valid envelope). When its agreement has run past the deadline,
 //! `max(floor, 10 × the protocol's predicted time)` with the predicted time from the plugin's
 //! cost model and this member's measured RTT and exponentiation cost, it broadcasts
-//! [`Control::Stalled`] naming the members it has neither heard from since the agreement began
-//! nor seen confirm its key.
+//! [`Control::Stalled`] (round 1) naming the members it has not heard from since the agreement
+//! began. Once its own round-1 message has come back through the group layer and a further
+//! [`CONFIRM_GAP_DIVISOR`]th of the floor has passed, it names them again (round 2), from what
+//! it has heard by then.
 //!
 //! The decision is made from delivered messages only, so every member makes it at the same
 //! delivery: a member is excluded when more than half of the other trusted members have named
-//! it in this agreement and nothing from it has been delivered since the agreement began. The
+//! it in round 2 and nothing from it has been delivered since the agreement began. The
 //! excluded members leave the trusted view (until they leave the group layer's view), and the
-//! rest start a fresh agreement without them. A live member is never excluded for being slow:
-//! it answers probes, and its own `Stalled`, both count as hearing from it.
+//! rest start a fresh agreement without them. A live member is not excluded for being slow:
+//! it answers probes, and its own `Stalled` counts as hearing from it. Round 2 is what keeps a
+//! stall of the group layer itself (a daemon stopped for seconds) from excluding anyone: the
+//! round-1 messages sent during the stall arrive together when it ends, and by the time anyone
+//! sends round 2 every live member has been heard.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -30,6 +35,9 @@ use crate::policy::{predict_ms, Inputs};
 /// How many times the predicted agreement time a member waits before it names the silent.
 pub const DEADLINE_FACTOR: f64 = 10.0;
 
+/// Round 2 waits this fraction of the floor after round 1 came back.
+pub const CONFIRM_GAP_DIVISOR: u32 = 3;
+
 /// What a member knows about the running agreement's liveness.
 #[derive(Debug, Default)]
 pub(super) struct Liveness {
@@ -37,10 +45,12 @@ pub(super) struct Liveness {
     since: Duration,
     /// Members heard from since then, in the agreed order.
     heard: BTreeSet<String>,
-    /// Who named whom as silent in this agreement.
+    /// Who named whom as silent in round 2 of this agreement.
     accusations: BTreeMap<String, BTreeSet<String>>,
-    /// Whether this member has named the silent members of this agreement.
-    reported: bool,
+    /// The rounds of `Stalled` this member has sent in this agreement.
+    rounds_sent: u8,
+    /// When its round-1 message came back through the group layer.
+    round_one_back: Option<Duration>,
     /// Members excluded for stalling, until they leave the group layer's view.
     pub(super) excluded: BTreeSet<String>,
 }
@@ -52,7 +62,8 @@ impl MemberCore {
         l.since = self.now;
         l.heard.clear();
         l.accusations.clear();
-        l.reported = false;
+        l.rounds_sent = 0;
+        l.round_one_back = None;
     }
 
     /// A valid envelope from `from` was delivered.
@@ -84,18 +95,32 @@ impl MemberCore {
         scaled.max(self.timing.stall_floor)
     }
 
-    /// Called by `tick`: names the silent members once the running agreement is overdue.
+    /// Called by `tick`: names the silent members once the running agreement is overdue, and
+    /// again once round 1 came back and the gap passed.
     pub(super) fn check_deadline(&mut self) {
         let running = self.pending || self.held.is_some();
         let Some(trusted) = &self.trusted_view else { return };
-        if !running || self.liveness.reported {
+        if !running {
             return;
         }
-        let deadline = self.agreement_deadline(trusted.members.len() as u64);
-        if self.now.saturating_sub(self.liveness.since) < deadline {
-            return;
-        }
-        self.liveness.reported = true;
+        let round = match self.liveness.rounds_sent {
+            0 => {
+                let deadline = self.agreement_deadline(trusted.members.len() as u64);
+                if self.now.saturating_sub(self.liveness.since) < deadline {
+                    return;
+                }
+                1
+            }
+            1 => {
+                let gap = self.timing.stall_floor / CONFIRM_GAP_DIVISOR;
+                match self.liveness.round_one_back {
+                    Some(back) if self.now.saturating_sub(back) >= gap => 2,
+                    _ => return,
+                }
+            }
+            _ => return,
+        };
+        self.liveness.rounds_sent = round;
         let silent: Vec<String> = trusted
             .members
             .iter()
@@ -103,25 +128,34 @@ impl MemberCore {
             .cloned()
             .collect();
         let epoch = self.agreeing_epoch();
-        self.events.push_back(MemberEvent::AgreementOverdue {
-            epoch,
-            waited: self.now.saturating_sub(self.liveness.since),
-            silent: silent.clone(),
-        });
-        self.send_control(None, &Control::Stalled { epoch, silent });
+        if round == 1 {
+            self.events.push_back(MemberEvent::AgreementOverdue {
+                epoch,
+                waited: self.now.saturating_sub(self.liveness.since),
+                silent: silent.clone(),
+            });
+        }
+        self.send_control(None, &Control::Stalled { epoch, round, silent });
     }
 
-    /// `from` named members as silent in the agreement of `epoch`.
+    /// `from` named members as silent in round `round` of the agreement of `epoch`.
     pub(super) fn on_stalled(
         &mut self,
         from: &str,
         epoch: u64,
+        round: u8,
         silent: Vec<String>,
     ) -> Result<(), MemberError> {
         let Some(trusted) = self.trusted_view.clone() else { return Ok(()) };
         let running = self.pending || self.held.is_some();
         if !running || epoch != self.agreeing_epoch() || !trusted.members.iter().any(|m| m == from)
         {
+            return Ok(());
+        }
+        if round < 2 {
+            if from == self.identity.id() && self.liveness.round_one_back.is_none() {
+                self.liveness.round_one_back = Some(self.now);
+            }
             return Ok(());
         }
         let named: BTreeSet<String> =

@@ -58,7 +58,7 @@ pub use self::control::{
 pub use self::core::MemberCore;
 pub use self::events::{ControlTiming, MemberError, MemberEvent, Outgoing};
 pub use self::keyring::{KEPT_KEYS, MAX_UNECHOED};
-pub use self::liveness::DEADLINE_FACTOR;
+pub use self::liveness::{CONFIRM_GAP_DIVISOR, DEADLINE_FACTOR};
 pub use self::switch::{verdict, Catalogue, CatalogueEntry, SwitchEvent, VoterState};
 /// A member's live measurements, as it reports them to the group.
 pub use crate::policy::live::Report;
