@@ -375,3 +375,29 @@ mod daemon_memory {
         eprintln!("daemon peak RSS {peak} KiB (start {before} KiB), {sent} x 4 MiB sent");
     }
 }
+
+/// The chaos soak, short: eight member processes and a daemon on loopback for 20 s, with
+/// members killed mid-rekey and restarted, a 4 s daemon stop and a daemon restart. Divergent
+/// epochs, lost lines, duplicates and data under a departed member's epoch must all be 0
+/// (`gka bench chaos` fails otherwise). The closing notes give a 10-minute run's figures.
+#[test]
+fn a_short_chaos_soak_finds_nothing() {
+    let out = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(GKA)
+        .args(["bench", "chaos", "--members", "8", "--seconds", "20", "--seed", "7"])
+        .arg("--out")
+        .arg(out.path())
+        .arg("--plugins")
+        .arg(gka_tests::artifacts::plugin_dir())
+        .output()
+        .expect("gka runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    for what in ["divergent epochs", "lines lost", "duplicate deliveries", "departed member"] {
+        let line = stdout.lines().find(|l| l.contains(what)).expect("the report has the line");
+        assert!(line.ends_with("| 0 |"), "{line}");
+    }
+    let killed = stdout.lines().find(|l| l.contains("members killed")).expect("kills");
+    assert!(!killed.ends_with("| 0 |"), "the soak killed nobody: {stdout}");
+}

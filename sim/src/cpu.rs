@@ -68,7 +68,7 @@ impl Sim {
         }
         while let Some(e) = m.core.poll_event() {
             match e {
-                MemberEvent::Key { epoch, fingerprint, protocol } => {
+                MemberEvent::Key { epoch, fingerprint, protocol, .. } => {
                     m.key = Some((epoch >> 24, fingerprint, end));
                     self.key_log.push(KeyRecord {
                         member: to.clone(),

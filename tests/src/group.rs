@@ -150,7 +150,7 @@ impl Watched {
                     self.view_size = v.members.len();
                     self.key = None;
                 }
-                RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint, protocol }) => {
+                RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint, protocol, .. }) => {
                     self.key = Some((epoch, fingerprint));
                     self.protocol = protocol;
                 }

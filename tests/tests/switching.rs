@@ -217,7 +217,7 @@ impl Net {
             let mut received = BTreeSet::new();
             for e in events {
                 match e {
-                    MemberEvent::Key { epoch, fingerprint, protocol } => {
+                    MemberEvent::Key { epoch, fingerprint, protocol, .. } => {
                         held.insert(*epoch);
                         let entry = by_epoch.entry(*epoch).or_insert_with(|| {
                             (fingerprint.clone(), protocol.clone(), member.clone())

@@ -1,5 +1,5 @@
-//! `gka bench`: sweeps in the simulator, trace replays against fixed protocols, and the
-//! simulator checked against the daemon.
+//! `gka bench`: sweeps in the simulator, trace replays against fixed protocols, the simulator
+//! checked against the daemon, and the chaos soak of real processes.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -99,6 +99,21 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_values_t = [4, 8, 16])]
         sizes: Vec<usize>,
     },
+    /// A soak of real processes on loopback: a daemon and member processes sending a line
+    /// every 100 ms each, while victims are killed mid-rekey (SIGKILL) and restarted, and the
+    /// daemon is stopped for 4 s and restarted. Reports divergent epochs, lost lines,
+    /// duplicates and data under a departed member's epoch, and fails unless all are 0.
+    Chaos {
+        /// Member processes (4 to 32).
+        #[arg(long, default_value_t = 8)]
+        members: usize,
+        /// How many of them are never killed (default: half).
+        #[arg(long)]
+        stable: Option<usize>,
+        /// Seconds of lines and faults (then 8 s to settle).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 /// Runs `gka bench`.
@@ -109,6 +124,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             adaptive(&plugins, &args.shared, &trace, &policy, protocols)
         }
         Some(BenchCommand::Validate { sizes }) => validate(&plugins, &args.shared, &sizes),
+        Some(BenchCommand::Chaos { members, stable, seconds }) => {
+            chaos(&args.shared, members, stable.unwrap_or(members / 2), seconds)
+        }
         None => {
             let catalogue = plugins.catalogue();
             let protocols = bench_protocols(&catalogue, args.protocols)?;
@@ -317,5 +335,33 @@ fn run_sweep(catalogue: &Catalogue, sweep: &Sweep, out: &Path) -> Result<()> {
         plots.len(),
         out.display()
     )?;
+    Ok(())
+}
+
+/// `gka bench chaos`: runs the soak, prints its report (and writes it to `--out`), and fails
+/// unless every count that must be zero is.
+fn chaos(shared: &SharedArgs, members: usize, stable: usize, seconds: u64) -> Result<()> {
+    if !(1..=3600).contains(&seconds) {
+        bail!("--seconds must be 1 to 3600, not {seconds}");
+    }
+    let config = gka_cli::chaos::ChaosConfig {
+        members,
+        stable,
+        duration: std::time::Duration::from_secs(seconds),
+        seed: shared.seed,
+        gka: std::env::current_exe().context("cannot find this program to run its members")?,
+        plugins: shared.plugins.dir.clone(),
+    };
+    println!("chaos soak: {members} members ({stable} never killed), {seconds} s");
+    let report = gka_cli::chaos::run(&config, |event| println!("  {event}"))?;
+    let text = report.markdown();
+    println!("\n{text}");
+    std::fs::create_dir_all(&shared.out)
+        .with_context(|| format!("cannot create {} (--out)", shared.out.display()))?;
+    let path = shared.out.join("chaos.md");
+    std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    if !report.findings.clean() {
+        bail!("the soak found problems (see {})", path.display());
+    }
     Ok(())
 }

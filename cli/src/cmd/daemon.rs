@@ -68,7 +68,15 @@ pub(crate) fn run(args: DaemonArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         println!("gka daemon listening on {}", daemon.addr);
-        std::future::pending::<()>().await;
+        // SIGTERM (or Ctrl-C) is a graceful stop: what was ordered is written out first.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch for SIGTERM")?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        daemon.shutdown(std::time::Duration::from_secs(3)).await;
+        println!("gka daemon stopped");
         Ok(())
     })
 }

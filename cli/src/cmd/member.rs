@@ -231,8 +231,8 @@ fn print_event(id: &str, e: &RuntimeEvent) {
                 v.view_id, v.members, v.joined, v.left
             )
         }
-        RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint, protocol }) => {
-            println!("[{id}] key epoch {epoch} fingerprint {fingerprint} ({protocol})")
+        RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint, protocol, run }) => {
+            println!("[{id}] key epoch {epoch} fingerprint {fingerprint} ({protocol}) run {run}")
         }
         RuntimeEvent::Member(MemberEvent::Switch(s)) => print_switch(id, s),
         RuntimeEvent::PolicyRejected(e) => println!("[{id}] policy edit rejected: {e}"),

@@ -170,7 +170,9 @@ impl Demo {
                     RuntimeEvent::Member(MemberEvent::View(v)) => {
                         m.view = Some((v.view_id, v.members))
                     }
-                    RuntimeEvent::Member(MemberEvent::Key { epoch, fingerprint, protocol }) => {
+                    RuntimeEvent::Member(MemberEvent::Key {
+                        epoch, fingerprint, protocol, ..
+                    }) => {
                         m.key = Some((epoch, fingerprint));
                         m.protocol = protocol;
                     }

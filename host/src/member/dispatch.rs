@@ -243,6 +243,7 @@ impl MemberCore {
             epoch,
             fingerprint: key.fingerprint(),
             protocol: self.protocol.clone(),
+            run: self.run,
         });
         self.confirm_key(&key);
         self.keys.install(key);

@@ -57,6 +57,8 @@ pub enum MemberEvent {
         fingerprint: String,
         /// The protocol that agreed it (`name@version`).
         protocol: String,
+        /// The group run it belongs to (epochs start again in a new run).
+        run: crate::group::GroupRun,
     },
     /// Decrypted application data.
     Data {

@@ -167,6 +167,9 @@ struct State {
     conns: HashMap<(String, String), Outbox>,
     last_due: HashMap<(String, String), Instant>,
     delays: HashMap<String, Delays>,
+    /// Set (under the lock) when a graceful shutdown begins: nothing more is sequenced, so
+    /// every message already ordered is in the queue of every connection it is for.
+    closing: bool,
 }
 
 impl State {
@@ -179,6 +182,7 @@ impl State {
             conns: HashMap::new(),
             last_due: HashMap::new(),
             delays: HashMap::new(),
+            closing: false,
         }
     }
 
@@ -312,11 +316,18 @@ impl State {
 }
 
 /// A running daemon.
-#[derive(Debug)]
 pub struct Daemon {
     /// The address it listens on.
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    open: Arc<AtomicUsize>,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").field("addr", &self.addr).finish_non_exhaustive()
+    }
 }
 
 impl Daemon {
@@ -324,8 +335,10 @@ impl Daemon {
     pub async fn start(addr: &str, config: DaemonConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let task = tokio::spawn(serve(listener, config));
-        Ok(Self { addr, task })
+        let open = Arc::new(AtomicUsize::new(0));
+        let state = Arc::new(Mutex::new(State::new(config)));
+        let task = tokio::spawn(serve_counted(listener, state.clone(), open.clone()));
+        Ok(Self { addr, task, open, state })
     }
 
     /// Stops serving: the listener, the ticker and every connection close (members see their
@@ -333,12 +346,31 @@ impl Daemon {
     pub fn stop(self) {
         self.task.abort();
     }
+
+    /// Stops serving, and waits (at most `within`) until every connection has written what
+    /// was queued for it and closed: a graceful restart loses nothing the daemon had ordered.
+    pub async fn shutdown(self, within: Duration) {
+        lock(&self.state).closing = true;
+        self.task.abort();
+        let deadline = Instant::now() + within;
+        while self.open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// Serves connections on `listener` until the task is dropped; then every connection closes.
 pub async fn serve(listener: TcpListener, config: DaemonConfig) {
-    let (tick, max_connections) = (config.tick, config.limits.max_connections);
     let state = Arc::new(Mutex::new(State::new(config)));
+    serve_counted(listener, state, Arc::new(AtomicUsize::new(0))).await
+}
+
+/// As [`serve`], with its state, counting open connections in `open`.
+async fn serve_counted(listener: TcpListener, state: Arc<Mutex<State>>, open: Arc<AtomicUsize>) {
+    let (tick, max_connections) = {
+        let st = lock(&state);
+        (st.config.tick, st.config.limits.max_connections)
+    };
     let shutdown = CancellationToken::new();
     let _on_drop = shutdown.clone().drop_guard();
     let ticker = state.clone();
@@ -352,7 +384,6 @@ pub async fn serve(listener: TcpListener, config: DaemonConfig) {
             }
         }
     });
-    let open = Arc::new(AtomicUsize::new(0));
     let ids = AtomicU64::new(0);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -587,6 +618,10 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64, stop: 
                 reply(ServerMsg::Error(format!(
                     "{member:?} is no longer a member of {group:?}; closing"
                 )));
+                break;
+            }
+            (ClientMsg::Send { .. }, Some(_)) if st.closing => {
+                // Not sequenced: the sender sees the connection close with it undelivered.
                 break;
             }
             (ClientMsg::Send { view_id, to, bytes }, Some((group, member))) => {
