@@ -569,3 +569,19 @@ async fn a_new_run_of_a_group_has_a_new_nonce() {
     assert_ne!(run, again);
     d.stop();
 }
+
+/// A message too large to be relayed within a recipient's frame limit is refused with its
+/// sender's connection, and reaches nobody.
+#[tokio::test]
+async fn a_message_too_large_to_relay_is_refused() {
+    let d = daemon().await;
+    let (mut conns, v) = group(&d, &["a", "b"]).await;
+    let too_big = gka_host::envelope::MAX_ENVELOPE_BYTES + 1;
+    let send = ClientMsg::Send { view_id: v.view_id, to: None, bytes: vec![1; too_big] };
+    conns[0].send(&send).await.unwrap();
+    let e = error(&mut conns[0]).await.expect("a refusal");
+    assert!(e.contains("over the limit"), "{e}");
+    let next = view(&mut conns[1]).await;
+    assert_eq!(next.left, ["a"], "b got no message, only a's departure");
+    d.stop();
+}

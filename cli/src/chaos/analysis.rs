@@ -182,19 +182,23 @@ pub fn analyze(
                     if *from == s.member {
                         echoed.push((s.member, text, (run, v)));
                     }
-                    // The key's view must not have lost anyone by the view it is used in.
+                    // No view from the key's view to the one it is used in may have lost any of
+                    // the key's holders (one that left and came back still counts as gone).
                     let key_view = epoch >> 24;
-                    if let (Some(then), Some(now)) =
-                        (views.get(&(run, key_view)), views.get(&(run, v)))
-                    {
-                        if let Some(gone) = then.iter().find(|m| !now.contains(m)) {
-                            f.data_under_departed_epoch += 1;
-                            f.example(format!(
-                                "{} got {text:?} in view {v} under view {key_view}'s key, which \
-                                 {gone} (gone) holds",
-                                s.member
-                            ));
-                        }
+                    let Some(holders) = views.get(&(run, key_view)) else { continue };
+                    if key_view >= v {
+                        continue;
+                    }
+                    let gone = views
+                        .range((run, key_view + 1)..=(run, v))
+                        .find_map(|(_, members)| holders.iter().find(|m| !members.contains(m)));
+                    if let Some(gone) = gone {
+                        f.data_under_departed_epoch += 1;
+                        f.example(format!(
+                            "{} got {text:?} in view {v} under view {key_view}'s key, which \
+                             {gone} (gone since) holds",
+                            s.member
+                        ));
                     }
                 }
                 _ => {}
@@ -294,6 +298,12 @@ mod tests {
         assert_eq!(f.data_under_departed_epoch, 1, "{f:?}");
         // a#2 came back to a but never reached b.
         assert_eq!(f.lost_lines, 1, "{f:?}");
+
+        // c left and came back before the data under view 1's key: still a departed holder.
+        let back = r#"view 3 members ["a", "b", "c"] joined ["c"] left []"#;
+        let rejoined = [log("a", &[V1, K1, V2, back, "a (epoch 16777216): a#1"])];
+        let f = analyze(&rejoined, &stable, &BTreeMap::new());
+        assert_eq!(f.data_under_departed_epoch, 1, "{f:?}");
     }
 
     #[test]

@@ -15,6 +15,8 @@ use super::analysis::ProcessLog;
 pub(super) struct Proc {
     child: Child,
     stdin: Option<ChildStdin>,
+    /// Reads its stdout into `log` until the pipe closes.
+    reader: Option<std::thread::JoinHandle<()>>,
     /// What it printed so far.
     pub(super) log: Arc<Mutex<ProcessLog>>,
 }
@@ -31,14 +33,14 @@ impl Proc {
         let log = Arc::new(Mutex::new(ProcessLog { member: member.to_owned(), lines: Vec::new() }));
         let sink = log.clone();
         let prefix = format!("[{member}] ");
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let line = line.strip_prefix(&prefix).map(str::to_owned).unwrap_or(line);
                 sink.lock().unwrap_or_else(|p| p.into_inner()).lines.push(line);
             }
         });
         let stdin = child.stdin.take();
-        Ok(Self { child, stdin, log })
+        Ok(Self { child, stdin, reader: Some(reader), log })
     }
 
     /// The process id, for signals.
@@ -58,11 +60,14 @@ impl Proc {
         writeln!(stdin, "{line}").and_then(|()| stdin.flush()).is_ok()
     }
 
-    /// Kills it (SIGKILL) and waits for it.
+    /// Kills it (SIGKILL) and waits for it, and for the last of its output.
     pub(super) fn kill(&mut self) {
         self.signal(libc::SIGCONT);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 
     /// Asks it to stop (SIGTERM) and waits up to `within`, then kills it.
@@ -71,7 +76,7 @@ impl Proc {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -14,6 +14,9 @@
 //!   every message sequenced in the old one, so every survivor sees the same messages in it;
 //! - **failure detection**: a member not heard from (message or heartbeat) within the timeout
 //!   is removed, as if it had left;
+//! - **incarnations**: a member id that leaves and joins again (a restarted process), even
+//!   within one batching window, is in a view without it before a view with it, so its peers
+//!   rekey for a member that lost its state; messages of a view reach only members still in it;
 //! - **partitions** (fault injection): a component can be split into given subsets, each of
 //!   which continues with its own views (Extended Virtual Synchrony), and healed into one merge.
 //!
@@ -108,6 +111,9 @@ pub struct Sequencer {
     dirty: BTreeMap<usize, u64>,
     /// New incarnations waiting for the view that removes their old one: member, component.
     parked: BTreeMap<String, usize>,
+    /// Members that left a component whose next view is not installed yet: a join under the
+    /// same id waits for that view (it is a new incarnation, not the old one staying).
+    leaving: BTreeMap<String, usize>,
     out: VecDeque<(String, Delivery)>,
 }
 
@@ -124,6 +130,7 @@ impl Sequencer {
             components: Vec::new(),
             dirty: BTreeMap::new(),
             parked: BTreeMap::new(),
+            leaving: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -133,6 +140,10 @@ impl Sequencer {
     pub fn join(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
         if self.members.contains_key(member) || self.parked.contains_key(member) {
             return Err(SequencerError::AlreadyMember(member.to_owned()));
+        }
+        if let Some(&component) = self.leaving.get(member) {
+            self.parked.insert(member.to_owned(), component);
+            return Ok(());
         }
         if self.components.is_empty() {
             self.components.push(Component { view_id: 0, members: Vec::new() });
@@ -171,6 +182,18 @@ impl Sequencer {
         }
     }
 
+    /// Installs component `c`'s view, then lets in the incarnations that waited for it.
+    fn install_and_unpark(&mut self, c: usize, now_ms: u64) {
+        self.install(c);
+        self.leaving.retain(|_, &mut lc| lc != c);
+        let waiting: Vec<String> =
+            self.parked.iter().filter(|(_, &pc)| pc == c).map(|(m, _)| m.clone()).collect();
+        for m in waiting {
+            self.parked.remove(&m);
+            let _ = self.join(&m, now_ms);
+        }
+    }
+
     /// A member leaves (or is found to have failed).
     pub fn leave(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
         if self.parked.remove(member).is_some() {
@@ -180,6 +203,7 @@ impl Sequencer {
             .members
             .remove(member)
             .ok_or_else(|| SequencerError::NotAMember(member.to_owned()))?;
+        self.leaving.insert(member.to_owned(), state.component);
         self.touch(state.component, now_ms);
         Ok(())
     }
@@ -224,13 +248,19 @@ impl Sequencer {
             .get_mut(from)
             .ok_or_else(|| SequencerError::NotAMember(from.to_owned()))?;
         state.last_heard_ms = state.last_heard_ms.max(now_ms);
-        let component = &self.components[state.component];
+        let c = state.component;
+        let component = &self.components[c];
         if component.view_id != view_id {
             return Ok(false);
         }
+        // The view's members that are still here (a departed member's id may already belong
+        // to a new incarnation waiting for its own first view).
+        let here = |m: &String| self.members.get(m).is_some_and(|s| s.component == c);
         let recipients: Vec<String> = match to {
-            None => component.members.clone(),
-            Some(t) if component.members.iter().any(|m| m == t) => vec![t.to_owned()],
+            None => component.members.iter().filter(|m| here(m)).cloned().collect(),
+            Some(t) if component.members.iter().any(|m| m == t) => {
+                component.members.iter().filter(|m| *m == t && here(m)).cloned().collect()
+            }
             Some(t) => return Err(SequencerError::NotInView(t.to_owned())),
         };
         // The last recipient takes the bytes themselves: one copy fewer of a large message.
@@ -313,13 +343,7 @@ impl Sequencer {
             .collect();
         for c in due {
             self.dirty.remove(&c);
-            self.install(c);
-            let waiting: Vec<String> =
-                self.parked.iter().filter(|(_, &pc)| pc == c).map(|(m, _)| m.clone()).collect();
-            for m in waiting {
-                self.parked.remove(&m);
-                let _ = self.join(&m, now_ms);
-            }
+            self.install_and_unpark(c, now_ms);
         }
     }
 
@@ -434,11 +458,21 @@ mod tests {
         assert_eq!(v.members, ["a", "b"]);
         assert_eq!(v.joined, ["b"]);
         assert_eq!(views_of(&d, "b")[0].joined, ["a", "b"], "a fresh start for b");
+        // A connection that closes and a new one that joins within one batching window: still
+        // a leave view, then a join view (the new process has lost its state).
+        s.leave("b", 170).unwrap();
+        s.join("b", 171).unwrap();
+        s.tick(230);
+        let d = drain(&mut s);
+        assert_eq!(views_of(&d, "a")[0].left, ["b"]);
+        s.tick(290);
+        let d = drain(&mut s);
+        assert_eq!(views_of(&d, "a")[0].joined, ["b"]);
         // A waiting incarnation that goes away leaves no trace.
-        s.rejoin("b", 200).unwrap();
-        s.leave("b", 201).unwrap();
-        s.tick(260);
-        s.tick(320);
+        s.rejoin("b", 300).unwrap();
+        s.leave("b", 301).unwrap();
+        s.tick(360);
+        s.tick(420);
         assert_eq!(s.view_of("b"), None);
     }
 

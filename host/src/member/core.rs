@@ -79,7 +79,7 @@ pub struct MemberCore {
     pub(super) reporting: bool,
     /// Key confirmation in the current view.
     pub(super) confirmations: Confirmations,
-    /// The running agreement's liveness, and the members excluded for stalling.
+    /// The running agreement's liveness.
     pub(super) liveness: Liveness,
     /// The protocol this member started with, for a fresh session when keys disagree and the
     /// catalogue does not have it.

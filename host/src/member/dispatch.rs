@@ -34,14 +34,23 @@ impl MemberCore {
                     }
                 };
                 let from = envelope.header.sender.clone();
-                self.heard_from(&from);
                 match envelope.header.kind {
                     Kind::Protocol => {
                         self.on_protocol(&from, &envelope.header.protocol, &envelope.body)
                     }
-                    Kind::Data => self.decrypt(&envelope),
+                    Kind::Data => {
+                        self.heard_from(&from);
+                        self.decrypt(&envelope)
+                    }
                     Kind::Control => match Control::from_bytes(&envelope.body) {
-                        Ok(control) => self.on_control(&from, control)?,
+                        Ok(control) => {
+                            // Liveness counts only what every member receives: a broadcast.
+                            // Probes are unicasts, and so may protocol payloads be.
+                            if !matches!(control, Control::Ping { .. } | Control::Pong { .. }) {
+                                self.heard_from(&from);
+                            }
+                            self.on_control(&from, control)?
+                        }
                         Err(e) => self.error(&from, e.to_string()),
                     },
                 }
@@ -67,16 +76,13 @@ impl MemberCore {
         self.run = run;
         self.checker.set_view(run, view.view_id);
         self.confirmations.new_view();
-        // A member excluded for stalling stays out until it leaves the group layer's view.
-        self.liveness.excluded.retain(|m| view.members.contains(m));
+        // Exclusions (liveness.rs) last for the view they were decided in: a joiner could not
+        // know them, so the trusted view is rebuilt from the trust store alone, and a member
+        // that is still silent is excluded again at the next deadline.
         // Access control: members outside the trust store take no part in key agreement, so
         // the plugin sees only the trusted ones.
-        let members: Vec<String> = view
-            .members
-            .iter()
-            .filter(|m| self.checker.trusts(m) && !self.liveness.excluded.contains(*m))
-            .cloned()
-            .collect();
+        let members: Vec<String> =
+            view.members.iter().filter(|m| self.checker.trusts(m)).cloned().collect();
         let previous = self.trusted_view.as_ref().map(|v| v.members.clone()).unwrap_or_default();
         let trusted = View {
             view_id: view.view_id,

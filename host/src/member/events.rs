@@ -121,8 +121,8 @@ pub enum MemberEvent {
         /// The members named.
         silent: Vec<String>,
     },
-    /// These members stalled the agreement of `epoch` and are out of the key until they
-    /// leave the group layer's view; a fresh agreement without them has started.
+    /// These members stalled the agreement of `epoch` and are out of the key for the rest of
+    /// this view; a fresh agreement without them has started.
     Excluded {
         /// The agreement's epoch.
         epoch: u64,

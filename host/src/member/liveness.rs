@@ -3,7 +3,9 @@
 //!
 //! Every agreement starts at a point of the agreed order (a view, a refresh, a switch's commit,
 //! a restart after a key mismatch). From there each member notes, in the agreed order, which
-//! members it hears from (any valid envelope). When its agreement has run past the deadline,
+//! members it hears from: a valid broadcast, that is data or a control message other than a
+//! probe (probes are unicasts, and protocol payloads may be, and a unicast reaches one member
+//! only, so counting it would let members decide differently). When its agreement has run past the deadline,
 //! `max(floor, 10 × the protocol's predicted time)` with the predicted time from the plugin's
 //! cost model and this member's measured RTT and exponentiation cost, it broadcasts
 //! [`Control::Stalled`] (round 1) naming the members it has not heard from since the agreement
@@ -14,8 +16,9 @@
 //! The decision is made from delivered messages only, so every member makes it at the same
 //! delivery: a member is excluded when more than half of the other trusted members have named
 //! it in round 2 and nothing from it has been delivered since the agreement began. The
-//! excluded members leave the trusted view (until they leave the group layer's view), and the
-//! rest start a fresh agreement without them. A live member is not excluded for being slow:
+//! excluded members leave the trusted view for the rest of the view (every member starts a new
+//! view without exclusions: a joiner could not know them), and the rest start a fresh agreement
+//! without them. A live member is not excluded for being slow:
 //! it answers probes, and its own `Stalled` counts as hearing from it. Round 2 is what keeps a
 //! stall of the group layer itself (a daemon stopped for seconds) from excluding anyone: the
 //! round-1 messages sent during the stall arrive together when it ends, and by the time anyone
@@ -51,8 +54,6 @@ pub(super) struct Liveness {
     rounds_sent: u8,
     /// When its round-1 message came back through the group layer.
     round_one_back: Option<Duration>,
-    /// Members excluded for stalling, until they leave the group layer's view.
-    pub(super) excluded: BTreeSet<String>,
 }
 
 impl MemberCore {
@@ -182,7 +183,6 @@ impl MemberCore {
     /// Takes `members` out of the trusted view and starts a fresh agreement without them.
     fn exclude(&mut self, members: Vec<String>, epoch: u64) -> Result<(), MemberError> {
         let Some(mut trusted) = self.trusted_view.clone() else { return Ok(()) };
-        self.liveness.excluded.extend(members.iter().cloned());
         trusted.members.retain(|m| !members.contains(m));
         trusted.joined.retain(|m| !members.contains(m));
         trusted.left.extend(members.iter().cloned());

@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use rand_core::{OsRng, RngCore};
 
+use crate::envelope::MAX_ENVELOPE_BYTES;
 use crate::group::{Delivery, GroupRun, Sequencer, Timing};
 use crate::net::auth::{Challenge, DaemonAccess};
 use crate::net::wire::{self, ClientMsg, ControlCmd, ServerMsg};
@@ -431,59 +432,62 @@ fn refused(reason: &'static str) {
     metrics::counter!("gka_daemon_refused_total", "reason" => reason).increment(1);
 }
 
-/// Why a join is refused, if it is: a reason label and a message.
-fn refuse_join(
-    st: &State,
+/// Why a connection's first request is refused before anything is shared with other
+/// connections, if it is: a reason label and a message. Run outside the daemon's lock (the
+/// signature check is the expensive part, and the access list does not change), with the
+/// cheap checks first.
+fn refuse_unproven(
+    config: &DaemonConfig,
     challenge: &Challenge,
-    (group, member, proof): (&str, &str, &[u8]),
+    msg: &ClientMsg,
 ) -> Option<(&'static str, String)> {
-    if !crate::identity::valid_member_id(member) {
-        return Some(("bad_request", format!("invalid member id {member:?}")));
+    match msg {
+        ClientMsg::Join { group, member, proof } => {
+            let max = config.limits.max_group_name;
+            if !crate::identity::valid_member_id(member) {
+                return Some(("bad_request", format!("invalid member id {member:?}")));
+            }
+            if group.is_empty() || group.len() > max {
+                let n = group.len();
+                return Some(("limit", format!("a group name must be 1 to {max} bytes, not {n}")));
+            }
+            let proven = config.access.check_join(challenge, group, member, proof);
+            proven.err().map(|e| ("unauthenticated", e.to_string()))
+        }
+        ClientMsg::Control { operator, cmd, proof } => {
+            if !config.allow_control {
+                return Some((
+                    "control_off",
+                    "fault injection is off: start the daemon with it allowed (gka daemon \
+                     --allow-control)"
+                        .into(),
+                ));
+            }
+            let proven = config.access.check_control(challenge, operator, cmd, proof);
+            proven.err().map(|e| {
+                ("unauthenticated", format!("{e} (operators are listed with --operators)"))
+            })
+        }
+        _ => None,
     }
-    if let Err(e) = st.config.access.check_join(challenge, group, member, proof) {
-        return Some(("unauthenticated", e.to_string()));
-    }
-    refuse_group(st, group).map(|reason| ("limit", reason))
 }
 
-fn refuse_group(st: &State, group: &str) -> Option<String> {
-    let limits = &st.config.limits;
-    if group.is_empty() || group.len() > limits.max_group_name {
-        return Some(format!(
-            "a group name must be 1 to {} bytes, not {}",
-            limits.max_group_name,
-            group.len()
-        ));
+/// Why a proven join is refused by the daemon's state, if it is.
+fn refuse_join(st: &State, group: &str) -> Option<(&'static str, String)> {
+    if st.closing {
+        return Some(("closing", "the daemon is shutting down".into()));
     }
+    let limits = &st.config.limits;
     if !st.groups.contains_key(group) && st.groups.len() >= limits.max_groups {
-        return Some(format!("this daemon serves at most {} groups", limits.max_groups));
+        return Some(("limit", format!("this daemon serves at most {} groups", limits.max_groups)));
     }
     None
 }
 
-/// Why a control command is refused, if it is.
-fn refuse_control(
-    st: &State,
-    challenge: &Challenge,
-    (operator, cmd, proof): (&str, &ControlCmd, &[u8]),
-) -> Option<(&'static str, String)> {
-    if !st.config.allow_control {
-        return Some((
-            "control_off",
-            "fault injection is off: start the daemon with it allowed (gka daemon \
-             --allow-control)"
-                .into(),
-        ));
-    }
-    st.config
-        .access
-        .check_control(challenge, operator, cmd, proof)
-        .err()
-        .map(|e| ("unauthenticated", format!("{e} (operators are listed with --operators)")))
-}
-
 async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64, stop: CancellationToken) {
-    let limits = lock(&state).config.limits;
+    // The settings never change: a copy keeps checks of unproven requests out of the lock.
+    let config = lock(&state).config.clone();
+    let limits = config.limits;
     let (read, mut write) = stream.into_split();
     let mut frames = FramedRead::new(read, wire::codec());
     // Authenticate before allocating: until its first request is proven, a connection may only
@@ -550,13 +554,18 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64, stop: 
                 break;
             }
         };
+        if joined.is_none() {
+            if let Some((label, reason)) = refuse_unproven(&config, &challenge, &msg) {
+                refused(label);
+                reply(ServerMsg::Error(format!("{reason}; closing")));
+                break;
+            }
+        }
         let mut st = lock(&state);
         let now = st.now_ms();
         match (msg, &joined) {
-            (ClientMsg::Join { group, member, proof }, None) => {
-                if let Some((label, reason)) =
-                    refuse_join(&st, &challenge, (&group, &member, &proof))
-                {
+            (ClientMsg::Join { group, member, .. }, None) => {
+                if let Some((label, reason)) = refuse_join(&st, &group) {
                     refused(label);
                     reply(ServerMsg::Error(format!("{reason}; closing")));
                     break;
@@ -592,14 +601,7 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64, stop: 
                 reply(ServerMsg::Ok);
                 joined = Some((group, member));
             }
-            (ClientMsg::Control { operator, cmd, proof }, None) => {
-                if let Some((label, reason)) =
-                    refuse_control(&st, &challenge, (&operator, &cmd, &proof))
-                {
-                    refused(label);
-                    reply(ServerMsg::Error(format!("{reason}; closing")));
-                    break;
-                }
+            (ClientMsg::Control { operator, cmd, .. }, None) => {
                 let action = format!("{cmd:?}");
                 match st.control(cmd) {
                     Ok(()) => {
@@ -617,6 +619,15 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64, stop: 
                 // Expelled (and maybe replaced by a newer connection under the same id).
                 reply(ServerMsg::Error(format!(
                     "{member:?} is no longer a member of {group:?}; closing"
+                )));
+                break;
+            }
+            (ClientMsg::Send { bytes, .. }, Some(_)) if bytes.len() > MAX_ENVELOPE_BYTES => {
+                // Relayed with its sender's id, it would not fit a recipient's frame.
+                refused("too_large");
+                reply(ServerMsg::Error(format!(
+                    "a message of {} bytes is over the limit of {MAX_ENVELOPE_BYTES}; closing",
+                    bytes.len()
                 )));
                 break;
             }
