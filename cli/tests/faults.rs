@@ -76,6 +76,28 @@ mod misconfigured_member {
             .expect("gka runs")
     }
 
+    /// `gka keygen` never replaces a private key without `--force`: a lost key cannot be made
+    /// again.
+    #[test]
+    fn keygen_keeps_an_existing_private_key_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        keygen(dir.path(), "a");
+        let before = std::fs::read(dir.path().join("a.key")).unwrap();
+        let again = Command::new(GKA)
+            .args(["keygen", "--id", "a", "--out", dir.path().to_str().unwrap()])
+            .output()
+            .expect("gka runs");
+        let stderr = String::from_utf8_lossy(&again.stderr);
+        assert!(!again.status.success() && stderr.contains("--force"), "{stderr}");
+        assert_eq!(std::fs::read(dir.path().join("a.key")).unwrap(), before, "kept");
+        let forced = Command::new(GKA)
+            .args(["keygen", "--id", "a", "--force", "--out", dir.path().to_str().unwrap()])
+            .output()
+            .expect("gka runs");
+        assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
+        assert_ne!(std::fs::read(dir.path().join("a.key")).unwrap(), before, "replaced");
+    }
+
     #[test]
     fn a_member_its_trust_store_cannot_vouch_for_does_not_start() {
         let dir = tempfile::tempdir().unwrap();

@@ -105,6 +105,9 @@ pub enum IdentityError {
          member's public key ({0}.pub included)"
     )]
     NotInTrustStore(String),
+    /// A private key file is already there, and replacing it was not asked for.
+    #[error("{0}: a private key is already there; keep it, or replace it with --force")]
+    Exists(PathBuf),
     /// The trust store holds another key for this member than its own.
     #[error(
         "the trust store's key for {0:?} is not this member's key: its peers would refuse every \
@@ -267,11 +270,25 @@ impl Identity {
         }
     }
 
-    /// Writes `<dir>/<id>.key` (PKCS#8 PEM, mode 0600) and `<dir>/<id>.pub` (SPKI PEM).
-    /// Returns the two paths.
+    /// Writes `<dir>/<id>.key` (PKCS#8 PEM, mode 0600) and `<dir>/<id>.pub` (SPKI PEM),
+    /// replacing any that are there. Returns the two paths.
     pub fn write(&self, dir: &Path) -> Result<(PathBuf, PathBuf), IdentityError> {
+        self.write_new(dir, true)
+    }
+
+    /// As [`Self::write`], but refuses ([`IdentityError::Exists`]) to replace a private key
+    /// file that is already there unless `replace` is set: a lost private key cannot be made
+    /// again.
+    pub fn write_new(
+        &self,
+        dir: &Path,
+        replace: bool,
+    ) -> Result<(PathBuf, PathBuf), IdentityError> {
         fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let private_path = dir.join(format!("{}.key", self.id));
+        if !replace && private_path.exists() {
+            return Err(IdentityError::Exists(private_path));
+        }
         let public_path = dir.join(format!("{}.pub", self.id));
         let pem: Zeroizing<String> = match &self.key {
             PrivateKey::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF),
