@@ -15,6 +15,8 @@
 // Key generation and RSA-PSS salts draw from the operating system.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+pub mod cert;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
@@ -191,6 +193,16 @@ impl PublicKey {
             Self::Rsa(k) => k.to_public_key_pem(LineEnding::LF),
         }
         .map_err(|e| IdentityError::Sign(e.to_string()))
+    }
+
+    /// Parses an SPKI DER public key of either scheme.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, IdentityError> {
+        if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_der(der) {
+            return Ok(Self::Ed25519(k));
+        }
+        rsa::RsaPublicKey::from_public_key_der(der).map(|k| Self::Rsa(Box::new(k))).map_err(|e| {
+            IdentityError::BadKey { path: PathBuf::from("(certificate)"), detail: e.to_string() }
+        })
     }
 
     /// Parses an SPKI PEM public key of either scheme.
