@@ -148,7 +148,7 @@ impl Net {
                     core.handle_delivery(now, d).expect("delivery");
                     self.flush(&name);
                 }
-                if self.net.now_ms() % TICK_MS == 0 {
+                if self.net.now_ms().is_multiple_of(TICK_MS) {
                     self.members.get_mut(&name).expect("member").tick(now);
                     self.flush(&name);
                 }

@@ -311,7 +311,7 @@ impl DomainCa {
             key_identifier_method: KeyIdMethod::Sha256,
         };
         let crl = p.signed_by(&self.issuer()?).map_err(make)?;
-        Ok(crl.pem().map_err(make)?)
+        crl.pem().map_err(make)
     }
 }
 
@@ -491,12 +491,13 @@ mod tests {
             Err(CertError::Expired { state: "not yet valid", .. })
         ));
         // Revoked by a list the CA signed.
-        let crl = red.revocation_list(&[a.info.serial.clone()], now(), 7, 1).unwrap();
+        let crl = red.revocation_list(std::slice::from_ref(&a.info.serial), now(), 7, 1).unwrap();
         let with_crl = TrustedDomain::new(&red.cert_pem(), Some(&crl)).unwrap();
         assert!(matches!(with_crl.verify(&a.der, now()), Err(CertError::Revoked { .. })));
         with_crl.verify(&b.der, now()).expect("bob is not revoked");
         // A list signed by another domain's CA is refused.
-        let forged = blue.revocation_list(&[b.info.serial.clone()], now(), 7, 1).unwrap();
+        let forged =
+            blue.revocation_list(std::slice::from_ref(&b.info.serial), now(), 7, 1).unwrap();
         assert!(matches!(
             TrustedDomain::new(&red.cert_pem(), Some(&forged)),
             Err(CertError::WrongIssuer { .. })

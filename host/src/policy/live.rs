@@ -121,7 +121,7 @@ impl Probes {
             return Vec::new();
         }
         self.rounds += 1;
-        let padded = self.rounds % BANDWIDTH_EVERY == 0;
+        let padded = self.rounds.is_multiple_of(BANDWIDTH_EVERY);
         (0..PROBES_PER_ROUND.min(peers.len()))
             .map(|_| {
                 self.rotation = (self.rotation + 1) % peers.len();
