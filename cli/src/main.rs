@@ -36,6 +36,9 @@ enum Command {
     /// Make a member's identity key pair: DIR/ID.key (PKCS#8 PEM, mode 0600) and DIR/ID.pub
     /// (SPKI PEM, for the other members' trust stores).
     Keygen(cmd::keygen::KeygenArgs),
+    /// A domain's certificate authority: make it, issue and revoke member certificates, and
+    /// show what a certificate or revocation list says.
+    Ca(cmd::ca::CaArgs),
     /// Simulate the protocols: a sweep of protocols × events × group sizes × networks in the
     /// discrete-event simulator (real plugins, virtual time), written as CSV, a Markdown
     /// table and SVG plots, each latency beside the cost model's prediction.
@@ -62,6 +65,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Member(args) => cmd::member::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
+        Command::Ca(args) => cmd::ca::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Plugins(args) => cmd::plugins::run(args),
     }

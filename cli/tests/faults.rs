@@ -423,3 +423,77 @@ fn a_short_chaos_soak_finds_nothing() {
     let killed = stdout.lines().find(|l| l.contains("members killed")).expect("kills");
     assert!(!killed.ends_with("| 0 |"), "the soak killed nobody: {stdout}");
 }
+
+/// `gka ca`: a domain CA is made once (its key is never replaced without `--force`), issues
+/// member certificates for a new or an existing key, names the roles asked for, and revokes a
+/// member in a new signed revocation list that `gka ca show` reads back.
+mod certificate_authority {
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::GKA;
+
+    fn gka(args: &[&str]) -> (bool, String) {
+        let o = Command::new(GKA).args(args).output().expect("gka runs");
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        (o.status.success(), text)
+    }
+
+    fn p(path: &Path) -> &str {
+        path.to_str().unwrap()
+    }
+
+    #[test]
+    fn a_domain_ca_issues_shows_and_revokes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ca, out) = (tmp.path().join("red"), tmp.path().join("out"));
+        assert!(gka(&["ca", "init", "--domain", "red", "--dir", p(&ca)]).0);
+        let (ok, text) = gka(&["ca", "init", "--domain", "red", "--dir", p(&ca)]);
+        assert!(!ok && text.contains("--force"), "{text}");
+        let (ok, text) = gka(&[
+            "ca",
+            "issue",
+            "--dir",
+            p(&ca),
+            "--id",
+            "alice",
+            "--role",
+            "member",
+            "--role",
+            "operator",
+            "--out",
+            p(&out),
+        ]);
+        assert!(ok && text.contains("roles member,operator"), "{text}");
+        assert!(gka(&["keygen", "--id", "bob", "--out", p(&out)]).0);
+        let bob_pub = out.join("bob.pub");
+        let (ok, text) = gka(&[
+            "ca",
+            "issue",
+            "--dir",
+            p(&ca),
+            "--id",
+            "bob",
+            "--public",
+            p(&bob_pub),
+            "--out",
+            p(&out),
+        ]);
+        assert!(ok, "{text}");
+        let (ok, text) = gka(&["ca", "show", p(&out.join("alice.crt"))]);
+        assert!(
+            ok && text.contains("domain:   red") && text.contains("member, operator"),
+            "{text}"
+        );
+        let serial = text.lines().find_map(|l| l.strip_prefix("  serial:   ")).unwrap().to_owned();
+        let (ok, text) =
+            gka(&["ca", "issue", "--dir", p(&ca), "--id", "c", "--role", "king", "--out", p(&out)]);
+        assert!(!ok && text.contains("unknown role"), "{text}");
+        assert!(gka(&["ca", "revoke", "--dir", p(&ca), "--id", "alice"]).0);
+        let (ok, text) = gka(&["ca", "show", p(&ca.join("crl.pem"))]);
+        assert!(ok && text.contains(&serial) && text.contains("number:   2"), "{text}");
+        let (ok, text) = gka(&["ca", "revoke", "--dir", p(&ca), "--id", "nobody"]);
+        assert!(!ok && text.contains("no certificate was issued"), "{text}");
+    }
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand: its flags (a `clap::Args` struct) and its `run`.
 
 pub(crate) mod bench;
+pub(crate) mod ca;
 pub(crate) mod daemon;
 pub(crate) mod demo;
 pub(crate) mod keygen;

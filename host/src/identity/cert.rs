@@ -369,6 +369,33 @@ pub fn read_cert(der: &[u8]) -> Result<CertInfo, CertError> {
     })
 }
 
+/// What a revocation list says (read, not verified: see [`TrustedDomain::new`] for that).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlInfo {
+    /// The issuing domain (the issuer's organization).
+    pub domain: String,
+    /// The list's number, if it has one (higher is newer).
+    pub number: Option<u64>,
+    /// When it was issued (Unix seconds).
+    pub this_update: i64,
+    /// The revoked serial numbers, hex.
+    pub serials: Vec<String>,
+}
+
+/// Reads a revocation list (DER).
+pub fn read_crl(der: &[u8]) -> Result<CrlInfo, CertError> {
+    let (_, crl) = CertificateRevocationList::from_der(der).map_err(malformed)?;
+    let domain = first(crl.issuer().iter_organization().filter_map(|a| a.as_str().ok()))
+        .ok_or_else(|| CertError::Malformed("no issuing organization (domain)".into()))?;
+    let number = crl.crl_number().and_then(|n| u64::try_from(n.clone()).ok());
+    Ok(CrlInfo {
+        domain,
+        number,
+        this_update: crl.last_update().timestamp(),
+        serials: crl.iter_revoked_certificates().map(|r| hex::encode(r.raw_serial())).collect(),
+    })
+}
+
 /// A domain as a verifier sees it: its CA certificate and, if it has published one, its
 /// revocation list.
 #[derive(Debug, Clone)]

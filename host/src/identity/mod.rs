@@ -15,6 +15,7 @@
 // Key generation and RSA-PSS salts draw from the operating system.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+pub mod ca_dir;
 pub mod cert;
 
 use std::collections::BTreeMap;
@@ -350,8 +351,9 @@ fn io_error(path: &Path, source: std::io::Error) -> IdentityError {
     IdentityError::Io { path: path.to_path_buf(), error: source }
 }
 
+/// Writes a secret file readable by its owner only.
 #[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f =
@@ -360,7 +362,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::write(path, bytes)
 }
 
