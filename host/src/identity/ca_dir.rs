@@ -240,7 +240,7 @@ mod tests {
         let trusted =
             TrustedDomain::new(&read(dir.cert_file()), Some(&read(dir.crl_file()))).unwrap();
         trusted.verify(&a.der, now).expect("issued and not revoked");
-        assert_eq!(dir.revoke("alice", now).unwrap(), [a.info.serial.clone()]);
+        assert_eq!(dir.revoke("alice", now).unwrap(), vec![a.info.serial.clone()]);
         let trusted =
             TrustedDomain::new(&read(dir.cert_file()), Some(&read(dir.crl_file()))).unwrap();
         assert!(matches!(trusted.verify(&a.der, now), Err(CertError::Revoked { .. })));
