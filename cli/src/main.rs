@@ -36,6 +36,8 @@ enum Command {
     /// Make a member's identity key pair: DIR/ID.key (PKCS#8 PEM, mode 0600) and DIR/ID.pub
     /// (SPKI PEM, for the other members' trust stores).
     Keygen(cmd::keygen::KeygenArgs),
+    /// Check an access rules file (trusted domains, who may join which group).
+    Access(cmd::access::AccessArgs),
     /// A domain's certificate authority: make it, issue and revoke member certificates, and
     /// show what a certificate or revocation list says.
     Ca(cmd::ca::CaArgs),
@@ -66,6 +68,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Ca(args) => cmd::ca::run(args),
+        Command::Access(args) => cmd::access::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Plugins(args) => cmd::plugins::run(args),
     }

@@ -426,7 +426,8 @@ fn a_short_chaos_soak_finds_nothing() {
 
 /// `gka ca`: a domain CA is made once (its key is never replaced without `--force`), issues
 /// member certificates for a new or an existing key, names the roles asked for, and revokes a
-/// member in a new signed revocation list that `gka ca show` reads back.
+/// member in a new signed revocation list that `gka ca show` reads back; `gka access check`
+/// accepts rules naming that CA and reports a broken rule with its line and column.
 mod certificate_authority {
     use std::path::Path;
     use std::process::Command;
@@ -495,5 +496,15 @@ mod certificate_authority {
         assert!(ok && text.contains(&serial) && text.contains("number:   2"), "{text}");
         let (ok, text) = gka(&["ca", "revoke", "--dir", p(&ca), "--id", "nobody"]);
         assert!(!ok && text.contains("no certificate was issued"), "{text}");
+
+        // Access rules naming that CA check; a broken one is reported with line and column.
+        let rules = tmp.path().join("access.toml");
+        let good = "[domain.red]\nca = \"red/ca.crt\"\ncrl = \"red/crl.pem\"\n\n[[group]]\nname = \"lab\"\ndomains = [\"red\"]\n";
+        std::fs::write(&rules, good).unwrap();
+        let (ok, text) = gka(&["access", "check", p(&rules)]);
+        assert!(ok && text.contains("1 domain(s): red"), "{text}");
+        std::fs::write(&rules, good.replace("[\"red\"]", "[\"red\", \"blue\"]")).unwrap();
+        let (ok, text) = gka(&["access", "check", p(&rules)]);
+        assert!(!ok && text.contains("access.toml:7:19: unknown domain \"blue\""), "{text}");
     }
 }

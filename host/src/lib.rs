@@ -20,6 +20,7 @@ pub mod envelope;
 pub mod group;
 pub mod identity;
 pub mod loader;
+pub mod located;
 pub mod member;
 pub mod metrics;
 pub mod net;

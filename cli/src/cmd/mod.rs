@@ -1,5 +1,6 @@
 //! One module per subcommand: its flags (a `clap::Args` struct) and its `run`.
 
+pub(crate) mod access;
 pub(crate) mod bench;
 pub(crate) mod ca;
 pub(crate) mod daemon;

@@ -15,6 +15,7 @@
 // Key generation and RSA-PSS salts draw from the operating system.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+pub mod access;
 pub mod ca_dir;
 pub mod cert;
 

@@ -1,7 +1,6 @@
 //! The policy file: its format, parsing and validation with line and column.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -208,43 +207,16 @@ pub struct Policy {
 }
 
 /// One problem in a policy file, with its position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyError {
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// What is wrong.
-    pub message: String,
-}
+pub type PolicyError = crate::located::Located;
 
-impl std::fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.line, self.column, self.message)
-    }
-}
-
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    // Spans from the TOML parser fall on character boundaries; stay safe if one does not.
-    let before = text.get(..offset.min(text.len())).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
-fn error_at(text: &str, span: Range<usize>, message: String) -> PolicyError {
-    let (line, column) = position(text, span.start);
-    PolicyError { line, column, message }
-}
+use crate::located::at as error_at;
 
 impl Policy {
     /// Parses and validates a policy; returns every problem found, with line and column.
     /// `known` lists the protocol names that exist (the loaded plugins, or [`KNOWN_PROTOCOLS`]).
     pub fn parse(text: &str, known: &[&str]) -> Result<Self, Vec<PolicyError>> {
-        let policy: Self = toml::from_str(text).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            vec![error_at(text, span, e.message().trim().to_owned())]
-        })?;
+        let policy: Self =
+            toml::from_str(text).map_err(|e| vec![crate::located::toml_error(text, &e)])?;
         let mut errors = Vec::new();
         let mut check_name = |name: &Spanned<String>, what: &str| {
             if !known.contains(&name.get_ref().as_str()) {
