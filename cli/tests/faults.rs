@@ -339,7 +339,12 @@ mod daemon_memory {
         let name = "g".repeat(4 << 20);
         let mut raws = Vec::new();
         for _ in 0..10 {
-            let join = ClientMsg::Join { group: name.clone(), member: "a".into(), proof: vec![] };
+            let join = ClientMsg::Join {
+                group: name.clone(),
+                member: "a".into(),
+                proof: vec![],
+                certificate: None,
+            };
             let frame = gka_host::net::wire::encode(&join);
             let addr = addr.clone();
             raws.push(tokio::spawn(async move {

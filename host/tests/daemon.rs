@@ -255,7 +255,12 @@ async fn garbage_oversized_and_out_of_order_requests_are_refused() {
     }
     // An invalid member id is refused.
     let (mut bad, _) = Connection::open(d.addr).await.unwrap();
-    let join_bad = ClientMsg::Join { group: "g".into(), member: "x y".into(), proof: vec![] };
+    let join_bad = ClientMsg::Join {
+        group: "g".into(),
+        member: "x y".into(),
+        proof: vec![],
+        certificate: None,
+    };
     bad.send(&join_bad).await.unwrap();
     let e = error(&mut bad).await.expect("a refusal");
     assert!(e.contains("invalid member id"), "{e}");
@@ -480,7 +485,12 @@ async fn fault_injection_is_off_by_default_and_for_operators_only() {
     );
     // An unsigned command on a raw connection.
     let (mut raw, _) = Connection::open(d.addr).await.unwrap();
-    let unsigned = ClientMsg::Control { operator: "op".into(), cmd: delay.clone(), proof: vec![] };
+    let unsigned = ClientMsg::Control {
+        operator: "op".into(),
+        cmd: delay.clone(),
+        proof: vec![],
+        certificate: None,
+    };
     raw.send(&unsigned).await.unwrap();
     assert!(error(&mut raw).await.is_some_and(|e| e.contains("does not verify")));
     assert_eq!(control(&d, delay).await, ServerMsg::Ok, "the operator itself may");
@@ -505,7 +515,8 @@ async fn only_proven_members_join_and_receive() {
     let (mut replayer, _) = Connection::open(d.addr).await.unwrap();
     let old_challenge = [0u8; 32];
     let proof = gka_host::net::auth::prove_join(&identity("c"), &old_challenge, "g");
-    replayer.send(&ClientMsg::Join { group: "g".into(), member: "c".into(), proof }).await.unwrap();
+    let join = ClientMsg::Join { group: "g".into(), member: "c".into(), proof, certificate: None };
+    replayer.send(&join).await.unwrap();
     assert!(error(&mut replayer).await.is_some_and(|e| e.contains("does not verify")));
     // A connection that only listens: nothing but its challenge, then it is closed.
     let mut listener = Connection::open(d.addr).await.unwrap().0;
@@ -583,5 +594,74 @@ async fn a_message_too_large_to_relay_is_refused() {
     assert!(e.contains("over the limit"), "{e}");
     let next = view(&mut conns[1]).await;
     assert_eq!(next.left, ["a"], "b got no message, only a's departure");
+    d.stop();
+}
+
+/// Under access rules, members join by certificate: two trusted domains' members are admitted;
+/// a third domain's member, a revoked or expired certificate, a certificate presented under
+/// another id, and a member with neither certificate nor listed key are refused with their
+/// reasons; an operator certificate of an operator domain may inject faults.
+#[tokio::test]
+async fn members_join_by_certificate_under_access_rules() {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use gka_host::identity::access::AccessRules;
+    use gka_host::identity::cert::{DomainCa, Role};
+    use time::OffsetDateTime;
+
+    let now = OffsetDateTime::now_utc();
+    let tmp = tempfile::tempdir().unwrap();
+    let red = DomainCa::create("red", now, 365, [1; 16]).unwrap();
+    let blue = DomainCa::create("blue", now, 365, [2; 16]).unwrap();
+    let green = DomainCa::create("green", now, 365, [3; 16]).unwrap();
+    let member: BTreeSet<Role> = [Role::Member].into();
+    let operator: BTreeSet<Role> = [Role::Operator].into();
+    let cert = |ca: &DomainCa, id: &str, roles: &BTreeSet<Role>, from: OffsetDateTime, serial| {
+        ca.issue(id, identity(id).public(), roles, from, 30, [serial; 16]).unwrap().der
+    };
+    let alice = cert(&red, "a", &member, now, 10);
+    let bob = cert(&blue, "b", &member, now, 11);
+    let gus = cert(&green, "c", &member, now, 12);
+    let revoked = cert(&red, "d", &member, now, 13);
+    let expired = cert(&red, "d", &member, now - time::Duration::days(40), 14);
+    let op = cert(&red, "m", &operator, now, 15);
+    let serial = gka_host::identity::cert::read_cert(&revoked).unwrap().serial;
+    std::fs::write(tmp.path().join("red.crt"), red.cert_pem()).unwrap();
+    std::fs::write(tmp.path().join("red.crl"), red.revocation_list(&[serial], now, 7, 2).unwrap())
+        .unwrap();
+    std::fs::write(tmp.path().join("blue.crt"), blue.cert_pem()).unwrap();
+    let text = "operators = [\"red\"]\n[domain.red]\nca = \"red.crt\"\ncrl = \"red.crl\"\n\
+                [domain.blue]\nca = \"blue.crt\"\n[[group]]\nname = \"lab\"\ndomains = [\"red\", \"blue\"]\n";
+    let rules = AccessRules::parse(text, tmp.path()).expect("valid rules");
+    let access = DaemonAccess { rules: Some(Arc::new(rules)), ..DaemonAccess::default() };
+    let config = DaemonConfig {
+        timing: Timing { batch_ms: 30, failure_timeout_ms: 60_000 },
+        tick: Duration::from_millis(5),
+        access,
+        allow_control: true,
+        ..DaemonConfig::default()
+    };
+    let d = Daemon::start("127.0.0.1:0", config).await.expect("daemon");
+    let join = |id: &str, der: Option<Vec<u8>>| {
+        let addr = d.addr;
+        let id = identity(id);
+        async move { Connection::join_presenting(addr, "lab", &id, der.as_deref()).await }
+    };
+    let _a = join("a", Some(alice.clone())).await.expect("red's member");
+    let _b = join("b", Some(bob)).await.expect("blue's member");
+    let refused = |r: std::io::Result<Connection>| r.expect_err("refused").to_string();
+    assert!(refused(join("c", Some(gus)).await).contains("\"green\" is not trusted"));
+    assert!(refused(join("d", Some(revoked)).await).contains("revoked"));
+    assert!(refused(join("d", Some(expired)).await).contains("expired"));
+    assert!(refused(join("m", Some(alice)).await).contains("\"a\"'s, not \"m\"'s"));
+    assert!(refused(join("d", None).await).contains("not in the daemon's access list"));
+    let heal = ControlCmd::Heal { group: "lab".into() };
+    let reply = Connection::control_presenting(d.addr, &identity("m"), Some(&op), heal.clone())
+        .await
+        .unwrap();
+    assert_eq!(reply, ServerMsg::Ok, "a red operator");
+    let reply = Connection::control_presenting(d.addr, &identity("a"), None, heal).await.unwrap();
+    assert!(matches!(reply, ServerMsg::Error(_)), "a member is not an operator");
     d.stop();
 }

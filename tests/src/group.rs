@@ -226,6 +226,7 @@ fn configs(
                 heartbeat: Duration::from_millis(50),
                 switching,
                 recovery,
+                certificate: None,
             };
             (name, config)
         })

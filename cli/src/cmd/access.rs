@@ -1,5 +1,6 @@
 //! `gka access check`: every problem in an access rules file, with its line and column.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
@@ -30,13 +31,14 @@ pub(crate) fn run(args: AccessArgs) -> Result<()> {
         AccessCommand::Check { file } => match AccessRules::load(&file) {
             Ok(rules) => {
                 let domains: Vec<&str> = rules.domains().collect();
-                println!(
+                writeln!(
+                    std::io::stdout(),
                     "{}: ok ({} domain(s): {}; {} group rule(s))",
                     file.display(),
                     domains.len(),
                     domains.join(", "),
                     rules.groups().len()
-                );
+                )?;
                 Ok(())
             }
             Err(errors) => {

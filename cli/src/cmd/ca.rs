@@ -1,6 +1,7 @@
 //! `gka ca`: a domain's certificate authority (see `host/src/identity/ca_dir.rs` for its files).
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -85,12 +86,17 @@ pub(crate) fn run(args: CaArgs) -> Result<()> {
             let ca = CaDir::at(&dir).init(&domain, now, days, force).with_context(|| {
                 format!("cannot make the CA of {domain:?} in {}", dir.display())
             })?;
-            println!("domain {} CA in {}", ca.domain(), dir.display());
-            println!(
+            writeln!(std::io::stdout(), "domain {} CA in {}", ca.domain(), dir.display())?;
+            writeln!(
+                std::io::stdout(),
                 "certificate: {} (give it to every party that trusts {domain})",
                 CaDir::at(&dir).cert_file().display()
-            );
-            println!("revocation list: {}", CaDir::at(&dir).crl_file().display());
+            )?;
+            writeln!(
+                std::io::stdout(),
+                "revocation list: {}",
+                CaDir::at(&dir).crl_file().display()
+            )?;
             Ok(())
         }
         CaCommand::Issue { dir, id, roles, days, public, out, force } => {
@@ -100,11 +106,12 @@ pub(crate) fn run(args: CaArgs) -> Result<()> {
             let serials = CaDir::at(&dir).revoke(&id, now).with_context(|| {
                 format!("cannot revoke {id:?} with the CA in {}", dir.display())
             })?;
-            println!(
+            writeln!(
+                std::io::stdout(),
                 "revoked {id} (serial {}); publish {}",
                 serials.join(", "),
                 CaDir::at(&dir).crl_file().display()
-            );
+            )?;
             Ok(())
         }
         CaCommand::Show { file } => show(&file),
@@ -145,7 +152,7 @@ fn issue(
             let (private, _) = identity
                 .write_new(out, force)
                 .with_context(|| format!("cannot write {id}'s key to {}", out.display()))?;
-            println!("private key: {} (keep secret)", private.display());
+            writeln!(std::io::stdout(), "private key: {} (keep secret)", private.display())?;
             identity.public().clone()
         }
     };
@@ -157,13 +164,14 @@ fn issue(
     std::fs::write(&path, &issued.pem)
         .with_context(|| format!("cannot write {}", path.display()))?;
     let roles: Vec<&str> = issued.info.roles.iter().map(|r| r.name()).collect();
-    println!(
+    writeln!(
+        std::io::stdout(),
         "certificate: {} ({id}, domain {}, roles {}, serial {}, {days} days)",
         path.display(),
         issued.info.domain,
         roles.join(","),
         issued.info.serial
-    );
+    )?;
     Ok(())
 }
 
@@ -177,27 +185,47 @@ fn show(file: &Path) -> Result<()> {
     if let Ok(der) = der_of_pem(&text, "CERTIFICATE") {
         let info = read_cert(&der).with_context(|| format!("{}", file.display()))?;
         let roles: Vec<&str> = info.roles.iter().map(|r| r.name()).collect();
-        println!("{}: {} certificate", file.display(), if info.is_ca { "CA" } else { "member" });
-        println!("  id:       {}", info.id);
-        println!("  domain:   {}", info.domain);
+        writeln!(
+            std::io::stdout(),
+            "{}: {} certificate",
+            file.display(),
+            if info.is_ca { "CA" } else { "member" }
+        )?;
+        writeln!(std::io::stdout(), "  id:       {}", info.id)?;
+        writeln!(std::io::stdout(), "  domain:   {}", info.domain)?;
         if !info.is_ca {
-            println!("  roles:    {}", roles.join(", "));
+            writeln!(std::io::stdout(), "  roles:    {}", roles.join(", "))?;
         }
-        println!("  serial:   {}", info.serial);
-        println!("  valid:    {} to {} UTC", date(info.not_before), date(info.not_after));
-        println!("  key:      {}", info.public.scheme());
+        writeln!(std::io::stdout(), "  serial:   {}", info.serial)?;
+        writeln!(
+            std::io::stdout(),
+            "  valid:    {} to {} UTC",
+            date(info.not_before),
+            date(info.not_after)
+        )?;
+        writeln!(std::io::stdout(), "  key:      {}", info.public.scheme())?;
         return Ok(());
     }
     if let Ok(der) = der_of_pem(&text, "X509 CRL") {
         let list = gka_host::identity::cert::read_crl(&der)
             .with_context(|| format!("{}", file.display()))?;
-        println!("{}: revocation list of domain {}", file.display(), list.domain);
-        println!("  number:   {}", list.number.map_or("none".into(), |n| n.to_string()));
-        println!("  issued:   {} UTC", date(list.this_update));
-        println!(
+        writeln!(
+            std::io::stdout(),
+            "{}: revocation list of domain {}",
+            file.display(),
+            list.domain
+        )?;
+        writeln!(
+            std::io::stdout(),
+            "  number:   {}",
+            list.number.map_or("none".into(), |n| n.to_string())
+        )?;
+        writeln!(std::io::stdout(), "  issued:   {} UTC", date(list.this_update))?;
+        writeln!(
+            std::io::stdout(),
             "  revoked:  {}",
             if list.serials.is_empty() { "none".into() } else { list.serials.join(", ") }
-        );
+        )?;
         return Ok(());
     }
     bail!("{}: neither a certificate nor a revocation list (PEM)", file.display())

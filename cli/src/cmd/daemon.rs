@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use gka_host::group::Timing;
+use gka_host::identity::access::AccessRules;
 use gka_host::identity::TrustStore;
 use gka_host::net::{Daemon, DaemonAccess, DaemonConfig};
 
@@ -23,8 +24,12 @@ pub(crate) struct DaemonArgs {
     failure_timeout_ms: u64,
     /// Directory of members' public keys (`<id>.pub`): a member joins only by proving it holds
     /// the key listed for its id.
-    #[arg(long, value_name = "DIR")]
-    trust: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "access")]
+    trust: Option<PathBuf>,
+    /// Access rules (see `gka access check`): a member that presents a certificate joins if
+    /// its domain's CA vouches for it and the rules let its domain and role into the group.
+    #[arg(long, value_name = "FILE")]
+    access: Option<PathBuf>,
     /// Directory of operators' public keys: only they may inject faults, and only with
     /// `--allow-control`.
     #[arg(long, value_name = "DIR")]
@@ -32,8 +37,9 @@ pub(crate) struct DaemonArgs {
     /// Serve Prometheus metrics on this address (`/metrics`).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
-    /// Let operators (`--operators`) inject faults (partition, heal, delay), for testing.
-    #[arg(long, requires = "operators")]
+    /// Let operators (`--operators`, or operator certificates the `--access` rules accept)
+    /// inject faults (partition, heal, delay), for testing.
+    #[arg(long)]
     allow_control: bool,
 }
 
@@ -51,16 +57,28 @@ fn load(dir: &Path, flag: &str) -> Result<TrustStore> {
 
 /// Runs the daemon until the process is stopped.
 pub(crate) fn run(args: DaemonArgs) -> Result<()> {
-    let members = load(&args.trust, "--trust")?;
+    let members = match &args.trust {
+        Some(dir) => load(dir, "--trust")?,
+        None => TrustStore::default(),
+    };
     let operators = match &args.operators {
         Some(dir) => load(dir, "--operators")?,
         None => TrustStore::default(),
     };
+    let rules = match &args.access {
+        Some(file) => Some(std::sync::Arc::new(AccessRules::load(file).map_err(|errors| {
+            anyhow::anyhow!("the access rules are invalid (--access):\n{}", errors.join("\n"))
+        })?)),
+        None => None,
+    };
+    if args.allow_control && args.operators.is_none() && args.access.is_none() {
+        bail!("--allow-control needs operators: --operators DIR, or --access rules naming them");
+    }
     runtime()?.block_on(async {
         install_metrics(args.metrics)?;
         let config = DaemonConfig {
             timing: Timing { batch_ms: args.batch_ms, failure_timeout_ms: args.failure_timeout_ms },
-            access: DaemonAccess { members, operators },
+            access: DaemonAccess { members, operators, rules },
             allow_control: args.allow_control,
             ..DaemonConfig::default()
         };

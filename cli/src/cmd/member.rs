@@ -49,6 +49,9 @@ pub(crate) struct MemberArgs {
     /// member), keep trying to rejoin for this many seconds before exiting with an error.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     give_up_after: u64,
+    /// This member's certificate (from `gka ca issue`), presented to a daemon with access rules.
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
 }
 
 /// Runs one member until stdin and the group are done with, or it gives up reconnecting (then
@@ -65,6 +68,7 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
         metrics,
         policy,
         give_up_after,
+        cert,
     } = args;
     let recovery = Recovery {
         give_up_after: std::time::Duration::from_secs(give_up_after),
@@ -75,6 +79,32 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
     if identity.id() != id {
         bail!("the key file {} is for {:?}, not {id:?}", key.display(), identity.id());
     }
+    let certificate = match &cert {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {} (--cert)", path.display()))?;
+            let der = gka_host::identity::cert::der_of_pem(&pem, "CERTIFICATE")
+                .with_context(|| format!("{} (--cert)", path.display()))?;
+            let info = gka_host::identity::cert::read_cert(&der)
+                .with_context(|| format!("{} (--cert)", path.display()))?;
+            if info.id != id {
+                bail!(
+                    "the certificate {} is for {:?}, not {id:?} (--cert)",
+                    path.display(),
+                    info.id
+                );
+            }
+            if info.public.to_pem()? != identity.public().to_pem()? {
+                bail!(
+                    "the certificate {} is for another key than {} (--cert)",
+                    path.display(),
+                    key.display()
+                );
+            }
+            Some(der)
+        }
+        None => None,
+    };
     let trust_dir = trust;
     let trust = TrustStore::load(&trust_dir)
         .with_context(|| format!("cannot load the trust store {}", trust_dir.display()))?;
@@ -97,29 +127,7 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
     let rt = runtime()?;
     let result = rt.block_on(async {
         install_metrics(metrics)?;
-        member(daemon, group, identity, trust, protocol, switching, recovery).await
-    });
-    // Reading stdin blocks a thread that a plain drop of the runtime would wait for, so a
-    // member whose stdin stays open would never exit.
-    rt.shutdown_background();
-    result
-}
-
-/// `gka member`: stdin lines out (encrypted), events and received lines in.
-async fn member(
-    daemon: String,
-    group: String,
-    identity: Identity,
-    trust: TrustStore,
-    protocol: std::sync::Arc<dyn gka_plugin_api::Protocol>,
-    switching: Switching,
-    recovery: Recovery,
-) -> Result<()> {
-    use tokio::io::AsyncBufReadExt;
-    let id = identity.id().to_owned();
-    let mut handle = spawn_member(
-        &daemon,
-        MemberConfig {
+        let config = MemberConfig {
             group,
             identity,
             trust,
@@ -128,10 +136,24 @@ async fn member(
             heartbeat: std::time::Duration::from_millis(500),
             switching: Some(switching),
             recovery: Some(recovery),
-        },
-    )
-    .await
-    .with_context(|| format!("cannot connect to the daemon at {daemon}"))?;
+            certificate,
+        };
+        member(daemon, config).await
+    });
+    // Reading stdin blocks a thread that a plain drop of the runtime would wait for, so a
+    // member whose stdin stays open would never exit.
+    rt.shutdown_background();
+    result
+}
+
+/// `gka member`: stdin lines out (encrypted), events and received lines in.
+async fn member(daemon: String, config: MemberConfig) -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let id = config.identity.id().to_owned();
+    let give_up_after = config.recovery.map_or(0, |r| r.give_up_after.as_secs());
+    let mut handle = spawn_member(&daemon, config)
+        .await
+        .with_context(|| format!("cannot connect to the daemon at {daemon}"))?;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     // Refusals of what peers send are counted in full (metrics) but printed a few a second.
@@ -155,7 +177,7 @@ async fn member(
                         println!("[{id}] refused: {s}");
                     }
                     println!("[{id}] gave up: {reason}");
-                    bail!("{id} gave up: {reason} (--give-up-after {})", recovery.give_up_after.as_secs());
+                    bail!("{id} gave up: {reason} (--give-up-after {give_up_after})");
                 }
                 Some(e) => {
                     if let Some(label) = refusal_label(&id, &e) {

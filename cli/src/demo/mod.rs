@@ -137,6 +137,7 @@ impl Demo {
                 switching: self.switching.clone(),
                 // The demo's daemon lives as long as the demo.
                 recovery: None,
+                certificate: None,
             },
         )
         .await

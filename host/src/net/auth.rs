@@ -15,6 +15,11 @@
 
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::identity::access::{AccessRules, Refusal};
 use crate::identity::{Identity, PublicKey, TrustStore};
 use crate::net::wire::ControlCmd;
 
@@ -31,6 +36,9 @@ pub struct DaemonAccess {
     pub members: TrustStore,
     /// Operators' public keys: only they may inject faults, and only when the daemon allows it.
     pub operators: TrustStore,
+    /// Access rules for clients that present a certificate: the domains trusted, and which
+    /// domains and roles may join which group (see [`AccessRules`]).
+    pub rules: Option<Arc<AccessRules>>,
 }
 
 #[derive(Serialize)]
@@ -77,6 +85,43 @@ pub enum AuthError {
     /// The signature does not verify under the listed key.
     #[error("the proof for {0:?} does not verify under its listed key")]
     BadProof(String),
+    /// The access rules refuse the presented certificate.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    /// The certificate names another member than the request.
+    #[error("the certificate is {cert:?}'s, not {claimed:?}'s")]
+    WrongId {
+        /// The id in the certificate.
+        cert: String,
+        /// The id the request claims.
+        claimed: String,
+    },
+    /// A certificate was presented, but this daemon has no access rules to check it by.
+    #[error("this daemon takes no certificates (start it with --access)")]
+    NoRules,
+}
+
+impl AuthError {
+    /// A short stable label (for metrics).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Unknown(_) => "unknown",
+            Self::BadProof(_) | Self::WrongId { .. } => "bad_proof",
+            Self::Refused(r) => r.label(),
+            Self::NoRules => "no_rules",
+        }
+    }
+}
+
+/// What a client shows besides its signature: a certificate, for a daemon with access rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The signature over the request's statement.
+    pub proof: &'a [u8],
+    /// The client's certificate (DER), if it presents one.
+    pub certificate: Option<&'a [u8]>,
+    /// The time certificates are checked at.
+    pub now: OffsetDateTime,
 }
 
 fn check(keys: &TrustStore, id: &str, statement: &[u8], proof: &[u8]) -> Result<(), AuthError> {
@@ -84,27 +129,57 @@ fn check(keys: &TrustStore, id: &str, statement: &[u8], proof: &[u8]) -> Result<
     key.verify(statement, proof).map_err(|_| AuthError::BadProof(id.to_owned()))
 }
 
+fn check_certified(
+    info: crate::identity::cert::CertInfo,
+    id: &str,
+    statement: &[u8],
+    proof: &[u8],
+) -> Result<(), AuthError> {
+    if info.id != id {
+        return Err(AuthError::WrongId { cert: info.id, claimed: id.to_owned() });
+    }
+    info.public.verify(statement, proof).map_err(|_| AuthError::BadProof(id.to_owned()))
+}
+
 impl DaemonAccess {
-    /// Checks a join's proof.
+    /// Checks a join: by the presented certificate against the access rules (its domain, role
+    /// and validity, and the proof under its key), or else by the key listed for `member`.
     pub fn check_join(
         &self,
         challenge: &Challenge,
         group: &str,
         member: &str,
-        proof: &[u8],
+        credentials: Credentials<'_>,
     ) -> Result<(), AuthError> {
-        check(&self.members, member, &join_statement(challenge, group, member), proof)
+        let statement = join_statement(challenge, group, member);
+        match (credentials.certificate, &self.rules) {
+            (Some(der), Some(rules)) => {
+                let info = rules.admit(group, der, credentials.now)?;
+                check_certified(info, member, &statement, credentials.proof)
+            }
+            (Some(_), None) => Err(AuthError::NoRules),
+            (None, _) => check(&self.members, member, &statement, credentials.proof),
+        }
     }
 
-    /// Checks a control command's proof.
+    /// Checks a control command: by an operator certificate of a domain the rules let inject
+    /// faults, or else by a key listed in `operators`.
     pub fn check_control(
         &self,
         challenge: &Challenge,
         operator: &str,
         cmd: &ControlCmd,
-        proof: &[u8],
+        credentials: Credentials<'_>,
     ) -> Result<(), AuthError> {
-        check(&self.operators, operator, &control_statement(challenge, operator, cmd), proof)
+        let statement = control_statement(challenge, operator, cmd);
+        match (credentials.certificate, &self.rules) {
+            (Some(der), Some(rules)) => {
+                let info = rules.admit_operator(der, credentials.now)?;
+                check_certified(info, operator, &statement, credentials.proof)
+            }
+            (Some(_), None) => Err(AuthError::NoRules),
+            (None, _) => check(&self.operators, operator, &statement, credentials.proof),
+        }
     }
 }
 
@@ -113,6 +188,10 @@ mod tests {
     use super::*;
     use crate::identity::Scheme;
 
+    fn creds(proof: &[u8]) -> Credentials<'_> {
+        Credentials { proof, certificate: None, now: OffsetDateTime::UNIX_EPOCH }
+    }
+
     #[test]
     fn a_proof_binds_its_challenge_group_and_id() {
         let alice = Identity::generate("alice", Scheme::Ed25519).unwrap();
@@ -120,28 +199,31 @@ mod tests {
         access.members.insert("alice", alice.public().clone());
         let challenge = [1; CHALLENGE_BYTES];
         let proof = prove_join(&alice, &challenge, "g");
-        access.check_join(&challenge, "g", "alice", &proof).expect("a good proof");
+        access.check_join(&challenge, "g", "alice", creds(&proof)).expect("a good proof");
         let other = [2; CHALLENGE_BYTES];
         assert_eq!(
-            access.check_join(&other, "g", "alice", &proof),
+            access.check_join(&other, "g", "alice", creds(&proof)),
             Err(AuthError::BadProof("alice".into())),
             "another connection's challenge"
         );
-        assert!(access.check_join(&challenge, "h", "alice", &proof).is_err(), "another group");
+        assert!(
+            access.check_join(&challenge, "h", "alice", creds(&proof)).is_err(),
+            "another group"
+        );
         assert_eq!(
-            access.check_join(&challenge, "g", "bob", &proof),
+            access.check_join(&challenge, "g", "bob", creds(&proof)),
             Err(AuthError::Unknown("bob".into()))
         );
         // A member's key is not an operator's.
         let heal = ControlCmd::Heal { group: "g".into() };
         let proof = prove_control(&alice, &challenge, &heal);
         assert_eq!(
-            access.check_control(&challenge, "alice", &heal, &proof),
+            access.check_control(&challenge, "alice", &heal, creds(&proof)),
             Err(AuthError::Unknown("alice".into()))
         );
         access.operators.insert("alice", alice.public().clone());
-        access.check_control(&challenge, "alice", &heal, &proof).expect("an operator");
+        access.check_control(&challenge, "alice", &heal, creds(&proof)).expect("an operator");
         let other_cmd = ControlCmd::Heal { group: "h".into() };
-        assert!(access.check_control(&challenge, "alice", &other_cmd, &proof).is_err());
+        assert!(access.check_control(&challenge, "alice", &other_cmd, creds(&proof)).is_err());
     }
 }

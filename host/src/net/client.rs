@@ -31,9 +31,24 @@ impl Connection {
         group: &str,
         identity: &Identity,
     ) -> io::Result<Self> {
+        Self::join_presenting(addr, group, identity, None).await
+    }
+
+    /// As [`Self::join`], presenting `certificate` (DER) to a daemon with access rules.
+    pub async fn join_presenting(
+        addr: impl ToSocketAddrs,
+        group: &str,
+        identity: &Identity,
+        certificate: Option<&[u8]>,
+    ) -> io::Result<Self> {
         let (mut c, challenge) = Self::open(addr).await?;
         let proof = auth::prove_join(identity, &challenge, group);
-        let join = ClientMsg::Join { group: group.into(), member: identity.id().into(), proof };
+        let join = ClientMsg::Join {
+            group: group.into(),
+            member: identity.id().into(),
+            proof,
+            certificate: certificate.map(<[u8]>::to_vec),
+        };
         c.send(&join).await?;
         match c.recv().await? {
             Some(ServerMsg::Ok) => Ok(c),
@@ -84,9 +99,21 @@ impl Connection {
         operator: &Identity,
         cmd: ControlCmd,
     ) -> io::Result<ServerMsg> {
+        Self::control_presenting(addr, operator, None, cmd).await
+    }
+
+    /// As [`Self::control`], presenting the operator's `certificate` (DER).
+    pub async fn control_presenting(
+        addr: impl ToSocketAddrs,
+        operator: &Identity,
+        certificate: Option<&[u8]>,
+        cmd: ControlCmd,
+    ) -> io::Result<ServerMsg> {
         let (mut c, challenge) = Self::open(addr).await?;
         let proof = auth::prove_control(operator, &challenge, &cmd);
-        c.send(&ClientMsg::Control { operator: operator.id().into(), cmd, proof }).await?;
+        let certificate = certificate.map(<[u8]>::to_vec);
+        let msg = ClientMsg::Control { operator: operator.id().into(), cmd, proof, certificate };
+        c.send(&msg).await?;
         c.recv().await?.ok_or_else(|| invalid("the daemon closed the control connection"))
     }
 }

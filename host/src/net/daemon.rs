@@ -43,7 +43,7 @@ use rand_core::{OsRng, RngCore};
 
 use crate::envelope::MAX_ENVELOPE_BYTES;
 use crate::group::{Delivery, GroupRun, Sequencer, Timing};
-use crate::net::auth::{Challenge, DaemonAccess};
+use crate::net::auth::{Challenge, Credentials, DaemonAccess};
 use crate::net::wire::{self, ClientMsg, ControlCmd, ServerMsg};
 
 /// Daemon settings.
@@ -442,7 +442,7 @@ fn refuse_unproven(
     msg: &ClientMsg,
 ) -> Option<(&'static str, String)> {
     match msg {
-        ClientMsg::Join { group, member, proof } => {
+        ClientMsg::Join { group, member, proof, certificate } => {
             let max = config.limits.max_group_name;
             if !crate::identity::valid_member_id(member) {
                 return Some(("bad_request", format!("invalid member id {member:?}")));
@@ -451,10 +451,15 @@ fn refuse_unproven(
                 let n = group.len();
                 return Some(("limit", format!("a group name must be 1 to {max} bytes, not {n}")));
             }
-            let proven = config.access.check_join(challenge, group, member, proof);
-            proven.err().map(|e| ("unauthenticated", e.to_string()))
+            let credentials = Credentials {
+                proof,
+                certificate: certificate.as_deref(),
+                now: time::OffsetDateTime::now_utc(),
+            };
+            let proven = config.access.check_join(challenge, group, member, credentials);
+            proven.err().map(|e| (e.label(), e.to_string()))
         }
-        ClientMsg::Control { operator, cmd, proof } => {
+        ClientMsg::Control { operator, cmd, proof, certificate } => {
             if !config.allow_control {
                 return Some((
                     "control_off",
@@ -463,9 +468,15 @@ fn refuse_unproven(
                         .into(),
                 ));
             }
-            let proven = config.access.check_control(challenge, operator, cmd, proof);
+            let credentials = Credentials {
+                proof,
+                certificate: certificate.as_deref(),
+                now: time::OffsetDateTime::now_utc(),
+            };
+            let proven = config.access.check_control(challenge, operator, cmd, credentials);
             proven.err().map(|e| {
-                ("unauthenticated", format!("{e} (operators are listed with --operators)"))
+                let why = format!("{e} (operators are listed with --operators, or by --access)");
+                (e.label(), why)
             })
         }
         _ => None,

@@ -12,8 +12,9 @@ use crate::envelope::MAX_ENVELOPE_BYTES;
 use crate::group::{Delivery, GroupRun};
 use crate::net::auth::Challenge;
 
-/// The wire format version; a frame with another is refused (2: authenticated requests).
-pub const WIRE_VERSION: u8 = 2;
+/// The wire format version; a frame with another is refused (2: authenticated requests; 3:
+/// certificates).
+pub const WIRE_VERSION: u8 = 3;
 
 /// The largest frame accepted in either direction.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 1024;
@@ -36,6 +37,8 @@ pub enum ClientMsg {
         member: String,
         /// The member's signature over [`crate::net::auth::join_statement`].
         proof: Vec<u8>,
+        /// The member's certificate (DER), for a daemon with access rules.
+        certificate: Option<Vec<u8>>,
     },
     /// Sequence a message sent in view `view_id` (to everyone, or to one member).
     Send {
@@ -58,6 +61,8 @@ pub enum ClientMsg {
         cmd: ControlCmd,
         /// The operator's signature over [`crate::net::auth::control_statement`].
         proof: Vec<u8>,
+        /// The operator's certificate (DER), for a daemon with access rules.
+        certificate: Option<Vec<u8>>,
     },
 }
 

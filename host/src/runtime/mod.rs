@@ -82,6 +82,8 @@ pub struct MemberConfig {
     pub switching: Option<Switching>,
     /// How to recover when the daemon connection ends ([`spawn_member`] only); `None` stops.
     pub recovery: Option<Recovery>,
+    /// The member's certificate (DER), presented to a daemon with access rules when joining.
+    pub certificate: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for MemberConfig {
@@ -156,7 +158,14 @@ pub struct MemberHandle {
 /// before it connects: it would only stall the group. So is a first join the daemon refuses.
 pub async fn spawn_member(daemon: &str, config: MemberConfig) -> std::io::Result<MemberHandle> {
     check_trust(&config)?;
-    let connection = Connection::join(daemon, &config.group, &config.identity).await?;
+    let certificate = config.certificate.clone();
+    let connection = Connection::join_presenting(
+        daemon,
+        &config.group,
+        &config.identity,
+        certificate.as_deref(),
+    )
+    .await?;
     let recovery = config.recovery;
     let (factory, switching) = CoreFactory::new(config);
     let reconnect = recovery.map(|recovery| {
@@ -164,8 +173,14 @@ pub async fn spawn_member(daemon: &str, config: MemberConfig) -> std::io::Result
             (daemon.to_owned(), factory.group.clone(), factory.identity.clone());
         let reconnect: Reconnect<Connection> = Box::new(move || {
             let (addr, group, identity) = (addr.clone(), group.clone(), identity.clone());
+            let certificate = certificate.clone();
             Box::pin(async move {
-                let join = Connection::join(addr.as_str(), &group, &identity);
+                let join = Connection::join_presenting(
+                    addr.as_str(),
+                    &group,
+                    &identity,
+                    certificate.as_deref(),
+                );
                 tokio::time::timeout(recovery.attempt_timeout, join).await.unwrap_or_else(|_| {
                     Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to the join"))
                 })
