@@ -513,3 +513,90 @@ mod certificate_authority {
         assert!(!ok && text.contains("access.toml:7:19: unknown domain \"blue\""), "{text}");
     }
 }
+
+/// A daemon started with `--access` follows its rules, CA certificates and revocation lists
+/// without a restart: a member issued after it started is admitted, a member revoked while it
+/// runs is refused at its next join, and a broken edit of the rules leaves the previous ones
+/// in force.
+mod live_access_rules {
+    use std::io::{BufRead, BufReader};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use gka_host::identity::cert::der_of_pem;
+    use gka_host::identity::Identity;
+    use gka_host::net::Connection;
+
+    use super::{Child, GKA};
+
+    fn gka(args: &[&str]) {
+        let o = Command::new(GKA).args(args).output().expect("gka runs");
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    async fn join(addr: &str, keys: &Path, id: &str) -> Result<Connection, String> {
+        let identity = Identity::load(&keys.join(format!("{id}.key"))).unwrap();
+        let pem = std::fs::read_to_string(keys.join(format!("{id}.crt"))).unwrap();
+        let der = der_of_pem(&pem, "CERTIFICATE").unwrap();
+        Connection::join_presenting(addr, "lab", &identity, Some(&der))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Joins until `want` holds for the outcome (the daemon re-reads its rules every second).
+    async fn until(
+        addr: &str,
+        keys: &Path,
+        id: &str,
+        want: impl Fn(&Result<Connection, String>) -> bool,
+    ) -> Result<Connection, String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = join(addr, keys, id).await;
+            if want(&r) || Instant::now() > deadline {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rules_and_revocations_apply_without_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ca, keys) = (tmp.path().join("red"), tmp.path().join("keys"));
+        let s = |p: &Path| p.to_str().unwrap().to_owned();
+        gka(&["ca", "init", "--domain", "red", "--dir", &s(&ca)]);
+        gka(&["ca", "issue", "--dir", &s(&ca), "--id", "bob", "--out", &s(&keys)]);
+        let rules = tmp.path().join("access.toml");
+        let text = "[domain.red]\nca = \"red/ca.crt\"\ncrl = \"red/crl.pem\"\n[[group]]\nname = \"lab\"\ndomains = [\"red\"]\n";
+        std::fs::write(&rules, text).unwrap();
+        let mut daemon = Child(
+            Command::new(GKA)
+                .args(["daemon", "--listen", "127.0.0.1:0", "--access", &s(&rules)])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("gka daemon starts"),
+        );
+        // Read the address, then keep reading (the daemon reports reloads on stdout).
+        let mut out = BufReader::new(daemon.0.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+        std::thread::spawn(move || for _ in out.lines().map_while(Result::ok) {});
+
+        join(&addr, &keys, "bob").await.expect("bob, issued before the start");
+        gka(&["ca", "issue", "--dir", &s(&ca), "--id", "carol", "--out", &s(&keys)]);
+        until(&addr, &keys, "carol", Result::is_ok).await.expect("carol, issued after the start");
+        gka(&["ca", "revoke", "--dir", &s(&ca), "--id", "bob"]);
+        let refused = until(&addr, &keys, "bob", Result::is_err).await.expect_err("bob is revoked");
+        assert!(refused.contains("revoked"), "{refused}");
+        // A broken edit: the previous rules stay (carol still joins, bob is still refused).
+        std::fs::write(&rules, "[domain.red\n").unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        join(&addr, &keys, "carol").await.expect("the previous rules stay");
+        assert!(join(&addr, &keys, "bob").await.is_err());
+        drop(daemon);
+    }
+}

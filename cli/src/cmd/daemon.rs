@@ -1,10 +1,11 @@
 //! `gka daemon`: the embedded group communication daemon.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use gka_host::group::Timing;
-use gka_host::identity::access::AccessRules;
+use gka_host::identity::access::{AccessRules, RulesWatch};
 use gka_host::identity::TrustStore;
 use gka_host::net::{Daemon, DaemonAccess, DaemonConfig};
 
@@ -55,6 +56,40 @@ fn load(dir: &Path, flag: &str) -> Result<TrustStore> {
     Ok(store)
 }
 
+/// Re-reads the access rules, and the CA certificates and revocation lists they name, every
+/// second: a change that loads applies to requests from then on; one that does not is printed
+/// with its lines and columns, and the previous rules stay.
+fn spawn_rules_watch(daemon: &Daemon, path: &Path, rules: &AccessRules) {
+    let mut watch = RulesWatch::new(path, rules);
+    let daemon = daemon.handle();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            match watch.poll() {
+                None => {}
+                // A closed stdout or stderr must not stop the watch: the writes may fail.
+                Some(Ok(rules)) => {
+                    let domains: Vec<&str> = rules.domains().collect();
+                    let note = format!("access rules reloaded ({})", domains.join(", "));
+                    daemon.set_rules(Some(std::sync::Arc::new(rules)));
+                    let _ = writeln!(std::io::stdout(), "gka daemon: {note}");
+                }
+                Some(Err(errors)) => {
+                    let mut err = std::io::stderr();
+                    for e in errors {
+                        let _ = writeln!(err, "gka daemon: {e}");
+                    }
+                    let _ = writeln!(
+                        err,
+                        "gka daemon: the access rules did not load; the previous ones stay"
+                    );
+                }
+            }
+        }
+    });
+}
+
 /// Runs the daemon until the process is stopped.
 pub(crate) fn run(args: DaemonArgs) -> Result<()> {
     let members = match &args.trust {
@@ -82,10 +117,14 @@ pub(crate) fn run(args: DaemonArgs) -> Result<()> {
             allow_control: args.allow_control,
             ..DaemonConfig::default()
         };
+        let rules = config.access.rules.clone();
         let daemon = Daemon::start(&args.listen, config)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         println!("gka daemon listening on {}", daemon.addr);
+        if let (Some(path), Some(rules)) = (&args.access, &rules) {
+            spawn_rules_watch(&daemon, path, rules);
+        }
         // SIGTERM (or Ctrl-C) is a graceful stop: what was ordered is written out first.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot watch for SIGTERM")?;

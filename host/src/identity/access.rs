@@ -86,6 +86,7 @@ pub struct AccessRules {
     domains: BTreeMap<String, TrustedDomain>,
     groups: Vec<GroupRule>,
     operators: BTreeSet<String>,
+    files: Vec<PathBuf>,
 }
 
 /// Why a certificate is not admitted.
@@ -164,6 +165,11 @@ impl AccessRules {
         let file: RulesFile = toml::from_str(text).map_err(|e| vec![toml_error(text, &e)])?;
         let mut errors = Vec::new();
         let mut domains = BTreeMap::new();
+        let mut files = Vec::new();
+        for d in file.domain.values() {
+            files.push(base.join(d.ca.get_ref()));
+            files.extend(d.crl.as_ref().map(|c| base.join(c.get_ref())));
+        }
         let read = |value: &Spanned<String>, errors: &mut Vec<Located>| -> Option<String> {
             let path: PathBuf = base.join(value.get_ref());
             match std::fs::read_to_string(&path) {
@@ -255,7 +261,7 @@ impl AccessRules {
         }
         if errors.is_empty() {
             let operators = file.operators.iter().map(|o| o.get_ref().clone()).collect();
-            Ok(Self { domains, groups, operators })
+            Ok(Self { domains, groups, operators, files })
         } else {
             errors.sort_by_key(|e| (e.line, e.column));
             Err(errors)
@@ -269,6 +275,11 @@ impl AccessRules {
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, base)
             .map_err(|errors| errors.iter().map(|e| format!("{}:{e}", path.display())).collect())
+    }
+
+    /// The CA certificates and revocation lists the rules were read from (to watch them).
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     /// The trusted domains.
@@ -318,6 +329,54 @@ impl AccessRules {
             return Err(Refusal::RoleNotAllowed { id: info.id, group: "(operators)".into() });
         }
         Ok(info)
+    }
+}
+
+/// Watches a rules file and the CA certificates and revocation lists it names: each
+/// [`RulesWatch::poll`] reads them, and hands back new rules only when something changed (an
+/// invalid edit comes back as its problems, and the caller keeps what it had).
+#[derive(Debug)]
+pub struct RulesWatch {
+    path: PathBuf,
+    files: Vec<PathBuf>,
+    fingerprint: Option<[u8; 32]>,
+}
+
+impl RulesWatch {
+    /// A watch on `path` whose current rules are `rules` (as loaded from it).
+    pub fn new(path: &Path, rules: &AccessRules) -> Self {
+        let mut watch =
+            Self { path: path.to_path_buf(), files: rules.files.clone(), fingerprint: None };
+        watch.fingerprint = Some(watch.fingerprint());
+        watch
+    }
+
+    fn fingerprint(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for f in std::iter::once(&self.path).chain(&self.files) {
+            h.update(f.to_string_lossy().as_bytes());
+            // A file that cannot be read counts as empty: when it comes back, it is a change.
+            h.update(std::fs::read(f).unwrap_or_default());
+            h.update([0]);
+        }
+        h.finalize().into()
+    }
+
+    /// New rules if the file or a file it names changed since the last poll; `Err` with every
+    /// problem if the change does not load.
+    pub fn poll(&mut self) -> Option<Result<AccessRules, Vec<String>>> {
+        let now = self.fingerprint();
+        if self.fingerprint == Some(now) {
+            return None;
+        }
+        self.fingerprint = Some(now);
+        let loaded = AccessRules::load(&self.path);
+        if let Ok(rules) = &loaded {
+            self.files = rules.files.clone();
+            self.fingerprint = Some(self.fingerprint());
+        }
+        Some(loaded)
     }
 }
 

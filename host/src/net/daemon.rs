@@ -26,6 +26,7 @@
 //! created, carried in its views.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -325,6 +326,25 @@ pub struct Daemon {
     state: Arc<Mutex<State>>,
 }
 
+/// Changes a running daemon's settings (see [`Daemon::handle`]).
+#[derive(Clone)]
+pub struct DaemonHandle {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for DaemonHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonHandle").finish_non_exhaustive()
+    }
+}
+
+impl DaemonHandle {
+    /// As [`Daemon::set_rules`].
+    pub fn set_rules(&self, rules: Option<Arc<crate::identity::access::AccessRules>>) {
+        lock(&self.state).config.access.rules = rules;
+    }
+}
+
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Daemon").field("addr", &self.addr).finish_non_exhaustive()
@@ -340,6 +360,18 @@ impl Daemon {
         let state = Arc::new(Mutex::new(State::new(config)));
         let task = tokio::spawn(serve_counted(listener, state.clone(), open.clone()));
         Ok(Self { addr, task, open, state })
+    }
+
+    /// A handle that changes this daemon's settings while it runs.
+    pub fn handle(&self) -> DaemonHandle {
+        DaemonHandle { state: self.state.clone() }
+    }
+
+    /// Replaces the access rules for requests from now on (a live edit of the rules, a new CA
+    /// certificate or revocation list). Members already joined stay; a revoked member is
+    /// refused when it next joins.
+    pub fn set_rules(&self, rules: Option<Arc<crate::identity::access::AccessRules>>) {
+        self.handle().set_rules(rules);
     }
 
     /// Stops serving: the listener, the ticker and every connection close (members see their
@@ -496,9 +528,7 @@ fn refuse_join(st: &State, group: &str) -> Option<(&'static str, String)> {
 }
 
 async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64, stop: CancellationToken) {
-    // The settings never change: a copy keeps checks of unproven requests out of the lock.
-    let config = lock(&state).config.clone();
-    let limits = config.limits;
+    let limits = lock(&state).config.limits;
     let (read, mut write) = stream.into_split();
     let mut frames = FramedRead::new(read, wire::codec());
     // Authenticate before allocating: until its first request is proven, a connection may only
@@ -566,6 +596,9 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64, stop: 
             }
         };
         if joined.is_none() {
+            // The settings as they are now (access rules may have been reloaded), copied so that
+            // the proof is checked outside the lock; the copy shares the keys and rules.
+            let config = lock(&state).config.clone();
             if let Some((label, reason)) = refuse_unproven(&config, &challenge, &msg) {
                 refused(label);
                 reply(ServerMsg::Error(format!("{reason}; closing")));
@@ -616,7 +649,11 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, id: u64, stop: 
                 let action = format!("{cmd:?}");
                 match st.control(cmd) {
                     Ok(()) => {
-                        eprintln!("gka daemon: operator {operator:?}: {action}");
+                        // A closed stderr must not take the connection down.
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "gka daemon: operator {operator:?}: {action}"
+                        );
                         reply(ServerMsg::Ok)
                     }
                     Err(e) => reply(ServerMsg::Error(e)),

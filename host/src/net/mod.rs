@@ -12,4 +12,4 @@ pub mod wire;
 
 pub use auth::DaemonAccess;
 pub use client::Connection;
-pub use daemon::{serve, Daemon, DaemonConfig, Limits, MAX_DELAYS, MAX_DELAY_MS};
+pub use daemon::{serve, Daemon, DaemonConfig, DaemonHandle, Limits, MAX_DELAYS, MAX_DELAY_MS};
