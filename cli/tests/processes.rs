@@ -283,6 +283,10 @@ fn members_as_processes_over_the_daemon() {
     members.get_mut("m1").unwrap().wait_for("m1 refuses the untrusted process", |l| {
         l.contains("rejected (unknown_sender)") && l.contains("\"my\"")
     });
+    // The view says so, with why.
+    members.get_mut("m2").unwrap().wait_for("m2 marks it out of the key", |l| {
+        l.contains("not in the key: my (not in this member's trust store)")
+    });
     // The daemon's view now lists six (the intruder included); the trusted five agree anew.
     let k3 = agreed(&mut members, 6);
     intruder.seen.extend(intruder.lines.try_iter());

@@ -274,6 +274,10 @@ fn print_event(id: &str, e: &RuntimeEvent) {
             println!("[{id}] not sent: {count} line(s) a view change cut (members joined)")
         }
         RuntimeEvent::Member(MemberEvent::KeyConfirmed { .. }) => {}
+        RuntimeEvent::Member(MemberEvent::NotInKey { members }) => {
+            let list: Vec<String> = members.iter().map(|(m, why)| format!("{m} ({why})")).collect();
+            println!("[{id}] not in the key: {}", list.join(", "))
+        }
         RuntimeEvent::Member(MemberEvent::AgreementOverdue { epoch, waited, silent }) => println!(
             "[{id}] agreement for epoch {epoch} overdue after {:.1} s; silent: {silent:?}",
             waited.as_secs_f64()

@@ -111,7 +111,16 @@ impl MemberCore {
         self.last_report = None;
         self.reports.clear();
         self.checker.set_epoch(self.agreeing_epoch());
+        let untrusted: Vec<(String, String)> = view
+            .members
+            .iter()
+            .filter(|m| !self.checker.trusts(m))
+            .map(|m| (m.clone(), "not in this member's trust store".to_owned()))
+            .collect();
         self.events.push_back(MemberEvent::View(view));
+        if !untrusted.is_empty() {
+            self.events.push_back(MemberEvent::NotInKey { members: untrusted });
+        }
         if let SwitchState::Voting { proposal, .. } = &self.switch {
             let id = proposal.id;
             self.abort(id, "the view changed before every member voted".into(), "view_change");

@@ -49,6 +49,12 @@ pub struct Outgoing {
 pub enum MemberEvent {
     /// A new view.
     View(View),
+    /// Members of the view just delivered that take no part in key agreement, each with why:
+    /// they are present in the group layer but will never hold the key.
+    NotInKey {
+        /// (member, reason).
+        members: Vec<(String, String)>,
+    },
     /// A new group key (its fingerprint only).
     Key {
         /// The key's epoch.
@@ -122,7 +128,7 @@ pub enum MemberEvent {
         silent: Vec<String>,
     },
     /// These members stalled the agreement of `epoch` and are out of the key for the rest of
-    /// this view; a fresh agreement without them has started.
+    /// this view; a fresh agreement without them has started. (Also shown as out of the key.)
     Excluded {
         /// The agreement's epoch.
         epoch: u64,
