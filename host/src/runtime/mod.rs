@@ -1,4 +1,4 @@
-//! The member runtime: a [`MemberCore`] driven over the group layer (the daemon over TCP, or the
+//! The member runtime: a [`MemberCore`](crate::member::MemberCore) driven over the group layer (the daemon over TCP, or the
 //! in-memory network). This is the only place a member reads the clock or does IO; an
 //! application embeds it through [`spawn_member`] and talks to it through a [`MemberHandle`].
 //!
