@@ -1,6 +1,7 @@
-//! The member runtime: a [`MemberCore`](crate::member::MemberCore) driven over the group layer (the daemon over TCP, or the
-//! in-memory network). This is the only place a member reads the clock or does IO; an
-//! application embeds it through [`spawn_member`] and talks to it through a [`MemberHandle`].
+//! The member runtime: a [`MemberCore`](crate::member::MemberCore) driven over the group
+//! layer (the daemon over TCP, or the in-memory network). This is the only place a member
+//! reads the clock or does IO; an application embeds it through [`spawn_member`] and talks to
+//! it through a [`MemberHandle`].
 //!
 //! Besides moving bytes, the runtime:
 //! - ticks the core (probes, reports, policy evaluation at quiescent points);
