@@ -19,6 +19,19 @@ struct Net {
 }
 
 impl Net {
+    /// An empty group layer with a 20 ms batching window and no failure timeout to speak of.
+    fn new() -> Self {
+        Self {
+            seq: Sequencer::new(
+                Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 },
+                gka_host::group::GroupRun::default(),
+            ),
+            members: BTreeMap::new(),
+            events: BTreeMap::new(),
+            now: 0,
+        }
+    }
+
     fn add(&mut self, protocol: &str, identity: Identity, trust: TrustStore) {
         self.add_with(protocol, identity, trust, |s| s);
     }
@@ -131,15 +144,7 @@ fn run(protocol: &str) {
     }
     let mut mallory_trust = trust.clone();
     mallory_trust.insert("mallory", mallory.public().clone());
-    let mut net = Net {
-        seq: Sequencer::new(
-            Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 },
-            gka_host::group::GroupRun::default(),
-        ),
-        members: BTreeMap::new(),
-        events: BTreeMap::new(),
-        now: 0,
-    };
+    let mut net = Net::new();
     for i in identities {
         net.add(protocol, i, trust.clone());
     }
@@ -264,15 +269,7 @@ fn agreed_net(
         trust.insert(i.id(), i.public().clone());
     }
     let later = identities.split_off(identities.len() - held_back);
-    let mut net = Net {
-        seq: Sequencer::new(
-            Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 },
-            gka_host::group::GroupRun::default(),
-        ),
-        members: BTreeMap::new(),
-        events: BTreeMap::new(),
-        now: 0,
-    };
+    let mut net = Net::new();
     for i in identities {
         net.add(protocol, i, trust.clone());
     }
@@ -490,15 +487,7 @@ fn an_insiders_wrong_element_is_caught_by_key_confirmation() {
         for i in &identities {
             trust.insert(i.id(), i.public().clone());
         }
-        let mut net = Net {
-            seq: Sequencer::new(
-                Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 },
-                gka_host::group::GroupRun::default(),
-            ),
-            members: BTreeMap::new(),
-            events: BTreeMap::new(),
-            now: 0,
-        };
+        let mut net = Net::new();
         for i in identities {
             // The newest member takes part in every protocol's first round.
             if i.id() == "dan" {

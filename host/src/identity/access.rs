@@ -142,13 +142,11 @@ pub fn matches(pattern: &str, name: &str) -> bool {
         return pattern == name;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || name.len() < first.len() + last.len() {
+    // Both ends checked before slicing, so the slice bounds fall on character boundaries.
+    if !name.starts_with(first) || !name.ends_with(last) || name.len() < first.len() + last.len() {
         return false;
     }
     let mut rest = &name[first.len()..name.len() - last.len()];
-    if !name.ends_with(last) {
-        return false;
-    }
     for part in &parts[1..parts.len() - 1] {
         match rest.find(part) {
             Some(i) => rest = &rest[i + part.len()..],
@@ -396,6 +394,8 @@ mod tests {
         assert!(matches("ops-*", "ops-1") && matches("ops-*", "ops-") && !matches("ops-*", "op"));
         assert!(matches("*-blue-*", "a-blue-b") && !matches("*-blue-*", "a-red-b"));
         assert!(matches("*", "") && matches("a*b*c", "aXbYc") && !matches("a*b*c", "aXc"));
+        // Names come from clients: multi-byte characters near the ends never panic.
+        assert!(!matches("a*xy", "aéb") && matches("é*é", "éé") && !matches("é*é", "é"));
     }
 
     #[test]

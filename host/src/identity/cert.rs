@@ -176,7 +176,9 @@ fn params(
         p.distinguished_name.push(kind.clone(), *value);
     }
     p.not_before = now;
-    p.not_after = now + time::Duration::days(i64::from(days));
+    p.not_after = now
+        .checked_add(time::Duration::days(i64::from(days)))
+        .ok_or_else(|| CertError::Invalid { what: "validity in days", value: days.to_string() })?;
     // A positive serial: the top bit clear.
     let mut serial = serial;
     serial[0] &= 0x7f;
@@ -540,6 +542,10 @@ mod tests {
         let a = again.issue("alice", alice.public(), &member(), now(), 1, [5; 16]).unwrap();
         TrustedDomain::new(&red.cert_pem(), None).unwrap().verify(&a.der, now()).unwrap();
         assert!(DomainCa::create("bad name", now(), 1, [0; 16]).is_err());
+        assert!(matches!(
+            DomainCa::create("red", now(), u32::MAX, [0; 16]),
+            Err(CertError::Invalid { .. })
+        ));
         assert!(red.issue("x y", alice.public(), &member(), now(), 1, [6; 16]).is_err());
         assert!(red.issue("alice", alice.public(), &BTreeSet::new(), now(), 1, [6; 16]).is_err());
         assert!(matches!(read_cert(b"garbage"), Err(CertError::Malformed(_))));

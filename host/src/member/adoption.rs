@@ -4,7 +4,9 @@
 //! group's protocol, starting a fresh session of it if it ran another one, and replays what it
 //! held.
 
-use gka_plugin_api::{Session, SessionConfig};
+use std::sync::Arc;
+
+use gka_plugin_api::{Protocol, Session, SessionConfig, SessionError};
 use rand_core::RngCore;
 
 use super::control::PluginRef;
@@ -120,16 +122,21 @@ impl MemberCore {
                 entry.plugin.sha256
             ));
         }
+        self.new_session_of(&entry.protocol).map_err(|e| e.to_string())
+    }
+
+    /// A new session of `protocol` for this member, seeded from the core's seed source.
+    pub(super) fn new_session_of(
+        &mut self,
+        protocol: &Arc<dyn Protocol>,
+    ) -> Result<Box<dyn Session>, SessionError> {
         let seed = self.next_seed();
-        entry
-            .protocol
-            .new_session(SessionConfig {
-                group_name: self.group.clone(),
-                member_id: self.identity.id().to_owned(),
-                dh_group: self.dh_group,
-                rng_seed: seed,
-            })
-            .map_err(|e| e.to_string())
+        protocol.new_session(SessionConfig {
+            group_name: self.group.clone(),
+            member_id: self.identity.id().to_owned(),
+            dh_group: self.dh_group,
+            rng_seed: seed,
+        })
     }
 }
 

@@ -17,7 +17,9 @@
 use std::collections::BTreeMap;
 
 use gka_plugin_api::kdf::derive_subkey;
-use gka_plugin_api::{GroupKey, Session, SessionConfig};
+use std::sync::Arc;
+
+use gka_plugin_api::{GroupKey, Protocol, Session};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -185,23 +187,20 @@ impl MemberCore {
 
     /// A new session of the protocol the group runs, if this member has its plugin.
     pub(super) fn fresh_session(&mut self) -> Option<Box<dyn Session>> {
+        let protocol = self.current_protocol()?;
+        self.new_session_of(&protocol).ok()
+    }
+
+    /// The plugin of the protocol the group runs (`name@version`), from the catalogue or the
+    /// protocol this member started with.
+    pub(super) fn current_protocol(&self) -> Option<Arc<dyn Protocol>> {
         let name = self.protocol.split('@').next().unwrap_or_default();
-        let from_catalogue = self.catalogue.get(name).filter(|e| e.plugin.tag() == self.protocol);
-        let protocol = match from_catalogue {
-            Some(entry) => entry.protocol.clone(),
+        match self.catalogue.get(name).filter(|e| e.plugin.tag() == self.protocol) {
+            Some(entry) => Some(entry.protocol.clone()),
             None => self.own_protocol.clone().filter(|p| {
                 let d = p.descriptor();
                 format!("{}@{}", d.name, d.version) == self.protocol
-            })?,
-        };
-        let seed = self.next_seed();
-        protocol
-            .new_session(SessionConfig {
-                group_name: self.group.clone(),
-                member_id: self.identity.id().to_owned(),
-                dh_group: self.dh_group,
-                rng_seed: seed,
-            })
-            .ok()
+            }),
+        }
     }
 }

@@ -76,12 +76,7 @@ impl MemberCore {
 
     /// How long this member lets an agreement of `n` members run before naming the silent.
     pub fn agreement_deadline(&self, n: u64) -> Duration {
-        let name = self.protocol.split('@').next().unwrap_or_default();
-        let model = self
-            .catalogue
-            .get(name)
-            .map(|e| e.protocol.clone())
-            .or_else(|| self.own_protocol.clone());
+        let model = self.current_protocol();
         let mut inputs = Inputs { group_size: n, ..Inputs::default() };
         if let Some(rtt) = self.probes.rtt_median_ms() {
             inputs.rtt_median_ms = rtt;
