@@ -262,6 +262,11 @@ impl EnvelopeChecker {
         }
     }
 
+    /// Trusts exactly the keys in `trust` from now on (the members admitted in a view).
+    pub fn set_trust(&mut self, trust: TrustStore) {
+        self.trust = trust;
+    }
+
     /// True if `id` is in the trust store.
     pub fn trusts(&self, id: &str) -> bool {
         self.trust.contains(id)

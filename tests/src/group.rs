@@ -220,7 +220,7 @@ fn configs(
             let config = MemberConfig {
                 group: group.into(),
                 identity,
-                trust: trust.clone(),
+                peers: trust.clone().into(),
                 protocol,
                 dh_group: GroupId::Ffdhe2048,
                 heartbeat: Duration::from_millis(50),

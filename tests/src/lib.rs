@@ -28,6 +28,7 @@ pub use gka_plugin_api::Protocol;
 pub mod algebra;
 pub mod artifacts;
 pub mod bench;
+pub mod core_net;
 pub mod group;
 pub mod kat;
 pub mod linked;

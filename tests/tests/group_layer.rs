@@ -118,9 +118,9 @@ impl GroupLayer for DaemonLayer {
                         if sent.is_err() { break }
                     }
                     delivery = GroupEndpoint::recv(&mut conn) => match delivery {
-                        Ok(Some(Delivery::View { view, run })) => {
+                        Ok(Some(Delivery::View { view, run, certificates })) => {
                             *v.lock().unwrap() = view.view_id;
-                            d.lock().unwrap().push(Delivery::View { view, run });
+                            d.lock().unwrap().push(Delivery::View { view, run, certificates });
                         }
                         Ok(Some(m)) => d.lock().unwrap().push(m),
                         _ => break,

@@ -4,129 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use gka_host::envelope::EnvelopeChecker;
-use gka_host::group::{Sequencer, Timing};
 use gka_host::identity::{Identity, Scheme, TrustStore};
-use gka_host::member::{MemberCore, MemberError, MemberEvent};
-use gka_plugin_api::{Counters, Dh, GroupId, Output, Session, SessionConfig, SessionError};
-use gka_tests::linked;
-
-struct Net {
-    seq: Sequencer,
-    members: BTreeMap<String, MemberCore>,
-    events: BTreeMap<String, Vec<MemberEvent>>,
-    now: u64,
-}
-
-impl Net {
-    /// An empty group layer with a 20 ms batching window and no failure timeout to speak of.
-    fn new() -> Self {
-        Self {
-            seq: Sequencer::new(
-                Timing { batch_ms: 20, failure_timeout_ms: 10_000_000 },
-                gka_host::group::GroupRun::default(),
-            ),
-            members: BTreeMap::new(),
-            events: BTreeMap::new(),
-            now: 0,
-        }
-    }
-
-    fn add(&mut self, protocol: &str, identity: Identity, trust: TrustStore) {
-        self.add_with(protocol, identity, trust, |s| s);
-    }
-
-    /// As [`Net::add`], with the member's session wrapped by `wrap`.
-    fn add_with(
-        &mut self,
-        protocol: &str,
-        identity: Identity,
-        trust: TrustStore,
-        wrap: impl FnOnce(Box<dyn Session>) -> Box<dyn Session>,
-    ) {
-        let plugin = linked::protocol(protocol);
-        let descriptor = plugin.descriptor();
-        let id = identity.id().to_owned();
-        let session = plugin
-            .new_session(SessionConfig {
-                group_name: "g".into(),
-                member_id: id.clone(),
-                dh_group: GroupId::Ffdhe2048,
-                rng_seed: gka_tests::Harness::member_seed(7, &id, 0),
-            })
-            .expect("session");
-        let name = format!("{}@{}", descriptor.name, descriptor.version);
-        let checker = EnvelopeChecker::new("g", trust);
-        let seed = gka_tests::Harness::member_seed(8, &id, 0);
-        let core = MemberCore::new(identity, "g", &name, wrap(session), checker, seed)
-            .with_protocol(plugin);
-        self.seq.join(&id, self.now).expect("join");
-        self.members.insert(id, core);
-    }
-
-    /// Delivers everything and lets batching windows close, until nothing moves.
-    fn settle(&mut self) {
-        self.settle_with(|_, _| {});
-    }
-
-    /// As [`Net::settle`], calling `after` with each member right after each delivery to it
-    /// (what it sends then goes out with the rest).
-    fn settle_with(&mut self, mut after: impl FnMut(&str, &mut MemberCore)) {
-        for _ in 0..100_000 {
-            self.seq.tick(self.now);
-            let mut moved = false;
-            while let Some((to, delivery)) = self.seq.poll_delivery() {
-                moved = true;
-                let Some(m) = self.members.get_mut(&to) else { continue };
-                m.handle_delivery(std::time::Duration::from_millis(self.now), delivery)
-                    .expect("delivery");
-                after(&to, m);
-                let mut out = Vec::new();
-                while let Some(o) = m.poll_outgoing() {
-                    out.push(o);
-                }
-                while let Some(e) = m.poll_event() {
-                    self.events.entry(to.clone()).or_default().push(e);
-                }
-                for o in out {
-                    self.seq
-                        .send(&to, o.view_id, o.to.as_deref(), o.bytes, self.now)
-                        .expect("send");
-                }
-            }
-            if !moved {
-                match self.seq.next_deadline() {
-                    Some(d) if d > self.now && d < 1_000_000 => self.now = d,
-                    _ => return,
-                }
-            }
-        }
-        panic!("no quiescence");
-    }
-
-    /// Lets virtual time pass until `until_ms` in steps of 100 ms, ticking every core (as the
-    /// runtime does) and delivering what that sends.
-    fn run_ticking(&mut self, until_ms: u64) {
-        while self.now < until_ms {
-            self.now += 100;
-            let now = std::time::Duration::from_millis(self.now);
-            for (id, m) in &mut self.members {
-                m.tick(now);
-                while let Some(o) = m.poll_outgoing() {
-                    self.seq.send(id, o.view_id, o.to.as_deref(), o.bytes, self.now).expect("send");
-                }
-                while let Some(e) = m.poll_event() {
-                    self.events.entry(id.clone()).or_default().push(e);
-                }
-            }
-            self.settle();
-        }
-    }
-
-    fn fingerprints(&self, ids: &[&str]) -> Vec<Option<String>> {
-        ids.iter().map(|id| self.members[*id].fingerprint()).collect()
-    }
-}
+use gka_host::member::{MemberError, MemberEvent};
+use gka_plugin_api::{Counters, Dh, GroupId, Output, Session, SessionError};
+use gka_tests::core_net::Net;
 
 fn run(protocol: &str) {
     let names = ["ann", "bob", "cat", "dan", "eve"];
@@ -570,6 +451,140 @@ fn an_agreement_stalled_by_a_silent_member_ends_without_it() {
                 events.iter().any(|e| matches!(e, MemberEvent::AgreementOverdue { silent, .. } if silent.iter().any(|m| m == "dan"))),
                 "{protocol}: {name} did not name dan"
             );
+        }
+    }
+}
+
+/// Members that know each other by certificate (two domains' CAs, access rules, a revocation
+/// list), for every protocol: a member of an untrusted domain and one presenting another's
+/// certificate are in the view but never in the key, each with why; a newer revocation list
+/// read by one member goes through the group, every member applies it at its delivery, and the
+/// rest rekey without the revoked member, which cannot read what is sent after; a joiner whose
+/// files still hold the older list gets the one in force before its first agreement.
+mod by_certificate {
+    use std::collections::BTreeSet;
+
+    use gka_host::identity::access::AccessRules;
+    use gka_host::identity::cert::{der_of_pem, DomainCa, Role};
+    use gka_host::identity::{Identity, Scheme};
+    use gka_host::member::MemberEvent;
+    use gka_tests::core_net::Net;
+    use time::OffsetDateTime;
+
+    struct Domains {
+        dir: tempfile::TempDir,
+        red: DomainCa,
+        blue: DomainCa,
+        green: DomainCa,
+        now: OffsetDateTime,
+    }
+
+    impl Domains {
+        fn new() -> Self {
+            let now = OffsetDateTime::now_utc();
+            let make = |d, s| DomainCa::create(d, now, 30, [s; 16]).unwrap();
+            let (red, blue, green) = (make("red", 1), make("blue", 2), make("green", 3));
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("red.crt"), red.cert_pem()).unwrap();
+            std::fs::write(dir.path().join("blue.crt"), blue.cert_pem()).unwrap();
+            Self { dir, red, blue, green, now }
+        }
+
+        /// The rules, with red's revocation list numbered `number` revoking `serials`.
+        fn rules(&self, number: u64, serials: &[String]) -> AccessRules {
+            let crl = self.red.revocation_list(serials, self.now, 7, number).unwrap();
+            std::fs::write(self.dir.path().join(format!("red-{number}.crl")), crl).unwrap();
+            let text = format!(
+                "[domain.red]\nca = \"red.crt\"\ncrl = \"red-{number}.crl\"\n[domain.blue]\n\
+                 ca = \"blue.crt\"\n[[group]]\nname = \"g\"\ndomains = [\"red\", \"blue\"]\n"
+            );
+            AccessRules::parse(&text, self.dir.path()).expect("valid rules")
+        }
+
+        fn issue(&self, ca: &DomainCa, who: &Identity, serial: u8) -> (Vec<u8>, String) {
+            let roles: BTreeSet<Role> = [Role::Member].into();
+            let issued = ca.issue(who.id(), who.public(), &roles, self.now, 10, [serial; 16]);
+            let issued = issued.unwrap();
+            (der_of_pem(&issued.pem, "CERTIFICATE").unwrap(), issued.info.serial)
+        }
+    }
+
+    fn has(net: &Net, who: &str, pred: impl Fn(&MemberEvent) -> bool) -> bool {
+        net.events.get(who).is_some_and(|events| events.iter().any(pred))
+    }
+
+    fn not_in_key(net: &Net, who: &str, member: &str, why: &str) -> bool {
+        has(net, who, |e| {
+            matches!(e, MemberEvent::NotInKey { members }
+                if members.iter().any(|(m, w)| m == member && w.contains(why)))
+        })
+    }
+
+    #[test]
+    fn members_admit_refuse_and_revoke_by_certificate() {
+        for protocol in ["bd", "ckd", "gdh", "str", "tgdh"] {
+            let d = Domains::new();
+            let ids: Vec<Identity> = ["ann", "bob", "cat", "dan", "gus", "eve"]
+                .iter()
+                .map(|n| Identity::generate(n, Scheme::Ed25519).unwrap())
+                .collect();
+            let [ann, bob, cat, dan, gus, eve] = ids.try_into().ok().unwrap();
+            let (ann_cert, _) = d.issue(&d.red, &ann, 10);
+            let (bob_cert, bob_serial) = d.issue(&d.red, &bob, 11);
+            let (cat_cert, _) = d.issue(&d.blue, &cat, 12);
+            let (dan_cert, _) = d.issue(&d.red, &dan, 13);
+            let (gus_cert, _) = d.issue(&d.green, &gus, 14);
+            let mut net = Net::new();
+            net.add_certified(protocol, ann, &ann_cert, d.rules(1, &[]), d.now);
+            net.add_certified(protocol, bob, &bob_cert, d.rules(1, &[]), d.now);
+            net.add_certified(protocol, cat, &cat_cert, d.rules(1, &[]), d.now);
+            net.add_certified(protocol, gus, &gus_cert, d.rules(1, &[]), d.now);
+            // eve presents ann's certificate: it names ann, and eve cannot sign as ann.
+            net.add_certified(protocol, eve, &ann_cert, d.rules(1, &[]), d.now);
+            net.settle();
+            let fps = net.fingerprints(&["ann", "bob", "cat"]);
+            assert!(fps[0].is_some() && fps.iter().all(|f| f == &fps[0]), "{protocol}: {fps:?}");
+            assert_eq!(net.fingerprints(&["gus", "eve"]), [None, None], "{protocol}");
+            assert!(not_in_key(&net, "ann", "gus", "\"green\" is not trusted"), "{protocol}");
+            assert!(not_in_key(&net, "cat", "eve", "certificate of \"ann\""), "{protocol}");
+            let first = fps[0].clone();
+
+            // ann's files get red's newer list revoking bob: it goes through the group.
+            net.members.get_mut("ann").unwrap().set_access_rules(d.rules(2, &[bob_serial]));
+            net.settle();
+            let fps = net.fingerprints(&["ann", "cat", "bob"]);
+            assert!(fps[0].is_some() && fps[0] == fps[1], "{protocol}: {fps:?}");
+            assert_ne!(fps[0], first, "{protocol}: the group rekeyed");
+            assert_eq!(fps[2], first, "{protocol}: bob holds the old key only");
+            for who in ["ann", "cat", "bob"] {
+                assert!(
+                    has(
+                        &net,
+                        who,
+                        |e| matches!(e, MemberEvent::RevocationApplied { number: 2, from, .. } if from == "ann")
+                    ),
+                    "{protocol}: {who} did not apply the list"
+                );
+            }
+            assert!(not_in_key(&net, "cat", "bob", "revoked"), "{protocol}");
+            net.members.get_mut("ann").unwrap().send_data(b"after bob").expect("send");
+            net.settle();
+            let got = |who: &str| {
+                has(
+                    &net,
+                    who,
+                    |e| matches!(e, MemberEvent::Data { plaintext, .. } if plaintext == b"after bob"),
+                )
+            };
+            assert!(got("cat") && !got("bob"), "{protocol}: only cat reads it");
+
+            // dan's files still hold list 1: the oldest member sends list 2 with the view.
+            net.add_certified(protocol, dan, &dan_cert, d.rules(1, &[]), d.now);
+            net.settle();
+            let fps = net.fingerprints(&["ann", "cat", "dan"]);
+            assert!(fps[0].is_some() && fps.iter().all(|f| f == &fps[0]), "{protocol}: {fps:?}");
+            assert!(not_in_key(&net, "dan", "bob", "revoked"), "{protocol}");
+            assert_eq!(net.fingerprints(&["bob"]), [first], "{protocol}");
         }
     }
 }

@@ -1,14 +1,16 @@
 //! `gka member`: one member over the daemon; stdin lines go out encrypted, and views, key
 //! changes (fingerprints only), switches and received lines are printed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use gka_host::identity::access::AccessRules;
 use gka_host::identity::{Identity, TrustStore};
 use gka_host::member::{ControlTiming, MemberEvent, SwitchEvent};
 use gka_host::policy::Decision;
 use gka_host::runtime::{
-    spawn_member, Command as MemberCommand, MemberConfig, Recovery, RuntimeEvent, Switching,
+    check_own_certificate, spawn_member, Command as MemberCommand, MemberConfig, Peers, Recovery,
+    RuntimeEvent, Switching,
 };
 
 use crate::common::{install_metrics, runtime, PluginDirArg};
@@ -29,9 +31,15 @@ pub(crate) struct MemberArgs {
     /// The private key file (from `gka keygen`).
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
-    /// Directory of trusted members' public keys (the access-control list).
-    #[arg(long, value_name = "DIR")]
-    trust: PathBuf,
+    /// Directory of trusted members' public keys (one party's flat access-control list).
+    #[arg(long, value_name = "DIR", required_unless_present = "access", conflicts_with = "access")]
+    trust: Option<PathBuf>,
+    /// Access rules (see `gka access check`): peers are admitted by the certificates they
+    /// present, under the domains and group rules listed there. The file, and the CA
+    /// certificates and revocation lists it names, are watched: edits apply without a restart.
+    /// Needs --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    access: Option<PathBuf>,
     /// Key-agreement protocol.
     #[arg(long, default_value = "tgdh")]
     protocol: String,
@@ -49,7 +57,8 @@ pub(crate) struct MemberArgs {
     /// member), keep trying to rejoin for this many seconds before exiting with an error.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     give_up_after: u64,
-    /// This member's certificate (from `gka ca issue`), presented to a daemon with access rules.
+    /// This member's certificate (from `gka ca issue`), presented when it joins: to the daemon,
+    /// and through the views to its peers.
     #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
 }
@@ -63,6 +72,7 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
         id,
         key,
         trust,
+        access,
         protocol,
         plugins,
         metrics,
@@ -80,37 +90,10 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
         bail!("the key file {} is for {:?}, not {id:?}", key.display(), identity.id());
     }
     let certificate = match &cert {
-        Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {} (--cert)", path.display()))?;
-            let der = gka_host::identity::cert::der_of_pem(&pem, "CERTIFICATE")
-                .with_context(|| format!("{} (--cert)", path.display()))?;
-            let info = gka_host::identity::cert::read_cert(&der)
-                .with_context(|| format!("{} (--cert)", path.display()))?;
-            if info.id != id {
-                bail!(
-                    "the certificate {} is for {:?}, not {id:?} (--cert)",
-                    path.display(),
-                    info.id
-                );
-            }
-            if info.public.to_pem()? != identity.public().to_pem()? {
-                bail!(
-                    "the certificate {} is for another key than {} (--cert)",
-                    path.display(),
-                    key.display()
-                );
-            }
-            Some(der)
-        }
+        Some(path) => Some(own_certificate(path, &identity, &key)?),
         None => None,
     };
-    let trust_dir = trust;
-    let trust = TrustStore::load(&trust_dir)
-        .with_context(|| format!("cannot load the trust store {}", trust_dir.display()))?;
-    trust.check_own(&identity).with_context(|| {
-        format!("cannot start with the trust store {} (--trust)", trust_dir.display())
-    })?;
+    let peers = peers(trust, access, &group, &identity, certificate.as_deref())?;
     let plugins = plugins.load();
     let protocol = plugins.protocol(&protocol)?;
     let parsed = match &policy {
@@ -130,7 +113,7 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
         let config = MemberConfig {
             group,
             identity,
-            trust,
+            peers,
             protocol,
             dh_group: gka_plugin_api::GroupId::Ffdhe2048,
             heartbeat: std::time::Duration::from_millis(500),
@@ -144,6 +127,64 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
     // member whose stdin stays open would never exit.
     rt.shutdown_background();
     result
+}
+
+/// Reads this member's certificate and checks that it is for this member's id and key.
+fn own_certificate(path: &Path, identity: &Identity, key: &Path) -> Result<Vec<u8>> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {} (--cert)", path.display()))?;
+    let der = gka_host::identity::cert::der_of_pem(&pem, "CERTIFICATE")
+        .with_context(|| format!("{} (--cert)", path.display()))?;
+    let info = gka_host::identity::cert::read_cert(&der)
+        .with_context(|| format!("{} (--cert)", path.display()))?;
+    if info.id != identity.id() {
+        bail!(
+            "the certificate {} is for {:?}, not {:?} (--cert)",
+            path.display(),
+            info.id,
+            identity.id()
+        );
+    }
+    if info.public.to_pem()? != identity.public().to_pem()? {
+        bail!(
+            "the certificate {} is for another key than {} (--cert)",
+            path.display(),
+            key.display()
+        );
+    }
+    Ok(der)
+}
+
+/// How the member knows its peers: a trust directory, or access rules that admit its own
+/// certificate.
+fn peers(
+    trust: Option<PathBuf>,
+    access: Option<PathBuf>,
+    group: &str,
+    identity: &Identity,
+    certificate: Option<&[u8]>,
+) -> Result<Peers> {
+    if let Some(file) = access {
+        let rules = AccessRules::load(&file).map_err(|problems| {
+            anyhow::anyhow!(
+                "cannot load the access rules (--access):\n  {}\ncheck them with `gka access \
+                 check {}`",
+                problems.join("\n  "),
+                file.display()
+            )
+        })?;
+        check_own_certificate(&rules, group, identity, certificate).map_err(|e| {
+            anyhow::anyhow!("cannot start with the access rules {} (--access): {e}", file.display())
+        })?;
+        return Ok(Peers::Certificates { rules, file: Some(file) });
+    }
+    let dir = trust.context("give --trust DIR or --access FILE")?;
+    let trust = TrustStore::load(&dir)
+        .with_context(|| format!("cannot load the trust store {}", dir.display()))?;
+    trust.check_own(identity).with_context(|| {
+        format!("cannot start with the trust store {} (--trust)", dir.display())
+    })?;
+    Ok(trust.into())
 }
 
 /// `gka member`: stdin lines out (encrypted), events and received lines in.
@@ -258,6 +299,13 @@ fn print_event(id: &str, e: &RuntimeEvent) {
         }
         RuntimeEvent::Member(MemberEvent::Switch(s)) => print_switch(id, s),
         RuntimeEvent::PolicyRejected(e) => println!("[{id}] policy edit rejected: {e}"),
+        RuntimeEvent::RulesChanged => println!("[{id}] access rules reloaded"),
+        RuntimeEvent::RulesRejected(e) => {
+            println!("[{id}] access rules edit rejected, the previous rules stay: {e}")
+        }
+        RuntimeEvent::Member(MemberEvent::RevocationApplied { domain, number, from }) => {
+            println!("[{id}] revocation list {number} of domain {domain} in force (sent by {from})")
+        }
         RuntimeEvent::Member(MemberEvent::Data { from, epoch, plaintext }) => {
             println!("[{id}] {from} (epoch {epoch}): {}", String::from_utf8_lossy(plaintext))
         }

@@ -130,7 +130,7 @@ impl Demo {
             MemberConfig {
                 group: self.group.clone(),
                 identity,
-                trust: self.trust.clone(),
+                peers: self.trust.clone().into(),
                 protocol: self.protocol.clone(),
                 dh_group: GroupId::Ffdhe2048,
                 heartbeat: Duration::from_millis(200),
@@ -202,6 +202,8 @@ impl Demo {
                     }
                     RuntimeEvent::Rejoined { .. } => {}
                     RuntimeEvent::PolicyRejected(e) => bail!("{name} rejected its policy: {e}"),
+                    RuntimeEvent::RulesRejected(e) => bail!("{name} rejected its rules: {e}"),
+                    RuntimeEvent::RulesChanged => {}
                     RuntimeEvent::Member(_) | RuntimeEvent::NotSent(_) => {}
                 }
             }

@@ -30,7 +30,7 @@ mod sequencer;
 
 pub use mem_endpoint::{MemEndpoint, MemGroup};
 pub use memnet::MemNet;
-pub use sequencer::{Delivery, Sequencer, SequencerError, Timing};
+pub use sequencer::{Certificates, Delivery, Sequencer, SequencerError, Timing};
 
 /// A group run's nonce. The group layer draws a fresh one whenever it creates a group (a
 /// restarted daemon, or a group forgotten after its last member left and created again),

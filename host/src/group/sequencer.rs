@@ -23,10 +23,14 @@
 //! Time is an input (`now_ms`); outputs are drained with [`Sequencer::poll_delivery`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use gka_plugin_api::View;
 
 use super::GroupRun;
+
+/// The certificates (DER) members presented when they joined, by member id.
+pub type Certificates = Vec<(String, Arc<[u8]>)>;
 
 /// What the group layer delivers to one member.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +41,11 @@ pub enum Delivery {
         view: View,
         /// The group's run (see [`GroupRun`]).
         run: GroupRun,
+        /// The certificates of the members that joined (relative to the recipient's previous
+        /// view) and presented one. A recipient keeps them for as long as their holders stay,
+        /// so each certificate crosses the network once per recipient. The group layer can
+        /// withhold a certificate but not forge one: each is signed by its domain's CA.
+        certificates: Certificates,
     },
     /// A message sequenced in the member's current view.
     Message {
@@ -114,6 +123,9 @@ pub struct Sequencer {
     /// Members that left a component whose next view is not installed yet: a join under the
     /// same id waits for that view (it is a new incarnation, not the old one staying).
     leaving: BTreeMap<String, usize>,
+    /// The certificates members presented, by member; parked incarnations' in `presented`.
+    certificates: BTreeMap<String, Arc<[u8]>>,
+    presented: BTreeMap<String, Arc<[u8]>>,
     out: VecDeque<(String, Delivery)>,
 }
 
@@ -131,6 +143,8 @@ impl Sequencer {
             dirty: BTreeMap::new(),
             parked: BTreeMap::new(),
             leaving: BTreeMap::new(),
+            certificates: BTreeMap::new(),
+            presented: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -138,12 +152,26 @@ impl Sequencer {
     /// A member joins. It joins the (first) component; the view follows when the batching
     /// window ends.
     pub fn join(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
+        self.join_presenting(member, None, now_ms)
+    }
+
+    /// As [`Self::join`], for a member that presented `certificate` (already checked by the
+    /// caller): the views that show it joining carry it.
+    pub fn join_presenting(
+        &mut self,
+        member: &str,
+        certificate: Option<Arc<[u8]>>,
+        now_ms: u64,
+    ) -> Result<(), SequencerError> {
         if self.members.contains_key(member) || self.parked.contains_key(member) {
             return Err(SequencerError::AlreadyMember(member.to_owned()));
         }
         if let Some(&component) = self.leaving.get(member) {
-            self.parked.insert(member.to_owned(), component);
+            self.park(member, component, certificate);
             return Ok(());
+        }
+        if let Some(c) = certificate {
+            self.certificates.insert(member.to_owned(), c);
         }
         if self.components.is_empty() {
             self.components.push(Component { view_id: 0, members: Vec::new() });
@@ -168,17 +196,38 @@ impl Sequencer {
     /// peer sees a leave and then a join, never an unchanged view of a process that lost its
     /// state.
     pub fn rejoin(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
+        self.rejoin_presenting(member, None, now_ms)
+    }
+
+    /// As [`Self::rejoin`], for a new incarnation that presented `certificate`.
+    pub fn rejoin_presenting(
+        &mut self,
+        member: &str,
+        certificate: Option<Arc<[u8]>>,
+        now_ms: u64,
+    ) -> Result<(), SequencerError> {
         if self.parked.contains_key(member) {
+            self.presented.remove(member);
+            if let Some(c) = certificate {
+                self.presented.insert(member.to_owned(), c);
+            }
             return Ok(());
         }
         match self.members.get(member) {
-            None => self.join(member, now_ms),
+            None => self.join_presenting(member, certificate, now_ms),
             Some(state) => {
                 let component = state.component;
                 self.leave(member, now_ms)?;
-                self.parked.insert(member.to_owned(), component);
+                self.park(member, component, certificate);
                 Ok(())
             }
+        }
+    }
+
+    fn park(&mut self, member: &str, component: usize, certificate: Option<Arc<[u8]>>) {
+        self.parked.insert(member.to_owned(), component);
+        if let Some(c) = certificate {
+            self.presented.insert(member.to_owned(), c);
         }
     }
 
@@ -190,19 +239,22 @@ impl Sequencer {
             self.parked.iter().filter(|(_, &pc)| pc == c).map(|(m, _)| m.clone()).collect();
         for m in waiting {
             self.parked.remove(&m);
-            let _ = self.join(&m, now_ms);
+            let certificate = self.presented.remove(&m);
+            let _ = self.join_presenting(&m, certificate, now_ms);
         }
     }
 
     /// A member leaves (or is found to have failed).
     pub fn leave(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
         if self.parked.remove(member).is_some() {
+            self.presented.remove(member);
             return Ok(());
         }
         let state = self
             .members
             .remove(member)
             .ok_or_else(|| SequencerError::NotAMember(member.to_owned()))?;
+        self.certificates.remove(member);
         self.leaving.insert(member.to_owned(), state.component);
         self.touch(state.component, now_ms);
         Ok(())
@@ -386,7 +438,12 @@ impl Sequencer {
                 joined: members.iter().filter(|x| !prev.contains(x)).cloned().collect(),
                 left: prev.iter().filter(|x| !members.contains(x)).cloned().collect(),
             };
-            self.out.push_back((m.clone(), Delivery::View { view, run: self.run }));
+            let certificates = view
+                .joined
+                .iter()
+                .filter_map(|j| self.certificates.get(j).map(|c| (j.clone(), c.clone())))
+                .collect();
+            self.out.push_back((m.clone(), Delivery::View { view, run: self.run, certificates }));
         }
     }
 
@@ -474,6 +531,45 @@ mod tests {
         s.tick(360);
         s.tick(420);
         assert_eq!(s.view_of("b"), None);
+    }
+
+    fn certificates_in(d: &[(String, Delivery)], who: &str) -> Vec<Vec<(String, Vec<u8>)>> {
+        d.iter()
+            .filter(|(m, _)| m == who)
+            .filter_map(|(_, x)| match x {
+                Delivery::View { certificates, .. } => {
+                    Some(certificates.iter().map(|(m, c)| (m.clone(), c.to_vec())).collect())
+                }
+                Delivery::Message { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn views_carry_the_certificates_of_those_who_joined() {
+        let cert = |b: u8| -> Option<Arc<[u8]>> { Some(Arc::from(vec![b])) };
+        let mut s = Sequencer::new(Timing::default(), GroupRun::default());
+        s.join_presenting("a", cert(1), 0).unwrap();
+        s.join("b", 0).unwrap();
+        s.tick(50);
+        let d = drain(&mut s);
+        assert_eq!(certificates_in(&d, "b"), [vec![("a".to_owned(), vec![1])]]);
+        s.join_presenting("c", cert(3), 60).unwrap();
+        s.tick(110);
+        let d = drain(&mut s);
+        assert_eq!(certificates_in(&d, "a"), [vec![("c".to_owned(), vec![3])]], "joiners only");
+        assert_eq!(
+            certificates_in(&d, "c"),
+            [vec![("a".to_owned(), vec![1]), ("c".to_owned(), vec![3])]],
+            "a newcomer gets everyone's"
+        );
+        // A new incarnation with a new certificate: its join view carries the new one.
+        s.rejoin_presenting("a", cert(9), 120).unwrap();
+        s.tick(170);
+        s.tick(230);
+        let d = drain(&mut s);
+        let seen = certificates_in(&d, "c");
+        assert_eq!(seen.last().unwrap(), &[("a".to_owned(), vec![9])]);
     }
 
     #[test]

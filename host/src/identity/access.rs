@@ -330,6 +330,66 @@ impl AccessRules {
     }
 }
 
+/// A revocation list that [`AccessRules::apply_revocation_list`] put in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The domain whose list it is.
+    pub domain: String,
+    /// Its number.
+    pub number: u64,
+}
+
+impl AccessRules {
+    /// Puts a domain's newer revocation list (DER) in force: it must be signed by the domain's
+    /// CA and numbered higher than the list in force. `Ok(None)` for a list that is not newer
+    /// (one already applied, sent again).
+    pub fn apply_revocation_list(&mut self, der: &[u8]) -> Result<Option<Applied>, Refusal> {
+        let claimed = super::cert::read_crl(der)?;
+        let domain = self
+            .domains
+            .get_mut(&claimed.domain)
+            .ok_or_else(|| Refusal::UnknownDomain(claimed.domain.clone()))?;
+        let newer = domain.with_revocation_list(der)?;
+        if newer.revocation_number() <= domain.revocation_number() {
+            return Ok(None);
+        }
+        let applied = Applied { domain: claimed.domain, number: newer.revocation_number() };
+        *domain = newer;
+        Ok(Some(applied))
+    }
+
+    /// These rules, with the revocation lists of `in_force` kept for every domain whose CA is
+    /// the same in both: a newer list read from disk takes effect only when the group applies
+    /// it, at one point of the agreed order (see [`Self::newer_revocation_lists`]).
+    pub fn keeping_revocations_of(mut self, in_force: &Self) -> Self {
+        for (name, domain) in &mut self.domains {
+            if let Some(old) = in_force.domains.get(name).filter(|old| old.same_ca(domain)) {
+                *domain = old.clone();
+            }
+        }
+        self
+    }
+
+    /// The revocation lists (DER) of these rules that are newer than those `in_force` has
+    /// for the same CA.
+    pub fn newer_revocation_lists(&self, in_force: &Self) -> Vec<Vec<u8>> {
+        self.domains
+            .iter()
+            .filter(|(name, d)| {
+                in_force.domains.get(*name).is_some_and(|old| {
+                    old.same_ca(d) && d.revocation_number() > old.revocation_number()
+                })
+            })
+            .filter_map(|(_, d)| d.revocation_list().map(<[u8]>::to_vec))
+            .collect()
+    }
+
+    /// Every revocation list in force (DER).
+    pub fn revocation_lists(&self) -> Vec<Vec<u8>> {
+        self.domains.values().filter_map(|d| d.revocation_list().map(<[u8]>::to_vec)).collect()
+    }
+}
+
 /// Watches a rules file and the CA certificates and revocation lists it names: each
 /// [`RulesWatch::poll`] reads them, and hands back new rules only when something changed (an
 /// invalid edit comes back as its problems, and the caller keeps what it had).
@@ -450,6 +510,45 @@ roles = ["operator"]
         let op: BTreeSet<Role> = [Role::Operator].into();
         rules.admit_operator(&issue(&red, "o", &op, 30), now()).expect("a red operator");
         assert!(rules.admit_operator(&issue(&blue, "o", &op, 30), now()).is_err());
+    }
+
+    #[test]
+    fn newer_revocation_lists_apply_once_and_wait_for_the_group() {
+        use crate::identity::cert::der_of_pem;
+        let tmp = tempfile::tempdir().unwrap();
+        let red = DomainCa::create("red", now(), 365, [1; 16]).unwrap();
+        let blue = DomainCa::create("blue", now(), 365, [2; 16]).unwrap();
+        std::fs::write(tmp.path().join("red.crt"), red.cert_pem()).unwrap();
+        let key = Identity::generate("a", Scheme::Ed25519).unwrap();
+        let issued = red.issue("a", key.public(), &[Role::Member].into(), now(), 30, [7; 16]);
+        let issued = issued.unwrap();
+        let crl = |ca: &DomainCa, serials: &[String], number| {
+            der_of_pem(&ca.revocation_list(serials, now(), 7, number).unwrap(), "X509 CRL").unwrap()
+        };
+        let text =
+            "[domain.red]\nca = \"red.crt\"\n[[group]]\nname = \"lab\"\ndomains = [\"red\"]\n";
+        let mut rules = AccessRules::parse(text, tmp.path()).unwrap();
+        rules.admit("lab", &issued.der, now()).expect("not revoked yet");
+        let revoking = crl(&red, std::slice::from_ref(&issued.info.serial), 2);
+        let applied = rules.apply_revocation_list(&revoking).unwrap();
+        assert_eq!(applied, Some(Applied { domain: "red".into(), number: 2 }));
+        assert_eq!(rules.admit("lab", &issued.der, now()).unwrap_err().label(), "revoked");
+        assert_eq!(rules.apply_revocation_list(&revoking).unwrap(), None, "applied once");
+        assert_eq!(rules.apply_revocation_list(&crl(&red, &[], 1)).unwrap(), None, "older");
+        let forged = rules.apply_revocation_list(&crl(&blue, &[], 9));
+        assert_eq!(forged.unwrap_err().label(), "unknown_domain");
+        // Rules read from disk with a newer list keep the list in force until the group
+        // applies it; the newer one is offered for sending.
+        std::fs::write(tmp.path().join("crl.pem"), red.revocation_list(&[], now(), 7, 3).unwrap())
+            .unwrap();
+        let on_disk = AccessRules::parse(text, tmp.path()).unwrap();
+        let with_crl = text.replace("ca = \"red.crt\"", "ca = \"red.crt\"\ncrl = \"crl.pem\"");
+        let newer = AccessRules::parse(&with_crl, tmp.path()).unwrap();
+        assert_eq!(newer.newer_revocation_lists(&rules).len(), 1);
+        assert!(on_disk.newer_revocation_lists(&rules).is_empty());
+        let kept = newer.keeping_revocations_of(&rules);
+        assert_eq!(kept.admit("lab", &issued.der, now()).unwrap_err().label(), "revoked");
+        assert_eq!(kept.revocation_lists(), [revoking]);
     }
 
     #[test]

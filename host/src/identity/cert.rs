@@ -406,6 +406,8 @@ pub struct TrustedDomain {
     pub domain: String,
     ca_der: Vec<u8>,
     revoked: BTreeSet<String>,
+    /// The revocation list in force (DER) and its number (0 for a list without one).
+    crl: Option<(u64, Vec<u8>)>,
 }
 
 impl TrustedDomain {
@@ -417,19 +419,43 @@ impl TrustedDomain {
         if !info.is_ca {
             return Err(CertError::Malformed("not a CA certificate".into()));
         }
-        let mut revoked = BTreeSet::new();
-        if let Some(crl_pem) = crl_pem {
-            let crl_der = der_of_pem(crl_pem, "X509 CRL")?;
-            let (_, ca) = X509Certificate::from_der(&ca_der).map_err(malformed)?;
-            let (_, crl) = CertificateRevocationList::from_der(&crl_der).map_err(malformed)?;
-            crl.verify_signature(ca.public_key()).map_err(|e| CertError::WrongIssuer {
-                domain: info.domain.clone(),
-                detail: format!("revocation list: {e}"),
-            })?;
-            revoked =
-                crl.iter_revoked_certificates().map(|r| hex::encode(r.raw_serial())).collect();
+        let domain = Self { domain: info.domain, ca_der, revoked: BTreeSet::new(), crl: None };
+        match crl_pem {
+            Some(crl_pem) => domain.with_revocation_list(&der_of_pem(crl_pem, "X509 CRL")?),
+            None => Ok(domain),
         }
-        Ok(Self { domain: info.domain, ca_der, revoked })
+    }
+
+    /// This domain with `crl_der` as its revocation list, which must be signed by its CA.
+    pub fn with_revocation_list(&self, crl_der: &[u8]) -> Result<Self, CertError> {
+        let (_, ca) = X509Certificate::from_der(&self.ca_der).map_err(malformed)?;
+        let (_, crl) = CertificateRevocationList::from_der(crl_der).map_err(malformed)?;
+        crl.verify_signature(ca.public_key()).map_err(|e| CertError::WrongIssuer {
+            domain: self.domain.clone(),
+            detail: format!("revocation list: {e}"),
+        })?;
+        let number = crl.crl_number().and_then(|n| u64::try_from(n.clone()).ok()).unwrap_or(0);
+        Ok(Self {
+            domain: self.domain.clone(),
+            ca_der: self.ca_der.clone(),
+            revoked: crl.iter_revoked_certificates().map(|r| hex::encode(r.raw_serial())).collect(),
+            crl: Some((number, crl_der.to_vec())),
+        })
+    }
+
+    /// The number of the revocation list in force (0 without one; higher is newer).
+    pub fn revocation_number(&self) -> u64 {
+        self.crl.as_ref().map_or(0, |(n, _)| *n)
+    }
+
+    /// The revocation list in force (DER), if any.
+    pub fn revocation_list(&self) -> Option<&[u8]> {
+        self.crl.as_ref().map(|(_, der)| der.as_slice())
+    }
+
+    /// True if both have the same CA certificate.
+    pub fn same_ca(&self, other: &Self) -> bool {
+        self.ca_der == other.ca_der
     }
 
     /// Checks a member certificate (DER): issued by this domain's CA, for this domain, valid

@@ -7,7 +7,8 @@
 //! - [`Control::Propose`] and [`Control::Vote`]: the two-phase protocol switch;
 //! - [`Control::Ping`] and [`Control::Pong`]: round-trip and bandwidth probes;
 //! - [`Control::Confirm`]: key confirmation (see `confirm.rs`);
-//! - [`Control::Stalled`]: members that stalled an overdue agreement (see `liveness.rs`).
+//! - [`Control::Stalled`]: members that stalled an overdue agreement (see `liveness.rs`);
+//! - [`Control::Revocation`]: a domain's newer revocation list (see `peers.rs`).
 //!
 //! Bodies are a format byte and postcard, at most [`MAX_CONTROL_BODY`] bytes; anything else is
 //! a typed [`ControlError`].
@@ -122,6 +123,9 @@ pub enum Control {
         /// The members named.
         silent: Vec<String>,
     },
+    /// A domain's revocation list (DER, signed by the domain's CA), applied by every member
+    /// where it is delivered if it is newer than the one in force.
+    Revocation(Vec<u8>),
 }
 
 /// Why a control body was refused.
@@ -190,6 +194,7 @@ mod tests {
             Control::Pong { nonce: 7 },
             Control::Confirm(super::super::confirm::Confirm { epoch: 9, tag: [3; 32] }),
             Control::Stalled { epoch: 9, round: 2, silent: vec!["b".into()] },
+            Control::Revocation(vec![0x30, 3, 1, 2, 3]),
         ];
         for m in messages {
             assert_eq!(Control::from_bytes(&m.to_bytes()).unwrap(), m);

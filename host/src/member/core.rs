@@ -16,6 +16,7 @@ use super::control::PluginRef;
 use super::events::{ControlTiming, MemberEvent, Outgoing};
 use super::keyring::KeyRing;
 use super::liveness::Liveness;
+use super::peers::CertifiedPeers;
 use super::switch::{Catalogue, SwitchState};
 use crate::envelope::EnvelopeChecker;
 use crate::group::GroupRun;
@@ -32,6 +33,8 @@ pub struct MemberCore {
     pub(super) protocol: String,
     pub(super) session: Box<dyn Session>,
     pub(super) checker: EnvelopeChecker,
+    /// Peers by certificate under access rules; `None`: the checker's fixed trust store.
+    pub(super) peers: Option<CertifiedPeers>,
     pub(super) catalogue: Arc<Catalogue>,
     pub(super) dh_group: GroupId,
     pub(super) policy: Option<Policy>,
@@ -147,6 +150,7 @@ impl MemberCore {
             protocol: protocol.to_owned(),
             session,
             checker,
+            peers: None,
             catalogue: Arc::new(Catalogue::default()),
             dh_group: GroupId::Ffdhe2048,
             policy: None,

@@ -12,7 +12,7 @@ use super::events::{MemberError, MemberEvent, Outgoing};
 use super::switch::{SwitchEvent, SwitchState};
 use super::MemberCore;
 use crate::envelope::{Envelope, Header, Kind};
-use crate::group::{Delivery, GroupRun};
+use crate::group::{Certificates, Delivery, GroupRun};
 
 impl MemberCore {
     /// Handles one delivery from the group layer.
@@ -23,7 +23,7 @@ impl MemberCore {
     ) -> Result<(), MemberError> {
         self.now = now;
         match delivery {
-            Delivery::View { view, run } => self.on_view(view, run)?,
+            Delivery::View { view, run, certificates } => self.on_view(view, run, &certificates)?,
             Delivery::Message { from, bytes, .. } => {
                 self.verified += 1;
                 let envelope = match self.checker.accept_from(&bytes, Some(&from)) {
@@ -59,7 +59,12 @@ impl MemberCore {
         Ok(())
     }
 
-    pub(super) fn on_view(&mut self, view: View, run: GroupRun) -> Result<(), MemberError> {
+    pub(super) fn on_view(
+        &mut self,
+        view: View,
+        run: GroupRun,
+        certificates: &Certificates,
+    ) -> Result<(), MemberError> {
         if let Some(current) = &self.view {
             if run != self.run {
                 let error = format!("view {} of another group run ({run})", view.view_id);
@@ -77,12 +82,11 @@ impl MemberCore {
         self.checker.set_view(run, view.view_id);
         self.confirmations.new_view();
         // Exclusions (liveness.rs) last for the view they were decided in: a joiner could not
-        // know them, so the trusted view is rebuilt from the trust store alone, and a member
-        // that is still silent is excluded again at the next deadline.
-        // Access control: members outside the trust store take no part in key agreement, so
-        // the plugin sees only the trusted ones.
-        let members: Vec<String> =
-            view.members.iter().filter(|m| self.checker.trusts(m)).cloned().collect();
+        // know them, so the trusted view is rebuilt from the trust store or the certificates
+        // alone, and a member that is still silent is excluded again at the next deadline.
+        // Access control: members not admitted take no part in key agreement, so the plugin
+        // sees only the admitted ones.
+        let (members, not_in_key) = self.admit_view(&view, certificates);
         let previous = self.trusted_view.as_ref().map(|v| v.members.clone()).unwrap_or_default();
         let trusted = View {
             view_id: view.view_id,
@@ -111,15 +115,10 @@ impl MemberCore {
         self.last_report = None;
         self.reports.clear();
         self.checker.set_epoch(self.agreeing_epoch());
-        let untrusted: Vec<(String, String)> = view
-            .members
-            .iter()
-            .filter(|m| !self.checker.trusts(m))
-            .map(|m| (m.clone(), "not in this member's trust store".to_owned()))
-            .collect();
+        let joiners = !view.joined.is_empty();
         self.events.push_back(MemberEvent::View(view));
-        if !untrusted.is_empty() {
-            self.events.push_back(MemberEvent::NotInKey { members: untrusted });
+        if !not_in_key.is_empty() {
+            self.events.push_back(MemberEvent::NotInKey { members: not_in_key });
         }
         if let SwitchState::Voting { proposal, .. } = &self.switch {
             let id = proposal.id;
@@ -133,6 +132,13 @@ impl MemberCore {
         // votes since. Otherwise it waits for this view's announcement.
         let knew_leader = self.leader().is_some_and(|l| previous.iter().any(|p| p == l));
         let in_step = std::mem::take(&mut self.announced) && knew_leader;
+        // Before the announcement, so a joiner applies them before its agreement starts.
+        self.send_revocations(joiners);
+        if !trusted.members.iter().any(|m| m == self.identity.id()) {
+            // Not admitted by its own rules (revoked, say): it takes no part in the key.
+            self.pending = false;
+            return Ok(());
+        }
         if self.is_leader() {
             let me = self.my_plugin();
             self.send_control(None, &Control::Announce(me));
@@ -185,6 +191,7 @@ impl MemberCore {
             Control::Stalled { epoch, round, silent } => {
                 self.on_stalled(from, epoch, round, silent)?
             }
+            Control::Revocation(list) => self.on_revocation(from, &list)?,
         }
         Ok(())
     }
@@ -354,7 +361,8 @@ mod tests {
             left: vec![],
         };
         let run = GroupRun::default();
-        core.handle_delivery(Duration::ZERO, Delivery::View { view, run }).unwrap();
+        let certificates = Vec::new();
+        core.handle_delivery(Duration::ZERO, Delivery::View { view, run, certificates }).unwrap();
         let header = |protocol: &str, kind: Kind, seq: u64| Header {
             group: "g".into(),
             run,

@@ -55,6 +55,16 @@ pub enum MemberEvent {
         /// (member, reason).
         members: Vec<(String, String)>,
     },
+    /// A domain's newer revocation list took effect here, at the same point of the agreed
+    /// order as at every other member; members it revokes leave the key (see `NotInKey`).
+    RevocationApplied {
+        /// The domain.
+        domain: String,
+        /// The list's number.
+        number: u64,
+        /// The member that sent it.
+        from: String,
+    },
     /// A new group key (its fingerprint only).
     Key {
         /// The key's epoch.

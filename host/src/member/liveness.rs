@@ -172,16 +172,21 @@ impl MemberCore {
         if out.is_empty() {
             return Ok(());
         }
-        self.exclude(out, epoch)
+        self.exclude_stalled(out, epoch)
     }
 
-    /// Takes `members` out of the trusted view and starts a fresh agreement without them.
-    fn exclude(&mut self, members: Vec<String>, epoch: u64) -> Result<(), MemberError> {
+    fn exclude_stalled(&mut self, members: Vec<String>, epoch: u64) -> Result<(), MemberError> {
+        self.events.push_back(MemberEvent::Excluded { epoch, members: members.clone() });
+        self.exclude(members)
+    }
+
+    /// Takes `members` out of the trusted view and starts a fresh agreement without them (for
+    /// stalling, or revoked).
+    pub(super) fn exclude(&mut self, members: Vec<String>) -> Result<(), MemberError> {
         let Some(mut trusted) = self.trusted_view.clone() else { return Ok(()) };
         trusted.members.retain(|m| !members.contains(m));
         trusted.joined.retain(|m| !members.contains(m));
         trusted.left.extend(members.iter().cloned());
-        self.events.push_back(MemberEvent::Excluded { epoch, members: members.clone() });
         // They may hold the current key.
         self.departed_since_key = true;
         self.trusted_view = Some(trusted.clone());
@@ -191,7 +196,7 @@ impl MemberCore {
         // A switch being voted on needs votes from members who are gone: it ends here.
         if let super::switch::SwitchState::Voting { proposal, .. } = &self.switch {
             let id = proposal.id;
-            self.abort(id, "members were excluded for stalling".into(), "view_change");
+            self.abort(id, "members left the key (stalled or revoked)".into(), "view_change");
         }
         self.switch = super::switch::SwitchState::Stable;
         // Every remaining member starts afresh from here, with the protocol it runs (the group's,

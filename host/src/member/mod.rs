@@ -14,7 +14,8 @@
 //! handed to the part it concerns), `keyring.rs` (data keys and the AEAD), `adoption.rs` (the
 //! group's protocol and the payloads held until it is announced), `switch.rs` (the switch's
 //! state and transitions), `telemetry.rs` (reports and the policy evaluation), `control.rs`
-//! (control messages) and `events.rs` (what the core emits).
+//! (control messages), `peers.rs` (who is in the key, by certificate) and `events.rs` (what
+//! the core emits).
 //!
 //! - Every plugin payload leaves in an envelope signed by this member and bound to group, view,
 //!   epoch, protocol and sequence number; every received envelope is checked against the trust
@@ -45,6 +46,7 @@ mod dispatch;
 mod events;
 mod keyring;
 mod liveness;
+mod peers;
 mod switch;
 mod telemetry;
 #[cfg(test)]

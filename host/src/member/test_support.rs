@@ -56,6 +56,7 @@ pub(super) fn core_in_view(me: &str, members: &[&str]) -> MemberCore {
         left: vec![],
     };
     let run = crate::group::GroupRun::default();
-    core.handle_delivery(Duration::ZERO, Delivery::View { view, run }).expect("view");
+    core.handle_delivery(Duration::ZERO, Delivery::View { view, run, certificates: Vec::new() })
+        .expect("view");
     core
 }

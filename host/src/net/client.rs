@@ -16,6 +16,7 @@ use crate::net::wire::{self, ClientMsg, ControlCmd, ServerMsg};
 #[derive(Debug)]
 pub struct Connection {
     framed: Framed<TcpStream, LengthDelimitedCodec>,
+    reassembly: wire::Reassembly,
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
@@ -65,7 +66,10 @@ impl Connection {
     pub async fn open(addr: impl ToSocketAddrs) -> io::Result<(Self, Challenge)> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let mut c = Self { framed: Framed::new(stream, wire::codec()) };
+        let mut c = Self {
+            framed: Framed::new(stream, wire::codec()),
+            reassembly: wire::Reassembly::default(),
+        };
         match c.recv().await? {
             Some(ServerMsg::Challenge(challenge)) => Ok((c, challenge)),
             Some(ServerMsg::Error(e)) => Err(io::Error::other(format!("the daemon refused: {e}"))),
@@ -131,7 +135,11 @@ impl GroupEndpoint for Connection {
                     return Err(io::Error::other(format!("the daemon refused: {e}")))
                 }
                 Some(ServerMsg::Ok | ServerMsg::Challenge(_)) => continue,
-                Some(other) => return Ok(Option::from(other)),
+                Some(other) => {
+                    if let Some(d) = self.reassembly.push(other).map_err(invalid)? {
+                        return Ok(Some(d));
+                    }
+                }
             }
         }
     }

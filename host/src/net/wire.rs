@@ -4,6 +4,8 @@
 //! proof of its identity (see [`crate::net::auth`]). The daemon only orders signed envelopes;
 //! it never sees a key.
 
+use std::sync::Arc;
+
 use gka_plugin_api::View;
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
@@ -13,8 +15,14 @@ use crate::group::{Delivery, GroupRun};
 use crate::net::auth::Challenge;
 
 /// The wire format version; a frame with another is refused (2: authenticated requests; 3:
-/// certificates).
-pub const WIRE_VERSION: u8 = 3;
+/// certificates; 4: views carry their joiners' certificates).
+pub const WIRE_VERSION: u8 = 4;
+
+/// The largest certificate a member may present (a domain CA's certificates are far smaller).
+pub const MAX_CERTIFICATE_BYTES: usize = 16 * 1024;
+
+/// The certificates of one view are sent in chunks of at most this many bytes.
+const CERTIFICATE_CHUNK_BYTES: usize = 1 << 20;
 
 /// The largest frame accepted in either direction.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 1024;
@@ -103,7 +111,13 @@ pub enum ServerMsg {
         view: View,
         /// The group's run.
         run: GroupRun,
+        /// Certificates of the members that joined (see [`Delivery::View`]), with those of
+        /// the [`ServerMsg::Certificates`] frames just before it.
+        certificates: Vec<(String, Vec<u8>)>,
     },
+    /// Certificates for the view that follows (a view whose joiners' certificates do not fit
+    /// one frame).
+    Certificates(Vec<(String, Vec<u8>)>),
     /// A sequenced message.
     Message {
         /// The sender.
@@ -119,23 +133,71 @@ pub enum ServerMsg {
     Error(String),
 }
 
-impl From<Delivery> for ServerMsg {
-    fn from(d: Delivery) -> Self {
-        match d {
-            Delivery::View { view, run } => Self::View { view, run },
-            Delivery::Message { from, view_id, bytes } => Self::Message { from, view_id, bytes },
+/// Encodes a delivery as whole frames: one, or for a view with many certificates, chunks of
+/// [`ServerMsg::Certificates`] and then the view.
+pub fn delivery_frames(d: Delivery) -> Vec<Vec<u8>> {
+    match d {
+        Delivery::Message { from, view_id, bytes } => {
+            vec![encode_frame(&ServerMsg::Message { from, view_id, bytes })]
+        }
+        Delivery::View { view, run, certificates } => {
+            let mut frames = Vec::new();
+            let mut chunk = Vec::new();
+            let mut size = 0;
+            for (member, der) in certificates {
+                if size + der.len() > CERTIFICATE_CHUNK_BYTES && !chunk.is_empty() {
+                    frames.push(encode_frame(&ServerMsg::Certificates(std::mem::take(&mut chunk))));
+                    size = 0;
+                }
+                size += der.len() + member.len();
+                chunk.push((member, der.to_vec()));
+            }
+            frames.push(encode_frame(&ServerMsg::View { view, run, certificates: chunk }));
+            frames
         }
     }
 }
 
-impl From<ServerMsg> for Option<Delivery> {
-    fn from(m: ServerMsg) -> Self {
-        match m {
-            ServerMsg::View { view, run } => Some(Delivery::View { view, run }),
-            ServerMsg::Message { from, view_id, bytes } => {
-                Some(Delivery::Message { from, view_id, bytes })
+/// The most certificate bytes a client holds for one view (a view of thousands of members
+/// with typical certificates of under a kilobyte needs a few megabytes).
+pub const MAX_VIEW_CERTIFICATE_BYTES: usize = 64 << 20;
+
+/// Reassembles deliveries from the daemon's messages (the client's side of
+/// [`delivery_frames`]).
+#[derive(Debug, Default)]
+pub struct Reassembly {
+    certificates: Vec<(String, Vec<u8>)>,
+    bytes: usize,
+}
+
+impl Reassembly {
+    /// The delivery `msg` completes, if any; an error if the certificates of one view exceed
+    /// [`MAX_VIEW_CERTIFICATE_BYTES`].
+    pub fn push(&mut self, msg: ServerMsg) -> Result<Option<Delivery>, WireError> {
+        if let ServerMsg::Certificates(more) | ServerMsg::View { certificates: more, .. } = &msg {
+            self.bytes += more.iter().map(|(m, c)| m.len() + c.len()).sum::<usize>();
+            if self.bytes > MAX_VIEW_CERTIFICATE_BYTES {
+                return Err(WireError::Malformed(format!(
+                    "more than {MAX_VIEW_CERTIFICATE_BYTES} bytes of certificates for one view"
+                )));
             }
-            ServerMsg::Challenge(_) | ServerMsg::Ok | ServerMsg::Error(_) => None,
+        }
+        match msg {
+            ServerMsg::Certificates(more) => {
+                self.certificates.extend(more);
+                Ok(None)
+            }
+            ServerMsg::View { view, run, certificates } => {
+                let mut all = std::mem::take(&mut self.certificates);
+                self.bytes = 0;
+                all.extend(certificates);
+                let certificates = all.into_iter().map(|(m, c)| (m, Arc::from(c))).collect();
+                Ok(Some(Delivery::View { view, run, certificates }))
+            }
+            ServerMsg::Message { from, view_id, bytes } => {
+                Ok(Some(Delivery::Message { from, view_id, bytes }))
+            }
+            ServerMsg::Challenge(_) | ServerMsg::Ok | ServerMsg::Error(_) => Ok(None),
         }
     }
 }

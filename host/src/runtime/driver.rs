@@ -13,6 +13,7 @@ use super::policy_watch::PolicyWatch;
 use super::recovery::{Reconnect, Recovery};
 use super::{Command, RuntimeEvent, SAMPLE_EVERY, TICK};
 use crate::group::GroupEndpoint;
+use crate::identity::access::RulesWatch;
 use crate::member::{MemberCore, MemberEvent, Report, SwitchEvent};
 use crate::policy::live::ExpCost;
 use crate::policy::measure::CpuSampler;
@@ -39,6 +40,7 @@ pub(super) struct Driver {
     cpu: CpuSampler,
     cpu_load: Option<f64>,
     watch: Option<PolicyWatch>,
+    rules_watch: Option<RulesWatch>,
     /// The protocol last exported as active.
     active: Option<String>,
     /// When the delivery being handled reached the runtime.
@@ -92,10 +94,17 @@ impl Driver {
             cpu: CpuSampler::default(),
             cpu_load: None,
             watch,
+            rules_watch: None,
             active: None,
             delivery_started: None,
             delivery_exps: 0,
         }
+    }
+
+    /// Watches the access rules (and what they name) for edits.
+    pub(super) fn watching_rules(mut self, watch: Option<RulesWatch>) -> Self {
+        self.rules_watch = watch;
+        self
     }
 
     fn now(&self) -> Duration {
@@ -218,6 +227,7 @@ impl Driver {
                     let started = Instant::now();
                     self.delivery_started = Some(started);
                     self.delivery_exps = self.core.exponentiations_total();
+                    self.core.set_wall_time(time::OffsetDateTime::now_utc());
                     if let Err(e) = self.core.handle_delivery(self.now(), delivery) {
                         self.emit(RuntimeEvent::Member(MemberEvent::ProtocolError {
                             from: self.core.id().to_owned(),
@@ -246,6 +256,7 @@ impl Driver {
                 _ = sample.tick() => {
                     self.refresh_measurements();
                     self.poll_policy();
+                    self.poll_rules();
                 }
                 _ = heartbeat.tick() => {
                     if let Err(e) = connection.heartbeat().await {
@@ -289,6 +300,19 @@ impl Driver {
                 self.core.set_policy(policy);
             }
             Some(Err(e)) => self.emit(RuntimeEvent::PolicyRejected(e)),
+        }
+    }
+
+    fn poll_rules(&mut self) {
+        let Some(watch) = &mut self.rules_watch else { return };
+        match watch.poll() {
+            None => {}
+            Some(Ok(rules)) => {
+                self.factory.set_rules(rules.clone());
+                self.core.set_access_rules(rules);
+                self.emit(RuntimeEvent::RulesChanged);
+            }
+            Some(Err(problems)) => self.emit(RuntimeEvent::RulesRejected(problems.join("; "))),
         }
     }
 

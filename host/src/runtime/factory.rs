@@ -7,8 +7,9 @@ use std::sync::Arc;
 use gka_plugin_api::{GroupId, Protocol, SessionConfig};
 use rand_core::{OsRng, RngCore};
 
-use super::{MemberConfig, Switching};
+use super::{MemberConfig, Peers, Switching};
 use crate::envelope::EnvelopeChecker;
+use crate::identity::access::AccessRules;
 use crate::identity::{Identity, TrustStore};
 use crate::member::{Catalogue, ControlTiming, MemberCore};
 use crate::policy::measure::Calibration;
@@ -18,7 +19,7 @@ use crate::policy::Policy;
 pub(super) struct CoreFactory {
     pub(super) group: String,
     pub(super) identity: Arc<Identity>,
-    trust: TrustStore,
+    peers: Peers,
     protocol: Arc<dyn Protocol>,
     dh_group: GroupId,
     catalogue: Option<(Arc<Catalogue>, ControlTiming)>,
@@ -44,7 +45,7 @@ impl CoreFactory {
         let factory = Self {
             group: config.group,
             identity: Arc::new(config.identity),
-            trust: config.trust,
+            peers: config.peers,
             protocol: config.protocol,
             dh_group: config.dh_group,
             catalogue: config.switching.as_ref().map(|s| (s.catalogue.clone(), s.timing)),
@@ -53,6 +54,18 @@ impl CoreFactory {
             heartbeat: config.heartbeat,
         };
         (factory, config.switching)
+    }
+
+    /// How the member knows its peers (with the newest valid rules).
+    pub(super) fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// The newest valid access rules, for cores built from now on.
+    pub(super) fn set_rules(&mut self, new: AccessRules) {
+        if let Peers::Certificates { rules, .. } = &mut self.peers {
+            *rules = new;
+        }
     }
 
     /// The newest valid policy, for cores built from now on.
@@ -75,7 +88,11 @@ impl CoreFactory {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let descriptor = self.protocol.descriptor();
         let protocol = format!("{}@{}", descriptor.name, descriptor.version);
-        let checker = EnvelopeChecker::new(&self.group, self.trust.clone());
+        let trust = match &self.peers {
+            Peers::Keys(trust) => trust.clone(),
+            Peers::Certificates { .. } => TrustStore::default(),
+        };
+        let checker = EnvelopeChecker::new(&self.group, trust);
         let mut core_seed = [0u8; 32];
         OsRng.fill_bytes(&mut core_seed);
         let mut core = MemberCore::new(
@@ -87,6 +104,9 @@ impl CoreFactory {
             core_seed,
         )
         .with_protocol(self.protocol.clone());
+        if let Peers::Certificates { rules, .. } = &self.peers {
+            core = core.with_access_rules(rules.clone(), time::OffsetDateTime::now_utc());
+        }
         if let Some((catalogue, timing)) = &self.catalogue {
             core = core.with_catalogue(catalogue.clone(), self.dh_group).with_timing(*timing);
             if let Some(p) = &self.policy {

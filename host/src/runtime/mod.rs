@@ -9,6 +9,9 @@
 //!   and hands both to the core for its reports;
 //! - watches the policy file: an edit that parses is handed to the core, which applies it at
 //!   the next quiescent point; an invalid edit is reported and the old policy stays;
+//! - with access rules ([`Peers::Certificates`]), watches the rules file and the CA
+//!   certificates and revocation lists it names the same way, and gives the core the
+//!   wall-clock time certificates are checked at;
 //! - records the metrics (see [`crate::metrics`]);
 //! - over the daemon, recovers when its connection ends: it reports what it had sent that was
 //!   not delivered, rejoins as a new incarnation with a fresh core after a back-off
@@ -25,6 +28,7 @@ use gka_plugin_api::{GroupId, Protocol};
 use tokio::sync::mpsc;
 
 use crate::group::GroupEndpoint;
+use crate::identity::access::{AccessRules, RulesWatch};
 use crate::identity::{Identity, TrustStore};
 use crate::member::{Catalogue, ControlTiming, MemberEvent};
 use crate::net::Connection;
@@ -70,8 +74,8 @@ pub struct MemberConfig {
     pub group: String,
     /// This member's identity.
     pub identity: Identity,
-    /// The trusted members' keys (the access-control list).
-    pub trust: TrustStore,
+    /// How it knows its peers.
+    pub peers: Peers,
     /// The key-agreement protocol it starts with (a group that runs another one makes it
     /// adopt that one, if its catalogue has it).
     pub protocol: Arc<dyn Protocol>,
@@ -83,8 +87,30 @@ pub struct MemberConfig {
     pub switching: Option<Switching>,
     /// How to recover when the daemon connection ends ([`spawn_member`] only); `None` stops.
     pub recovery: Option<Recovery>,
-    /// The member's certificate (DER), presented to a daemon with access rules when joining.
+    /// The member's certificate (DER), presented when joining: a daemon with access rules
+    /// checks it, and the views carry it to the peers.
     pub certificate: Option<Vec<u8>>,
+}
+
+/// How a member knows which peers take part in the key.
+#[derive(Debug, Clone)]
+pub enum Peers {
+    /// A fixed set of public keys (one party's directory of `NAME.pub` files).
+    Keys(TrustStore),
+    /// The certificates peers present, checked under access rules (domains, revocation lists,
+    /// group rules); with `file`, re-read every [`SAMPLE_EVERY`].
+    Certificates {
+        /// The rules.
+        rules: AccessRules,
+        /// The file they came from, watched for edits.
+        file: Option<PathBuf>,
+    },
+}
+
+impl From<TrustStore> for Peers {
+    fn from(trust: TrustStore) -> Self {
+        Self::Keys(trust)
+    }
 }
 
 impl std::fmt::Debug for MemberConfig {
@@ -115,6 +141,11 @@ pub enum RuntimeEvent {
     NotSent(String),
     /// The policy file changed but is invalid: the old policy stays.
     PolicyRejected(String),
+    /// The access rules (or a CA certificate or revocation list they name) changed and load.
+    RulesChanged,
+    /// The access rules changed but do not load (every problem, with line and column): the old
+    /// rules stay.
+    RulesRejected(String),
     /// The connection to the group layer ended. `unsent` messages this member had sent were
     /// not delivered back to it, and are lost: the application may send them again.
     Disconnected {
@@ -155,8 +186,9 @@ pub struct MemberHandle {
 /// Connects to the daemon at `daemon`, joins the group and runs the member in the background.
 /// With [`MemberConfig::recovery`] set, it rejoins when the connection ends.
 ///
-/// A member its own trust store cannot vouch for (see [`TrustStore::check_own`]) is refused
-/// before it connects: it would only stall the group. So is a first join the daemon refuses.
+/// A member its own trust store or rules cannot vouch for (see [`TrustStore::check_own`] and
+/// [`check_own_certificate`]) is refused before it connects: it would only stall the group. So
+/// is a first join the daemon refuses.
 pub async fn spawn_member(daemon: &str, config: MemberConfig) -> std::io::Result<MemberHandle> {
     check_trust(&config)?;
     let certificate = config.certificate.clone();
@@ -193,10 +225,42 @@ pub async fn spawn_member(daemon: &str, config: MemberConfig) -> std::io::Result
 }
 
 fn check_trust(config: &MemberConfig) -> std::io::Result<()> {
-    config
-        .trust
-        .check_own(&config.identity)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    match &config.peers {
+        Peers::Keys(trust) => trust.check_own(&config.identity).map_err(|e| invalid(e.to_string())),
+        Peers::Certificates { rules, .. } => check_own_certificate(
+            rules,
+            &config.group,
+            &config.identity,
+            config.certificate.as_deref(),
+        )
+        .map_err(invalid),
+    }
+}
+
+/// Checks that a member's own rules admit its certificate to `group` now, and that the
+/// certificate is for this identity's id and key.
+pub fn check_own_certificate(
+    rules: &AccessRules,
+    group: &str,
+    identity: &Identity,
+    certificate: Option<&[u8]>,
+) -> Result<(), String> {
+    let der = certificate.ok_or("a member with access rules presents its certificate: give it")?;
+    let info = rules
+        .admit(group, der, time::OffsetDateTime::now_utc())
+        .map_err(|r| format!("this member's own rules refuse its certificate: {r}"))?;
+    if info.id != identity.id() {
+        return Err(format!(
+            "the certificate is {:?}'s, and this member is {:?}",
+            info.id,
+            identity.id()
+        ));
+    }
+    let probe = b"gka certificate self-check";
+    info.public.verify(probe, &identity.sign(probe)).map_err(|_| {
+        format!("the certificate of {:?} is for another key than this member's", info.id)
+    })
 }
 
 /// Runs the member in the background over an endpoint already joined to the group (the daemon's
@@ -218,6 +282,10 @@ fn start<E: GroupEndpoint>(
     reconnect: Option<(Recovery, Reconnect<E>)>,
 ) -> std::io::Result<MemberHandle> {
     let core = factory.build()?;
+    let rules_watch = match factory.peers() {
+        Peers::Certificates { rules, file: Some(path) } => Some(RulesWatch::new(path, rules)),
+        _ => None,
+    };
     let watch = switching.and_then(|s| {
         let mut known = s.catalogue.names();
         if known.is_empty() {
@@ -227,7 +295,7 @@ fn start<E: GroupEndpoint>(
     });
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
-    let driver = Driver::new(core, factory, watch, event_tx);
+    let driver = Driver::new(core, factory, watch, event_tx).watching_rules(rules_watch);
     tokio::spawn(driver.run(endpoint, reconnect, command_rx));
     Ok(MemberHandle { commands: command_tx, events: event_rx })
 }

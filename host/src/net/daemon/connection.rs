@@ -58,6 +58,12 @@ fn refuse_unproven(
                 let n = group.len();
                 return Some(("limit", format!("a group name must be 1 to {max} bytes, not {n}")));
             }
+            if let Some(n) = certificate.as_ref().map(Vec::len) {
+                if n > wire::MAX_CERTIFICATE_BYTES {
+                    let max = wire::MAX_CERTIFICATE_BYTES;
+                    return Some(("limit", format!("a certificate may be {max} bytes, not {n}")));
+                }
+            }
             let credentials = Credentials {
                 proof,
                 certificate: certificate.as_deref(),
@@ -188,7 +194,7 @@ pub(super) async fn connection(
         let mut st = lock(&state);
         let now = st.now_ms();
         match (msg, &joined) {
-            (ClientMsg::Join { group, member, .. }, None) => {
+            (ClientMsg::Join { group, member, certificate, .. }, None) => {
                 if let Some((label, reason)) = refuse_join(&st, &group) {
                     refused(label);
                     reply(ServerMsg::Error(format!("{reason}; closing")));
@@ -202,7 +208,7 @@ pub(super) async fn connection(
                     OsRng.fill_bytes(&mut run.0);
                     Sequencer::new(timing, run)
                 });
-                if let Err(e) = seq.rejoin(&member, now) {
+                if let Err(e) = seq.rejoin_presenting(&member, certificate.map(Arc::from), now) {
                     refused("bad_request");
                     reply(ServerMsg::Error(format!("{e}; closing")));
                     break;

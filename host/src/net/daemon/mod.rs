@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::group::{Delivery, Sequencer, Timing};
 use crate::net::auth::DaemonAccess;
-use crate::net::wire::{self, ControlCmd, ServerMsg};
+use crate::net::wire::{self, ControlCmd};
 
 mod connection;
 
@@ -217,20 +217,22 @@ impl State {
             self.last_due.insert(key.clone(), due);
             let Some(out) = self.conns.get(&key) else { continue };
             // Encoded once, here: the queue holds one copy of each delivery.
-            let frame = wire::encode_frame(&ServerMsg::from(delivery));
-            let size = frame.len();
-            let limits = &self.config.limits;
-            // One slot stays free for the reply that explains the close.
-            let over = out.tx.capacity() <= 1
-                || out.queued_bytes.load(Ordering::Relaxed) + size > limits.max_queued_bytes;
-            if over {
-                slow.push(key);
-                continue;
-            }
-            out.queued_bytes.fetch_add(size, Ordering::Relaxed);
-            if out.tx.try_send(Queued { due, frame, counted: size }).is_err() {
-                // Its writer is gone: the member cannot receive anything any more.
-                slow.push(key);
+            for frame in wire::delivery_frames(delivery) {
+                let size = frame.len();
+                let limits = &self.config.limits;
+                // One slot stays free for the reply that explains the close.
+                let over = out.tx.capacity() <= 1
+                    || out.queued_bytes.load(Ordering::Relaxed) + size > limits.max_queued_bytes;
+                if over {
+                    slow.push(key);
+                    break;
+                }
+                out.queued_bytes.fetch_add(size, Ordering::Relaxed);
+                if out.tx.try_send(Queued { due, frame, counted: size }).is_err() {
+                    // Its writer is gone: the member cannot receive anything any more.
+                    slow.push(key);
+                    break;
+                }
             }
         }
         // A client that does not read leaves the group; its connection closes.

@@ -1,0 +1,269 @@
+//! Who takes part in key agreement when members identify by certificate.
+//!
+//! The group layer hands each member the certificates its peers presented when they joined
+//! ([`crate::group::Delivery::View`]). At every view, each member checks them under its own
+//! access rules: the domain's CA signed it, it names the member it is delivered for, it is
+//! valid now and not revoked, and the group's rule lets its domain and roles in. The keys of
+//! the admitted members are the only ones the envelope checker accepts in that view; the
+//! others are reported, with the rule's reason, and take no part in the key.
+//!
+//! **The same decision at every member.** Certificates and revocation lists are signed by
+//! their CAs, so every member checks the same signed material. A revocation list is the only
+//! part that changes while a group runs, and it changes at one point of the agreed order: a
+//! member that reads a newer list from disk keeps the one in force and sends the newer one
+//! ([`super::Control::Revocation`]); every member applies it when it is delivered. The oldest
+//! member also sends the lists in force when a view has joiners, so a joiner whose files are
+//! older applies them before its first agreement starts. Other rule edits (domains, group
+//! rules) take effect at a member's next view.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gka_plugin_api::View;
+use time::OffsetDateTime;
+
+use super::control::Control;
+use super::events::{MemberError, MemberEvent};
+use super::MemberCore;
+use crate::envelope::EnvelopeChecker;
+use crate::group::Certificates;
+use crate::identity::access::{AccessRules, Applied, Refusal};
+use crate::identity::cert::CertInfo;
+use crate::identity::TrustStore;
+
+/// What a member decided about a view's members.
+#[derive(Debug, Default)]
+pub(super) struct Admission {
+    /// The admitted members' keys.
+    pub(super) keys: TrustStore,
+    /// The others, with why.
+    pub(super) refused: Vec<(String, String)>,
+}
+
+/// A member's certificate-based view of its peers (see the module docs).
+#[derive(Debug)]
+pub(super) struct CertifiedPeers {
+    group: String,
+    /// The rules in force: their revocation lists change only at points of the agreed order.
+    in_force: AccessRules,
+    /// The newest rules read from disk, in force (but for their revocation lists) from the
+    /// next view.
+    on_disk: AccessRules,
+    /// Whether `on_disk` changed since the last view.
+    disk_changed: bool,
+    /// The certificates of the current view's members.
+    certificates: BTreeMap<String, Arc<[u8]>>,
+    /// What each admitted certificate said, until the rules change.
+    verified: BTreeMap<String, CertInfo>,
+    /// The wall-clock time certificates are checked at.
+    wall: OffsetDateTime,
+}
+
+impl CertifiedPeers {
+    pub(super) fn new(group: &str, rules: AccessRules, wall: OffsetDateTime) -> Self {
+        Self {
+            group: group.to_owned(),
+            in_force: rules.clone(),
+            on_disk: rules,
+            disk_changed: false,
+            certificates: BTreeMap::new(),
+            verified: BTreeMap::new(),
+            wall,
+        }
+    }
+
+    pub(super) fn set_wall_time(&mut self, wall: OffsetDateTime) {
+        self.wall = wall;
+    }
+
+    /// New rules read from disk. Returns the revocation lists in them that are newer than
+    /// those in force: the member sends them to the group.
+    pub(super) fn set_rules(&mut self, rules: AccessRules) -> Vec<Vec<u8>> {
+        self.on_disk = rules;
+        self.disk_changed = true;
+        self.newer_on_disk()
+    }
+
+    /// Revocation lists on disk newer than those in force.
+    pub(super) fn newer_on_disk(&self) -> Vec<Vec<u8>> {
+        self.on_disk.newer_revocation_lists(&self.in_force)
+    }
+
+    /// The revocation lists in force, for joiners.
+    pub(super) fn in_force_lists(&self) -> Vec<Vec<u8>> {
+        self.in_force.revocation_lists()
+    }
+
+    /// A new view: keeps the certificates of the members still in it, takes those delivered
+    /// with it, puts the rules read from disk in force (keeping the revocation lists in force),
+    /// and decides who is in.
+    pub(super) fn on_view(&mut self, view: &View, delivered: &Certificates) -> Admission {
+        self.certificates.retain(|m, _| view.members.contains(m));
+        self.verified.retain(|m, _| view.members.contains(m));
+        for (member, der) in delivered {
+            self.verified.remove(member);
+            self.certificates.insert(member.clone(), der.clone());
+        }
+        if std::mem::take(&mut self.disk_changed) {
+            self.in_force = self.on_disk.clone().keeping_revocations_of(&self.in_force);
+            self.verified.clear();
+        }
+        self.admit(&view.members)
+    }
+
+    /// Applies a revocation list delivered through the group.
+    pub(super) fn apply(&mut self, der: &[u8]) -> Result<Option<Applied>, Refusal> {
+        let applied = self.in_force.apply_revocation_list(der)?;
+        if applied.is_some() {
+            self.verified.clear();
+        }
+        Ok(applied)
+    }
+
+    /// Checks `members`' certificates under the rules in force.
+    pub(super) fn admit(&mut self, members: &[String]) -> Admission {
+        let mut admission = Admission::default();
+        let now = self.wall.unix_timestamp();
+        for member in members {
+            let cached = self
+                .verified
+                .get(member)
+                .filter(|info| info.not_before <= now && now <= info.not_after)
+                .cloned();
+            let checked = match cached {
+                Some(info) => Ok(info),
+                None => self.check(member),
+            };
+            match checked {
+                Ok(info) => {
+                    admission.keys.insert(member, info.public.clone());
+                    self.verified.insert(member.clone(), info);
+                }
+                Err(why) => admission.refused.push((member.clone(), why)),
+            }
+        }
+        admission
+    }
+
+    fn check(&self, member: &str) -> Result<CertInfo, String> {
+        let der =
+            self.certificates.get(member).ok_or_else(|| "presented no certificate".to_owned())?;
+        let info = self.in_force.admit(&self.group, der, self.wall).map_err(|r| r.to_string())?;
+        if info.id != member {
+            return Err(format!("presented the certificate of {:?}", info.id));
+        }
+        Ok(info)
+    }
+}
+
+impl MemberCore {
+    /// Identifies peers by the certificates the group layer delivers with each view, checked
+    /// under `rules` at wall-clock time `wall` (see the module docs), instead of by the
+    /// checker's fixed trust store.
+    pub fn with_access_rules(mut self, rules: AccessRules, wall: OffsetDateTime) -> Self {
+        self.peers = Some(CertifiedPeers::new(&self.group, rules, wall));
+        self.checker.set_trust(TrustStore::default());
+        self
+    }
+
+    /// The wall-clock time, for certificate validity (the runtime sets it before each input).
+    pub fn set_wall_time(&mut self, wall: OffsetDateTime) {
+        if let Some(peers) = &mut self.peers {
+            peers.set_wall_time(wall);
+        }
+    }
+
+    /// Access rules read again from disk: in force from the next view, except for newer
+    /// revocation lists, which this member sends to the group to apply at their delivery.
+    /// Ignored by a member without access rules.
+    pub fn set_access_rules(&mut self, rules: AccessRules) {
+        let Some(peers) = &mut self.peers else { return };
+        let newer = peers.set_rules(rules);
+        if self.view.is_some() {
+            for list in newer {
+                self.send_control(None, &Control::Revocation(list));
+            }
+        }
+    }
+
+    /// Who of `view` takes part in key agreement, in view order, and who does not, with why.
+    /// Sets the envelope checker's keys for the view.
+    pub(super) fn admit_view(
+        &mut self,
+        view: &View,
+        certificates: &Certificates,
+    ) -> (Vec<String>, Vec<(String, String)>) {
+        match &mut self.peers {
+            None => by_trust_store(view, &self.checker),
+            Some(peers) => {
+                let admission = peers.on_view(view, certificates);
+                let members =
+                    view.members.iter().filter(|m| admission.keys.contains(m)).cloned().collect();
+                self.checker.set_trust(admission.keys);
+                (members, admission.refused)
+            }
+        }
+    }
+
+    /// At a view's start: the oldest member sends the revocation lists in force when members
+    /// joined (they may have older files), and every member sends the newer ones it read.
+    pub(super) fn send_revocations(&mut self, joiners: bool) {
+        let Some(peers) = &self.peers else { return };
+        let mut lists = peers.newer_on_disk();
+        if joiners && self.is_leader() {
+            lists.extend(peers.in_force_lists());
+        }
+        for list in lists {
+            self.send_control(None, &Control::Revocation(list));
+        }
+    }
+
+    /// A revocation list delivered from `from`: applied if it is newer; the members it revokes
+    /// leave the key (a fresh agreement without them, or, before this member's agreement has
+    /// started, its view without them).
+    pub(super) fn on_revocation(&mut self, from: &str, list: &[u8]) -> Result<(), MemberError> {
+        let Some(peers) = &mut self.peers else { return Ok(()) };
+        let applied = match peers.apply(list) {
+            Ok(Some(applied)) => applied,
+            Ok(None) => return Ok(()),
+            Err(refusal) => {
+                self.error(from, format!("revocation list refused: {refusal}"));
+                return Ok(());
+            }
+        };
+        let (Some(view), Some(trusted)) = (self.view.clone(), self.trusted_view.clone()) else {
+            return Ok(());
+        };
+        let admission = peers.admit(&view.members);
+        let revoked: Vec<(String, String)> =
+            admission.refused.into_iter().filter(|(m, _)| trusted.members.contains(m)).collect();
+        self.checker.set_trust(admission.keys);
+        let Applied { domain, number } = applied;
+        self.events.push_back(MemberEvent::RevocationApplied {
+            domain,
+            number,
+            from: from.to_owned(),
+        });
+        if revoked.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = revoked.iter().map(|(m, _)| m.clone()).collect();
+        self.events.push_back(MemberEvent::NotInKey { members: revoked });
+        if self.held.is_some() {
+            let mut trusted = trusted;
+            trusted.members.retain(|m| !ids.contains(m));
+            trusted.joined.retain(|m| !ids.contains(m));
+            self.trusted_view = Some(trusted);
+            return Ok(());
+        }
+        self.exclude(ids)
+    }
+}
+
+/// A view's members split by a fixed trust store.
+fn by_trust_store(view: &View, checker: &EnvelopeChecker) -> (Vec<String>, Vec<(String, String)>) {
+    let (members, others): (Vec<String>, Vec<String>) =
+        view.members.iter().cloned().partition(|m| checker.trusts(m));
+    let why = "not in this member's trust store";
+    (members, others.into_iter().map(|m| (m, why.to_owned())).collect())
+}
