@@ -305,3 +305,218 @@ fn members_as_processes_over_the_daemon() {
             .wait_for(&format!("{id} hears m6"), |l| l.ends_with("hello from the newcomer"));
     }
 }
+
+/// Issue 11's account, with real processes and certificates made by `gka ca`: two domains (red
+/// and blue) share group "lab" under one access-rules file that the daemon and the members
+/// read. A third domain's member, an expired certificate and a member of a domain the rule of
+/// its group does not allow are refused at the daemon with their reasons, and counted; a
+/// newcomer needs only a new certificate (nobody restarts); a revocation reaches the running
+/// members through the group, and they rekey without the revoked member, which cannot read
+/// what follows (and is refused if it joins again); a broken edit of the rules leaves a
+/// running member, and the daemon, on their previous rules.
+mod domains {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::{agreed, key_of, Proc, GKA, WAIT};
+
+    fn gka(args: &[&str]) {
+        let o = Command::new(GKA).args(args).output().expect("gka runs");
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    fn s(p: &Path) -> &str {
+        p.to_str().unwrap()
+    }
+
+    /// A member that checks its peers by certificate under `access`.
+    fn certified(addr: &str, keys: &Path, access: &Path, id: &str) -> Proc {
+        let plugins = gka_tests::artifacts::plugin_dir();
+        let (key, cert) = (keys.join(format!("{id}.key")), keys.join(format!("{id}.crt")));
+        Proc::start(Command::new(GKA).args(["member", "--daemon", addr, "--group", "lab"]).args([
+            "--id",
+            id,
+            "--key",
+            s(&key),
+            "--cert",
+            s(&cert),
+            "--access",
+            s(access),
+            "--plugins",
+            s(plugins),
+        ]))
+    }
+
+    /// A process that skips its own checks (a trust store of its own key alone) and presents
+    /// its certificate to the daemon: it must be refused there. Returns what it printed.
+    fn refused_at_the_door(addr: &str, keys: &Path, id: &str, group: &str) -> String {
+        let plugins = gka_tests::artifacts::plugin_dir();
+        let alone = keys.join(format!("{id}-alone"));
+        std::fs::create_dir_all(&alone).unwrap();
+        std::fs::copy(keys.join(format!("{id}.pub")), alone.join(format!("{id}.pub"))).unwrap();
+        let (key, cert) = (keys.join(format!("{id}.key")), keys.join(format!("{id}.crt")));
+        let mut child = Command::new(GKA)
+            .args(["member", "--daemon", addr, "--group", group, "--id", id])
+            .args(["--key", s(&key), "--cert", s(&cert), "--trust", s(&alone)])
+            .args(["--plugins", s(plugins)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gka member");
+        let deadline = Instant::now() + WAIT;
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "{id} was not refused");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{id} must exit non-zero");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    fn scrape(addr: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    }
+
+    /// The first key a member reports after its first line containing `marker`.
+    fn key_after(p: &mut Proc, marker: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            p.seen.extend(p.lines.try_iter());
+            if let Some(i) = p.seen.iter().position(|l| l.contains(marker)) {
+                if let Some(k) = p.seen[i..].iter().find(|l| l.contains(" key epoch ")) {
+                    return key_of(k).1;
+                }
+            }
+            assert!(Instant::now() < deadline, "no key after {marker:?}: {:#?}", p.seen);
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn latest_key(p: &mut Proc) -> Option<String> {
+        p.seen.extend(p.lines.try_iter());
+        p.seen.iter().rev().find(|l| l.contains(" key epoch ")).map(|l| key_of(l).1)
+    }
+
+    const RULES: &str = "[domain.red]\nca = \"red/ca.crt\"\ncrl = \"red/crl.pem\"\n\
+                         [domain.blue]\nca = \"blue/ca.crt\"\ncrl = \"blue/crl.pem\"\n\
+                         [[group]]\nname = \"lab\"\ndomains = [\"red\", \"blue\"]\n\
+                         [[group]]\nname = \"ops-*\"\ndomains = [\"red\"]\n";
+
+    #[test]
+    fn two_domains_admit_refuse_add_and_revoke_members_without_restarts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |name: &str| -> PathBuf { tmp.path().join(name) };
+        let keys = dir("keys");
+        for domain in ["red", "blue", "green"] {
+            gka(&["ca", "init", "--domain", domain, "--dir", s(&dir(domain))]);
+        }
+        let issue = |domain: &str, id: &str, days: &str| {
+            let ca = dir(domain);
+            gka(&["ca", "issue", "--dir", s(&ca), "--id", id, "--days", days, "--out", s(&keys)]);
+        };
+        for (domain, id) in [("red", "alice"), ("red", "bob"), ("blue", "carol")] {
+            issue(domain, id, "30");
+        }
+        let access = dir("access.toml");
+        std::fs::write(&access, RULES).unwrap();
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let mut daemon =
+            Proc::start(Command::new(GKA).args(["daemon", "--listen", "127.0.0.1:0"]).args([
+                "--failure-timeout-ms",
+                "1000",
+                "--access",
+                s(&access),
+                "--metrics",
+                &metrics,
+            ]));
+        let line = daemon.wait_for("the daemon's address", |l| l.contains("listening"));
+        let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+
+        let mut members = HashMap::new();
+        for id in ["alice", "bob", "carol"] {
+            members.insert(id.to_owned(), certified(&addr, &keys, &access, id));
+        }
+        let three = agreed(&mut members, 3);
+
+        // Refused at the door, each with its reason.
+        issue("green", "mallory", "30");
+        issue("red", "erin", "0");
+        issue("blue", "cody", "30");
+        thread::sleep(Duration::from_millis(1100)); // erin's certificate expires
+        let said = refused_at_the_door(&addr, &keys, "mallory", "lab");
+        assert!(said.contains("domain \"green\" is not trusted here"), "{said}");
+        let said = refused_at_the_door(&addr, &keys, "erin", "lab");
+        assert!(said.contains("expired"), "{said}");
+        let said = refused_at_the_door(&addr, &keys, "cody", "ops-1");
+        assert!(said.contains("may not join group \"ops-1\""), "{said}");
+
+        // A newcomer: a new certificate, and nobody restarts.
+        issue("red", "dave", "30");
+        members.insert("dave".to_owned(), certified(&addr, &keys, &access, "dave"));
+        let four = agreed(&mut members, 4);
+        assert_ne!(four, three);
+        for (id, p) in members.iter_mut() {
+            assert!(p.child.try_wait().unwrap().is_none(), "{id} is still the same process");
+        }
+
+        // A revocation: the group rekeys without bob, who cannot read what follows.
+        let mut bob = members.remove("bob").unwrap();
+        gka(&["ca", "revoke", "--dir", s(&dir("red")), "--id", "bob"]);
+        for p in members.values_mut() {
+            p.wait_for("bob out of the key", |l| {
+                l.contains("not in the key: bob") && l.contains("revoked")
+            });
+            key_after(p, "not in the key: bob");
+        }
+        let without_bob = agreed(&mut members, 4);
+        assert_ne!(without_bob, four);
+        assert_ne!(latest_key(&mut bob), Some(without_bob.clone()), "bob holds the old key");
+        members.get_mut("alice").unwrap().say("after the revocation");
+        for id in ["carol", "dave"] {
+            members
+                .get_mut(id)
+                .unwrap()
+                .wait_for("alice's line", |l| l.contains("after the revocation"));
+        }
+        thread::sleep(Duration::from_millis(500));
+        bob.seen.extend(bob.lines.try_iter());
+        assert!(!bob.seen.iter().any(|l| l.contains("after the revocation")), "{:#?}", bob.seen);
+        let said = refused_at_the_door(&addr, &keys, "bob", "lab");
+        assert!(said.contains("revoked"), "{said}");
+
+        // A broken edit: alice reports it with line and column and keeps her rules (so does
+        // the daemon), and frank, issued now with rules of his own party, still joins.
+        std::fs::write(dir("frank-access.toml"), RULES).unwrap();
+        std::fs::write(&access, "[domain.red\n").unwrap();
+        let alice = members.get_mut("alice").unwrap();
+        let line =
+            alice.wait_for("the rejected edit", |l| l.contains("access rules edit rejected"));
+        assert!(line.contains("access.toml:1:"), "{line}");
+        issue("red", "frank", "30");
+        members.insert(
+            "frank".to_owned(),
+            certified(&addr, &keys, &dir("frank-access.toml"), "frank"),
+        );
+        let five = agreed(&mut members, 5);
+        assert_ne!(five, without_bob);
+
+        let metrics = scrape(&metrics);
+        for reason in ["unknown_domain", "expired", "domain_not_allowed", "revoked"] {
+            let series = format!("gka_daemon_refused_total{{reason=\"{reason}\"}} ");
+            assert!(metrics.lines().any(|l| l.starts_with(&series)), "{reason}: {metrics}");
+        }
+    }
+}

@@ -166,8 +166,8 @@ pub enum Rejection {
         /// This member's group.
         expected: String,
     },
-    /// The sender is not in the trust store.
-    #[error("sender {0:?} is not in the trust store")]
+    /// The sender is not in the trust store (or its certificate is not admitted in this view).
+    #[error("sender {0:?} is not in the trust store or not admitted by the access rules")]
     UnknownSender(String),
     /// The signature does not verify.
     #[error("bad signature from {0:?}")]

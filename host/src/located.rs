@@ -36,5 +36,7 @@ pub fn at(text: &str, span: Range<usize>, message: String) -> Located {
 
 /// A TOML parse error of `text`, at its position.
 pub fn toml_error(text: &str, e: &toml::de::Error) -> Located {
-    at(text, e.span().unwrap_or(0..0), e.message().trim().to_owned())
+    // One line per problem: the parser's message may span several.
+    let message = e.message().trim().lines().map(str::trim).collect::<Vec<_>>().join("; ");
+    at(text, e.span().unwrap_or(0..0), message)
 }

@@ -110,6 +110,11 @@ fn print_demo(lines: &[demo::EventLine], json: bool) -> Result<()> {
     } else {
         writeln!(
             out,
+            "members of two domains, red and blue (odd and even members), each with its own CA; \
+             the daemon and every member admit them by certificate under one set of access rules"
+        )?;
+        writeln!(
+            out,
             "{:<40} {:>5} {:>8} {:>7} {:>17} {:>16} {:>9} {:>5}",
             "event", "view", "protocol", "members", "epoch", "key fingerprint", "rekey ms", "msgs"
         )?;

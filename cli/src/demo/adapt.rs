@@ -14,7 +14,6 @@ use gka_host::group::Timing;
 use gka_host::identity::Scheme;
 use gka_host::member::Catalogue;
 use gka_host::net::wire::ControlCmd;
-use gka_host::net::Connection;
 use gka_host::runtime::Switching;
 
 use super::*;
@@ -161,7 +160,7 @@ impl Demo {
     async fn delay_all(&mut self, ms: u64) -> Result<()> {
         for name in self.names() {
             let delay = ControlCmd::Delay { to: name, from: None, ms };
-            expect_ok(Connection::control(self.daemon.addr, &self.operator, delay).await?)?;
+            self.control(delay).await?;
         }
         Ok(())
     }

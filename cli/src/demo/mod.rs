@@ -1,7 +1,7 @@
-//! `gka demo`: an embedded daemon on a loopback port, members with fresh keys connected over
-//! real TCP, and a scenario of membership events with encrypted traffic throughout. After every
-//! event it checks that every member agreed on one key (by fingerprint) and that every member
-//! decrypted the others' messages.
+//! `gka demo`: an embedded daemon on a loopback port, members of two domains with fresh keys
+//! and certificates (`domains.rs`) connected over real TCP, and a scenario of membership events
+//! with encrypted traffic throughout. After every event it checks that every member agreed on
+//! one key (by fingerprint) and that every member decrypted the others' messages.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,15 +13,18 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use gka_host::group::Timing;
-use gka_host::identity::{Identity, Scheme, TrustStore};
+use gka_host::identity::cert::Role;
+use gka_host::identity::{Identity, Scheme};
 use gka_host::member::MemberEvent;
 use gka_host::member::SwitchEvent;
 use gka_host::net::wire::{ControlCmd, ServerMsg};
 use gka_host::net::Connection;
 use gka_host::net::{Daemon, DaemonAccess, DaemonConfig};
 use gka_host::runtime::{
-    spawn_member, Command, MemberConfig, MemberHandle, RuntimeEvent, Switching,
+    spawn_member, Command, MemberConfig, MemberHandle, Peers, RuntimeEvent, Switching,
 };
+
+mod domains;
 
 /// Demo settings.
 #[derive(Debug, Clone)]
@@ -71,10 +74,13 @@ struct Demo {
     group: String,
     protocol: Arc<dyn Protocol>,
     protocol_name: String,
-    trust: TrustStore,
-    identities: BTreeMap<String, Identity>,
-    /// The identity that injects the demo's faults (an operator at the daemon).
-    operator: Identity,
+    /// The two domains' access rules, which every member and the daemon apply.
+    peers: Peers,
+    /// Identities and their certificates (DER), until the member starts.
+    identities: BTreeMap<String, (Identity, Vec<u8>)>,
+    /// The identity that injects the demo's faults (an operator at the daemon), and its
+    /// certificate.
+    operator: (Identity, Vec<u8>),
     members: BTreeMap<String, Member>,
     /// Switching support given to every member (`None`: the protocol is fixed).
     switching: Option<Switching>,
@@ -83,9 +89,9 @@ struct Demo {
 const WAIT: Duration = Duration::from_secs(30);
 
 impl Demo {
-    /// An embedded daemon with `timing` (ticking every `tick`), fresh Ed25519 identities, all
-    /// trusted, for `names`, and an operator identity for faults; members run `protocol` with
-    /// `switching`.
+    /// An embedded daemon with `timing` (ticking every `tick`), fresh Ed25519 identities for
+    /// `names` with certificates of the two domains, and an operator for faults; members run
+    /// `protocol` with `switching`.
     async fn start(
         group: &str,
         timing: Timing,
@@ -94,16 +100,17 @@ impl Demo {
         protocol: Arc<dyn Protocol>,
         switching: Option<Switching>,
     ) -> Result<Self> {
-        let mut trust = TrustStore::default();
+        let mut domains = domains::Domains::new()?;
         let mut identities = BTreeMap::new();
         for name in names {
             let id = Identity::generate(&name, Scheme::Ed25519)?;
-            trust.insert(&name, id.public().clone());
-            identities.insert(name, id);
+            let certificate = domains.issue(&id, &[Role::Member])?;
+            identities.insert(name, (id, certificate));
         }
         let operator = Identity::generate("demo-operator", Scheme::Ed25519)?;
-        let mut access = DaemonAccess { members: trust.clone(), ..DaemonAccess::default() };
-        access.operators.insert(operator.id(), operator.public().clone());
+        let operator_certificate = domains.issue(&operator, &[Role::Operator])?;
+        let rules = domains.rules().clone();
+        let access = DaemonAccess { rules: Some(Arc::new(rules.clone())), ..Default::default() };
         let config =
             DaemonConfig { timing, tick, access, allow_control: true, ..DaemonConfig::default() };
         let daemon =
@@ -113,16 +120,16 @@ impl Demo {
             group: group.to_owned(),
             protocol_name: protocol.descriptor().name,
             protocol,
-            trust,
+            peers: Peers::Certificates { rules, file: None },
             identities,
-            operator,
+            operator: (operator, operator_certificate),
             members: BTreeMap::new(),
             switching,
         })
     }
 
     async fn spawn(&mut self, name: &str) -> Result<()> {
-        let identity =
+        let (identity, certificate) =
             self.identities.remove(name).with_context(|| format!("no key for {name}"))?;
         let daemon = self.daemon.addr.to_string();
         let handle = spawn_member(
@@ -130,14 +137,14 @@ impl Demo {
             MemberConfig {
                 group: self.group.clone(),
                 identity,
-                peers: self.trust.clone().into(),
+                peers: self.peers.clone(),
                 protocol: self.protocol.clone(),
                 dh_group: GroupId::Ffdhe2048,
                 heartbeat: Duration::from_millis(200),
                 switching: self.switching.clone(),
                 // The demo's daemon lives as long as the demo.
                 recovery: None,
-                certificate: None,
+                certificate: Some(certificate),
             },
         )
         .await
@@ -296,14 +303,21 @@ impl Demo {
         let b: Vec<String> = all.iter().skip(1).step_by(2).cloned().collect();
         let split =
             ControlCmd::Partition { group: self.group.clone(), sets: vec![a.clone(), b.clone()] };
-        expect_ok(Connection::control(self.daemon.addr, &self.operator, split).await?)?;
+        self.control(split).await?;
         Ok((a, b))
     }
 
     /// Heals every partition of the group.
     async fn heal(&mut self) -> Result<()> {
         let heal = ControlCmd::Heal { group: self.group.clone() };
-        expect_ok(Connection::control(self.daemon.addr, &self.operator, heal).await?)
+        self.control(heal).await
+    }
+
+    /// Sends a fault-injection command as the demo's operator.
+    async fn control(&self, cmd: ControlCmd) -> Result<()> {
+        let (operator, certificate) = &self.operator;
+        let daemon = self.daemon.addr;
+        expect_ok(Connection::control_presenting(daemon, operator, Some(certificate), cmd).await?)
     }
 
     /// Waits until `name` has received a view (its join is in, its rekey under way).

@@ -322,6 +322,11 @@ impl MemberCore {
         self.trusted_view.as_ref().and_then(|v| v.members.first()).map(String::as_str)
     }
 
+    /// Whether this member is in its own trusted view (its own rules may have revoked it).
+    pub(super) fn admitted(&self) -> bool {
+        self.trusted_view.as_ref().is_none_or(|v| v.members.iter().any(|m| m == self.identity.id()))
+    }
+
     pub(super) fn is_leader(&self) -> bool {
         self.leader() == Some(self.identity.id())
     }

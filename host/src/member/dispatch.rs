@@ -152,6 +152,10 @@ impl MemberCore {
     }
 
     pub(super) fn on_protocol(&mut self, from: &str, protocol: &str, body: &[u8]) {
+        if !self.admitted() {
+            // Its peers agree without it: their messages are not for its stale session.
+            return;
+        }
         if let Some(held) = &mut self.held {
             if !held.push(from, protocol, body) {
                 let error = "too many protocol messages before the group's protocol was announced";
@@ -222,6 +226,10 @@ impl MemberCore {
     pub fn tick(&mut self, now: Duration) {
         self.now = now;
         let Some(trusted) = self.trusted_view.clone() else { return };
+        if !self.admitted() {
+            // Its peers no longer accept anything it sends.
+            return;
+        }
         let quiescent = !self.pending && self.held.is_none() && !self.switch_under_way();
         if quiescent && self.next_policy.is_some() {
             self.policy = self.next_policy.take();

@@ -171,6 +171,10 @@ pub enum MemberError {
     /// Too much data sent and not yet delivered back to this member.
     #[error("{0} messages are still in flight; send again once some are delivered")]
     Backlog(usize),
+    /// This member's own trust store or rules do not admit it (its certificate was revoked,
+    /// say): it takes no part in the key.
+    #[error("this member is not in the key: its own access rules do not admit it")]
+    NotAdmitted,
     /// A protocol switch is being voted on or completed: refresh after it.
     #[error("a protocol switch is under way")]
     SwitchUnderWay,

@@ -128,6 +128,9 @@ impl MemberCore {
     pub fn send_data(&mut self, plaintext: &[u8]) -> Result<(), MemberError> {
         let view = self.view.as_ref().ok_or(MemberError::NoView)?;
         let key = self.keys.newest().ok_or(MemberError::NoKey)?;
+        if !self.admitted() {
+            return Err(MemberError::NotAdmitted);
+        }
         if self.departed_since_key {
             return Err(MemberError::DepartedHoldKey);
         }
