@@ -550,7 +550,10 @@ mod by_certificate {
             let first = fps[0].clone();
 
             // ann's files get red's newer list revoking bob: it goes through the group.
-            net.members.get_mut("ann").unwrap().set_access_rules(d.rules(2, &[bob_serial]));
+            net.members
+                .get_mut("ann")
+                .unwrap()
+                .set_access_rules(d.rules(2, std::slice::from_ref(&bob_serial)));
             net.settle();
             let fps = net.fingerprints(&["ann", "cat", "bob"]);
             assert!(fps[0].is_some() && fps[0] == fps[1], "{protocol}: {fps:?}");
@@ -578,13 +581,30 @@ mod by_certificate {
             };
             assert!(got("cat") && !got("bob"), "{protocol}: only cat reads it");
 
-            // dan's files still hold list 1: the oldest member sends list 2 with the view.
+            // dan's files still hold list 1: the members send list 2 with the view.
             net.add_certified(protocol, dan, &dan_cert, d.rules(1, &[]), d.now);
             net.settle();
             let fps = net.fingerprints(&["ann", "cat", "dan"]);
             assert!(fps[0].is_some() && fps.iter().all(|f| f == &fps[0]), "{protocol}: {fps:?}");
             assert!(not_in_key(&net, "dan", "bob", "revoked"), "{protocol}");
             assert_eq!(net.fingerprints(&["bob"]), [first], "{protocol}");
+            let with_dan = fps[0].clone();
+
+            // fay's files hold a list newer than the group's, revoking dan too: she sends it
+            // with her join view, and everyone applies it there.
+            let fay = Identity::generate("fay", Scheme::Ed25519).unwrap();
+            let (fay_cert, _) = d.issue(&d.red, &fay, 15);
+            let dan_serial = gka_host::identity::cert::read_cert(&dan_cert).unwrap().serial;
+            let newer = d.rules(3, &[bob_serial.clone(), dan_serial]);
+            net.add_certified(protocol, fay, &fay_cert, newer, d.now);
+            net.settle();
+            let fps = net.fingerprints(&["ann", "cat", "fay", "dan"]);
+            assert!(
+                fps[0].is_some() && fps[..3].iter().all(|f| f == &fps[0]),
+                "{protocol}: {fps:?}"
+            );
+            assert_eq!(fps[3], with_dan, "{protocol}: dan holds the key before fay's view only");
+            assert!(not_in_key(&net, "ann", "dan", "revoked"), "{protocol}");
         }
     }
 }

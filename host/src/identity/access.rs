@@ -285,6 +285,11 @@ impl AccessRules {
         self.domains.keys().map(String::as_str)
     }
 
+    /// A trusted domain.
+    pub fn domain(&self, name: &str) -> Option<&TrustedDomain> {
+        self.domains.get(name)
+    }
+
     /// The group rules, in order.
     pub fn groups(&self) -> &[GroupRule] {
         &self.groups

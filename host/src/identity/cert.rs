@@ -453,6 +453,11 @@ impl TrustedDomain {
         self.crl.as_ref().map(|(_, der)| der.as_slice())
     }
 
+    /// True if the revocation list in force revokes the certificate with `serial` (hex).
+    pub fn revokes(&self, serial: &str) -> bool {
+        self.revoked.contains(serial)
+    }
+
     /// True if both have the same CA certificate.
     pub fn same_ca(&self, other: &Self) -> bool {
         self.ca_der == other.ca_der

@@ -115,7 +115,7 @@ impl MemberCore {
         self.last_report = None;
         self.reports.clear();
         self.checker.set_epoch(self.agreeing_epoch());
-        let joiners = !view.joined.is_empty();
+        self.send_revocations(&view);
         self.events.push_back(MemberEvent::View(view));
         if !not_in_key.is_empty() {
             self.events.push_back(MemberEvent::NotInKey { members: not_in_key });
@@ -132,8 +132,6 @@ impl MemberCore {
         // votes since. Otherwise it waits for this view's announcement.
         let knew_leader = self.leader().is_some_and(|l| previous.iter().any(|p| p == l));
         let in_step = std::mem::take(&mut self.announced) && knew_leader;
-        // Before the announcement, so a joiner applies them before its agreement starts.
-        self.send_revocations(joiners);
         if !trusted.members.iter().any(|m| m == self.identity.id()) {
             // Not admitted by its own rules (revoked, say): it takes no part in the key.
             self.pending = false;

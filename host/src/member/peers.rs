@@ -11,12 +11,17 @@
 //! their CAs, so every member checks the same signed material. A revocation list is the only
 //! part that changes while a group runs, and it changes at one point of the agreed order: a
 //! member that reads a newer list from disk keeps the one in force and sends the newer one
-//! ([`super::Control::Revocation`]); every member applies it when it is delivered. The oldest
-//! member also sends the lists in force when a view has joiners, so a joiner whose files are
-//! older applies them before its first agreement starts. Other rule edits (domains, group
-//! rules) take effect at a member's next view.
+//! ([`super::Control::Revocation`]); every member applies it when it is delivered. Members may
+//! start a view with different lists in force (a joiner with older or newer files, the two
+//! sides of a healed partition), so in every view with joiners each member also sends the
+//! lists in force that revoke someone still in the view. What a delivered list does depends on
+//! the list and the view alone, never on what the member held before: if it revokes members
+//! of the view (by their certificates' serials), every member takes them out of the key and
+//! starts a fresh agreement at that delivery, once per list and view, whether the list was
+//! news to it or not. Other rule edits (domains, group rules) take effect at a member's next
+//! view.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use gka_plugin_api::View;
@@ -28,7 +33,7 @@ use super::MemberCore;
 use crate::envelope::EnvelopeChecker;
 use crate::group::Certificates;
 use crate::identity::access::{AccessRules, Applied, Refusal};
-use crate::identity::cert::CertInfo;
+use crate::identity::cert::{read_cert, read_crl, CertInfo};
 use crate::identity::TrustStore;
 
 /// What a member decided about a view's members.
@@ -57,6 +62,18 @@ pub(super) struct CertifiedPeers {
     verified: BTreeMap<String, CertInfo>,
     /// The wall-clock time certificates are checked at.
     wall: OffsetDateTime,
+    /// The lists (domain, number) that took members out of the key in this view.
+    acted: BTreeSet<(String, u64)>,
+}
+
+/// What a delivered revocation list does.
+#[derive(Debug)]
+pub(super) struct Delivered {
+    /// The list went into force here (it was newer than this member's).
+    pub(super) applied: Option<Applied>,
+    /// The view's members it revokes, the first time this list is delivered in the view
+    /// (empty otherwise): every member takes them out of the key.
+    pub(super) revokes: Vec<String>,
 }
 
 impl CertifiedPeers {
@@ -69,6 +86,7 @@ impl CertifiedPeers {
             certificates: BTreeMap::new(),
             verified: BTreeMap::new(),
             wall,
+            acted: BTreeSet::new(),
         }
     }
 
@@ -89,18 +107,44 @@ impl CertifiedPeers {
         self.on_disk.newer_revocation_lists(&self.in_force)
     }
 
-    /// The revocation lists in force, for joiners.
-    pub(super) fn in_force_lists(&self) -> Vec<Vec<u8>> {
-        self.in_force.revocation_lists()
+    /// The revocation lists in force that revoke one of `members`.
+    pub(super) fn lists_revoking(&self, members: &[String]) -> Vec<Vec<u8>> {
+        self.in_force
+            .revocation_lists()
+            .into_iter()
+            .filter(|list| !self.revoked_by(list, members).is_empty())
+            .collect()
+    }
+
+    /// The members among `members` whose certificates `list` revokes (a list its domain's CA
+    /// did not sign revokes nobody).
+    fn revoked_by(&self, list: &[u8], members: &[String]) -> Vec<String> {
+        let Ok(claimed) = read_crl(list) else { return Vec::new() };
+        let Some(checked) =
+            self.in_force.domain(&claimed.domain).and_then(|d| d.with_revocation_list(list).ok())
+        else {
+            return Vec::new();
+        };
+        members
+            .iter()
+            .filter(|m| {
+                self.certificates
+                    .get(*m)
+                    .and_then(|der| read_cert(der).ok())
+                    .is_some_and(|c| c.domain == claimed.domain && checked.revokes(&c.serial))
+            })
+            .cloned()
+            .collect()
     }
 
     /// A new view: keeps the certificates of the members still in it, takes those delivered
     /// with it, puts the rules read from disk in force (keeping the revocation lists in force),
     /// and decides who is in.
     pub(super) fn on_view(&mut self, view: &View, delivered: &Certificates) -> Admission {
+        self.acted.clear();
         self.certificates.retain(|m, _| view.members.contains(m));
         self.verified.retain(|m, _| view.members.contains(m));
-        for (member, der) in delivered {
+        for (member, der) in delivered.iter().filter(|(m, _)| view.joined.contains(m)) {
             self.verified.remove(member);
             self.certificates.insert(member.clone(), der.clone());
         }
@@ -111,13 +155,17 @@ impl CertifiedPeers {
         self.admit(&view.members)
     }
 
-    /// Applies a revocation list delivered through the group.
-    pub(super) fn apply(&mut self, der: &[u8]) -> Result<Option<Applied>, Refusal> {
+    /// A revocation list delivered through the group in a view of `members`: put in force if
+    /// it is newer, and the members it revokes (see the module docs).
+    pub(super) fn deliver(&mut self, der: &[u8], members: &[String]) -> Result<Delivered, Refusal> {
         let applied = self.in_force.apply_revocation_list(der)?;
         if applied.is_some() {
             self.verified.clear();
         }
-        Ok(applied)
+        let claimed = read_crl(der)?;
+        let first = self.acted.insert((claimed.domain, claimed.number.unwrap_or(0)));
+        let revokes = if first { self.revoked_by(der, members) } else { Vec::new() };
+        Ok(Delivered { applied, revokes })
     }
 
     /// Checks `members`' certificates under the rules in force.
@@ -205,58 +253,50 @@ impl MemberCore {
         }
     }
 
-    /// At a view's start: the oldest member sends the revocation lists in force when members
-    /// joined (they may have older files), and every member sends the newer ones it read.
-    pub(super) fn send_revocations(&mut self, joiners: bool) {
+    /// At a view's start: every member sends the newer lists it read, and, when members
+    /// joined (they may hold other lists), the lists in force that revoke someone in the view.
+    pub(super) fn send_revocations(&mut self, view: &View) {
         let Some(peers) = &self.peers else { return };
         let mut lists = peers.newer_on_disk();
-        if joiners && self.is_leader() {
-            lists.extend(peers.in_force_lists());
+        if !view.joined.is_empty() {
+            lists.extend(peers.lists_revoking(&view.members));
         }
+        lists.sort();
+        lists.dedup();
         for list in lists {
             self.send_control(None, &Control::Revocation(list));
         }
     }
 
-    /// A revocation list delivered from `from`: applied if it is newer; the members it revokes
-    /// leave the key (a fresh agreement without them, or, before this member's agreement has
-    /// started, its view without them).
+    /// A revocation list delivered from `from`: put in force if it is newer; if it revokes
+    /// members of the view, every member (whatever it held before) takes them out of the key
+    /// and starts a fresh agreement here, as for members excluded for stalling.
     pub(super) fn on_revocation(&mut self, from: &str, list: &[u8]) -> Result<(), MemberError> {
+        let Some(view) = self.view.clone() else { return Ok(()) };
         let Some(peers) = &mut self.peers else { return Ok(()) };
-        let applied = match peers.apply(list) {
-            Ok(Some(applied)) => applied,
-            Ok(None) => return Ok(()),
+        let delivered = match peers.deliver(list, &view.members) {
+            Ok(delivered) => delivered,
             Err(refusal) => {
                 self.error(from, format!("revocation list refused: {refusal}"));
                 return Ok(());
             }
         };
-        let (Some(view), Some(trusted)) = (self.view.clone(), self.trusted_view.clone()) else {
-            return Ok(());
-        };
         let admission = peers.admit(&view.members);
-        let revoked: Vec<(String, String)> =
-            admission.refused.into_iter().filter(|(m, _)| trusted.members.contains(m)).collect();
         self.checker.set_trust(admission.keys);
-        let Applied { domain, number } = applied;
-        self.events.push_back(MemberEvent::RevocationApplied {
-            domain,
-            number,
-            from: from.to_owned(),
-        });
-        if revoked.is_empty() {
+        if let Some(Applied { domain, number }) = delivered.applied {
+            let from = from.to_owned();
+            self.events.push_back(MemberEvent::RevocationApplied { domain, number, from });
+        }
+        if delivered.revokes.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = revoked.iter().map(|(m, _)| m.clone()).collect();
-        self.events.push_back(MemberEvent::NotInKey { members: revoked });
-        if self.held.is_some() {
-            let mut trusted = trusted;
-            trusted.members.retain(|m| !ids.contains(m));
-            trusted.joined.retain(|m| !ids.contains(m));
-            self.trusted_view = Some(trusted);
-            return Ok(());
-        }
-        self.exclude(ids)
+        let why = |m: &String| {
+            let refused = admission.refused.iter().find(|(r, _)| r == m);
+            refused.map_or_else(|| "revoked".to_owned(), |(_, why)| why.clone())
+        };
+        let members = delivered.revokes.iter().map(|m| (m.clone(), why(m))).collect();
+        self.events.push_back(MemberEvent::NotInKey { members });
+        self.exclude(delivered.revokes)
     }
 }
 

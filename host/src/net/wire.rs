@@ -175,7 +175,8 @@ impl Reassembly {
     /// [`MAX_VIEW_CERTIFICATE_BYTES`].
     pub fn push(&mut self, msg: ServerMsg) -> Result<Option<Delivery>, WireError> {
         if let ServerMsg::Certificates(more) | ServerMsg::View { certificates: more, .. } = &msg {
-            self.bytes += more.iter().map(|(m, c)| m.len() + c.len()).sum::<usize>();
+            // Each entry costs its bytes and its bookkeeping, even an empty one.
+            self.bytes += more.iter().map(|(m, c)| m.len() + c.len() + 64).sum::<usize>();
             if self.bytes > MAX_VIEW_CERTIFICATE_BYTES {
                 return Err(WireError::Malformed(format!(
                     "more than {MAX_VIEW_CERTIFICATE_BYTES} bytes of certificates for one view"
