@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gka_host::member::{MemberCore, MemberEvent};
+use gka_host::member::{MemberCore, MemberEvent, SwitchEvent};
 
 use crate::queue::Event;
 use crate::{CostMode, KeyRecord, Sim, SimError};
@@ -66,6 +66,7 @@ impl Sim {
         while let Some(o) = m.core.poll_outgoing() {
             out.push(o);
         }
+        let mut switching = m.switching;
         while let Some(e) = m.core.poll_event() {
             match e {
                 MemberEvent::Key { epoch, fingerprint, protocol, .. } => {
@@ -79,6 +80,16 @@ impl Sim {
                 }
                 MemberEvent::View(v) => m.view = Some((v.view_id, v.members)),
                 MemberEvent::Switch(event) => {
+                    match &event {
+                        SwitchEvent::Committed { .. } => {
+                            switching = true;
+                            m.switching = true;
+                        }
+                        SwitchEvent::Completed { .. } | SwitchEvent::Aborted { .. } => {
+                            m.switching = false;
+                        }
+                        _ => {}
+                    }
                     self.switch_log.push((to.clone(), event, end));
                 }
                 MemberEvent::Rejected(r) => {
@@ -90,6 +101,10 @@ impl Sim {
                 }),
                 _ => {}
             }
+        }
+        if switching {
+            self.switch_overhead.cpu_ms += cost_ms;
+            self.switch_overhead.bytes += out.iter().map(|o| o.bytes.len() as u64).sum::<u64>();
         }
         let link = self.config.topology.path(m.site, self.config.topology.sequencer);
         let mut state = m.uplink;

@@ -22,6 +22,7 @@
 //! probe, report, vote and switch as over the daemon, and that traffic is simulated too.
 
 mod cpu;
+pub mod evaluation;
 mod network;
 mod queue;
 pub mod sweep;
@@ -138,6 +139,8 @@ struct SimMember {
     /// The last key: (view id, fingerprint, when).
     key: Option<(u64, String, u64)>,
     view: Option<(u64, Vec<String>)>,
+    /// Between its commit of a switch and the switch's key (or abort).
+    switching: bool,
 }
 
 /// The outcome of one measured event.
@@ -175,6 +178,18 @@ pub struct Sim {
     cpu_load: f64,
     key_log: Vec<KeyRecord>,
     switch_log: Vec<(String, SwitchEvent, u64)>,
+    switch_overhead: SwitchOverhead,
+}
+
+/// What protocol switches cost the members, summed over them: the CPU time of the calls made
+/// while a member was switching (from its commit to the switch's key), and the bytes it sent
+/// meanwhile.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SwitchOverhead {
+    /// CPU time, ms (before any load factor).
+    pub cpu_ms: f64,
+    /// Bytes sent.
+    pub bytes: u64,
 }
 
 /// What members need to switch protocols in a simulation.
@@ -248,6 +263,7 @@ impl Sim {
             cpu_load: 0.0,
             key_log: Vec::new(),
             switch_log: Vec::new(),
+            switch_overhead: SwitchOverhead::default(),
             config,
         }
     }
@@ -322,6 +338,7 @@ impl Sim {
                 downlink: LinkState::default(),
                 key: None,
                 view: None,
+                switching: false,
             },
         );
         self.sequencer
@@ -422,6 +439,11 @@ impl Sim {
     /// Every switch event so far: (member, event, when in µs).
     pub fn switch_events(&self) -> &[(String, SwitchEvent, u64)] {
         &self.switch_log
+    }
+
+    /// What switches have cost so far.
+    pub fn switch_overhead(&self) -> SwitchOverhead {
+        self.switch_overhead
     }
 
     /// The members of a view, as the group layer formed it (empty for an unknown view).

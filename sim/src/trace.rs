@@ -20,10 +20,19 @@
 //! network = "wan"        # conditions change
 //! cpu = 0.9              # every machine's CPU load (calls take 1 + load times as long)
 //! leave = 2              # the newest members leave together
+//!
+//! [[step]]
+//! at_s = 90
+//! leave_random = 3       # members chosen uniformly (by the replay's seed) leave together
+//!
+//! [[step]]
+//! at_s = 120
+//! leave_oldest = 1       # the oldest member leaves
 //! ```
+//!
+//! The leavers of one step leave together (one view): newest, then oldest, then random ones.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +40,8 @@ use std::time::Duration;
 use gka_plugin_api::GroupId;
 use serde::Deserialize;
 
-use super::{Control, CostMode, Sim, SimConfig, SimError, Topology};
+use super::{Control, CostMode, Sim, SimConfig, SimError, SwitchOverhead, Topology};
+pub use crate::evaluation::{evaluate, markdown, Evaluation};
 use gka_host::member::ControlTiming;
 use gka_host::member::{Catalogue, SwitchEvent};
 use gka_host::policy::Policy;
@@ -48,6 +58,12 @@ pub struct Step {
     /// The newest members leaving together.
     #[serde(default)]
     pub leave: usize,
+    /// Members chosen uniformly at random (by the replay's seed) leaving together.
+    #[serde(default)]
+    pub leave_random: usize,
+    /// The oldest members leaving together.
+    #[serde(default)]
+    pub leave_oldest: usize,
     /// The network from now on.
     pub network: Option<String>,
     /// The CPU load from now on.
@@ -94,6 +110,13 @@ pub enum TraceError {
     Sim(#[from] SimError),
 }
 
+impl Step {
+    /// How many members leave at this step.
+    pub fn leaving(&self) -> usize {
+        self.leave.saturating_add(self.leave_random).saturating_add(self.leave_oldest)
+    }
+}
+
 impl Trace {
     /// Reads a trace (network names are checked by [`Trace::networks`]).
     pub fn parse(text: &str) -> Result<Self, TraceError> {
@@ -110,10 +133,11 @@ impl Trace {
                 return Err(invalid(i, format!("at_s must grow, from 0 to {MAX_TRACE_S}")));
             }
             last = s.at_s;
-            if s.leave > size {
-                return Err(invalid(i, format!("{} cannot leave a group of {size}", s.leave)));
+            let leaving = s.leaving();
+            if leaving > size {
+                return Err(invalid(i, format!("{leaving} cannot leave a group of {size}")));
             }
-            size = (size - s.leave).saturating_add(s.join);
+            size = (size - leaving).saturating_add(s.join);
             joins = joins.saturating_add(s.join);
             if size > MAX_TRACE_MEMBERS || joins > 16 * MAX_TRACE_MEMBERS {
                 return Err(invalid(i, format!("more than {MAX_TRACE_MEMBERS} members")));
@@ -208,23 +232,57 @@ pub struct Replay {
     pub steps: Vec<StepResult>,
     /// Switches (adaptive only).
     pub switches: Vec<SwitchRecord>,
+    /// What the switches cost the members in CPU and bytes (adaptive only).
+    pub overhead: SwitchOverhead,
+}
+
+/// Total, mean and 95th percentile of a set of latencies, ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct LatencyStats {
+    /// The sum.
+    pub total_ms: f64,
+    /// The mean.
+    pub mean_ms: f64,
+    /// The 95th percentile (nearest rank).
+    pub p95_ms: f64,
+}
+
+impl LatencyStats {
+    /// The statistics of `values`.
+    pub fn of(values: &[f64]) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let rank = ((0.95 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        let total_ms = sorted.iter().sum::<f64>() + 0.0;
+        Self { total_ms, mean_ms: total_ms / sorted.len() as f64, p95_ms: sorted[rank - 1] }
+    }
 }
 
 impl Replay {
-    /// Rekey time of the membership events, ms.
-    pub fn events_ms(&self) -> f64 {
-        // + 0.0: an empty float sum is −0.0.
-        self.steps.iter().filter_map(|s| s.rekey_ms).sum::<f64>() + 0.0
+    /// The membership events' rekey latencies (what users wait for: from the change to every
+    /// member's key), ms, one per step with an event.
+    pub fn event_latencies(&self) -> Vec<f64> {
+        self.steps.iter().filter_map(|s| s.rekey_ms).collect()
     }
 
-    /// Rekey time of the switches, ms.
+    /// Their total, mean and 95th percentile.
+    pub fn event_stats(&self) -> LatencyStats {
+        LatencyStats::of(&self.event_latencies())
+    }
+
+    /// Rekey latency of the membership events, ms in total.
+    pub fn events_ms(&self) -> f64 {
+        self.event_stats().total_ms
+    }
+
+    /// The switches' own agreements, commit to key, ms in total: background work, which
+    /// users wait for only where an event overlaps it (and then it shows in the event's
+    /// latency).
     pub fn switches_ms(&self) -> f64 {
         self.switches.iter().map(|s| s.ms).sum::<f64>() + 0.0
-    }
-
-    /// All rekey time, ms.
-    pub fn total_ms(&self) -> f64 {
-        self.events_ms() + self.switches_ms()
     }
 }
 
@@ -240,6 +298,26 @@ pub struct ReplayConfig {
     pub dh_group: GroupId,
     /// Where network files are looked up.
     pub dir: std::path::PathBuf,
+}
+
+/// A small deterministic generator (SplitMix64) for choices a seed must reproduce.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform draw in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 fn us(s: f64) -> u64 {
@@ -288,6 +366,7 @@ pub fn replay(
     let names: Vec<String> = (0..trace.joins()).map(|i| format!("m{i:04}")).collect();
     sim.enroll(&names)?;
     let mut next_name = names.iter();
+    let mut rng = SplitMix(config.seed ^ 0x6c65_6176_6572_7321);
     let mut present: Vec<String> = Vec::new();
     let mut marks = Vec::new();
     for step in &trace.step {
@@ -301,13 +380,28 @@ pub fn replay(
             sim.set_cpu_load(c);
             what.push(format!("cpu {c}"));
         }
+        let mut leavers = Vec::new();
         for _ in 0..step.leave {
-            if let Some(m) = present.pop() {
-                sim.remove(&m)?;
+            leavers.extend(present.pop());
+        }
+        for _ in 0..step.leave_oldest.min(present.len()) {
+            leavers.push(present.remove(0));
+        }
+        for _ in 0..step.leave_random {
+            if !present.is_empty() {
+                let i = (rng.next_u64() % present.len() as u64) as usize;
+                leavers.push(present.remove(i));
             }
         }
-        if step.leave > 0 {
-            what.push(format!("{} leave", step.leave));
+        for m in &leavers {
+            sim.remove(m)?;
+        }
+        for (n, how) in
+            [(step.leave, "newest"), (step.leave_oldest, "oldest"), (step.leave_random, "random")]
+        {
+            if n > 0 {
+                what.push(format!("{n} leave ({how})"));
+            }
         }
         for _ in 0..step.join {
             let m = next_name.next().expect("names for every join").clone();
@@ -317,7 +411,7 @@ pub fn replay(
         if step.join > 0 {
             what.push(format!("{} join", step.join));
         }
-        marks.push((step.at_s, what.join(", "), present.len(), step.join + step.leave > 0));
+        marks.push((step.at_s, what.join(", "), present.len(), step.join + step.leaving() > 0));
     }
     let end = trace.step.last().map_or(0.0, |s| s.at_s) + trace.tail_s;
     sim.run_until(us(end));
@@ -344,6 +438,7 @@ pub fn replay(
         },
         steps,
         switches: switches(&sim),
+        overhead: sim.switch_overhead(),
     })
 }
 
@@ -408,140 +503,6 @@ fn switches(sim: &Sim) -> Vec<SwitchRecord> {
         }
     }
     by_epoch.into_values().map(|(_, r)| r).collect()
-}
-
-/// Every fixed protocol, the adaptive policy, and the oracle, compared.
-#[derive(Debug, Clone)]
-pub struct Evaluation {
-    /// One replay per fixed protocol, then the adaptive one.
-    pub replays: Vec<Replay>,
-    /// The oracle's total: for each event, the best fixed protocol's rekey time (no switch
-    /// costs), ms.
-    pub oracle_ms: f64,
-    /// The oracle's choice per step (empty for steps without an event).
-    pub oracle_choice: Vec<String>,
-}
-
-impl Evaluation {
-    /// The adaptive replay.
-    pub fn adaptive(&self) -> &Replay {
-        self.replays.last().expect("the adaptive replay comes last")
-    }
-
-    /// The adaptive policy's regret: its total minus the oracle's, ms.
-    pub fn regret_ms(&self) -> f64 {
-        self.adaptive().total_ms() - self.oracle_ms
-    }
-}
-
-/// Replays `trace` with every protocol of `protocols` fixed, then with `policy`.
-pub fn evaluate(
-    catalogue: &Arc<Catalogue>,
-    trace: &Trace,
-    protocols: &[String],
-    policy: &Policy,
-    config: &ReplayConfig,
-    mut progress: impl FnMut(&str),
-) -> Result<Evaluation, TraceError> {
-    trace.networks(&config.dir)?;
-    let mut replays = Vec::new();
-    for p in protocols {
-        replays.push(replay(catalogue, trace, &Mode::Fixed(p.clone()), config)?);
-        progress(&format!("fixed {p}"));
-    }
-    // The adaptive run may only use what the fixed runs (and so the oracle) cover.
-    let mut allowed = Catalogue::default();
-    for name in protocols.iter().chain(std::iter::once(&trace.start)) {
-        if let Some(e) = catalogue.get(name) {
-            allowed.insert(e.protocol.clone(), e.plugin.clone());
-        }
-    }
-    let allowed = Arc::new(allowed);
-    let adaptive = Mode::Adaptive(Box::new(policy.clone()));
-    replays.push(replay(&allowed, trace, &adaptive, config)?);
-    progress("adaptive");
-    let fixed = &replays[..protocols.len()];
-    let mut oracle_ms = 0.0;
-    let mut oracle_choice = Vec::new();
-    for (i, _) in trace.step.iter().enumerate() {
-        let best = fixed
-            .iter()
-            .filter_map(|r| r.steps[i].rekey_ms.map(|ms| (ms, r.mode.trim_start_matches("fixed:"))))
-            .min_by(|a, b| a.0.total_cmp(&b.0));
-        match best {
-            Some((ms, p)) => {
-                oracle_ms += ms;
-                oracle_choice.push(p.to_owned());
-            }
-            None => oracle_choice.push(String::new()),
-        }
-    }
-    Ok(Evaluation { replays, oracle_ms, oracle_choice })
-}
-
-/// The evaluation as Markdown: totals, then per step.
-pub fn markdown(trace: &Trace, e: &Evaluation) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "### Trace `{}`\n", trace.name);
-    let _ = writeln!(
-        out,
-        "| mode | events (ms) | switches | switch time (ms) | total rekey (ms) | vs oracle |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
-    for r in &e.replays {
-        let _ = writeln!(
-            out,
-            "| {} | {:.1} | {} | {:.1} | {:.1} | {:+.1} |",
-            r.mode,
-            r.events_ms(),
-            r.switches.len(),
-            r.switches_ms(),
-            r.total_ms(),
-            r.total_ms() - e.oracle_ms
-        );
-    }
-    let _ = writeln!(
-        out,
-        "| oracle (best fixed protocol per event, no switch cost) | {:.1} | | | {:.1} | 0 |",
-        e.oracle_ms, e.oracle_ms
-    );
-    let _ =
-        writeln!(out, "\nPer step (rekey ms; the adaptive column names the protocol that ran):\n");
-    let fixed = &e.replays[..e.replays.len() - 1];
-    let names: Vec<&str> = fixed.iter().map(|r| r.mode.trim_start_matches("fixed:")).collect();
-    let _ =
-        writeln!(out, "| at (s) | step | members | {} | adaptive | oracle |", names.join(" | "));
-    let _ = writeln!(out, "|---:|---|---:|{}---:|---|", "---:|".repeat(names.len()));
-    for (i, s) in e.adaptive().steps.iter().enumerate() {
-        let cells: Vec<String> = fixed
-            .iter()
-            .map(|r| r.steps[i].rekey_ms.map_or_else(|| "-".into(), |ms| format!("{ms:.1}")))
-            .collect();
-        let adaptive =
-            s.rekey_ms.map_or_else(|| "-".into(), |ms| format!("{ms:.1} ({})", s.protocol));
-        let _ = writeln!(
-            out,
-            "| {:.0} | {} | {} | {} | {adaptive} | {} |",
-            s.at_s,
-            s.what,
-            s.members,
-            cells.join(" | "),
-            e.oracle_choice[i]
-        );
-    }
-    if !e.adaptive().switches.is_empty() {
-        let _ = writeln!(out, "\nSwitches of the adaptive run:\n");
-        let _ = writeln!(out, "| at (s) | from | to | reason | commit to key (ms) |");
-        let _ = writeln!(out, "|---:|---|---|---|---:|");
-        for s in &e.adaptive().switches {
-            let _ = writeln!(
-                out,
-                "| {:.1} | {} | {} | {} | {:.1} |",
-                s.at_s, s.from, s.to, s.reason, s.ms
-            );
-        }
-    }
-    out
 }
 
 #[cfg(test)]

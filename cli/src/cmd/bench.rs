@@ -90,6 +90,10 @@ enum BenchCommand {
         /// The fixed protocols to compare with (default: every loaded plugin).
         #[arg(long, value_delimiter = ',')]
         protocols: Vec<String>,
+        /// Print one JSON object (trace, seed, fixed, adaptive, oracle_ms, best_fixed) instead
+        /// of the tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Check the simulator against the real daemon on loopback: initial agreement, join and
     /// leave at n = 4, 8, 16 for every protocol, simulated (loopback profile, measured CPU
@@ -120,8 +124,8 @@ enum BenchCommand {
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let plugins = args.shared.plugins.load();
     match args.replay {
-        Some(BenchCommand::Adaptive { trace, policy, protocols }) => {
-            adaptive(&plugins, &args.shared, &trace, &policy, protocols)
+        Some(BenchCommand::Adaptive { trace, policy, protocols, json }) => {
+            adaptive(&plugins, &args.shared, &trace, &policy, protocols, json)
         }
         Some(BenchCommand::Validate { sizes }) => validate(&plugins, &args.shared, &sizes),
         Some(BenchCommand::Chaos { members, stable, seconds }) => {
@@ -168,6 +172,7 @@ fn adaptive(
     trace_file: &Path,
     policy: &Path,
     protocols: Vec<String>,
+    json: bool,
 ) -> Result<()> {
     let catalogue = plugins.catalogue();
     let protocols = bench_protocols(&catalogue, protocols)?;
@@ -182,22 +187,37 @@ fn adaptive(
         dh_group: GroupId::Ffdhe2048,
         dir: trace_file.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
-    let bar = indicatif::ProgressBar::new(protocols.len() as u64 + 1);
+    let bar = if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(protocols.len() as u64 + 1)
+    };
     let evaluation = trace::evaluate(&catalogue, &parsed, &protocols, &policy, &config, |done| {
         bar.set_message(done.to_owned());
         bar.inc(1);
     })?;
     bar.finish_and_clear();
+    if json {
+        println!("{}", evaluation.json(&parsed, shared.seed));
+        return Ok(());
+    }
     let md = trace::markdown(&parsed, &evaluation);
     let out = &shared.out;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(out.join(format!("adaptive-{}.md", parsed.name)), &md)?;
     println!("{md}");
+    let (best, best_ms) = evaluation.best_fixed();
     println!(
-        "adaptive: {:.1} ms in total, {} switches, regret {:+.1} ms against the oracle",
-        evaluation.adaptive().total_ms(),
+        "adaptive: membership events waited {:.1} ms in all ({:+.1}% against the oracle's {:.1} \
+         ms, {:+.1}% against the best fixed protocol, {best}, {best_ms:.1} ms); {} switches \
+         in the background ({:.1} ms of CPU, {} bytes)",
+        evaluation.adaptive().events_ms(),
+        (evaluation.adaptive().events_ms() / evaluation.oracle_ms.max(1e-9) - 1.0) * 100.0,
+        evaluation.oracle_ms,
+        (evaluation.adaptive().events_ms() / best_ms.max(1e-9) - 1.0) * 100.0,
         evaluation.adaptive().switches.len(),
-        evaluation.regret_ms()
+        evaluation.adaptive().overhead.cpu_ms,
+        evaluation.adaptive().overhead.bytes,
     );
     Ok(())
 }

@@ -112,6 +112,11 @@ pub struct Stability {
     /// proposed: the group must be quiet this long.
     #[serde(default = "default_min_view_age")]
     pub min_view_age_s: Spanned<f64>,
+    /// How long the observed event rates are expected to last, seconds: a cost-based switch
+    /// must pay for itself within it (the predicted gain per event, times the events expected
+    /// in this time, must exceed the predicted cost of the switch's own agreement).
+    #[serde(default = "default_horizon")]
+    pub horizon_s: Spanned<f64>,
 }
 
 fn default_min_gain() -> Spanned<f64> {
@@ -126,6 +131,9 @@ fn default_cooldown() -> Spanned<f64> {
 fn default_min_view_age() -> Spanned<f64> {
     Spanned::new(0..0, 2.0)
 }
+fn default_horizon() -> Spanned<f64> {
+    Spanned::new(0..0, 300.0)
+}
 
 impl Default for Stability {
     fn default() -> Self {
@@ -134,6 +142,7 @@ impl Default for Stability {
             min_interval_s: default_min_interval(),
             abort_cooldown_s: default_cooldown(),
             min_view_age_s: default_min_view_age(),
+            horizon_s: default_horizon(),
         }
     }
 }
@@ -291,7 +300,7 @@ impl Policy {
         if !(0.0..1.0).contains(s.min_gain.get_ref()) {
             errors.push(error_at(text, s.min_gain.span(), "min_gain must be in [0, 1)".into()));
         }
-        for v in [&s.min_interval_s, &s.abort_cooldown_s, &s.min_view_age_s] {
+        for v in [&s.min_interval_s, &s.abort_cooldown_s, &s.min_view_age_s, &s.horizon_s] {
             if !(0.0..=MAX_DURATION_S).contains(v.get_ref()) {
                 let message = format!("a duration must be between 0 and {MAX_DURATION_S} s");
                 errors.push(error_at(text, v.span(), message));

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use gka_plugin_api::Protocol;
 
-use super::{predict, Fallback, Inputs, Mode, Policy};
+use gka_plugin_api::EventKind;
+
+use super::{predict, predict_ms, Fallback, Inputs, Mode, Policy};
 
 /// Where the group stands when a decision is taken.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +27,7 @@ pub enum Decision {
         /// Why.
         reason: String,
         /// A short, fixed form of the reason, for metrics labels: `current`, `no_rule`,
-        /// `none_allowed`, `cooldown`, `min_interval` or `min_gain`.
+        /// `none_allowed`, `cooldown`, `min_interval`, `min_gain` or `payback`.
         label: String,
     },
     /// Propose a switch.
@@ -182,6 +184,11 @@ impl Policy {
                     "min_interval",
                 );
             }
+            if by_cost {
+                if let Some(stay) = self.payback(protocols, inputs, &state.current, &to) {
+                    return stay;
+                }
+            }
             if by_cost && gain < *self.stability.min_gain.get_ref() {
                 return Decision::stay(
                     format!(
@@ -194,5 +201,45 @@ impl Policy {
             }
         }
         Decision::Switch { to, reason, label, gain }
+    }
+
+    /// `Some(stay)` unless switching from `current` to `to` pays for itself within the
+    /// horizon: the predicted gain per event times the events expected (from the observed
+    /// rates) must exceed the predicted time of `to`'s initial agreement at the current size,
+    /// RTT and CPU.
+    fn payback(
+        &self,
+        protocols: &BTreeMap<String, &dyn Protocol>,
+        inputs: &Inputs,
+        current: &str,
+        to: &str,
+    ) -> Option<Decision> {
+        let (Some(cur), Some(new)) = (protocols.get(current), protocols.get(to)) else {
+            return None;
+        };
+        let predictions = predict(
+            &BTreeMap::from([(current.to_owned(), *cur), (to.to_owned(), *new)]),
+            inputs,
+            &self.weights,
+        );
+        let expected =
+            |p: &str| predictions.iter().find(|x| x.protocol == p).map_or(0.0, |x| x.expected_ms);
+        let gain_ms = expected(current) - expected(to);
+        let per_minute =
+            inputs.join_rate + inputs.leave_rate + inputs.merge_rate + inputs.partition_rate;
+        let horizon_s = *self.stability.horizon_s.get_ref();
+        let events = per_minute / 60.0 * horizon_s;
+        let cost_ms = predict_ms(&new.cost(EventKind::Initial, inputs.group_size, 0), inputs);
+        if gain_ms * events > cost_ms {
+            return None;
+        }
+        Some(Decision::stay(
+            format!(
+                "{to} would save {gain_ms:.1} ms per event, {:.1} ms over the {events:.1} events \
+                 expected in {horizon_s:.0} s, less than its switch costs ({cost_ms:.1} ms)",
+                gain_ms * events
+            ),
+            "payback",
+        ))
     }
 }
