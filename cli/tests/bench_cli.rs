@@ -63,6 +63,81 @@ fn an_adaptive_replay_writes_its_report() {
     assert!(report.contains("| tgdh | bd | fixed |"), "the switch is listed: {report}");
 }
 
+/// `gka bench adaptive --json`: one object with the trace, the seed, each fixed protocol's
+/// membership-event latency (total, mean, p95), the adaptive run's with its switch overhead
+/// apart, the oracle and the best fixed protocol, consistent with each other.
+#[test]
+fn an_adaptive_replay_prints_one_json_object() {
+    let out = tempfile::tempdir().unwrap();
+    let trace = out.path().join("t.toml");
+    std::fs::write(
+        &trace,
+        "name = \"t\"\nnetwork = \"lan\"\ntail_s = 5\n[[step]]\nat_s = 0\njoin = 4\n\
+         [[step]]\nat_s = 10\nleave_oldest = 1\n[[step]]\nat_s = 20\njoin = 1\n\
+         [[step]]\nat_s = 30\nleave_random = 1\n",
+    )
+    .unwrap();
+    let policy = out.path().join("p.toml");
+    std::fs::write(&policy, "mode = \"fixed\"\nfixed = \"bd\"\n[stability]\nmin_interval_s = 1\n")
+        .unwrap();
+    let (t, p) = (trace.to_str().unwrap(), policy.to_str().unwrap());
+    let args =
+        ["bench", "adaptive", "--json", "--trace", t, "--policy", p, "--protocols", "bd,tgdh"];
+    let o =
+        gka(&[&args[..], &COSTS[..], &["--seed", "9", "--out", out.path().to_str().unwrap()]]
+            .concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["trace"], "t");
+    assert_eq!(v["seed"], 9);
+    let num = |x: &serde_json::Value| x.as_f64().unwrap_or_else(|| panic!("a number: {x}"));
+    let mut best = ("", f64::INFINITY);
+    for name in ["bd", "tgdh"] {
+        let f = &v["fixed"][name];
+        let (total, mean, p95) = (num(&f["total_ms"]), num(&f["mean_ms"]), num(&f["p95_ms"]));
+        assert!(total > 0.0 && mean > 0.0 && p95 >= mean * 0.5, "{name}: {f}");
+        // Four membership events.
+        assert!((total / mean - 4.0).abs() < 1e-6, "{name}: {f}");
+        if total < best.1 {
+            best = (name, total);
+        }
+    }
+    assert_eq!(v["best_fixed"], best.0);
+    let oracle = num(&v["oracle_ms"]);
+    assert!(oracle > 0.0 && oracle <= best.1 + 1e-9, "{v}");
+    let a = &v["adaptive"];
+    assert!(num(&a["total_ms"]) >= oracle - 1e-9, "{v}");
+    assert_eq!(a["switches"], 1, "tgdh -> bd: {v}");
+    assert!(num(&a["switch_cpu_ms"]) > 0.0 && a["switch_bytes"].as_u64().unwrap() > 0, "{v}");
+}
+
+/// `gka policy check` warns about loaded plugins the policy excludes; `gka policy explain`
+/// names the policy file, lists its inputs one per line, and flags a rule that picks a
+/// protocol predicted to be slower.
+#[test]
+fn policy_check_and_explain_say_what_they_use() {
+    let out = tempfile::tempdir().unwrap();
+    let policy = out.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        "mode = \"rules\"\nallow = [\"bd\", \"gdh\"]\n[[rule]]\nname = \"always gdh\"\nprotocol = \"gdh\"\n",
+    )
+    .unwrap();
+    let p = policy.to_str().unwrap();
+    let o = gka(&["policy", "check", p]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && stdout.contains("warning: the loaded plugin ckd"), "{stdout}");
+    let o = gka(&["policy", "explain", "--policy", p, "--current", "bd", "--group-size", "30"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("policy: ") && stdout.contains("\n  group_size       30\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("decision: switch bd -> gdh"), "{stdout}");
+    assert!(stdout.contains("slower than bd"), "{stdout}");
+}
+
 #[test]
 fn bad_input_is_refused_with_a_reason() {
     for (args, reason) in [

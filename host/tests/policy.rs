@@ -89,6 +89,16 @@ fn broken_files_name_line_column_and_reason() {
         assert!(e[0].contains("a duration must be between 0 and"), "{bad}: {e:?}");
     }
 
+    // Values that can never hold, and choices that leave nothing to run.
+    let load = errors("mode = \"rules\"\n[[rule]]\nname = \"hot\"\nprotocol = \"ckd\"\nwhen.cpu_worst = { min = 1.85 }\n");
+    assert!(load[0].starts_with("5:") && load[0].contains("can never hold"), "{load:?}");
+    let zero = errors("mode = \"cost\"\n[bounds.str]\nmax_size = 0\n");
+    assert!(zero[0].starts_with("2:") && zero[0].contains("max_size = 0"), "{zero:?}");
+    let nothing = errors("mode = \"cost\"\nallow = [\"str\"]\ndeny = [\"str\"]\n");
+    assert!(nothing[0].contains("leave no protocol"), "{nothing:?}");
+    let fixed = errors("mode = \"fixed\"\nfixed = \"ckd\"\nallow = [\"bd\", \"str\"]\n");
+    assert!(fixed[0].starts_with("2:9:") && fixed[0].contains("not allowed"), "{fixed:?}");
+
     let several = errors("mode = \"fixed\"\ndeny = [\"nope\"]\n[stability]\nmin_gain = 2.0\n");
     assert_eq!(several.len(), 3, "every error is reported: {several:?}");
 }

@@ -201,6 +201,8 @@ async fn member(daemon: String, config: MemberConfig) -> Result<()> {
     let started = std::time::Instant::now();
     let mut refusals = LineLimit::default();
     let mut summary_tick = tokio::time::interval(WINDOW);
+    // The policy decides every second; a decision is printed once, until its kind changes.
+    let mut last_decision: Option<String> = None;
     loop {
         tokio::select! {
             line = lines.next_line(), if stdin_open => match line? {
@@ -221,6 +223,22 @@ async fn member(daemon: String, config: MemberConfig) -> Result<()> {
                     bail!("{id} gave up: {reason} (--give-up-after {give_up_after})");
                 }
                 Some(e) => {
+                    if let RuntimeEvent::Member(MemberEvent::Switch(SwitchEvent::Decided {
+                        decision,
+                        ..
+                    })) = &e
+                    {
+                        // The label, not the reason: the reason's figures move every time.
+                        let key = match decision {
+                            Decision::Stay { label, .. } => label.clone(),
+                            Decision::Switch { to, label, .. } => format!("{label} {to}"),
+                        };
+                        if last_decision.as_deref() != Some(key.as_str()) {
+                            print_decision(&id, decision);
+                            last_decision = Some(key);
+                        }
+                        continue;
+                    }
                     if let Some(label) = refusal_label(&id, &e) {
                         let (summary, admit) = refusals.admit(started.elapsed(), label);
                         if let Some(s) = summary {
@@ -258,15 +276,21 @@ fn refusal_label(id: &str, e: &RuntimeEvent) -> Option<&'static str> {
     }
 }
 
-fn print_switch(id: &str, s: &SwitchEvent) {
-    match s {
-        SwitchEvent::Decided { decision: Decision::Stay { .. }, .. } => {}
-        SwitchEvent::Decided { decision: Decision::Switch { to, reason, gain, .. }, .. } => {
+fn print_decision(id: &str, decision: &Decision) {
+    match decision {
+        Decision::Stay { reason, .. } => println!("[{id}] policy: stay ({reason})"),
+        Decision::Switch { to, reason, gain, .. } => {
             println!(
                 "[{id}] policy: switch to {to} ({reason}; predicted gain {:.0}%)",
                 gain * 100.0
             )
         }
+    }
+}
+
+fn print_switch(id: &str, s: &SwitchEvent) {
+    match s {
+        SwitchEvent::Decided { decision, .. } => print_decision(id, decision),
         SwitchEvent::Proposed(p) => {
             println!("[{id}] switch {} proposed: {} -> {} ({})", p.id, p.from, p.to.tag(), p.reason)
         }

@@ -35,9 +35,9 @@ enum PolicyCommand {
 
 #[derive(Debug, clap::Args)]
 struct ExplainArgs {
-    /// The policy file.
-    #[arg(long, default_value = "policy.toml")]
-    policy: PathBuf,
+    /// The policy file (default: policy.toml in the working directory).
+    #[arg(long)]
+    policy: Option<PathBuf>,
     /// The protocol running now.
     #[arg(long, default_value = "tgdh")]
     current: String,
@@ -78,8 +78,18 @@ fn check(plugins: &Plugins, file: &std::path::Path) -> Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     match Policy::parse(&text, &plugins.known_protocols()) {
-        Ok(_) => {
+        Ok(policy) => {
             println!("{}: ok", file.display());
+            let loaded: Vec<String> =
+                plugins.registry.plugins().map(|p| p.descriptor.name.clone()).collect();
+            let names: Vec<&str> = loaded.iter().map(String::as_str).collect();
+            let permitted = policy.candidates(&names, 2);
+            for name in names.iter().filter(|n| !permitted.contains(n)) {
+                println!(
+                    "warning: the loaded plugin {name} is excluded by allow/deny (or its size \
+                     bounds) and will never be chosen"
+                );
+            }
             Ok(())
         }
         Err(errors) => {
@@ -130,7 +140,20 @@ fn explain(plugins: &Plugins, args: ExplainArgs) -> Result<()> {
     if plugins.registry.plugins().next().is_none() {
         bail!("no plugin loaded: pass --plugins DIR");
     }
-    let parsed = plugins.read_policy(&args.policy)?;
+    let path = match &args.policy {
+        Some(p) => p.clone(),
+        None => {
+            let here = PathBuf::from("policy.toml");
+            if !here.exists() {
+                bail!(
+                    "no policy.toml in the working directory: give --policy FILE (the shipped \
+                     one is policy.toml at the repository root)"
+                );
+            }
+            here
+        }
+    };
+    let parsed = plugins.read_policy(&path)?;
     let values = inputs(&args)?;
     let protocols: BTreeMap<String, &dyn Protocol> = plugins
         .registry
@@ -139,7 +162,12 @@ fn explain(plugins: &Plugins, args: ExplainArgs) -> Result<()> {
         .collect();
     let candidates = parsed.candidates(&plugins.known_protocols(), values.group_size);
     let mut out = io::stdout().lock();
-    writeln!(out, "inputs: {values:?}")?;
+    let shown = std::fs::canonicalize(&path).unwrap_or(path);
+    writeln!(out, "policy: {}", shown.display())?;
+    writeln!(out, "inputs:")?;
+    for name in INPUT_NAMES {
+        writeln!(out, "  {name:<16} {}", values.value(name))?;
+    }
     writeln!(
         out,
         "{:<6} {:>9} {:>9} {:>9} {:>11} {:>12}  allowed",
@@ -168,12 +196,40 @@ fn explain(plugins: &Plugins, args: ExplainArgs) -> Result<()> {
         Decision::Stay { reason, .. } => {
             writeln!(out, "decision: stay on {} ({reason})", state.current)?
         }
-        Decision::Switch { to, reason, gain, .. } => writeln!(
-            out,
-            "decision: switch {} -> {to} ({reason}; predicted gain {:.0}%)",
-            state.current,
-            gain * 100.0
-        )?,
+        Decision::Switch { to, reason, gain, label } => {
+            writeln!(
+                out,
+                "decision: switch {} -> {to} ({reason}; predicted gain {:.0}%)",
+                state.current,
+                gain * 100.0
+            )?;
+            if gain < 0.0 && label.starts_with("rule:") {
+                writeln!(
+                    out,
+                    "note: {reason} picks a protocol the cost models predict {:.0}% slower than \
+                     {}: a requirement, or a rule to revisit",
+                    -gain * 100.0,
+                    state.current
+                )?;
+            }
+        }
     }
     Ok(())
 }
+
+/// The inputs `explain` shows, by their policy-file names.
+const INPUT_NAMES: [&str; 13] = [
+    "group_size",
+    "join_rate",
+    "leave_rate",
+    "merge_rate",
+    "partition_rate",
+    "rtt_median_ms",
+    "rtt_worst_ms",
+    "bandwidth_mbps",
+    "cpu_local",
+    "cpu_worst",
+    "exp_ms",
+    "sign_ms",
+    "verify_ms",
+];

@@ -282,6 +282,42 @@ impl Policy {
                 }
             }
         }
+        for r in &policy.rules {
+            for (name, bound) in r.when.named() {
+                let is_load = name == "cpu_local" || name == "cpu_worst";
+                if is_load && bound.get_ref().min.is_some_and(|v| v > 1.0) {
+                    let message = format!(
+                        "{name} is a load from 0 to 1: rule {:?} asks for more than 1 and can \
+                         never hold",
+                        r.name
+                    );
+                    errors.push(error_at(text, bound.span(), message));
+                }
+            }
+        }
+        for (name, b) in &policy.bounds {
+            if b.max_size == Some(0) {
+                let message = format!("max_size = 0 forbids {} for every group", name.get_ref());
+                errors.push(error_at(text, name.span(), message));
+            }
+        }
+        let permitted: Vec<&str> = known
+            .iter()
+            .copied()
+            .filter(|p| policy.allow.as_ref().is_none_or(|a| a.iter().any(|x| x.get_ref() == p)))
+            .filter(|p| !policy.deny.iter().any(|x| x.get_ref() == p))
+            .collect();
+        if permitted.is_empty() {
+            let span = policy.deny.first().map_or(0..0, Spanned::span);
+            errors.push(error_at(text, span, "allow and deny leave no protocol to run".into()));
+        }
+        if let Some(f) = &policy.fixed {
+            if known.contains(&f.get_ref().as_str()) && !permitted.contains(&f.get_ref().as_str()) {
+                let message =
+                    format!("the fixed protocol {:?} is not allowed (allow/deny)", f.get_ref());
+                errors.push(error_at(text, f.span(), message));
+            }
+        }
         for (name, b) in &policy.bounds {
             if let (Some(lo), Some(hi)) = (b.min_size, b.max_size) {
                 if lo > hi {
