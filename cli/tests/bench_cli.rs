@@ -138,6 +138,25 @@ fn policy_check_and_explain_say_what_they_use() {
     assert!(stdout.contains("slower than bd"), "{stdout}");
 }
 
+/// `gka bench trace` writes a valid trace from the churn model; the same seed writes the same.
+#[test]
+fn a_churn_trace_is_drawn_by_its_seed() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    let draw = |seed: &str| {
+        let o = gka(&["bench", "trace", "--seed", seed, "--minutes", "10", "--out", dir]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(out.path().join(format!("drawn-{seed}.toml"))).unwrap()
+    };
+    let text = draw("3");
+    let trace = gka_sim::trace::Trace::parse(&text).expect("a valid trace");
+    assert!(trace.step.len() > 20, "{text}");
+    assert_eq!(draw("3"), text);
+    let o = gka(&["bench", "trace", "--max-members", "1", "--out", dir]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("max_members"));
+}
+
 #[test]
 fn bad_input_is_refused_with_a_reason() {
     for (args, reason) in [

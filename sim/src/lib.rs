@@ -21,6 +21,7 @@
 //! no probes or reports. With it ([`Sim::with_control`]), they tick on the virtual clock and
 //! probe, report, vote and switch as over the daemon, and that traffic is simulated too.
 
+pub mod churn;
 mod cpu;
 pub mod evaluation;
 mod network;

@@ -95,6 +95,44 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a trace drawn from a churn model (Poisson arrivals and merges, exponential
+    /// lifetimes, random and oldest leavers, phases of network and CPU conditions) for
+    /// `gka bench adaptive`, to OUT/NAME.toml (`--seed` seeds it).
+    Trace {
+        /// The trace's name (default: drawn-SEED).
+        #[arg(long)]
+        name: Option<String>,
+        /// Length, minutes.
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// Members at the start.
+        #[arg(long, default_value_t = 16)]
+        start_members: usize,
+        /// The most members at once (at most 1024).
+        #[arg(long, default_value_t = 128)]
+        max_members: usize,
+        /// Arrivals per minute.
+        #[arg(long, default_value_t = 4.0)]
+        arrivals_per_min: f64,
+        /// Mean lifetime of a member, minutes.
+        #[arg(long, default_value_t = 8.0)]
+        lifetime_min: f64,
+        /// Chance that an arrival is a merge of --merge-size members.
+        #[arg(long, default_value_t = 0.1)]
+        merge_probability: f64,
+        /// Members in a merge.
+        #[arg(long, default_value_t = 8)]
+        merge_size: usize,
+        /// Chance that a departure is the oldest member's.
+        #[arg(long, default_value_t = 0.2)]
+        oldest_probability: f64,
+        /// Networks the phases draw from.
+        #[arg(long, value_delimiter = ',', default_values_t = ["lan".to_string(), "wan".to_string()])]
+        networks: Vec<String>,
+        /// CPU loads the phases draw from.
+        #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.0, 0.9])]
+        cpu_loads: Vec<f64>,
+    },
     /// Check the simulator against the real daemon on loopback: initial agreement, join and
     /// leave at n = 4, 8, 16 for every protocol, simulated (loopback profile, measured CPU
     /// time) and over the daemon, with their ratio.
@@ -126,6 +164,45 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     match args.replay {
         Some(BenchCommand::Adaptive { trace, policy, protocols, json }) => {
             adaptive(&plugins, &args.shared, &trace, &policy, protocols, json)
+        }
+        Some(BenchCommand::Trace {
+            name,
+            minutes,
+            start_members,
+            max_members,
+            arrivals_per_min,
+            lifetime_min,
+            merge_probability,
+            merge_size,
+            oldest_probability,
+            networks,
+            cpu_loads,
+        }) => {
+            let model = gka_sim::churn::ChurnModel {
+                seed: args.shared.seed,
+                minutes,
+                start_members,
+                max_members,
+                arrivals_per_min,
+                mean_lifetime_min: lifetime_min,
+                merge_probability,
+                merge_size,
+                oldest_probability,
+                networks,
+                cpu_loads,
+                ..gka_sim::churn::ChurnModel::default()
+            };
+            let name = name.unwrap_or_else(|| format!("drawn-{}", args.shared.seed));
+            let text = model.generate(&name)?;
+            let dir = &args.shared.out;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {} (--out)", dir.display()))?;
+            let out = dir.join(format!("{name}.toml"));
+            std::fs::write(&out, &text)
+                .with_context(|| format!("cannot write {} (--out)", out.display()))?;
+            let steps = text.matches("[[step]]").count();
+            println!("wrote {} ({steps} steps, seed {})", out.display(), args.shared.seed);
+            Ok(())
         }
         Some(BenchCommand::Validate { sizes }) => validate(&plugins, &args.shared, &sizes),
         Some(BenchCommand::Chaos { members, stable, seconds }) => {
