@@ -4,8 +4,13 @@
 //!
 //! For each protocol, network and size n, one simulated group of n members agrees its first
 //! key (`initial`), then a member joins (`join`, n → n + 1), the newest leaves (`leave`,
-//! n + 1 → n), a quarter of the group splits off (`partition`, both sides rekey) and the split
-//! heals (`merge`, the quarter merges back).
+//! n + 1 → n), the newest quarter of the group splits off (`partition`, both sides rekey) and
+//! the split heals (`merge`, the quarter merges back). Members do not leave in join order in
+//! real groups, so the sweep also measures, each time from n + 1 (or n) members, the oldest
+//! leaving (`leave-oldest`), a member at a random position leaving (`leave-random`, sampled
+//! [`Sweep::samples`] times with positions drawn from the seed: mean and 95th percentile), the
+//! oldest quarter splitting off (`partition-oldest`) and a random quarter splitting off
+//! (`partition-random`, sampled likewise).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,12 +35,29 @@ pub enum BenchEvent {
     Partition,
     /// The quarter merges back.
     Merge,
+    /// The oldest of n + 1 members leaves.
+    LeaveOldest,
+    /// A member of n + 1 at a random position leaves (sampled).
+    LeaveRandom,
+    /// The oldest quarter splits off.
+    PartitionOldest,
+    /// A random quarter splits off (sampled).
+    PartitionRandom,
 }
 
 impl BenchEvent {
     /// Every event, in the order a run performs them.
-    pub const ALL: [Self; 5] =
-        [Self::Initial, Self::Join, Self::Leave, Self::Partition, Self::Merge];
+    pub const ALL: [Self; 9] = [
+        Self::Initial,
+        Self::Join,
+        Self::Leave,
+        Self::Partition,
+        Self::Merge,
+        Self::LeaveOldest,
+        Self::LeaveRandom,
+        Self::PartitionOldest,
+        Self::PartitionRandom,
+    ];
 
     /// The name in tables and on the command line.
     pub fn name(self) -> &'static str {
@@ -45,7 +67,16 @@ impl BenchEvent {
             Self::Leave => "leave",
             Self::Partition => "partition",
             Self::Merge => "merge",
+            Self::LeaveOldest => "leave-oldest",
+            Self::LeaveRandom => "leave-random",
+            Self::PartitionOldest => "partition-oldest",
+            Self::PartitionRandom => "partition-random",
         }
+    }
+
+    /// Whether the event is sampled at random positions.
+    pub fn sampled(self) -> bool {
+        matches!(self, Self::LeaveRandom | Self::PartitionRandom)
     }
 
     /// The event by name.
@@ -57,8 +88,8 @@ impl BenchEvent {
         match self {
             Self::Initial => EventKind::Initial,
             Self::Join => EventKind::Join,
-            Self::Leave => EventKind::Leave,
-            Self::Partition => EventKind::Partition,
+            Self::Leave | Self::LeaveOldest | Self::LeaveRandom => EventKind::Leave,
+            Self::Partition | Self::PartitionOldest | Self::PartitionRandom => EventKind::Partition,
             Self::Merge => EventKind::Merge,
         }
     }
@@ -83,6 +114,8 @@ pub struct Sweep {
     pub dh_group: GroupId,
     /// Members share this many cores (`None`: a CPU each).
     pub shared_cores: Option<usize>,
+    /// Positions drawn for each sampled event (`leave-random`, `partition-random`).
+    pub samples: usize,
 }
 
 impl Sweep {
@@ -97,6 +130,7 @@ impl Sweep {
             seed: 1,
             dh_group: GroupId::Ffdhe2048,
             shared_cores: None,
+            samples: 5,
         }
     }
 
@@ -119,8 +153,10 @@ pub struct Row {
     pub n: usize,
     /// Members splitting off or merging back (partition, merge), else 0.
     pub k: usize,
-    /// Simulated latency, ms.
+    /// Simulated latency, ms (the mean, for a sampled event).
     pub measured_ms: f64,
+    /// The 95th percentile of a sampled event's latencies, ms.
+    pub p95_ms: Option<f64>,
     /// The cost model's prediction, ms.
     pub predicted_ms: f64,
 }
@@ -184,62 +220,118 @@ fn run_one(
         shared_cores: sweep.shared_cores,
     };
     let mut sim = Sim::new(config, shared);
-    let names: Vec<String> = (0..=n).map(name).collect();
+    let names: Vec<String> = (0..n + 2 + sweep.samples).map(name).collect();
     sim.enroll(&names)?;
+    let mut fresh = names[n + 1..].iter();
+    let mut rng = crate::trace::SplitMix(sweep.seed ^ n as u64);
     let mut rows = Vec::new();
     // The cost models take the size before the event and the members that merge or leave.
     let predicted = |event: BenchEvent, k: usize| match event {
         BenchEvent::Initial | BenchEvent::Join => {
             predict(protocol, topology, &sweep.cost, event, n, 0)
         }
-        BenchEvent::Leave => predict(protocol, topology, &sweep.cost, event, n + 1, 0),
+        BenchEvent::Leave | BenchEvent::LeaveOldest | BenchEvent::LeaveRandom => {
+            predict(protocol, topology, &sweep.cost, event, n + 1, 0)
+        }
         // Both sides rekey: the one left with n − k members and the k that split off.
-        BenchEvent::Partition => predict(protocol, topology, &sweep.cost, event, n, k)
-            .max(predict(protocol, topology, &sweep.cost, event, n, n - k)),
+        BenchEvent::Partition | BenchEvent::PartitionOldest | BenchEvent::PartitionRandom => {
+            predict(protocol, topology, &sweep.cost, event, n, k).max(predict(
+                protocol,
+                topology,
+                &sweep.cost,
+                event,
+                n,
+                n - k,
+            ))
+        }
         BenchEvent::Merge => predict(protocol, topology, &sweep.cost, event, n - k, k),
     };
-    let mut record = |event: BenchEvent, k: usize, ms: f64| {
+    let mut record = |event: BenchEvent, k: usize, samples: &[f64]| {
         if sweep.events.contains(&event) {
+            let stats = crate::trace::LatencyStats::of(samples);
             rows.push(Row {
                 protocol: protocol.descriptor().name,
                 network: topology.name.clone(),
                 event,
                 n,
                 k,
-                measured_ms: ms,
+                measured_ms: stats.mean_ms,
+                p95_ms: event.sampled().then_some(stats.p95_ms),
                 predicted_ms: predicted(event, k),
             });
         }
     };
+    let wants = |e: BenchEvent| sweep.events.contains(&e);
     for m in &names[..n] {
         sim.add(m)?;
     }
     sim.run();
-    record(BenchEvent::Initial, 0, sim.settled()?.latency_ms);
-    let last = sweep.events.iter().max().copied().unwrap_or(BenchEvent::Initial);
-    if last >= BenchEvent::Join {
+    record(BenchEvent::Initial, 0, &[sim.settled()?.latency_ms]);
+    let later = |from: BenchEvent| sweep.events.iter().any(|e| *e >= from);
+    if later(BenchEvent::Join) {
         sim.add(&names[n])?;
         sim.run();
-        record(BenchEvent::Join, 0, sim.settled()?.latency_ms);
-    }
-    if last >= BenchEvent::Leave {
+        record(BenchEvent::Join, 0, &[sim.settled()?.latency_ms]);
         sim.remove(&names[n])?;
         sim.run();
-        record(BenchEvent::Leave, 0, sim.settled()?.latency_ms);
+        record(BenchEvent::Leave, 0, &[sim.settled()?.latency_ms]);
     }
-    if last >= BenchEvent::Partition && n >= 2 {
-        let members = sim.members();
-        let p = (n / 4).max(1);
-        // The newest quarter splits off.
-        let (stay, go) = members.split_at(members.len() - p);
-        sim.partition(&[stay.to_vec(), go.to_vec()])?;
+    let p = (n / 4).max(1);
+    // Splits `go` off, measures, and heals (measuring the merge if asked).
+    let split = |sim: &mut Sim, go: Vec<String>, merge: bool| -> Result<(f64, f64), SimError> {
+        let stay: Vec<String> = sim.members().into_iter().filter(|m| !go.contains(m)).collect();
+        sim.partition(&[stay, go])?;
         sim.run();
-        record(BenchEvent::Partition, p, sim.settled()?.latency_ms);
-        if last >= BenchEvent::Merge {
-            sim.heal();
+        let split_ms = sim.settled()?.latency_ms;
+        sim.heal();
+        sim.run();
+        let merge_ms = sim.settled()?.latency_ms;
+        Ok((split_ms, if merge { merge_ms } else { 0.0 }))
+    };
+    if n >= 2 && (wants(BenchEvent::Partition) || wants(BenchEvent::Merge)) {
+        let members = sim.members();
+        let (split_ms, merge_ms) = split(&mut sim, members[members.len() - p..].to_vec(), true)?;
+        record(BenchEvent::Partition, p, &[split_ms]);
+        record(BenchEvent::Merge, p, &[merge_ms]);
+    }
+    if wants(BenchEvent::LeaveOldest) {
+        sim.add(fresh.next().expect("a fresh name"))?;
+        sim.run();
+        sim.settled()?;
+        let oldest = sim.members()[0].clone();
+        sim.remove(&oldest)?;
+        sim.run();
+        record(BenchEvent::LeaveOldest, 0, &[sim.settled()?.latency_ms]);
+    }
+    if wants(BenchEvent::LeaveRandom) {
+        let mut samples = Vec::new();
+        for _ in 0..sweep.samples {
+            sim.add(fresh.next().expect("a fresh name"))?;
             sim.run();
-            record(BenchEvent::Merge, p, sim.settled()?.latency_ms);
+            sim.settled()?;
+            let members = sim.members();
+            let who = members[(rng.next_u64() % members.len() as u64) as usize].clone();
+            sim.remove(&who)?;
+            sim.run();
+            samples.push(sim.settled()?.latency_ms);
         }
+        record(BenchEvent::LeaveRandom, 0, &samples);
+    }
+    if n >= 2 && wants(BenchEvent::PartitionOldest) {
+        let oldest = sim.members()[..p].to_vec();
+        record(BenchEvent::PartitionOldest, p, &[split(&mut sim, oldest, false)?.0]);
+    }
+    if n >= 2 && wants(BenchEvent::PartitionRandom) {
+        let mut samples = Vec::new();
+        for _ in 0..sweep.samples {
+            let mut members = sim.members();
+            let mut go = Vec::new();
+            for _ in 0..p {
+                go.push(members.remove((rng.next_u64() % members.len() as u64) as usize));
+            }
+            samples.push(split(&mut sim, go, false)?.0);
+        }
+        record(BenchEvent::PartitionRandom, p, &samples);
     }
     Ok(rows)
 }
@@ -271,12 +363,12 @@ pub fn run(
 pub fn csv(rows: &[Row], cost: &CostMode, seed: u64) -> String {
     let c = cost.costs();
     let mut out = String::from(
-        "protocol,network,event,n,k,measured_ms,predicted_ms,ratio,cost,exp_ms,sign_ms,verify_ms,seed\n",
+        "protocol,network,event,n,k,measured_ms,predicted_ms,ratio,cost,exp_ms,sign_ms,verify_ms,seed,p95_ms\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{},{},{seed}",
+            "{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{},{},{seed},{}",
             r.protocol,
             r.network,
             r.event.name(),
@@ -288,7 +380,8 @@ pub fn csv(rows: &[Row], cost: &CostMode, seed: u64) -> String {
             cost.name(),
             c.exp_ms,
             c.sign_ms,
-            c.verify_ms
+            c.verify_ms,
+            r.p95_ms.map_or_else(String::new, |p| format!("{p:.3}"))
         );
     }
     out
@@ -306,7 +399,12 @@ pub fn markdown(rows: &[Row]) -> String {
         let mut sizes: Vec<usize> = rs.iter().map(|r| r.n).collect();
         sizes.sort_unstable();
         sizes.dedup();
-        let _ = writeln!(out, "\n#### {} on {network}: ms, simulated (predicted)\n", event.name());
+        let what = if event.sampled() {
+            "ms, simulated mean / 95th percentile over the sampled positions (predicted)"
+        } else {
+            "ms, simulated (predicted)"
+        };
+        let _ = writeln!(out, "\n#### {} on {network}: {what}\n", event.name());
         let header: Vec<String> = sizes.iter().map(|n| format!("n = {n}")).collect();
         let _ = writeln!(out, "| protocol | {} |", header.join(" | "));
         let _ = writeln!(out, "|---|{}", "---:|".repeat(sizes.len()));
@@ -320,7 +418,12 @@ pub fn markdown(rows: &[Row]) -> String {
                 .map(|n| {
                     rs.iter().find(|r| r.protocol == p && r.n == *n).map_or_else(
                         || "-".into(),
-                        |r| format!("{:.1} ({:.1})", r.measured_ms, r.predicted_ms),
+                        |r| match r.p95_ms {
+                            Some(p95) => {
+                                format!("{:.1} / {p95:.1} ({:.1})", r.measured_ms, r.predicted_ms)
+                            }
+                            None => format!("{:.1} ({:.1})", r.measured_ms, r.predicted_ms),
+                        },
                     )
                 })
                 .collect();

@@ -19,6 +19,7 @@ fn small_sweep(seed: u64) -> Sweep {
     let mut s = Sweep::quick(vec!["bd".into(), "str".into(), "tgdh".into()], COSTS);
     s.sizes = vec![3, 6];
     s.seed = seed;
+    s.events = BenchEvent::ALL[..5].to_vec();
     s
 }
 
@@ -27,8 +28,9 @@ fn every_protocol_agrees_through_every_event_on_both_networks() {
     let c = catalogue();
     let mut s = Sweep::quick(c.names(), COSTS);
     s.sizes = vec![5];
+    s.samples = 2;
     let rows = sweep::run(&c, &s, |_| {}).expect("every run agrees");
-    assert_eq!(rows.len(), 5 * 2 * 5, "5 protocols × 2 networks × 5 events");
+    assert_eq!(rows.len(), 5 * 2 * BenchEvent::ALL.len(), "5 protocols × 2 networks × every event");
     for r in &rows {
         assert!(r.measured_ms > 0.0 && r.predicted_ms > 0.0, "{r:?}");
     }
@@ -54,6 +56,43 @@ fn counted_costs_make_a_sweep_reproducible_from_its_seed() {
     assert_ne!(wan(&a), wan(&other), "jitter and loss follow the seed");
 }
 
+/// Leaves and partitions at other positions than the newest: STR, whose chain is cheapest
+/// to cut at the top (the newest member), pays most when the oldest leaves; random positions
+/// are sampled and reported as mean and 95th percentile.
+#[test]
+fn leaves_and_partitions_are_measured_at_every_position() {
+    let c = catalogue();
+    let mut s = small_sweep(3);
+    s.protocols = vec!["str".into(), "tgdh".into()];
+    s.networks = vec![Topology::lan()];
+    s.sizes = vec![8];
+    s.samples = 4;
+    s.events = vec![
+        BenchEvent::Leave,
+        BenchEvent::LeaveOldest,
+        BenchEvent::LeaveRandom,
+        BenchEvent::PartitionOldest,
+        BenchEvent::PartitionRandom,
+    ];
+    let rows = sweep::run(&c, &s, |_| {}).unwrap();
+    let row = |p: &str, e: BenchEvent| {
+        rows.iter().find(|r| r.protocol == p && r.event == e).unwrap_or_else(|| panic!("{p} {e:?}"))
+    };
+    assert!(
+        row("str", BenchEvent::LeaveOldest).measured_ms
+            > 2.0 * row("str", BenchEvent::Leave).measured_ms
+    );
+    for p in ["str", "tgdh"] {
+        for e in [BenchEvent::LeaveRandom, BenchEvent::PartitionRandom] {
+            let r = row(p, e);
+            assert!(r.p95_ms.unwrap() >= r.measured_ms - 1e-9, "{r:?}");
+        }
+        assert_eq!(row(p, BenchEvent::Leave).p95_ms, None);
+    }
+    let md = sweep::markdown(&rows);
+    assert!(md.contains("#### leave-random on lan: ms, simulated mean / 95th percentile"), "{md}");
+}
+
 #[test]
 fn outputs_are_written_as_csv_markdown_and_svg() {
     let c = catalogue();
@@ -63,9 +102,9 @@ fn outputs_are_written_as_csv_markdown_and_svg() {
     let csv = sweep::csv(&rows, &COSTS, 1);
     assert!(csv.starts_with(
         "protocol,network,event,n,k,measured_ms,predicted_ms,ratio,cost,exp_ms,sign_ms,\
-             verify_ms,seed\n"
+             verify_ms,seed,p95_ms\n"
     ));
-    assert!(csv.lines().nth(1).unwrap().ends_with(",counted,0.45,0.02,0.04,1"), "{csv}");
+    assert!(csv.lines().nth(1).unwrap().ends_with(",counted,0.45,0.02,0.04,1,"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + 3 * 2 * 2 * 2);
     let md = sweep::markdown(&rows);
     assert!(md.contains("#### join on wan") && md.contains("| tgdh |"), "{md}");

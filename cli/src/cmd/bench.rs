@@ -228,7 +228,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
                     .iter()
                     .map(|e| {
                         BenchEvent::from_name(e).with_context(|| {
-                            format!("unknown event {e:?} (initial, join, leave, partition, merge)")
+                            format!(
+                                "unknown event {e:?} (initial, join, leave, partition, merge, \
+                                 leave-oldest, leave-random, partition-oldest, partition-random)"
+                            )
                         })
                     })
                     .collect::<Result<_>>()?;
