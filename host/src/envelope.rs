@@ -267,6 +267,13 @@ impl EnvelopeChecker {
         self.trust = trust;
     }
 
+    /// Stops trusting these members' keys (revoked in the middle of a view).
+    pub fn distrust(&mut self, ids: &[String]) {
+        for id in ids {
+            self.trust.remove(id);
+        }
+    }
+
     /// True if `id` is in the trust store.
     pub fn trusts(&self, id: &str) -> bool {
         self.trust.contains(id)

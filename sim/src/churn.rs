@@ -76,9 +76,13 @@ impl ChurnModel {
         {
             return bad("sizes must satisfy 2 <= start_members <= max_members <= 1024");
         }
-        let positive = [self.arrivals_per_min, self.mean_lifetime_min];
-        if positive.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-            return bad("arrivals_per_min and mean_lifetime_min must be positive");
+        // Steps are at least a second apart: rates beyond that, or lifetimes shorter than it,
+        // would only stack steps (and could keep the draw from ever moving on).
+        if !(self.arrivals_per_min > 0.0 && self.arrivals_per_min <= 60.0) {
+            return bad("arrivals_per_min must be in (0, 60]");
+        }
+        if !(self.mean_lifetime_min >= 1.0 / 60.0 && self.mean_lifetime_min.is_finite()) {
+            return bad("mean_lifetime_min must be at least 1/60 (a second) and finite");
         }
         let chances = [self.merge_probability, self.oldest_probability];
         if chances.iter().any(|p| !(0.0..=1.0).contains(p)) {
@@ -87,19 +91,30 @@ impl ChurnModel {
         if self.merge_size == 0 || self.networks.is_empty() || self.cpu_loads.is_empty() {
             return bad("merge_size, networks and cpu_loads must not be empty");
         }
+        if self.merge_size > self.max_members {
+            return bad("merge_size must not exceed max_members");
+        }
         if self.cpu_loads.iter().any(|c| !(0.0..=1.0).contains(c)) {
             return bad("CPU loads must be in [0, 1]");
         }
         let (lo, hi) = self.phase_min;
-        if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
-            return bad("phase lengths must satisfy 0 < min <= max");
+        if !(lo >= 1.0 / 60.0 && lo <= hi && hi.is_finite()) {
+            return bad("phase lengths must satisfy 1/60 (a second) <= min <= max");
         }
         Ok(())
     }
 
-    /// The trace (TOML, the format of [`crate::trace::Trace`]) named `name`.
+    /// The trace (TOML, the format of [`crate::trace::Trace`]) named `name`; checked as a
+    /// trace before it is handed out.
     pub fn generate(&self, name: &str) -> Result<String, ChurnError> {
         self.check()?;
+        let text = self.draw(name);
+        crate::trace::Trace::parse(&text)
+            .map_err(|e| ChurnError(format!("the drawn trace: {e}")))?;
+        Ok(text)
+    }
+
+    fn draw(&self, name: &str) -> String {
         let mut rng = SplitMix(self.seed);
         let end_s = self.minutes * 60.0;
         let exp = |rng: &mut SplitMix, mean: f64| -mean * (1.0 - rng.unit()).ln();
@@ -167,7 +182,7 @@ impl ChurnModel {
             }
             last_at = at;
         }
-        Ok(out)
+        out
     }
 }
 

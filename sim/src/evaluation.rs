@@ -113,31 +113,30 @@ pub fn evaluate(
     // The fixed replays are independent: they run on every core (each builds its own
     // simulator), and come back in the order asked for.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<String>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Result<Replay, TraceError>>>> =
-        protocols.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let mut results: Vec<Option<Result<Replay, TraceError>>> =
+        protocols.iter().map(|_| None).collect();
     std::thread::scope(|scope| {
         for _ in 0..threads.min(protocols.len()) {
-            let (next, slots, done_tx) = (&next, &slots, done_tx.clone());
+            let (next, done_tx) = (&next, done_tx.clone());
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(p) = protocols.get(i) else { break };
                 let r = replay(catalogue, trace, &Mode::Fixed(p.clone()), config);
-                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-                let _ = done_tx.send(format!("fixed {p}"));
+                if done_tx.send((i, r)).is_err() {
+                    break;
+                }
             });
         }
         drop(done_tx);
-        for done in done_rx.iter() {
-            progress(&done);
+        for (i, r) in done_rx.iter() {
+            progress(&format!("fixed {}", protocols[i]));
+            results[i] = Some(r);
         }
     });
-    let results: Vec<Result<Replay, TraceError>> = slots
-        .into_iter()
-        .map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every replay ran"))
-        .collect();
-    let mut replays = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // A replay that panicked has taken the scope down with it: every slot is filled here.
+    let mut replays = results.into_iter().flatten().collect::<Result<Vec<_>, _>>()?;
     // The adaptive run may only use what the fixed runs (and so the oracle) cover.
     let mut allowed = Catalogue::default();
     for name in protocols.iter().chain(std::iter::once(&trace.start)) {

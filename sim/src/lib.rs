@@ -116,6 +116,9 @@ pub enum SimError {
     /// The group layer refused a request.
     #[error("group layer: {0}")]
     Sequencer(String),
+    /// A setting that cannot be run.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
     /// Members of a view ended with different keys, or without one.
     #[error("no agreement: {0}")]
     NoAgreement(String),

@@ -277,8 +277,8 @@ fn run_one(
         record(BenchEvent::Leave, 0, &[sim.settled()?.latency_ms]);
     }
     let p = (n / 4).max(1);
-    // Splits `go` off, measures, and heals (measuring the merge if asked).
-    let split = |sim: &mut Sim, go: Vec<String>, merge: bool| -> Result<(f64, f64), SimError> {
+    // Splits `go` off and heals: the split's and the merge's latency.
+    let split = |sim: &mut Sim, go: Vec<String>| -> Result<(f64, f64), SimError> {
         let stay: Vec<String> = sim.members().into_iter().filter(|m| !go.contains(m)).collect();
         sim.partition(&[stay, go])?;
         sim.run();
@@ -286,11 +286,11 @@ fn run_one(
         sim.heal();
         sim.run();
         let merge_ms = sim.settled()?.latency_ms;
-        Ok((split_ms, if merge { merge_ms } else { 0.0 }))
+        Ok((split_ms, merge_ms))
     };
     if n >= 2 && (wants(BenchEvent::Partition) || wants(BenchEvent::Merge)) {
         let members = sim.members();
-        let (split_ms, merge_ms) = split(&mut sim, members[members.len() - p..].to_vec(), true)?;
+        let (split_ms, merge_ms) = split(&mut sim, members[members.len() - p..].to_vec())?;
         record(BenchEvent::Partition, p, &[split_ms]);
         record(BenchEvent::Merge, p, &[merge_ms]);
     }
@@ -319,7 +319,7 @@ fn run_one(
     }
     if n >= 2 && wants(BenchEvent::PartitionOldest) {
         let oldest = sim.members()[..p].to_vec();
-        record(BenchEvent::PartitionOldest, p, &[split(&mut sim, oldest, false)?.0]);
+        record(BenchEvent::PartitionOldest, p, &[split(&mut sim, oldest)?.0]);
     }
     if n >= 2 && wants(BenchEvent::PartitionRandom) {
         let mut samples = Vec::new();
@@ -329,7 +329,7 @@ fn run_one(
             for _ in 0..p {
                 go.push(members.remove((rng.next_u64() % members.len() as u64) as usize));
             }
-            samples.push(split(&mut sim, go, false)?.0);
+            samples.push(split(&mut sim, go)?.0);
         }
         record(BenchEvent::PartitionRandom, p, &samples);
     }
@@ -342,6 +342,9 @@ pub fn run(
     sweep: &Sweep,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<Row>, SimError> {
+    if sweep.samples == 0 && sweep.events.iter().any(|e| e.sampled()) {
+        return Err(SimError::Invalid("sampled events need at least one sample".into()));
+    }
     let mut rows = Vec::new();
     for p in &sweep.protocols {
         let entry = catalogue.get(p).ok_or_else(|| SimError::Session(format!("no plugin {p}")))?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use gka_host::identity::ca_dir::CaDir;
-use gka_host::identity::cert::{der_of_pem, read_cert, Role};
+use gka_host::identity::cert::{der_of_pem, read_cert, utc_date, Role};
 use gka_host::identity::{Identity, PublicKey, Scheme};
 use time::OffsetDateTime;
 
@@ -139,6 +139,10 @@ fn issue(
     if parsed.is_empty() {
         parsed.insert(Role::Member);
     }
+    // Before a new key is written: a wrong --dir must not leave a stray key behind.
+    CaDir::at(dir)
+        .load()
+        .with_context(|| format!("cannot use the CA in {} (--dir)", dir.display()))?;
     let key = match public {
         Some(path) => {
             let pem = std::fs::read_to_string(path)
@@ -175,10 +179,6 @@ fn issue(
     Ok(())
 }
 
-fn date(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix).map_or_else(|_| unix.to_string(), |d| d.to_string())
-}
-
 fn show(file: &Path) -> Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -200,8 +200,8 @@ fn show(file: &Path) -> Result<()> {
         writeln!(
             std::io::stdout(),
             "  valid:    {} to {} UTC",
-            date(info.not_before),
-            date(info.not_after)
+            utc_date(info.not_before),
+            utc_date(info.not_after)
         )?;
         writeln!(std::io::stdout(), "  key:      {}", info.public.scheme())?;
         return Ok(());
@@ -220,7 +220,7 @@ fn show(file: &Path) -> Result<()> {
             "  number:   {}",
             list.number.map_or("none".into(), |n| n.to_string())
         )?;
-        writeln!(std::io::stdout(), "  issued:   {} UTC", date(list.this_update))?;
+        writeln!(std::io::stdout(), "  issued:   {} UTC", utc_date(list.this_update))?;
         writeln!(
             std::io::stdout(),
             "  revoked:  {}",

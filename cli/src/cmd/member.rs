@@ -137,21 +137,9 @@ fn own_certificate(path: &Path, identity: &Identity, key: &Path) -> Result<Vec<u
         .with_context(|| format!("{} (--cert)", path.display()))?;
     let info = gka_host::identity::cert::read_cert(&der)
         .with_context(|| format!("{} (--cert)", path.display()))?;
-    if info.id != identity.id() {
-        bail!(
-            "the certificate {} is for {:?}, not {:?} (--cert)",
-            path.display(),
-            info.id,
-            identity.id()
-        );
-    }
-    if info.public.to_pem()? != identity.public().to_pem()? {
-        bail!(
-            "the certificate {} is for another key than {} (--cert)",
-            path.display(),
-            key.display()
-        );
-    }
+    info.belongs_to(identity).map_err(|e| {
+        anyhow::anyhow!("{} (--cert, with the key {}): {e}", path.display(), key.display())
+    })?;
     Ok(der)
 }
 

@@ -80,15 +80,14 @@ fn check(plugins: &Plugins, file: &std::path::Path) -> Result<()> {
     match Policy::parse(&text, &plugins.known_protocols()) {
         Ok(policy) => {
             println!("{}: ok", file.display());
-            let loaded: Vec<String> =
-                plugins.registry.plugins().map(|p| p.descriptor.name.clone()).collect();
-            let names: Vec<&str> = loaded.iter().map(String::as_str).collect();
-            let permitted = policy.candidates(&names, 2);
-            for name in names.iter().filter(|n| !permitted.contains(n)) {
-                println!(
-                    "warning: the loaded plugin {name} is excluded by allow/deny (or its size \
-                     bounds) and will never be chosen"
-                );
+            for plugin in plugins.registry.plugins() {
+                let name = &plugin.descriptor.name;
+                if !policy.allows(name) {
+                    println!(
+                        "warning: the loaded plugin {name} is excluded by allow/deny and will \
+                         never be chosen"
+                    );
+                }
             }
             Ok(())
         }

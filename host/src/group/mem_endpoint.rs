@@ -58,18 +58,9 @@ impl MemGroup {
 
     /// Joins `member` and returns its endpoint.
     pub fn connect(&self, member: &str) -> io::Result<MemEndpoint> {
-        self.connect_presenting(member, None)
-    }
-
-    /// Joins `member`, presenting its certificate (DER), and returns its endpoint.
-    pub fn connect_presenting(
-        &self,
-        member: &str,
-        certificate: Option<&[u8]>,
-    ) -> io::Result<MemEndpoint> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut shared = self.lock();
-        shared.net.join_presenting(member, certificate).map_err(sequencer_error)?;
+        shared.net.join(member).map_err(sequencer_error)?;
         shared.endpoints.push((member.to_owned(), tx));
         Ok(MemEndpoint { member: member.to_owned(), group: self.clone(), rx })
     }

@@ -9,7 +9,6 @@
 //! the timeout.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 
 use crate::group::{Delivery, GroupRun, Sequencer, SequencerError, Timing};
 
@@ -65,16 +64,7 @@ impl MemNet {
 
     /// A member joins.
     pub fn join(&mut self, member: &str) -> Result<(), SequencerError> {
-        self.join_presenting(member, None)
-    }
-
-    /// A member joins presenting a certificate (DER), which the views of its join carry.
-    pub fn join_presenting(
-        &mut self,
-        member: &str,
-        certificate: Option<&[u8]>,
-    ) -> Result<(), SequencerError> {
-        self.seq.join_presenting(member, certificate.map(Arc::from), self.now_ms)?;
+        self.seq.join(member, self.now_ms)?;
         self.queues.entry(member.to_owned()).or_default();
         Ok(())
     }

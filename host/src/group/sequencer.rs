@@ -105,6 +105,15 @@ struct MemberState {
     last_view: Vec<String>,
     /// Component index.
     component: usize,
+    /// The certificate it presented, if any.
+    certificate: Option<Arc<[u8]>>,
+}
+
+/// A new incarnation waiting for the view that removes its old one.
+#[derive(Debug, Clone)]
+struct Parked {
+    component: usize,
+    certificate: Option<Arc<[u8]>>,
 }
 
 /// One group's sequencer (see the module docs).
@@ -119,13 +128,10 @@ pub struct Sequencer {
     /// Components whose membership changed and awaits the batching window's end.
     dirty: BTreeMap<usize, u64>,
     /// New incarnations waiting for the view that removes their old one: member, component.
-    parked: BTreeMap<String, usize>,
+    parked: BTreeMap<String, Parked>,
     /// Members that left a component whose next view is not installed yet: a join under the
     /// same id waits for that view (it is a new incarnation, not the old one staying).
     leaving: BTreeMap<String, usize>,
-    /// The certificates members presented, by member; parked incarnations' in `presented`.
-    certificates: BTreeMap<String, Arc<[u8]>>,
-    presented: BTreeMap<String, Arc<[u8]>>,
     out: VecDeque<(String, Delivery)>,
 }
 
@@ -143,8 +149,6 @@ impl Sequencer {
             dirty: BTreeMap::new(),
             parked: BTreeMap::new(),
             leaving: BTreeMap::new(),
-            certificates: BTreeMap::new(),
-            presented: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -167,11 +171,8 @@ impl Sequencer {
             return Err(SequencerError::AlreadyMember(member.to_owned()));
         }
         if let Some(&component) = self.leaving.get(member) {
-            self.park(member, component, certificate);
+            self.parked.insert(member.to_owned(), Parked { component, certificate });
             return Ok(());
-        }
-        if let Some(c) = certificate {
-            self.certificates.insert(member.to_owned(), c);
         }
         if self.components.is_empty() {
             self.components.push(Component { view_id: 0, members: Vec::new() });
@@ -184,6 +185,7 @@ impl Sequencer {
                 last_heard_ms: now_ms,
                 last_view: Vec::new(),
                 component: 0,
+                certificate,
             },
         );
         self.touch(0, now_ms);
@@ -206,11 +208,8 @@ impl Sequencer {
         certificate: Option<Arc<[u8]>>,
         now_ms: u64,
     ) -> Result<(), SequencerError> {
-        if self.parked.contains_key(member) {
-            self.presented.remove(member);
-            if let Some(c) = certificate {
-                self.presented.insert(member.to_owned(), c);
-            }
+        if let Some(parked) = self.parked.get_mut(member) {
+            parked.certificate = certificate;
             return Ok(());
         }
         match self.members.get(member) {
@@ -218,16 +217,9 @@ impl Sequencer {
             Some(state) => {
                 let component = state.component;
                 self.leave(member, now_ms)?;
-                self.park(member, component, certificate);
+                self.parked.insert(member.to_owned(), Parked { component, certificate });
                 Ok(())
             }
-        }
-    }
-
-    fn park(&mut self, member: &str, component: usize, certificate: Option<Arc<[u8]>>) {
-        self.parked.insert(member.to_owned(), component);
-        if let Some(c) = certificate {
-            self.presented.insert(member.to_owned(), c);
         }
     }
 
@@ -236,25 +228,23 @@ impl Sequencer {
         self.install(c);
         self.leaving.retain(|_, &mut lc| lc != c);
         let waiting: Vec<String> =
-            self.parked.iter().filter(|(_, &pc)| pc == c).map(|(m, _)| m.clone()).collect();
+            self.parked.iter().filter(|(_, p)| p.component == c).map(|(m, _)| m.clone()).collect();
         for m in waiting {
-            self.parked.remove(&m);
-            let certificate = self.presented.remove(&m);
-            let _ = self.join_presenting(&m, certificate, now_ms);
+            if let Some(parked) = self.parked.remove(&m) {
+                let _ = self.join_presenting(&m, parked.certificate, now_ms);
+            }
         }
     }
 
     /// A member leaves (or is found to have failed).
     pub fn leave(&mut self, member: &str, now_ms: u64) -> Result<(), SequencerError> {
         if self.parked.remove(member).is_some() {
-            self.presented.remove(member);
             return Ok(());
         }
         let state = self
             .members
             .remove(member)
             .ok_or_else(|| SequencerError::NotAMember(member.to_owned()))?;
-        self.certificates.remove(member);
         self.leaving.insert(member.to_owned(), state.component);
         self.touch(state.component, now_ms);
         Ok(())
@@ -441,7 +431,10 @@ impl Sequencer {
             let certificates = view
                 .joined
                 .iter()
-                .filter_map(|j| self.certificates.get(j).map(|c| (j.clone(), c.clone())))
+                .filter_map(|j| {
+                    let c = self.members.get(j).and_then(|s| s.certificate.clone());
+                    c.map(|c| (j.clone(), c))
+                })
                 .collect();
             self.out.push_back((m.clone(), Delivery::View { view, run: self.run, certificates }));
         }

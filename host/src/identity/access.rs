@@ -39,7 +39,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use toml::Spanned;
 
-use super::cert::{CertError, CertInfo, Role, TrustedDomain};
+use super::cert::{der_of_pem, CertError, CertInfo, Role, TrustedDomain};
 use crate::located::{at, toml_error, Located};
 
 #[derive(Debug, Deserialize)]
@@ -191,24 +191,31 @@ impl AccessRules {
                 },
                 None => None,
             };
-            match TrustedDomain::new(&ca, crl.as_ref().map(|(_, t)| t.as_str())) {
-                Ok(t) if t.domain != *name.get_ref() => errors.push(at(
-                    text,
-                    d.ca.span(),
-                    format!(
+            let trusted = match TrustedDomain::new(&ca, None) {
+                Ok(t) if t.domain != *name.get_ref() => {
+                    let why = format!(
                         "this CA certificate is for domain {:?}, not {:?}",
                         t.domain,
                         name.get_ref()
-                    ),
-                )),
-                Ok(t) => {
-                    domains.insert(name.get_ref().clone(), t);
+                    );
+                    errors.push(at(text, d.ca.span(), why));
+                    continue;
                 }
-                Err(e @ CertError::WrongIssuer { .. }) => {
-                    let span = crl.as_ref().map_or(d.ca.span(), |(c, _)| c.span());
-                    errors.push(at(text, span, e.to_string()));
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(at(text, d.ca.span(), e.to_string()));
+                    continue;
                 }
-                Err(e) => errors.push(at(text, d.ca.span(), e.to_string())),
+            };
+            // Problems with the revocation list are reported where the file names it.
+            let with_list = match &crl {
+                Some((c, pem)) => der_of_pem(pem, "X509 CRL")
+                    .and_then(|der| trusted.with_revocation_list(&der))
+                    .map_err(|e| errors.push(at(text, c.span(), e.to_string()))),
+                None => Ok(trusted),
+            };
+            if let Ok(t) = with_list {
+                domains.insert(name.get_ref().clone(), t);
             }
         }
         let known = |name: &Spanned<String>, errors: &mut Vec<Located>| {
@@ -248,6 +255,13 @@ impl AccessRules {
             if g.name.get_ref().is_empty() {
                 errors.push(at(text, g.name.span(), "a group rule needs a name or pattern".into()));
             }
+            if g.domains.is_empty() {
+                let why = format!(
+                    "group rule {:?} lists no domains: it would shut out everyone it matches",
+                    g.name.get_ref()
+                );
+                errors.push(at(text, g.name.span(), why));
+            }
             groups.push(GroupRule {
                 pattern: g.name.get_ref().clone(),
                 domains: g.domains.iter().map(|d| d.get_ref().clone()).collect(),
@@ -275,11 +289,6 @@ impl AccessRules {
             .map_err(|errors| errors.iter().map(|e| format!("{}:{e}", path.display())).collect())
     }
 
-    /// The CA certificates and revocation lists the rules were read from (to watch them).
-    pub fn files(&self) -> &[PathBuf] {
-        &self.files
-    }
-
     /// The trusted domains.
     pub fn domains(&self) -> impl Iterator<Item = &str> {
         self.domains.keys().map(String::as_str)
@@ -304,12 +313,7 @@ impl AccessRules {
             .iter()
             .find(|r| matches(&r.pattern, group))
             .ok_or_else(|| Refusal::NoRule(group.to_owned()))?;
-        let claimed = super::cert::read_cert(der)?;
-        let domain = self
-            .domains
-            .get(&claimed.domain)
-            .ok_or_else(|| Refusal::UnknownDomain(claimed.domain.clone()))?;
-        let info = domain.verify(der, now)?;
+        let info = self.vouched(der, now)?;
         if !rule.domains.contains(&info.domain) {
             return Err(Refusal::DomainNotAllowed { domain: info.domain, group: group.to_owned() });
         }
@@ -319,15 +323,21 @@ impl AccessRules {
         Ok(info)
     }
 
-    /// Checks that the holder of certificate `der` may inject faults: an `operator` of a
-    /// domain listed in `operators`, vouched for by its CA.
-    pub fn admit_operator(&self, der: &[u8], now: OffsetDateTime) -> Result<CertInfo, Refusal> {
+    /// What certificate `der` says, once the CA of the domain it names has vouched for it
+    /// (issuer, validity, revocation).
+    fn vouched(&self, der: &[u8], now: OffsetDateTime) -> Result<CertInfo, Refusal> {
         let claimed = super::cert::read_cert(der)?;
         let domain = self
             .domains
             .get(&claimed.domain)
             .ok_or_else(|| Refusal::UnknownDomain(claimed.domain.clone()))?;
-        let info = domain.verify(der, now)?;
+        Ok(domain.verify(der, now)?)
+    }
+
+    /// Checks that the holder of certificate `der` may inject faults: an `operator` of a
+    /// domain listed in `operators`, vouched for by its CA.
+    pub fn admit_operator(&self, der: &[u8], now: OffsetDateTime) -> Result<CertInfo, Refusal> {
+        let info = self.vouched(der, now)?;
         if !self.operators.contains(&info.domain) || !info.roles.contains(&Role::Operator) {
             return Err(Refusal::RoleNotAllowed { id: info.id, group: "(operators)".into() });
         }
@@ -349,18 +359,32 @@ impl AccessRules {
     /// CA and numbered higher than the list in force. `Ok(None)` for a list that is not newer
     /// (one already applied, sent again).
     pub fn apply_revocation_list(&mut self, der: &[u8]) -> Result<Option<Applied>, Refusal> {
+        let checked = self.checked_revocation_list(der)?;
+        Ok(self.put_in_force(checked))
+    }
+
+    /// The trusted domain that revocation list `der` names, with that list, which its CA must
+    /// have signed (not put in force: see [`Self::put_in_force`]).
+    pub fn checked_revocation_list(&self, der: &[u8]) -> Result<TrustedDomain, Refusal> {
         let claimed = super::cert::read_crl(der)?;
         let domain = self
             .domains
-            .get_mut(&claimed.domain)
+            .get(&claimed.domain)
             .ok_or_else(|| Refusal::UnknownDomain(claimed.domain.clone()))?;
-        let newer = domain.with_revocation_list(der)?;
-        if newer.revocation_number() <= domain.revocation_number() {
-            return Ok(None);
+        Ok(domain.with_revocation_list(der)?)
+    }
+
+    /// Puts a checked list (from [`Self::checked_revocation_list`]) in force if it is newer
+    /// than the one in force for its domain.
+    pub fn put_in_force(&mut self, checked: TrustedDomain) -> Option<Applied> {
+        let domain = self.domains.get_mut(&checked.domain)?;
+        if !checked.same_ca(domain) || checked.revocation_number() <= domain.revocation_number() {
+            return None;
         }
-        let applied = Applied { domain: claimed.domain, number: newer.revocation_number() };
-        *domain = newer;
-        Ok(Some(applied))
+        let applied =
+            Applied { domain: checked.domain.clone(), number: checked.revocation_number() };
+        *domain = checked;
+        Some(applied)
     }
 
     /// These rules, with the revocation lists of `in_force` kept for every domain whose CA is
@@ -402,45 +426,48 @@ impl AccessRules {
 pub struct RulesWatch {
     path: PathBuf,
     files: Vec<PathBuf>,
-    fingerprint: Option<[u8; 32]>,
+    fingerprint: [u8; 32],
 }
 
 impl RulesWatch {
     /// A watch on `path` whose current rules are `rules` (as loaded from it).
     pub fn new(path: &Path, rules: &AccessRules) -> Self {
-        let mut watch =
-            Self { path: path.to_path_buf(), files: rules.files.clone(), fingerprint: None };
-        watch.fingerprint = Some(watch.fingerprint());
-        watch
-    }
-
-    fn fingerprint(&self) -> [u8; 32] {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        for f in std::iter::once(&self.path).chain(&self.files) {
-            h.update(f.to_string_lossy().as_bytes());
-            // A file that cannot be read counts as empty: when it comes back, it is a change.
-            h.update(std::fs::read(f).unwrap_or_default());
-            h.update([0]);
-        }
-        h.finalize().into()
+        let files = rules.files.clone();
+        let fingerprint = fingerprint(path, &files);
+        Self { path: path.to_path_buf(), files, fingerprint }
     }
 
     /// New rules if the file or a file it names changed since the last poll; `Err` with every
     /// problem if the change does not load.
     pub fn poll(&mut self) -> Option<Result<AccessRules, Vec<String>>> {
-        let now = self.fingerprint();
-        if self.fingerprint == Some(now) {
+        let now = fingerprint(&self.path, &self.files);
+        if self.fingerprint == now {
             return None;
         }
-        self.fingerprint = Some(now);
+        self.fingerprint = now;
         let loaded = AccessRules::load(&self.path);
         if let Ok(rules) = &loaded {
-            self.files = rules.files.clone();
-            self.fingerprint = Some(self.fingerprint());
+            // The rules may name other files now: watch those from here on.
+            if rules.files != self.files {
+                self.files = rules.files.clone();
+                self.fingerprint = fingerprint(&self.path, &self.files);
+            }
         }
         Some(loaded)
     }
+}
+
+/// A digest of the rules file and the files it names, as they are now.
+fn fingerprint(path: &Path, files: &[PathBuf]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in std::iter::once(path).chain(files.iter().map(PathBuf::as_path)) {
+        h.update(f.to_string_lossy().as_bytes());
+        // A file that cannot be read counts as empty: when it comes back, it is a change.
+        h.update(std::fs::read(f).unwrap_or_default());
+        h.update([0]);
+    }
+    h.finalize().into()
 }
 
 #[cfg(test)]
@@ -571,6 +598,12 @@ roles = ["operator"]
         assert!(at(11).unwrap().contains("unknown domain \"grey\""), "{errors:?}");
         assert!(at(12).unwrap().contains("unknown role"), "{errors:?}");
         assert_eq!(errors.iter().find(|e| e.line == 11).unwrap().column, 19);
+        let nobody =
+            AccessRules::parse("[[group]]\nname = \"g\"\ndomains = []\n", tmp.path()).unwrap_err();
+        assert!(
+            nobody[0].message.contains("lists no domains") && nobody[0].line == 2,
+            "{nobody:?}"
+        );
         let syntax = AccessRules::parse("[domain.red\n", tmp.path()).expect_err("bad TOML");
         assert_eq!(syntax[0].line, 1);
         let unknown_field =

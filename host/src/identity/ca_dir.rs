@@ -146,14 +146,11 @@ impl CaDir {
         };
         let ca = DomainCa::from_pem(&read("ca.crt")?, &read("ca.key")?)?;
         let ledger_file = self.path("issued.json");
-        let ledger = match fs::read_to_string(&ledger_file) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| CaDirError::Ledger {
-                path: ledger_file.clone(),
-                detail: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::default(),
-            Err(e) => return Err(io(&ledger_file)(e)),
-        };
+        // `init` writes the ledger; without it the next revocation list would reuse a number
+        // that members already hold, and they would ignore it.
+        let text = fs::read_to_string(&ledger_file).map_err(io(&ledger_file))?;
+        let ledger = serde_json::from_str(&text)
+            .map_err(|e| CaDirError::Ledger { path: ledger_file.clone(), detail: e.to_string() })?;
         Ok((ca, ledger))
     }
 
@@ -247,5 +244,8 @@ mod tests {
         assert!(matches!(dir.revoke("nobody", now), Err(CaDirError::NotIssued(_))));
         let (_, ledger) = dir.load().unwrap();
         assert_eq!((ledger.crl_number, ledger.issued.len()), (2, 1), "each list is newer");
+        // Without its ledger the CA cannot number its next list: an error, not list 1 again.
+        fs::remove_file(tmp.path().join("issued.json")).unwrap();
+        assert!(matches!(dir.revoke("alice", now), Err(CaDirError::Io { .. })));
     }
 }

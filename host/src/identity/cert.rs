@@ -165,6 +165,20 @@ pub struct CertInfo {
     pub is_ca: bool,
 }
 
+impl CertInfo {
+    /// Checks that the certificate is `identity`'s: its id, and a key that verifies what the
+    /// identity signs.
+    pub fn belongs_to(&self, identity: &super::Identity) -> Result<(), String> {
+        if self.id != identity.id() {
+            return Err(format!("the certificate is {:?}'s, not {:?}'s", self.id, identity.id()));
+        }
+        let probe = b"gka certificate self-check";
+        self.public.verify(probe, &identity.sign(probe)).map_err(|_| {
+            format!("the certificate of {:?} is for another key than this member's", self.id)
+        })
+    }
+}
+
 fn params(
     names: &[(DnType, &str)],
     now: OffsetDateTime,
@@ -227,11 +241,6 @@ impl DomainCa {
     /// The domain.
     pub fn domain(&self) -> &str {
         &self.domain
-    }
-
-    /// The CA certificate, DER.
-    pub fn cert_der(&self) -> &[u8] {
-        &self.cert_der
     }
 
     /// The CA certificate, PEM (give it to every party whose access rules trust this domain).
@@ -384,17 +393,38 @@ pub struct CrlInfo {
     pub serials: Vec<String>,
 }
 
+/// Parses a revocation list (DER), refusing trailing bytes.
+fn parse_crl(der: &[u8]) -> Result<CertificateRevocationList<'_>, CertError> {
+    let (rest, crl) = CertificateRevocationList::from_der(der).map_err(malformed)?;
+    if !rest.is_empty() {
+        return Err(CertError::Malformed(format!(
+            "{} bytes after the revocation list",
+            rest.len()
+        )));
+    }
+    Ok(crl)
+}
+
+fn crl_number(crl: &CertificateRevocationList<'_>) -> Option<u64> {
+    crl.crl_number().and_then(|n| u64::try_from(n.clone()).ok())
+}
+
+fn revoked_serials<'a>(
+    crl: &'a CertificateRevocationList<'_>,
+) -> impl Iterator<Item = String> + 'a {
+    crl.iter_revoked_certificates().map(|r| hex::encode(r.raw_serial()))
+}
+
 /// Reads a revocation list (DER).
 pub fn read_crl(der: &[u8]) -> Result<CrlInfo, CertError> {
-    let (_, crl) = CertificateRevocationList::from_der(der).map_err(malformed)?;
+    let crl = parse_crl(der)?;
     let domain = first(crl.issuer().iter_organization().filter_map(|a| a.as_str().ok()))
         .ok_or_else(|| CertError::Malformed("no issuing organization (domain)".into()))?;
-    let number = crl.crl_number().and_then(|n| u64::try_from(n.clone()).ok());
     Ok(CrlInfo {
         domain,
-        number,
+        number: crl_number(&crl),
         this_update: crl.last_update().timestamp(),
-        serials: crl.iter_revoked_certificates().map(|r| hex::encode(r.raw_serial())).collect(),
+        serials: revoked_serials(&crl).collect(),
     })
 }
 
@@ -405,6 +435,8 @@ pub struct TrustedDomain {
     /// The domain's name (from its CA certificate).
     pub domain: String,
     ca_der: Vec<u8>,
+    /// The CA certificate's validity (Unix seconds): an expired CA vouches for nobody.
+    ca_valid: (i64, i64),
     revoked: BTreeSet<String>,
     /// The revocation list in force (DER) and its number (0 for a list without one).
     crl: Option<(u64, Vec<u8>)>,
@@ -419,27 +451,35 @@ impl TrustedDomain {
         if !info.is_ca {
             return Err(CertError::Malformed("not a CA certificate".into()));
         }
-        let domain = Self { domain: info.domain, ca_der, revoked: BTreeSet::new(), crl: None };
+        let domain = Self {
+            domain: info.domain,
+            ca_der,
+            ca_valid: (info.not_before, info.not_after),
+            revoked: BTreeSet::new(),
+            crl: None,
+        };
         match crl_pem {
             Some(crl_pem) => domain.with_revocation_list(&der_of_pem(crl_pem, "X509 CRL")?),
             None => Ok(domain),
         }
     }
 
-    /// This domain with `crl_der` as its revocation list, which must be signed by its CA.
+    /// This domain with `crl_der` as its revocation list, which must be signed by its CA and
+    /// numbered (lists are ordered by their numbers).
     pub fn with_revocation_list(&self, crl_der: &[u8]) -> Result<Self, CertError> {
         let (_, ca) = X509Certificate::from_der(&self.ca_der).map_err(malformed)?;
-        let (_, crl) = CertificateRevocationList::from_der(crl_der).map_err(malformed)?;
+        let crl = parse_crl(crl_der)?;
         crl.verify_signature(ca.public_key()).map_err(|e| CertError::WrongIssuer {
             domain: self.domain.clone(),
             detail: format!("revocation list: {e}"),
         })?;
-        let number = crl.crl_number().and_then(|n| u64::try_from(n.clone()).ok()).unwrap_or(0);
+        let number = crl_number(&crl).ok_or_else(|| {
+            CertError::Malformed("a revocation list without a number (below 2^64)".into())
+        })?;
         Ok(Self {
-            domain: self.domain.clone(),
-            ca_der: self.ca_der.clone(),
-            revoked: crl.iter_revoked_certificates().map(|r| hex::encode(r.raw_serial())).collect(),
+            revoked: revoked_serials(&crl).collect(),
             crl: Some((number, crl_der.to_vec())),
+            ..self.clone()
         })
     }
 
@@ -481,18 +521,9 @@ impl TrustedDomain {
             return Err(CertError::Invalid { what: "member certificate", value: info.id });
         }
         let t = now.unix_timestamp();
-        if t < info.not_before || t > info.not_after {
-            let date = |s: i64| {
-                OffsetDateTime::from_unix_timestamp(s)
-                    .map_or_else(|_| s.to_string(), |d| d.to_string())
-            };
-            return Err(CertError::Expired {
-                state: if t > info.not_after { "expired" } else { "not yet valid" },
-                not_before: date(info.not_before),
-                not_after: date(info.not_after),
-                id: info.id,
-            });
-        }
+        let (ca_from, ca_until) = self.ca_valid;
+        outside_validity(&format!("{} CA", self.domain), t, ca_from, ca_until)?;
+        outside_validity(&info.id, t, info.not_before, info.not_after)?;
         if self.revoked.contains(&info.serial) {
             return Err(CertError::Revoked {
                 id: info.id,
@@ -502,6 +533,24 @@ impl TrustedDomain {
         }
         Ok(info)
     }
+}
+
+/// `Err(Expired)` if `t` is outside [`not_before`, `not_after`] (Unix seconds).
+fn outside_validity(id: &str, t: i64, not_before: i64, not_after: i64) -> Result<(), CertError> {
+    if (not_before..=not_after).contains(&t) {
+        return Ok(());
+    }
+    Err(CertError::Expired {
+        state: if t > not_after { "expired" } else { "not yet valid" },
+        not_before: utc_date(not_before),
+        not_after: utc_date(not_after),
+        id: id.to_owned(),
+    })
+}
+
+/// A Unix time as a UTC date and time (the number itself if it is out of the calendar).
+pub fn utc_date(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix).map_or_else(|_| unix.to_string(), |d| d.to_string())
 }
 
 #[cfg(test)]
@@ -582,5 +631,16 @@ mod tests {
         assert!(matches!(read_cert(b"garbage"), Err(CertError::Malformed(_))));
         // A member certificate is not a CA.
         assert!(TrustedDomain::new(&a.pem, None).is_err());
+        // An expired CA vouches for nobody, even for a member certificate still valid.
+        let old = DomainCa::create("old", now() - time::Duration::days(400), 365, [7; 16]).unwrap();
+        let m = old.issue("alice", alice.public(), &member(), now(), 30, [8; 16]).unwrap();
+        let e = TrustedDomain::new(&old.cert_pem(), None).unwrap().verify(&m.der, now());
+        assert!(e.unwrap_err().to_string().contains("\"old CA\" is expired"));
+        // A revocation list with bytes after it is refused.
+        let crl = der_of_pem(&red.revocation_list(&[], now(), 7, 2).unwrap(), "X509 CRL").unwrap();
+        let trusted = TrustedDomain::new(&red.cert_pem(), None).unwrap();
+        trusted.with_revocation_list(&crl).expect("the list itself");
+        let trailing = [crl.as_slice(), &[0]].concat();
+        assert!(matches!(trusted.with_revocation_list(&trailing), Err(CertError::Malformed(_))));
     }
 }

@@ -400,6 +400,13 @@ impl TrustStore {
         Arc::make_mut(&mut self.keys).insert(id.to_owned(), key);
     }
 
+    /// Removes a member's key.
+    pub fn remove(&mut self, id: &str) {
+        if self.keys.contains_key(id) {
+            Arc::make_mut(&mut self.keys).remove(id);
+        }
+    }
+
     /// The key of a trusted member.
     pub fn get(&self, id: &str) -> Option<&PublicKey> {
         self.keys.get(id)

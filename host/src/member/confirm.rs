@@ -176,10 +176,7 @@ impl MemberCore {
             return self.refresh(self.now);
         };
         self.replace_session(session);
-        self.keys_in_view += 1;
-        self.pending = true;
-        self.checker.set_epoch(self.agreeing_epoch());
-        self.agreement_began();
+        self.next_agreement();
         self.session.handle_view(plugin_now(self.now), &fresh_view(&trusted))?;
         self.drain_session();
         Ok(())

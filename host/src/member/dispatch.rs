@@ -132,7 +132,7 @@ impl MemberCore {
         // votes since. Otherwise it waits for this view's announcement.
         let knew_leader = self.leader().is_some_and(|l| previous.iter().any(|p| p == l));
         let in_step = std::mem::take(&mut self.announced) && knew_leader;
-        if !trusted.members.iter().any(|m| m == self.identity.id()) {
+        if !self.admitted() {
             // Not admitted by its own rules (revoked, say): it takes no part in the key.
             self.pending = false;
             return Ok(());
@@ -207,12 +207,12 @@ impl MemberCore {
         if self.switch_under_way() {
             return Err(MemberError::SwitchUnderWay);
         }
+        if !self.admitted() {
+            return Err(MemberError::NotAdmitted);
+        }
         // As in the plugin: a refresh during an agreement is already covered by it.
         if !self.pending {
-            self.keys_in_view += 1;
-            self.pending = true;
-            self.checker.set_epoch(self.agreeing_epoch());
-            self.agreement_began();
+            self.next_agreement();
         }
         self.session.handle_refresh(plugin_now(now))?;
         self.drain_session();

@@ -57,6 +57,15 @@ pub(super) struct Liveness {
 }
 
 impl MemberCore {
+    /// The view's next agreement (a refresh, a restart, a switch) begins now, at a point of
+    /// the agreed order: its epoch follows the last one's.
+    pub(super) fn next_agreement(&mut self) {
+        self.keys_in_view += 1;
+        self.pending = true;
+        self.checker.set_epoch(self.agreeing_epoch());
+        self.agreement_began();
+    }
+
     /// An agreement begins now (at a point of the agreed order).
     pub(super) fn agreement_began(&mut self) {
         let l = &mut self.liveness;
@@ -75,7 +84,7 @@ impl MemberCore {
     }
 
     /// How long this member lets an agreement of `n` members run before naming the silent.
-    pub fn agreement_deadline(&self, n: u64) -> Duration {
+    pub(super) fn agreement_deadline(&self, n: u64) -> Duration {
         let model = self.current_protocol();
         let mut inputs = Inputs { group_size: n, ..Inputs::default() };
         if let Some(rtt) = self.probes.rtt_median_ms() {
@@ -101,8 +110,11 @@ impl MemberCore {
         }
         let round = match self.liveness.rounds_sent {
             0 => {
-                let deadline = self.agreement_deadline(trusted.members.len() as u64);
-                if self.now.saturating_sub(self.liveness.since) < deadline {
+                let waited = self.now.saturating_sub(self.liveness.since);
+                // The deadline is never below the floor: no prediction needed before it.
+                if waited < self.timing.stall_floor
+                    || waited < self.agreement_deadline(trusted.members.len() as u64)
+                {
                     return;
                 }
                 1
@@ -190,7 +202,9 @@ impl MemberCore {
         // They may hold the current key.
         self.departed_since_key = true;
         self.trusted_view = Some(trusted.clone());
-        if trusted.members.iter().all(|m| m != self.identity.id()) {
+        if !self.admitted() {
+            // This member itself is out: it takes no part in the agreement without it.
+            self.pending = false;
             return Ok(());
         }
         // A switch being voted on needs votes from members who are gone: it ends here.
@@ -208,10 +222,7 @@ impl MemberCore {
             self.send_control(None, &Control::Announce(me));
         }
         let session = self.fresh_session();
-        self.keys_in_view += 1;
-        self.pending = true;
-        self.checker.set_epoch(self.agreeing_epoch());
-        self.agreement_began();
+        self.next_agreement();
         match session {
             Some(session) => {
                 self.replace_session(session);

@@ -33,7 +33,7 @@ use super::MemberCore;
 use crate::envelope::EnvelopeChecker;
 use crate::group::Certificates;
 use crate::identity::access::{AccessRules, Applied, Refusal};
-use crate::identity::cert::{read_cert, read_crl, CertInfo};
+use crate::identity::cert::{read_cert, read_crl, CertInfo, TrustedDomain};
 use crate::identity::TrustStore;
 
 /// What a member decided about a view's members.
@@ -56,14 +56,23 @@ pub(super) struct CertifiedPeers {
     on_disk: AccessRules,
     /// Whether `on_disk` changed since the last view.
     disk_changed: bool,
-    /// The certificates of the current view's members.
-    certificates: BTreeMap<String, Arc<[u8]>>,
+    /// The certificates of the current view's members, with the domain and serial they name
+    /// (read once, when they arrive; `None` for one that does not parse).
+    certificates: BTreeMap<String, Presented>,
     /// What each admitted certificate said, until the rules change.
     verified: BTreeMap<String, CertInfo>,
     /// The wall-clock time certificates are checked at.
     wall: OffsetDateTime,
     /// The lists (domain, number) that took members out of the key in this view.
     acted: BTreeSet<(String, u64)>,
+}
+
+/// A certificate a member presented.
+#[derive(Debug)]
+struct Presented {
+    der: Arc<[u8]>,
+    /// (domain, serial), as the certificate claims them.
+    names: Option<(String, String)>,
 }
 
 /// What a delivered revocation list does.
@@ -109,29 +118,29 @@ impl CertifiedPeers {
 
     /// The revocation lists in force that revoke one of `members`.
     pub(super) fn lists_revoking(&self, members: &[String]) -> Vec<Vec<u8>> {
-        self.in_force
-            .revocation_lists()
+        let mut domains: Vec<&str> = members
+            .iter()
+            .filter_map(|m| self.certificates.get(m)?.names.as_ref())
+            .filter(|(d, serial)| self.in_force.domain(d).is_some_and(|t| t.revokes(serial)))
+            .map(|(d, _)| d.as_str())
+            .collect();
+        domains.sort_unstable();
+        domains.dedup();
+        domains
             .into_iter()
-            .filter(|list| !self.revoked_by(list, members).is_empty())
+            .filter_map(|d| Some(self.in_force.domain(d)?.revocation_list()?.to_vec()))
             .collect()
     }
 
-    /// The members among `members` whose certificates `list` revokes (a list its domain's CA
-    /// did not sign revokes nobody).
-    fn revoked_by(&self, list: &[u8], members: &[String]) -> Vec<String> {
-        let Ok(claimed) = read_crl(list) else { return Vec::new() };
-        let Some(checked) =
-            self.in_force.domain(&claimed.domain).and_then(|d| d.with_revocation_list(list).ok())
-        else {
-            return Vec::new();
-        };
+    /// The members among `members` whose certificates the checked list `list` revokes.
+    fn revoked_by(&self, list: &TrustedDomain, members: &[String]) -> Vec<String> {
         members
             .iter()
             .filter(|m| {
                 self.certificates
                     .get(*m)
-                    .and_then(|der| read_cert(der).ok())
-                    .is_some_and(|c| c.domain == claimed.domain && checked.revokes(&c.serial))
+                    .and_then(|p| p.names.as_ref())
+                    .is_some_and(|(domain, serial)| *domain == list.domain && list.revokes(serial))
             })
             .cloned()
             .collect()
@@ -146,7 +155,8 @@ impl CertifiedPeers {
         self.verified.retain(|m, _| view.members.contains(m));
         for (member, der) in delivered.iter().filter(|(m, _)| view.joined.contains(m)) {
             self.verified.remove(member);
-            self.certificates.insert(member.clone(), der.clone());
+            let names = read_cert(der).ok().map(|c| (c.domain, c.serial));
+            self.certificates.insert(member.clone(), Presented { der: der.clone(), names });
         }
         if std::mem::take(&mut self.disk_changed) {
             self.in_force = self.on_disk.clone().keeping_revocations_of(&self.in_force);
@@ -158,13 +168,24 @@ impl CertifiedPeers {
     /// A revocation list delivered through the group in a view of `members`: put in force if
     /// it is newer, and the members it revokes (see the module docs).
     pub(super) fn deliver(&mut self, der: &[u8], members: &[String]) -> Result<Delivered, Refusal> {
-        let applied = self.in_force.apply_revocation_list(der)?;
-        if applied.is_some() {
-            self.verified.clear();
-        }
         let claimed = read_crl(der)?;
-        let first = self.acted.insert((claimed.domain, claimed.number.unwrap_or(0)));
-        let revokes = if first { self.revoked_by(der, members) } else { Vec::new() };
+        // The same list again (every member sends the lists in force to a view with joiners):
+        // it did all it does at its first delivery.
+        let key = (claimed.domain, claimed.number.unwrap_or(0));
+        if self.acted.contains(&key) {
+            return Ok(Delivered { applied: None, revokes: Vec::new() });
+        }
+        let checked = self.in_force.checked_revocation_list(der)?;
+        self.acted.insert(key);
+        let revokes = self.revoked_by(&checked, members);
+        let applied = self.in_force.put_in_force(checked);
+        if applied.is_some() {
+            // Only what the new list revokes can have changed.
+            let in_force = &self.in_force;
+            self.verified.retain(|_, info| {
+                in_force.domain(&info.domain).is_none_or(|d| !d.revokes(&info.serial))
+            });
+        }
         Ok(Delivered { applied, revokes })
     }
 
@@ -194,9 +215,12 @@ impl CertifiedPeers {
     }
 
     fn check(&self, member: &str) -> Result<CertInfo, String> {
-        let der =
+        let presented =
             self.certificates.get(member).ok_or_else(|| "presented no certificate".to_owned())?;
-        let info = self.in_force.admit(&self.group, der, self.wall).map_err(|r| r.to_string())?;
+        let info = self
+            .in_force
+            .admit(&self.group, &presented.der, self.wall)
+            .map_err(|r| r.to_string())?;
         if info.id != member {
             return Err(format!("presented the certificate of {:?}", info.id));
         }
@@ -272,17 +296,19 @@ impl MemberCore {
     /// members of the view, every member (whatever it held before) takes them out of the key
     /// and starts a fresh agreement here, as for members excluded for stalling.
     pub(super) fn on_revocation(&mut self, from: &str, list: &[u8]) -> Result<(), MemberError> {
-        let Some(view) = self.view.clone() else { return Ok(()) };
-        let Some(peers) = &mut self.peers else { return Ok(()) };
+        let (Some(view), Some(peers)) = (self.view.as_ref(), self.peers.as_mut()) else {
+            return Ok(());
+        };
         let delivered = match peers.deliver(list, &view.members) {
             Ok(delivered) => delivered,
+            // A domain this member does not trust: its list says nothing about its peers
+            // (members whose rules trust more domains send them too).
+            Err(Refusal::UnknownDomain(_)) => return Ok(()),
             Err(refusal) => {
                 self.error(from, format!("revocation list refused: {refusal}"));
                 return Ok(());
             }
         };
-        let admission = peers.admit(&view.members);
-        self.checker.set_trust(admission.keys);
         if let Some(Applied { domain, number }) = delivered.applied {
             let from = from.to_owned();
             self.events.push_back(MemberEvent::RevocationApplied { domain, number, from });
@@ -290,11 +316,13 @@ impl MemberCore {
         if delivered.revokes.is_empty() {
             return Ok(());
         }
-        let why = |m: &String| {
-            let refused = admission.refused.iter().find(|(r, _)| r == m);
-            refused.map_or_else(|| "revoked".to_owned(), |(_, why)| why.clone())
-        };
-        let members = delivered.revokes.iter().map(|m| (m.clone(), why(m))).collect();
+        // Only the revoked members' keys go: the others stay as admitted at the view.
+        self.checker.distrust(&delivered.revokes);
+        let members = delivered
+            .revokes
+            .iter()
+            .map(|m| (m.clone(), peers.check(m).err().unwrap_or_else(|| "revoked".to_owned())))
+            .collect();
         self.events.push_back(MemberEvent::NotInKey { members });
         self.exclude(delivered.revokes)
     }

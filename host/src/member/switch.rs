@@ -327,10 +327,7 @@ impl MemberCore {
         };
         self.replace_session(session);
         self.protocol = proposal.to.tag();
-        self.keys_in_view += 1;
-        self.pending = true;
-        self.checker.set_epoch(self.agreeing_epoch());
-        self.agreement_began();
+        self.next_agreement();
         self.events.push_back(MemberEvent::Switch(SwitchEvent::Committed {
             id: proposal.id,
             to: proposal.to.name.clone(),

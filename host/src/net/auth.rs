@@ -20,6 +20,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::identity::access::{AccessRules, Refusal};
+use crate::identity::cert::CertInfo;
 use crate::identity::{Identity, PublicKey, TrustStore};
 use crate::net::wire::ControlCmd;
 
@@ -124,23 +125,6 @@ pub struct Credentials<'a> {
     pub now: OffsetDateTime,
 }
 
-fn check(keys: &TrustStore, id: &str, statement: &[u8], proof: &[u8]) -> Result<(), AuthError> {
-    let key: &PublicKey = keys.get(id).ok_or_else(|| AuthError::Unknown(id.to_owned()))?;
-    key.verify(statement, proof).map_err(|_| AuthError::BadProof(id.to_owned()))
-}
-
-fn check_certified(
-    info: crate::identity::cert::CertInfo,
-    id: &str,
-    statement: &[u8],
-    proof: &[u8],
-) -> Result<(), AuthError> {
-    if info.id != id {
-        return Err(AuthError::WrongId { cert: info.id, claimed: id.to_owned() });
-    }
-    info.public.verify(statement, proof).map_err(|_| AuthError::BadProof(id.to_owned()))
-}
-
 impl DaemonAccess {
     /// Checks a join: by the presented certificate against the access rules (its domain, role
     /// and validity, and the proof under its key), or else by the key listed for `member`.
@@ -152,14 +136,9 @@ impl DaemonAccess {
         credentials: Credentials<'_>,
     ) -> Result<(), AuthError> {
         let statement = join_statement(challenge, group, member);
-        match (credentials.certificate, &self.rules) {
-            (Some(der), Some(rules)) => {
-                let info = rules.admit(group, der, credentials.now)?;
-                check_certified(info, member, &statement, credentials.proof)
-            }
-            (Some(_), None) => Err(AuthError::NoRules),
-            (None, _) => check(&self.members, member, &statement, credentials.proof),
-        }
+        self.check(&self.members, member, &statement, credentials, |rules, der, now| {
+            rules.admit(group, der, now)
+        })
     }
 
     /// Checks a control command: by an operator certificate of a domain the rules let inject
@@ -172,14 +151,33 @@ impl DaemonAccess {
         credentials: Credentials<'_>,
     ) -> Result<(), AuthError> {
         let statement = control_statement(challenge, operator, cmd);
-        match (credentials.certificate, &self.rules) {
+        self.check(&self.operators, operator, &statement, credentials, |rules, der, now| {
+            rules.admit_operator(der, now)
+        })
+    }
+
+    /// `id`'s proof over `statement`: under the key of a certificate `admit` accepts, or, with
+    /// no certificate, under the key `keys` lists for `id`.
+    fn check(
+        &self,
+        keys: &TrustStore,
+        id: &str,
+        statement: &[u8],
+        credentials: Credentials<'_>,
+        admit: impl FnOnce(&AccessRules, &[u8], OffsetDateTime) -> Result<CertInfo, Refusal>,
+    ) -> Result<(), AuthError> {
+        let key: PublicKey = match (credentials.certificate, &self.rules) {
             (Some(der), Some(rules)) => {
-                let info = rules.admit_operator(der, credentials.now)?;
-                check_certified(info, operator, &statement, credentials.proof)
+                let info = admit(rules, der, credentials.now)?;
+                if info.id != id {
+                    return Err(AuthError::WrongId { cert: info.id, claimed: id.to_owned() });
+                }
+                info.public
             }
-            (Some(_), None) => Err(AuthError::NoRules),
-            (None, _) => check(&self.operators, operator, &statement, credentials.proof),
-        }
+            (Some(_), None) => return Err(AuthError::NoRules),
+            (None, _) => keys.get(id).ok_or_else(|| AuthError::Unknown(id.to_owned()))?.clone(),
+        };
+        key.verify(statement, credentials.proof).map_err(|_| AuthError::BadProof(id.to_owned()))
     }
 }
 

@@ -134,7 +134,12 @@ impl GroupEndpoint for Connection {
                 Some(ServerMsg::Error(e)) => {
                     return Err(io::Error::other(format!("the daemon refused: {e}")))
                 }
-                Some(ServerMsg::Ok | ServerMsg::Challenge(_)) => continue,
+                Some(ServerMsg::Ok) => continue,
+                Some(ServerMsg::Challenge(_)) => {
+                    return Err(invalid(
+                        "a second challenge from the daemon on a joined connection",
+                    ))
+                }
                 Some(other) => {
                     if let Some(d) = self.reassembly.push(other).map_err(invalid)? {
                         return Ok(Some(d));

@@ -145,11 +145,12 @@ pub fn delivery_frames(d: Delivery) -> Vec<Vec<u8>> {
             let mut chunk = Vec::new();
             let mut size = 0;
             for (member, der) in certificates {
-                if size + der.len() > CERTIFICATE_CHUNK_BYTES && !chunk.is_empty() {
+                let entry = der.len() + member.len();
+                if size + entry > CERTIFICATE_CHUNK_BYTES && !chunk.is_empty() {
                     frames.push(encode_frame(&ServerMsg::Certificates(std::mem::take(&mut chunk))));
                     size = 0;
                 }
-                size += der.len() + member.len();
+                size += entry;
                 chunk.push((member, der.to_vec()));
             }
             frames.push(encode_frame(&ServerMsg::View { view, run, certificates: chunk }));
@@ -172,7 +173,8 @@ pub struct Reassembly {
 
 impl Reassembly {
     /// The delivery `msg` completes, if any; an error if the certificates of one view exceed
-    /// [`MAX_VIEW_CERTIFICATE_BYTES`].
+    /// [`MAX_VIEW_CERTIFICATE_BYTES`], or if a message comes between a view's certificates and
+    /// the view.
     pub fn push(&mut self, msg: ServerMsg) -> Result<Option<Delivery>, WireError> {
         if let ServerMsg::Certificates(more) | ServerMsg::View { certificates: more, .. } = &msg {
             // Each entry costs its bytes and its bookkeeping, even an empty one.
@@ -195,6 +197,9 @@ impl Reassembly {
                 let certificates = all.into_iter().map(|(m, c)| (m, Arc::from(c))).collect();
                 Ok(Some(Delivery::View { view, run, certificates }))
             }
+            ServerMsg::Message { .. } if !self.certificates.is_empty() => Err(
+                WireError::Malformed("a message between a view's certificates and the view".into()),
+            ),
             ServerMsg::Message { from, view_id, bytes } => {
                 Ok(Some(Delivery::Message { from, view_id, bytes }))
             }
@@ -253,4 +258,48 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, WireError
         return Err(WireError::Malformed(format!("{} trailing bytes", rest.len())));
     }
     Ok(v.msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view_with(certificates: usize, size: usize) -> Delivery {
+        let members: Vec<String> = (0..certificates).map(|i| format!("m{i}")).collect();
+        let view = View {
+            view_id: 3,
+            members: members.clone(),
+            joined: members.clone(),
+            left: Vec::new(),
+        };
+        let certificates = members.into_iter().map(|m| (m, Arc::from(vec![7u8; size]))).collect();
+        Delivery::View { view, run: GroupRun([5; 16]), certificates }
+    }
+
+    fn messages(d: Delivery) -> Vec<ServerMsg> {
+        delivery_frames(d).iter().map(|f| decode(&f[4..]).expect("a frame decodes")).collect()
+    }
+
+    #[test]
+    fn a_view_whose_certificates_do_not_fit_one_frame_is_sent_in_chunks_and_rebuilt() {
+        let view = view_with(40, 40 * 1024);
+        let sent = messages(view.clone());
+        assert!(sent.len() >= 2, "chunks, then the view");
+        assert!(matches!(sent.last(), Some(ServerMsg::View { .. })));
+        let mut r = Reassembly::default();
+        let mut got = Vec::new();
+        for m in sent {
+            got.extend(r.push(m).unwrap());
+        }
+        assert_eq!(got, [view]);
+    }
+
+    #[test]
+    fn a_message_inside_a_chunked_view_is_refused() {
+        let mut sent = messages(view_with(40, 40 * 1024));
+        let mut r = Reassembly::default();
+        r.push(sent.remove(0)).unwrap();
+        let message = ServerMsg::Message { from: "a".into(), view_id: 3, bytes: vec![1] };
+        assert!(matches!(r.push(message), Err(WireError::Malformed(_))));
+    }
 }

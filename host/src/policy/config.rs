@@ -301,12 +301,7 @@ impl Policy {
                 errors.push(error_at(text, name.span(), message));
             }
         }
-        let permitted: Vec<&str> = known
-            .iter()
-            .copied()
-            .filter(|p| policy.allow.as_ref().is_none_or(|a| a.iter().any(|x| x.get_ref() == p)))
-            .filter(|p| !policy.deny.iter().any(|x| x.get_ref() == p))
-            .collect();
+        let permitted: Vec<&str> = known.iter().copied().filter(|p| policy.allows(p)).collect();
         if permitted.is_empty() {
             let span = policy.deny.first().map_or(0..0, Spanned::span);
             errors.push(error_at(text, span, "allow and deny leave no protocol to run".into()));

@@ -65,13 +65,18 @@ impl Decision {
 }
 
 impl Policy {
+    /// Whether the allow and deny lists let the group run `protocol` (at some size).
+    pub fn allows(&self, protocol: &str) -> bool {
+        self.allow.as_ref().is_none_or(|a| a.iter().any(|x| x.get_ref() == protocol))
+            && !self.deny.iter().any(|x| x.get_ref() == protocol)
+    }
+
     /// The protocols this policy allows for a group of `size`, among `available`.
     pub fn candidates<'a>(&self, available: &[&'a str], size: u64) -> Vec<&'a str> {
         available
             .iter()
             .copied()
-            .filter(|p| self.allow.as_ref().is_none_or(|a| a.iter().any(|x| x.get_ref() == p)))
-            .filter(|p| !self.deny.iter().any(|x| x.get_ref() == p))
+            .filter(|p| self.allows(p))
             .filter(|p| {
                 self.bounds.iter().find(|(k, _)| k.get_ref() == p).is_none_or(|(_, b)| {
                     b.min_size.is_none_or(|m| size >= m) && b.max_size.is_none_or(|m| size <= m)
@@ -184,8 +189,9 @@ impl Policy {
                     "min_interval",
                 );
             }
-            if by_cost {
-                if let Some(stay) = self.payback(protocols, inputs, &state.current, &to) {
+            if let (true, Some(cur), Some(new)) = (by_cost, expected(&state.current), expected(&to))
+            {
+                if let Some(stay) = self.payback(protocols, inputs, &to, cur - new) {
                     return stay;
                 }
             }
@@ -203,28 +209,17 @@ impl Policy {
         Decision::Switch { to, reason, label, gain }
     }
 
-    /// `Some(stay)` unless switching from `current` to `to` pays for itself within the
-    /// horizon: the predicted gain per event times the events expected (from the observed
-    /// rates) must exceed the predicted time of `to`'s initial agreement at the current size,
-    /// RTT and CPU.
+    /// `Some(stay)` unless switching to `to`, which saves `gain_ms` per event, pays for itself
+    /// within the horizon: the gain times the events expected (from the observed rates) must
+    /// exceed the predicted time of `to`'s initial agreement at the current size, RTT and CPU.
     fn payback(
         &self,
         protocols: &BTreeMap<String, &dyn Protocol>,
         inputs: &Inputs,
-        current: &str,
         to: &str,
+        gain_ms: f64,
     ) -> Option<Decision> {
-        let (Some(cur), Some(new)) = (protocols.get(current), protocols.get(to)) else {
-            return None;
-        };
-        let predictions = predict(
-            &BTreeMap::from([(current.to_owned(), *cur), (to.to_owned(), *new)]),
-            inputs,
-            &self.weights,
-        );
-        let expected =
-            |p: &str| predictions.iter().find(|x| x.protocol == p).map_or(0.0, |x| x.expected_ms);
-        let gain_ms = expected(current) - expected(to);
+        let new = protocols.get(to)?;
         let per_minute =
             inputs.join_rate + inputs.leave_rate + inputs.merge_rate + inputs.partition_rate;
         let horizon_s = *self.stability.horizon_s.get_ref();

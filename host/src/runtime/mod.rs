@@ -250,17 +250,7 @@ pub fn check_own_certificate(
     let info = rules
         .admit(group, der, time::OffsetDateTime::now_utc())
         .map_err(|r| format!("this member's own rules refuse its certificate: {r}"))?;
-    if info.id != identity.id() {
-        return Err(format!(
-            "the certificate is {:?}'s, and this member is {:?}",
-            info.id,
-            identity.id()
-        ));
-    }
-    let probe = b"gka certificate self-check";
-    info.public.verify(probe, &identity.sign(probe)).map_err(|_| {
-        format!("the certificate of {:?} is for another key than this member's", info.id)
-    })
+    info.belongs_to(identity)
 }
 
 /// Runs the member in the background over an endpoint already joined to the group (the daemon's

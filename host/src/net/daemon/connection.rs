@@ -48,8 +48,20 @@ fn refuse_unproven(
     challenge: &Challenge,
     msg: &ClientMsg,
 ) -> Option<(&'static str, String)> {
+    let (proof, certificate) = match msg {
+        ClientMsg::Join { proof, certificate, .. }
+        | ClientMsg::Control { proof, certificate, .. } => (proof, certificate.as_deref()),
+        _ => return None,
+    };
+    if let Some(n) = certificate.map(<[u8]>::len) {
+        if n > wire::MAX_CERTIFICATE_BYTES {
+            let max = wire::MAX_CERTIFICATE_BYTES;
+            return Some(("limit", format!("a certificate may be {max} bytes, not {n}")));
+        }
+    }
+    let credentials = Credentials { proof, certificate, now: time::OffsetDateTime::now_utc() };
     match msg {
-        ClientMsg::Join { group, member, proof, certificate } => {
+        ClientMsg::Join { group, member, .. } => {
             let max = config.limits.max_group_name;
             if !crate::identity::valid_member_id(member) {
                 return Some(("bad_request", format!("invalid member id {member:?}")));
@@ -58,21 +70,10 @@ fn refuse_unproven(
                 let n = group.len();
                 return Some(("limit", format!("a group name must be 1 to {max} bytes, not {n}")));
             }
-            if let Some(n) = certificate.as_ref().map(Vec::len) {
-                if n > wire::MAX_CERTIFICATE_BYTES {
-                    let max = wire::MAX_CERTIFICATE_BYTES;
-                    return Some(("limit", format!("a certificate may be {max} bytes, not {n}")));
-                }
-            }
-            let credentials = Credentials {
-                proof,
-                certificate: certificate.as_deref(),
-                now: time::OffsetDateTime::now_utc(),
-            };
             let proven = config.access.check_join(challenge, group, member, credentials);
             proven.err().map(|e| (e.label(), e.to_string()))
         }
-        ClientMsg::Control { operator, cmd, proof, certificate } => {
+        ClientMsg::Control { operator, cmd, .. } => {
             if !config.allow_control {
                 return Some((
                     "control_off",
@@ -81,11 +82,6 @@ fn refuse_unproven(
                         .into(),
                 ));
             }
-            let credentials = Credentials {
-                proof,
-                certificate: certificate.as_deref(),
-                now: time::OffsetDateTime::now_utc(),
-            };
             let proven = config.access.check_control(challenge, operator, cmd, credentials);
             proven.err().map(|e| {
                 let why = format!("{e} (operators are listed with --operators, or by --access)");

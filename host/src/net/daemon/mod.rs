@@ -25,7 +25,7 @@
 //! the next, so peers rekey for both. Each group gets a fresh [`GroupRun`] nonce when it is
 //! created, carried in its views.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -204,7 +204,7 @@ impl State {
             pending.push(d);
         }
         let now = Instant::now();
-        let mut slow = Vec::new();
+        let mut slow: BTreeSet<(String, String)> = BTreeSet::new();
         for (to, delivery) in pending {
             let from = match &delivery {
                 Delivery::Message { from, .. } => Some(from.clone()),
@@ -215,22 +215,30 @@ impl State {
             let last = self.last_due.get(&key).copied().unwrap_or(now);
             let due = (now + delay).max(last);
             self.last_due.insert(key.clone(), due);
+            // Nothing more for a connection found slow: it is closed below, and a view must
+            // never arrive with some of its frames missing.
+            if slow.contains(&key) {
+                continue;
+            }
             let Some(out) = self.conns.get(&key) else { continue };
             // Encoded once, here: the queue holds one copy of each delivery.
-            for frame in wire::delivery_frames(delivery) {
-                let size = frame.len();
-                let limits = &self.config.limits;
-                // One slot stays free for the reply that explains the close.
-                let over = out.tx.capacity() <= 1
-                    || out.queued_bytes.load(Ordering::Relaxed) + size > limits.max_queued_bytes;
-                if over {
-                    slow.push(key);
-                    break;
-                }
-                out.queued_bytes.fetch_add(size, Ordering::Relaxed);
-                if out.tx.try_send(Queued { due, frame, counted: size }).is_err() {
+            let frames = wire::delivery_frames(delivery);
+            let size: usize = frames.iter().map(Vec::len).sum();
+            // All of a delivery's frames or none; one slot stays free for the reply that
+            // explains the close.
+            let over = out.tx.capacity() <= frames.len()
+                || out.queued_bytes.load(Ordering::Relaxed) + size
+                    > self.config.limits.max_queued_bytes;
+            if over {
+                slow.insert(key);
+                continue;
+            }
+            out.queued_bytes.fetch_add(size, Ordering::Relaxed);
+            for frame in frames {
+                let counted = frame.len();
+                if out.tx.try_send(Queued { due, frame, counted }).is_err() {
                     // Its writer is gone: the member cannot receive anything any more.
-                    slow.push(key);
+                    slow.insert(key);
                     break;
                 }
             }
@@ -338,7 +346,9 @@ impl std::fmt::Debug for DaemonHandle {
 }
 
 impl DaemonHandle {
-    /// As [`Daemon::set_rules`].
+    /// Replaces the access rules for requests from now on (a live edit of the rules, a new CA
+    /// certificate or revocation list). Members already joined stay; a revoked member is
+    /// refused when it next joins.
     pub fn set_rules(&self, rules: Option<Arc<crate::identity::access::AccessRules>>) {
         lock(&self.state).config.access.rules = rules;
     }
@@ -364,13 +374,6 @@ impl Daemon {
     /// A handle that changes this daemon's settings while it runs.
     pub fn handle(&self) -> DaemonHandle {
         DaemonHandle { state: self.state.clone() }
-    }
-
-    /// Replaces the access rules for requests from now on (a live edit of the rules, a new CA
-    /// certificate or revocation list). Members already joined stay; a revoked member is
-    /// refused when it next joins.
-    pub fn set_rules(&self, rules: Option<Arc<crate::identity::access::AccessRules>>) {
-        self.handle().set_rules(rules);
     }
 
     /// Stops serving: the listener, the ticker and every connection close (members see their
