@@ -105,6 +105,8 @@ fn an_adaptive_replay_prints_one_json_object() {
     assert_eq!(v["best_fixed"], best.0);
     let oracle = num(&v["oracle_ms"]);
     assert!(oracle > 0.0 && oracle <= best.1 + 1e-9, "{v}");
+    let phase_oracle = num(&v["phase_oracle_ms"]);
+    assert!(oracle - 1e-9 <= phase_oracle && phase_oracle <= best.1 + 1e-9, "{v}");
     let a = &v["adaptive"];
     assert!(num(&a["total_ms"]) >= oracle - 1e-9, "{v}");
     assert_eq!(a["switches"], 1, "tgdh -> bd: {v}");

@@ -14,10 +14,12 @@
 //! epoch), and a sequence number not above
 //! the last one accepted from that sender in this view (a replay).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use gka_plugin_api::epoch_of;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::group::GroupRun;
 use crate::identity::{Identity, TrustStore};
@@ -236,6 +238,43 @@ impl Rejection {
     }
 }
 
+/// Signatures that one of several checkers in the same process has already verified, so that
+/// the others skip the work: the simulator runs a whole group in one process, where every
+/// broadcast reaches n checkers with the same bytes. Only valid signatures are remembered,
+/// keyed by a SHA-256 digest of the signer's key, the signed bytes and the signature; every
+/// other check (group, run, view, epoch, replay) still runs at each checker. Real members,
+/// each in its own process, have no use for it.
+#[derive(Debug, Clone, Default)]
+pub struct SharedVerifications(Arc<Mutex<HashSet<[u8; 32]>>>);
+
+/// Digests a [`SharedVerifications`] holds before it starts again from empty.
+const SHARED_VERIFICATIONS_MAX: usize = 1 << 20;
+
+impl SharedVerifications {
+    fn digest(key: &crate::identity::PublicKey, signed: &[u8], signature: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        let key = key.raw_bytes();
+        for part in [key.as_slice(), signed, signature] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.0.lock().map(|set| set.contains(digest)).unwrap_or(false)
+    }
+
+    fn insert(&self, digest: [u8; 32]) {
+        if let Ok(mut set) = self.0.lock() {
+            if set.len() >= SHARED_VERIFICATIONS_MAX {
+                set.clear();
+            }
+            set.insert(digest);
+        }
+    }
+}
+
 /// Checks received envelopes for one member (see the module docs).
 #[derive(Debug)]
 pub struct EnvelopeChecker {
@@ -246,6 +285,7 @@ pub struct EnvelopeChecker {
     epoch: u64,
     last_seq: HashMap<String, u64>,
     rejected: HashMap<&'static str, u64>,
+    shared: Option<SharedVerifications>,
 }
 
 impl EnvelopeChecker {
@@ -259,7 +299,14 @@ impl EnvelopeChecker {
             epoch: 0,
             last_seq: HashMap::new(),
             rejected: HashMap::new(),
+            shared: None,
         }
+    }
+
+    /// Shares verified signatures with the other checkers holding `shared` (see
+    /// [`SharedVerifications`]).
+    pub fn share_verifications(&mut self, shared: SharedVerifications) {
+        self.shared = Some(shared);
     }
 
     /// Trusts exactly the keys in `trust` from now on (the members admitted in a view).
@@ -329,8 +376,18 @@ impl EnvelopeChecker {
         }
         let key =
             self.trust.get(&h.sender).ok_or_else(|| Rejection::UnknownSender(h.sender.clone()))?;
-        key.verify(&signed_bytes(h, &e.body), &e.signature)
-            .map_err(|_| Rejection::BadSignature(h.sender.clone()))?;
+        let signed = signed_bytes(h, &e.body);
+        let shared = self
+            .shared
+            .as_ref()
+            .map(|s| (s, SharedVerifications::digest(key, &signed, &e.signature)));
+        if !shared.as_ref().is_some_and(|(s, digest)| s.contains(digest)) {
+            key.verify(&signed, &e.signature)
+                .map_err(|_| Rejection::BadSignature(h.sender.clone()))?;
+            if let Some((s, digest)) = shared {
+                s.insert(digest);
+            }
+        }
         if h.run != self.run {
             return Err(Rejection::WrongRun { got: h.run, current: self.run });
         }
@@ -452,6 +509,44 @@ mod tests {
         let mut data = header("alice", 7, 90, 10);
         data.kind = Kind::Data;
         checker.accept(&Envelope::seal(&alice, data, vec![]).to_bytes()).expect("old-epoch data");
+    }
+
+    #[test]
+    fn checkers_sharing_verifications_still_check_everything_else_each() {
+        let (alice, mallory, _) = setup();
+        let shared = SharedVerifications::default();
+        let checker = || {
+            let mut trust = TrustStore::default();
+            trust.insert("alice", alice.public().clone());
+            let mut c = EnvelopeChecker::new("g", trust);
+            c.set_view(RUN, 7);
+            c.set_epoch(100);
+            c.share_verifications(shared.clone());
+            c
+        };
+        let (mut first, mut second) = (checker(), checker());
+        let good = Envelope::seal(&alice, header("alice", 7, 100, 5), b"x".to_vec());
+        first.accept(&good.to_bytes()).expect("first checker");
+        second.accept(&good.to_bytes()).expect("second checker, from the shared verification");
+        assert_eq!(shared.0.lock().unwrap().len(), 1);
+        // Each checker keeps its own replay window and view.
+        assert_eq!(second.accept(&good.to_bytes()).expect_err("replay").label(), "replay");
+        let mut third = checker();
+        third.set_view(RUN, 8);
+        assert_eq!(third.accept(&good.to_bytes()).expect_err("view").label(), "wrong_view");
+        // A checker that trusts another key for alice verifies for itself, and refuses.
+        let (_, _, mut other_key) = setup();
+        other_key.share_verifications(shared.clone());
+        let r = other_key.accept(&good.to_bytes()).expect_err("another key");
+        assert_eq!(r.label(), "bad_signature");
+        // A forgery is verified (and refused) at every checker, and never remembered.
+        let mut forged = good.clone();
+        forged.body = b"y".to_vec();
+        let as_alice = Envelope::seal(&mallory, header("alice", 7, 100, 9), b"x".to_vec());
+        for bad in [forged.to_bytes(), as_alice.to_bytes()] {
+            assert_eq!(checker().accept(&bad).expect_err("forged").label(), "bad_signature");
+        }
+        assert_eq!(shared.0.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! Comparing a trace's replays: every fixed protocol, the adaptive policy, and an oracle that
-//! takes the best fixed protocol for each membership event. What counts is what users wait
-//! for, the membership events' rekey latency; the switches' own agreements run in the
-//! background and are reported apart (their CPU time and bytes, and the extra latency of the
-//! events that overlapped them, which is already in those events' latency).
+//! Comparing a trace's replays: every fixed protocol, the adaptive policy, and two oracles.
+//! The event oracle takes the best fixed protocol for each membership event; the phase oracle
+//! the best fixed protocol for each phase of conditions (a step that sets the network or the
+//! CPU load starts a phase), which is the best a policy can do that knows each phase's events
+//! in advance but runs one protocol at a time, as every switching policy does. What counts is
+//! what users wait for, the membership events' rekey latency; the switches' own agreements
+//! run in the background and are reported apart (their CPU time and bytes, and the extra
+//! latency of the events that overlapped them, which is already in those events' latency).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -22,6 +25,11 @@ pub struct Evaluation {
     pub oracle_ms: f64,
     /// The oracle's choice per step (empty for steps without an event).
     pub oracle_choice: Vec<String>,
+    /// The phase oracle's total: for each phase of conditions, the best fixed protocol's
+    /// rekey time over the phase's events (no switch costs), ms.
+    pub phase_oracle_ms: f64,
+    /// The phase oracle's choice per step (its phase's protocol).
+    pub phase_choice: Vec<String>,
 }
 
 impl Evaluation {
@@ -95,6 +103,7 @@ impl Evaluation {
                 "overlap_extra_ms": self.overlap_extra_ms(),
             },
             "oracle_ms": self.oracle_ms,
+            "phase_oracle_ms": self.phase_oracle_ms,
             "best_fixed": self.best_fixed().0,
         })
     }
@@ -164,7 +173,36 @@ pub fn evaluate(
             None => oracle_choice.push(String::new()),
         }
     }
-    Ok(Evaluation { replays, oracle_ms, oracle_choice })
+    let (phase_oracle_ms, phase_choice) = phase_oracle(trace, fixed);
+    Ok(Evaluation { replays, oracle_ms, oracle_choice, phase_oracle_ms, phase_choice })
+}
+
+/// The phase oracle over the fixed replays: its total, and its choice per step.
+fn phase_oracle(trace: &Trace, fixed: &[Replay]) -> (f64, Vec<String>) {
+    let mut starts: Vec<usize> = trace
+        .step
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i == 0 || s.network.is_some() || s.cpu.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    starts.push(trace.step.len());
+    let mut total = 0.0;
+    let mut choice = Vec::new();
+    for w in starts.windows(2) {
+        let phase = w[0]..w[1];
+        let best = fixed
+            .iter()
+            .map(|r| {
+                let ms: f64 = r.steps[phase.clone()].iter().filter_map(|s| s.rekey_ms).sum();
+                (ms, r.mode.trim_start_matches("fixed:"))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let (ms, p) = best.unwrap_or((0.0, ""));
+        total += ms;
+        choice.extend(phase.map(|_| p.to_owned()));
+    }
+    (total, choice)
 }
 
 /// The evaluation as Markdown: totals, then per step.
@@ -203,6 +241,12 @@ pub fn markdown(trace: &Trace, e: &Evaluation) -> String {
     );
     let _ = writeln!(
         out,
+        "| phase oracle (best fixed protocol per phase of conditions) | {:.1} | | | {:+.1}% | | | |",
+        e.phase_oracle_ms,
+        (e.phase_oracle_ms / e.oracle_ms.max(1e-9) - 1.0) * 100.0
+    );
+    let _ = writeln!(
+        out,
         "\nEvents that overlapped a switch waited {:.1} ms more in all than under the fixed \
          protocol that agreed their keys (included above).",
         e.overlap_extra_ms()
@@ -211,9 +255,12 @@ pub fn markdown(trace: &Trace, e: &Evaluation) -> String {
         writeln!(out, "\nPer step (rekey ms; the adaptive column names the protocol that ran):\n");
     let fixed = &e.replays[..e.replays.len() - 1];
     let names: Vec<&str> = fixed.iter().map(|r| r.mode.trim_start_matches("fixed:")).collect();
-    let _ =
-        writeln!(out, "| at (s) | step | members | {} | adaptive | oracle |", names.join(" | "));
-    let _ = writeln!(out, "|---:|---|---:|{}---:|---|", "---:|".repeat(names.len()));
+    let _ = writeln!(
+        out,
+        "| at (s) | step | members | {} | adaptive | oracle | phase |",
+        names.join(" | ")
+    );
+    let _ = writeln!(out, "|---:|---|---:|{}---:|---|---|", "---:|".repeat(names.len()));
     for (i, s) in e.adaptive().steps.iter().enumerate() {
         let cells: Vec<String> = fixed
             .iter()
@@ -223,12 +270,13 @@ pub fn markdown(trace: &Trace, e: &Evaluation) -> String {
             s.rekey_ms.map_or_else(|| "-".into(), |ms| format!("{ms:.1} ({})", s.protocol));
         let _ = writeln!(
             out,
-            "| {:.0} | {} | {} | {} | {adaptive} | {} |",
+            "| {:.0} | {} | {} | {} | {adaptive} | {} | {} |",
             s.at_s,
             s.what,
             s.members,
             cells.join(" | "),
-            e.oracle_choice[i]
+            e.oracle_choice[i],
+            e.phase_choice[i]
         );
     }
     if !e.adaptive().switches.is_empty() {

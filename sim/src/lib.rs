@@ -40,7 +40,7 @@ use gka_plugin_api::{GroupId, Protocol, SessionConfig};
 use rand_core::RngCore;
 use sha2::{Digest, Sha256};
 
-use gka_host::envelope::EnvelopeChecker;
+use gka_host::envelope::{EnvelopeChecker, SharedVerifications};
 use gka_host::group::{Delivery, Sequencer, Timing};
 use gka_host::identity::{Identity, TrustStore};
 use gka_host::member::{Catalogue, SwitchEvent};
@@ -172,6 +172,9 @@ pub struct Sim {
     placed: usize,
     identities: BTreeMap<String, Identity>,
     trust: TrustStore,
+    /// Every member's checker shares the signatures verified (a broadcast reaches n members
+    /// with the same bytes): the counted costs still charge each member's verifications.
+    verifications: SharedVerifications,
     rng: SessionRng,
     view_formed_us: BTreeMap<u64, u64>,
     view_members: BTreeMap<u64, Vec<String>>,
@@ -258,6 +261,7 @@ impl Sim {
             placed: 0,
             identities: BTreeMap::new(),
             trust: TrustStore::default(),
+            verifications: SharedVerifications::default(),
             rng,
             view_formed_us: BTreeMap::new(),
             view_members: BTreeMap::new(),
@@ -318,7 +322,10 @@ impl Sim {
                 rng_seed: seed_for(self.config.seed, &format!("session {name}")),
             })
             .map_err(|e| SimError::Session(e.to_string()))?;
-        let checker = EnvelopeChecker::new("sim", self.trust.clone());
+        let mut checker = EnvelopeChecker::new("sim", self.trust.clone());
+        if matches!(self.config.cost, CostMode::Counted(_)) {
+            checker.share_verifications(self.verifications.clone());
+        }
         let (seed, member) = (self.config.seed, name.to_owned());
         let core_seed = seed_for(self.config.seed, &format!("core {name}"));
         let mut core = MemberCore::new(identity, "sim", &self.tag, session, checker, core_seed)

@@ -170,6 +170,19 @@ impl PublicKey {
         }
     }
 
+    /// The key's public bytes: Ed25519's 32-byte point, or RSA's modulus then exponent.
+    pub fn raw_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Ed25519(k) => k.as_bytes().to_vec(),
+            Self::Rsa(k) => {
+                use rsa::traits::PublicKeyParts;
+                let mut bytes = k.n().to_bytes_be();
+                bytes.extend_from_slice(&k.e().to_bytes_be());
+                bytes
+            }
+        }
+    }
+
     /// Verifies `signature` over `message`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), IdentityError> {
         match self {
