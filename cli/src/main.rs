@@ -30,7 +30,7 @@ enum Command {
     Member(cmd::member::MemberArgs),
     /// The main job: an embedded daemon, members over real TCP, and a scenario of joins, a
     /// leave, a merge, a partition and its heal and a cascade, with encrypted traffic; then the
-    /// adaptive demo: a group under the shipped policy moved through a small LAN group, a large
+    /// adaptive demo: a group under a rules policy moved through a small LAN group, a large
     /// group, a WAN and loaded CPUs, switching protocols as the policy says.
     Demo(cmd::demo::DemoArgs),
     /// Make a member's identity key pair: DIR/ID.key (PKCS#8 PEM, mode 0600) and DIR/ID.pub

@@ -231,6 +231,52 @@ fn a_trace_replays_with_each_fixed_protocol_and_the_adaptive_policy() {
     assert_eq!(markdown(&trace, &e), markdown(&trace, &again));
 }
 
+/// The shipped policy leaves CKD when its controller, the oldest member, keeps leaving (each
+/// such leave costs a linear number of exponentiations where CKD's cost model, an average
+/// leaver, predicts none), and stays on CKD when the leavers are drawn at random.
+#[test]
+fn the_shipped_policy_leaves_ckd_when_the_oldest_members_keep_leaving() {
+    use gka_host::policy::{Policy, KNOWN_PROTOCOLS};
+    use gka_sim::trace::{evaluate, ReplayConfig, Trace};
+    let c = std::sync::Arc::new(catalogue());
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.toml"),
+    )
+    .unwrap();
+    let policy = Policy::parse(&shipped, &KNOWN_PROTOCOLS).unwrap();
+    let config = ReplayConfig {
+        cost: COSTS,
+        seed: 3,
+        dh_group: GroupId::Ffdhe2048,
+        dir: std::path::PathBuf::new(),
+    };
+    let fixed = vec!["ckd".to_string(), "tgdh".into()];
+    let trace = |leave: &str| {
+        let mut text = "name = \"t\"\nnetwork = \"lan\"\nstart = \"ckd\"\ntail_s = 20\n\
+                        [[step]]\nat_s = 0\njoin = 32\n"
+            .to_owned();
+        for i in 1..=6 {
+            text += &format!("[[step]]\nat_s = {}\n{leave} = 1\n", i * 20);
+        }
+        Trace::parse(&text).unwrap()
+    };
+    let oldest = evaluate(&c, &trace("leave_oldest"), &fixed, &policy, &config, |_| {}).unwrap();
+    let switches: Vec<(&str, &str)> =
+        oldest.adaptive().switches.iter().map(|s| (s.from.as_str(), s.to.as_str())).collect();
+    assert_eq!(switches, [("ckd", "tgdh")], "{:?}", oldest.adaptive().switches);
+    let ckd = oldest.fixed()[0].events_ms();
+    assert!(
+        oldest.adaptive().events_ms() < 0.9 * ckd,
+        "{} vs {ckd}",
+        oldest.adaptive().events_ms()
+    );
+    assert!(oldest.phase_oracle_ms >= oldest.oracle_ms - 1e-9);
+
+    let random = evaluate(&c, &trace("leave_random"), &fixed, &policy, &config, |_| {}).unwrap();
+    assert!(random.adaptive().switches.is_empty(), "{:?}", random.adaptive().switches);
+    assert!(random.fixed()[0].events_ms() < random.fixed()[1].events_ms(), "CKD is cheaper here");
+}
+
 #[test]
 fn the_shipped_traces_topologies_and_policies_are_valid() {
     use gka_host::policy::{Policy, KNOWN_PROTOCOLS};

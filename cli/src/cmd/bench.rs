@@ -11,7 +11,7 @@ use gka_host::member::Catalogue;
 use gka_host::policy::measure;
 use gka_plugin_api::GroupId;
 use gka_sim::sweep::{self, BenchEvent, Sweep};
-use gka_sim::{trace, CostMode, OpCosts, Topology};
+use gka_sim::{evaluation, trace, CostMode, OpCosts, Topology};
 
 use crate::common::{runtime, PluginDirArg, Plugins};
 
@@ -284,6 +284,10 @@ fn adaptive(
     let out = &shared.out;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(out.join(format!("adaptive-{}.md", parsed.name)), &md)?;
+    let plot = out.join("plots").join(format!("adaptive-{}.svg", parsed.name));
+    std::fs::create_dir_all(out.join("plots"))?;
+    evaluation::plot(&parsed, &evaluation, &plot)
+        .with_context(|| format!("cannot write {}", plot.display()))?;
     println!("{md}");
     let (best, best_ms) = evaluation.best_fixed();
     println!(

@@ -159,7 +159,7 @@ fn print_adapt(lines: &[demo::AdaptLine], json: bool) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&lines)?)?;
         return Ok(());
     }
-    writeln!(out, "\nadaptive demo (the shipped policy.toml, damping shortened for the demo)")?;
+    writeln!(out, "\nadaptive demo (traces/rules-policy.toml, damping shortened for the demo)")?;
     writeln!(
         out,
         "{:<42} {:>7} {:>8} {:>16} {:<34} {:>9} {:>5}",

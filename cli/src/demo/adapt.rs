@@ -1,5 +1,6 @@
-//! The adaptive demo: a group under the shipped policy (damping shortened) moved through
-//! conditions by joins and the daemon's delay control, switching protocols as the policy says.
+//! The adaptive demo: a group under the rules policy (`traces/rules-policy.toml`, damping
+//! shortened) moved through conditions by joins and the daemon's delay control, switching
+//! protocols as the policy says.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,16 +19,18 @@ use gka_host::runtime::Switching;
 
 use super::*;
 
-/// The policy `gka demo` adapts by: the shipped `policy.toml`, with damping shortened so the
-/// demo moves on within seconds (see [`adaptive_policy`]).
-pub const SHIPPED_POLICY: &str = include_str!("../../../policy.toml");
+/// The policy `gka demo` adapts by: `traces/rules-policy.toml`, whose rules switch as soon as
+/// conditions change (the shipped, cost-based `policy.toml` waits until a switch pays for
+/// itself over minutes of events), with damping shortened so the demo moves on within seconds
+/// (see [`adaptive_policy`]).
+pub const DEMO_POLICY: &str = include_str!("../../../traces/rules-policy.toml");
 
-/// The shipped policy with the demo's short damping: 2 s between switches, 3 s of cool-down
+/// The rules policy with the demo's short damping: 2 s between switches, 3 s of cool-down
 /// after an abort, views at least 1 s old.
 pub fn adaptive_policy() -> Result<gka_host::policy::Policy> {
     let mut policy =
-        gka_host::policy::Policy::parse(SHIPPED_POLICY, &gka_host::policy::KNOWN_PROTOCOLS)
-            .map_err(|e| anyhow::anyhow!("the shipped policy is invalid: {e:?}"))?;
+        gka_host::policy::Policy::parse(DEMO_POLICY, &gka_host::policy::KNOWN_PROTOCOLS)
+            .map_err(|e| anyhow::anyhow!("the demo's rules policy is invalid: {e:?}"))?;
     let span = |v: f64| toml::Spanned::new(0..0, v);
     policy.stability.min_interval_s = span(2.0);
     policy.stability.abort_cooldown_s = span(3.0);
@@ -57,7 +60,7 @@ pub struct AdaptLine {
 /// What the adaptive demo runs.
 #[derive(Debug, Clone)]
 pub struct AdaptOptions {
-    /// Members of the small group (at most 6, the shipped policy's "small LAN group").
+    /// Members of the small group (at most 6, the rules policy's "small LAN group").
     pub small: usize,
     /// Members of the large group.
     pub large: usize,
@@ -167,7 +170,7 @@ impl Demo {
 }
 
 /// The adaptive demo: members that can run every protocol in `catalogue`, starting with
-/// `start`, under the shipped policy ([`adaptive_policy`]), moved through a small LAN group,
+/// `start`, under the rules policy ([`adaptive_policy`]), moved through a small LAN group,
 /// a large group, a high-delay WAN (the daemon's delay control), back to the LAN, loaded CPUs
 /// and idle ones again. Each phase waits until every member runs the protocol the policy's
 /// rules pick for those conditions, with one key, and exchanges encrypted traffic.

@@ -427,5 +427,5 @@ fn expect_ok(msg: ServerMsg) -> Result<()> {
 mod adapt;
 mod bench;
 
-pub use adapt::{adapt, adaptive_policy, AdaptLine, AdaptOptions, SHIPPED_POLICY};
+pub use adapt::{adapt, adaptive_policy, AdaptLine, AdaptOptions, DEMO_POLICY};
 pub use bench::{bench, switch_bench, BenchRow, SwitchBenchRow};

@@ -151,6 +151,9 @@ impl MemberCore {
             round.expected.iter().filter(|m| round.got[*m] != round.mine).cloned().collect();
         if diverging.is_empty() {
             self.events.push_back(MemberEvent::KeyConfirmed { epoch: round.epoch });
+            if let Some((since, kind, n, inputs)) = self.rekey_started.take() {
+                self.observe_rekey(since, kind, n, &inputs);
+            }
             return Ok(());
         }
         let restart = self.confirmations.restarts < MAX_RESTARTS_PER_VIEW

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gka_plugin_api::rng::{session_rng, SessionRng};
-use gka_plugin_api::{epoch_of, GroupId, GroupKey, Protocol, Session, View};
+use gka_plugin_api::{epoch_of, EventKind, GroupId, GroupKey, Protocol, Session, View};
 
 use super::adoption::Held;
 use super::confirm::Confirmations;
@@ -23,7 +23,8 @@ use crate::group::GroupRun;
 use crate::identity::Identity;
 use crate::policy::live::Report;
 use crate::policy::live::{EventRates, GroupReports, Probes};
-use crate::policy::Policy;
+use crate::policy::observed::Observed;
+use crate::policy::{Inputs, Policy};
 
 /// One member's sans-IO core (see the module docs).
 pub struct MemberCore {
@@ -98,6 +99,12 @@ pub struct MemberCore {
     pub(super) verified: u64,
     pub(super) probes: Probes,
     pub(super) rates: EventRates,
+    /// The current view's membership rekey: when its view came, its kind, the group size
+    /// before it, and the inputs the group's reports gave then (its prediction's); taken when
+    /// every member has confirmed the key.
+    pub(super) rekey_started: Option<(Duration, EventKind, u64, Inputs)>,
+    /// What the running protocol's rekeys took beyond their predictions.
+    pub(super) observed: Observed,
     pub(super) local: Report,
 }
 
@@ -192,6 +199,8 @@ impl MemberCore {
             verified: 0,
             probes: Probes::default(),
             rates: EventRates::default(),
+            rekey_started: None,
+            observed: Observed::default(),
             local: Report::default(),
         }
     }

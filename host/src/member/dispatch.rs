@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gka_plugin_api::{GroupKey, Output, View, ViewEvent};
+use gka_plugin_api::{EventKind, GroupKey, Output, View, ViewEvent};
 
 use super::adoption::Held;
 use super::control::Control;
@@ -99,6 +99,20 @@ impl MemberCore {
         if first || !trusted.joined.is_empty() || !trusted.left.is_empty() {
             self.rates.record(self.now, ViewEvent::of(&trusted, first));
         }
+        let kind = match ViewEvent::of(&trusted, first) {
+            ViewEvent::Join => Some(EventKind::Join),
+            ViewEvent::Leave => Some(EventKind::Leave),
+            ViewEvent::Merge => Some(EventKind::Merge),
+            ViewEvent::Partition => Some(EventKind::Partition),
+            _ => None,
+        };
+        let n = previous.len() as u64;
+        self.rekey_started = match kind {
+            Some(k) if !self.reports.is_empty() => {
+                Some((self.now, k, n, self.reports.inputs(n, self.local.cpu_load)))
+            }
+            _ => None,
+        };
         if !trusted.left.is_empty() {
             self.departed_since_key = true;
         }

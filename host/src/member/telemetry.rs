@@ -6,14 +6,14 @@
 
 use std::time::Duration;
 
-use gka_plugin_api::ViewEvent;
+use gka_plugin_api::{EventKind, ViewEvent};
 
 use super::control::{Control, Proposal, SwitchId};
 use super::events::MemberEvent;
 use super::switch::SwitchEvent;
 use super::MemberCore;
 use crate::policy::live::Report;
-use crate::policy::{predict, Decision, State};
+use crate::policy::{event_k, predict, predict_ms, Decision, Inputs, State};
 use gka_plugin_api::View;
 
 impl MemberCore {
@@ -26,6 +26,26 @@ impl MemberCore {
             ..self.local.clone()
         };
         self.send_control(None, &Control::Report(report));
+    }
+
+    /// Every member has confirmed the key of a membership rekey of `kind` that began at
+    /// `since` in a group of `n`: keeps how far it exceeded the running protocol's prediction
+    /// under the `inputs` of that time (the confirmations' own delivery, about one round trip,
+    /// is not the rekey's).
+    pub(super) fn observe_rekey(
+        &mut self,
+        since: Duration,
+        kind: EventKind,
+        n: u64,
+        inputs: &Inputs,
+    ) {
+        let Some(policy) = &self.policy else { return };
+        let Some(protocol) = self.current_protocol() else { return };
+        let predicted = predict_ms(&protocol.cost(kind, n, event_k(kind, n)), inputs);
+        let observed = self.now.saturating_sub(since).as_secs_f64() * 1e3 - inputs.rtt_median_ms;
+        let horizon_s = *policy.stability.horizon_s.get_ref();
+        let name = self.protocol_name().to_owned();
+        self.observed.record(self.now, &name, kind, observed, predicted, horizon_s);
     }
 
     /// The oldest member's policy evaluation at a quiescent point.
@@ -53,6 +73,8 @@ impl MemberCore {
             since_switch_s: self.now.saturating_sub(self.last_switch).as_secs_f64(),
             since_abort_s: self.last_abort.map(|a| self.now.saturating_sub(a).as_secs_f64()),
         };
+        let horizon_s = *policy.stability.horizon_s.get_ref();
+        inputs.excess_ms = self.observed.excess_ms(self.now, horizon_s);
         let catalogue = self.catalogue.clone();
         let models = catalogue.cost_models();
         let decision = policy.decide(&models, &inputs, &state);

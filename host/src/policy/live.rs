@@ -268,6 +268,11 @@ impl GroupReports {
         self.reports.insert(from.to_owned(), report);
     }
 
+    /// Whether nobody has reported in this view.
+    pub fn is_empty(&self) -> bool {
+        self.reports.is_empty()
+    }
+
     /// Whether every one of `members` has reported in this view.
     pub fn complete(&self, members: &[String]) -> bool {
         members.iter().all(|m| self.reports.contains_key(m))

@@ -15,13 +15,15 @@
 //! ```
 //!
 //! and the expected cost weights the events by their recent rates (or the policy's default
-//! weights when nothing has been observed). Every decision comes with its reason, so it can be
-//! explained (`gka policy explain`) and counted.
+//! weights when nothing has been observed), plus what the running protocol's rekeys have
+//! been observed to take beyond their prediction ([`observed`]). Every decision comes with
+//! its reason, so it can be explained (`gka policy explain`) and counted.
 
 mod config;
 mod decide;
 pub mod live;
 pub mod measure;
+pub mod observed;
 mod predict;
 
 pub use config::{
@@ -29,4 +31,4 @@ pub use config::{
     KNOWN_PROTOCOLS, MAX_DURATION_S,
 };
 pub use decide::{Decision, State};
-pub use predict::{predict, predict_ms, Inputs, Prediction, WEIGHED_EVENTS};
+pub use predict::{event_k, predict, predict_ms, Inputs, Prediction, WEIGHED_EVENTS};

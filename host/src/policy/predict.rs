@@ -35,6 +35,19 @@ pub struct Inputs {
     pub sign_ms: f64,
     /// One verification, ms.
     pub verify_ms: f64,
+    /// What a protocol's rekeys of a kind of event have been observed to take beyond their
+    /// prediction, ms, added to it (see [`super::observed`]).
+    pub excess_ms: Vec<(String, EventKind, f64)>,
+}
+
+impl Inputs {
+    /// The observed excess for `protocol`'s `event`, ms (0 if none).
+    pub fn excess(&self, protocol: &str, event: EventKind) -> f64 {
+        self.excess_ms
+            .iter()
+            .find(|(p, e, _)| p == protocol && *e == event)
+            .map_or(0.0, |(_, _, ms)| *ms)
+    }
 }
 
 impl Default for Inputs {
@@ -53,6 +66,7 @@ impl Default for Inputs {
             exp_ms: 0.45,
             sign_ms: 0.02,
             verify_ms: 0.03,
+            excess_ms: Vec::new(),
         }
     }
 }
@@ -105,7 +119,9 @@ impl Inputs {
 pub const WEIGHED_EVENTS: [EventKind; 4] =
     [EventKind::Join, EventKind::Leave, EventKind::Merge, EventKind::Partition];
 
-fn event_k(event: EventKind, n: u64) -> u64 {
+/// The size of the event a prediction assumes: 2 joining for a merge, a quarter of the group
+/// leaving for a partition.
+pub fn event_k(event: EventKind, n: u64) -> u64 {
     match event {
         EventKind::Merge => 2,
         EventKind::Partition => (n / 4).max(1),
@@ -159,7 +175,10 @@ pub fn predict(
             let n = inputs.group_size;
             let per_event: Vec<(EventKind, f64)> = WEIGHED_EVENTS
                 .iter()
-                .map(|&e| (e, predict_ms(&p.cost(e, n, event_k(e, n)), inputs)))
+                .map(|&e| {
+                    let ms = predict_ms(&p.cost(e, n, event_k(e, n)), inputs);
+                    (e, ms + inputs.excess(name, e))
+                })
                 .collect();
             let expected_ms =
                 per_event.iter().zip(w).map(|((_, ms), w)| ms * w).sum::<f64>() / total;

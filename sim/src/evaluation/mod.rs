@@ -7,6 +7,8 @@
 //! run in the background and are reported apart (their CPU time and bytes, and the extra
 //! latency of the events that overlapped them, which is already in those events' latency).
 
+mod plot;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -14,6 +16,8 @@ use gka_host::member::Catalogue;
 use gka_host::policy::Policy;
 
 use crate::trace::{replay, Mode, Replay, ReplayConfig, Trace, TraceError};
+
+pub use plot::plot;
 
 /// Every fixed protocol, the adaptive policy, and the oracle, compared.
 #[derive(Debug, Clone)]
