@@ -191,7 +191,7 @@ fn median(sorted: &[f64]) -> Option<f64> {
 }
 
 /// The window over which event rates are measured.
-pub const RATE_WINDOW: Duration = Duration::from_secs(300);
+pub const RATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// Recent membership events, for the policy's rates.
 #[derive(Debug, Default)]
@@ -372,13 +372,14 @@ mod tests {
         rates.record(ms(0), ViewEvent::Join);
         rates.record(ms(1000), ViewEvent::Mixed);
         rates.record(ms(2000), ViewEvent::Merge);
-        assert_eq!(rates.per_minute(ms(2000), ViewEvent::Join), 2.0 / 5.0);
-        assert_eq!(rates.per_minute(ms(2000), ViewEvent::Leave), 1.0 / 5.0);
-        assert_eq!(rates.per_minute(ms(2000), ViewEvent::Merge), 1.0 / 5.0);
-        // 300.5 s later the first join has left the window; the mixed view has not.
+        let minutes = RATE_WINDOW.as_secs_f64() / 60.0;
+        assert_eq!(rates.per_minute(ms(2000), ViewEvent::Join), 2.0 / minutes);
+        assert_eq!(rates.per_minute(ms(2000), ViewEvent::Leave), 1.0 / minutes);
+        assert_eq!(rates.per_minute(ms(2000), ViewEvent::Merge), 1.0 / minutes);
+        // Half a second past the window the first join has left it; the mixed view has not.
         rates.record(RATE_WINDOW + ms(500), ViewEvent::Leave);
-        assert_eq!(rates.per_minute(RATE_WINDOW + ms(500), ViewEvent::Join), 1.0 / 5.0);
-        assert_eq!(rates.per_minute(RATE_WINDOW + ms(500), ViewEvent::Leave), 2.0 / 5.0);
+        assert_eq!(rates.per_minute(RATE_WINDOW + ms(500), ViewEvent::Join), 1.0 / minutes);
+        assert_eq!(rates.per_minute(RATE_WINDOW + ms(500), ViewEvent::Leave), 2.0 / minutes);
     }
 
     #[test]

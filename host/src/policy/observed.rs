@@ -17,8 +17,11 @@ use std::time::Duration;
 
 use gka_plugin_api::EventKind;
 
-/// Weight of a new observation against what was kept.
-const WEIGHT: f64 = 0.5;
+/// The least weight of a new observation against what was kept: the first observations are
+/// averaged alike (a running mean), later ones weigh at least this much, so the estimate
+/// follows a change within a handful of events while one unlucky event (a random leaver that
+/// was the controller) does not swing it.
+const MIN_WEIGHT: f64 = 0.2;
 
 /// One (protocol, event kind)'s kept excess.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +30,7 @@ struct Excess {
     kind: EventKind,
     ms: f64,
     at: Duration,
+    count: u32,
 }
 
 /// Observed excess latency per protocol and event kind (see the module docs).
@@ -62,14 +66,16 @@ impl Observed {
         match self.kept.iter_mut().find(|e| e.protocol == protocol && e.kind == kind) {
             Some(e) => {
                 let old = faded(e.ms, now.saturating_sub(e.at), half_life_s);
-                e.ms = old + WEIGHT * (sample - old);
+                e.count = e.count.saturating_add(1);
+                e.ms = old + (1.0 / f64::from(e.count)).max(MIN_WEIGHT) * (sample - old);
                 e.at = now;
             }
             None => self.kept.push(Excess {
                 protocol: protocol.to_owned(),
                 kind,
-                ms: WEIGHT * sample,
+                ms: sample,
                 at: now,
+                count: 1,
             }),
         }
     }
@@ -97,14 +103,22 @@ mod tests {
     fn excess_builds_up_fades_and_never_goes_below_zero() {
         let mut o = Observed::default();
         o.record(S(0), "ckd", EventKind::Leave, 64.3, 0.3, 300.0);
-        assert_eq!(o.excess_ms(S(0), 300.0), [("ckd".to_owned(), EventKind::Leave, 32.0)]);
-        o.record(S(0), "ckd", EventKind::Leave, 64.3, 0.3, 300.0);
+        assert_eq!(o.excess_ms(S(0), 300.0), [("ckd".to_owned(), EventKind::Leave, 64.0)]);
+        o.record(S(0), "ckd", EventKind::Leave, 32.3, 0.3, 300.0);
         assert_eq!(o.excess_ms(S(0), 300.0)[0].2, 48.0);
         // Half after one horizon.
         assert!((o.excess_ms(S(300), 300.0)[0].2 - 24.0).abs() < 1e-9);
-        // A cheaper rekey than predicted is a zero sample, not a reward.
+        // A cheaper rekey than predicted is a zero sample, not a reward (a running mean of
+        // three so far).
         o.record(S(300), "ckd", EventKind::Leave, 0.1, 0.3, 300.0);
-        assert!((o.excess_ms(S(300), 300.0)[0].2 - 12.0).abs() < 1e-9);
+        assert!((o.excess_ms(S(300), 300.0)[0].2 - 16.0).abs() < 1e-9);
+        // After many observations one weighs a fifth.
+        for _ in 0..20 {
+            o.record(S(300), "ckd", EventKind::Leave, 0.3, 0.3, 300.0);
+        }
+        o.record(S(300), "ckd", EventKind::Leave, 10.3, 0.3, 300.0);
+        let ms = o.excess_ms(S(300), 300.0)[0].2;
+        assert!((2.0..2.3).contains(&ms), "{ms}");
         // Other protocols and kinds are kept apart; faded entries drop out.
         o.record(S(300), "tgdh", EventKind::Join, 5.0, 5.0, 300.0);
         assert_eq!(o.excess_ms(S(300), 300.0).len(), 1);
