@@ -51,7 +51,15 @@ struct Outstanding {
 struct PeerRtt {
     plain: VecDeque<f64>,
     padded: VecDeque<f64>,
+    /// When its newest plain sample came.
+    plain_at: Duration,
 }
+
+/// Round trips count towards the estimates only from peers sampled this recently (when any
+/// are): a member probes [`PROBES_PER_ROUND`] peers a round, so in a group of a hundred a
+/// peer's samples are half a minute apart, and a change of network would otherwise show only
+/// after minutes.
+pub const RTT_RECENT: Duration = Duration::from_secs(15);
 
 fn push_sample(samples: &mut VecDeque<f64>, ms: f64) {
     samples.push_back(ms);
@@ -74,6 +82,8 @@ pub struct Probes {
     rotation: usize,
     outstanding: BTreeMap<u64, Outstanding>,
     peers: BTreeMap<String, PeerRtt>,
+    /// When the newest plain sample came, from any peer.
+    newest_plain: Duration,
 }
 
 impl std::fmt::Debug for Probes {
@@ -146,11 +156,31 @@ impl Probes {
         let o = self.outstanding.remove(&nonce).expect("present");
         let ms = now.saturating_sub(o.sent).as_secs_f64() * 1e3;
         let peer = self.peers.entry(o.peer).or_default();
-        push_sample(if o.padded { &mut peer.padded } else { &mut peer.plain }, ms);
+        if o.padded {
+            push_sample(&mut peer.padded, ms);
+        } else {
+            push_sample(&mut peer.plain, ms);
+            // A peer's older samples may predate a change of network: its newest speaks for
+            // it once it is the only recent one.
+            while peer.plain.len() > 1 && now.saturating_sub(peer.plain_at) > RTT_RECENT {
+                peer.plain.pop_front();
+            }
+            peer.plain_at = now;
+            self.newest_plain = now;
+        }
     }
 
+    /// Each recently sampled peer's median round trip, sorted (every peer's when none was
+    /// sampled recently).
     fn plain(&self) -> Vec<f64> {
-        let mut v: Vec<f64> = self.peers.values().filter_map(|p| median_of(&p.plain)).collect();
+        let recent = |p: &&PeerRtt| self.newest_plain.saturating_sub(p.plain_at) <= RTT_RECENT;
+        let any_recent = self.peers.values().any(|p| !p.plain.is_empty() && recent(&p));
+        let mut v: Vec<f64> = self
+            .peers
+            .values()
+            .filter(|p| !any_recent || recent(p))
+            .filter_map(|p| median_of(&p.plain))
+            .collect();
         v.sort_by(f64::total_cmp);
         v
     }
@@ -364,6 +394,36 @@ mod tests {
         // Peers that left are forgotten.
         probes.round(now, &["b".to_string()]);
         assert_eq!(probes.rtt_worst_ms(), Some(100.0));
+    }
+
+    /// Answers every ping of a round after `rtt_ms`.
+    fn probe_round(probes: &mut Probes, at: Duration, peers: &[String], rtt_ms: u64) {
+        for (peer, ping) in probes.round(at, peers) {
+            probes.on_pong(at + ms(rtt_ms), &peer, ping.nonce);
+        }
+    }
+
+    #[test]
+    fn round_trips_follow_a_change_of_network_within_seconds_in_a_large_group() {
+        let peers: Vec<String> = (0..120).map(|i| format!("m{i}")).collect();
+        let mut probes = Probes::default();
+        // Three minutes on a WAN: every peer sampled a few times, 100 ms each.
+        for s in 0..180 {
+            probe_round(&mut probes, ms(s * 1000), &peers, 100);
+        }
+        assert_eq!(probes.rtt_median_ms(), Some(100.0));
+        // Then a LAN: after 10 s (30 peers sampled again), the median is the LAN's, although
+        // 90 peers were last sampled on the WAN.
+        for s in 180..190 {
+            probe_round(&mut probes, ms(s * 1000), &peers, 1);
+        }
+        assert_eq!(probes.rtt_median_ms(), Some(1.0));
+        assert_eq!(probes.rtt_worst_ms(), Some(100.0), "the WAN's last samples are recent");
+        // Once the last WAN samples are older than RTT_RECENT, the worst follows too.
+        for s in 190..196 {
+            probe_round(&mut probes, ms(s * 1000), &peers, 1);
+        }
+        assert_eq!(probes.rtt_worst_ms(), Some(1.0));
     }
 
     #[test]
