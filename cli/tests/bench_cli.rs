@@ -31,19 +31,28 @@ fn a_sweep_writes_csv_markdown_and_plots() {
     assert!(stdout.contains("#### join on lan"), "{stdout}");
 }
 
+/// Writes trace `t` (a LAN, 5 s of tail, then `steps`) and a policy fixed on BD (1 s between
+/// switches) into `dir`, and returns their paths.
+fn trace_and_policy(
+    dir: &std::path::Path,
+    steps: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let trace = dir.join("t.toml");
+    std::fs::write(&trace, format!("name = \"t\"\nnetwork = \"lan\"\ntail_s = 5\n{steps}"))
+        .unwrap();
+    let policy = dir.join("p.toml");
+    std::fs::write(&policy, "mode = \"fixed\"\nfixed = \"bd\"\n[stability]\nmin_interval_s = 1\n")
+        .unwrap();
+    (trace, policy)
+}
+
 #[test]
 fn an_adaptive_replay_writes_its_report() {
     let out = tempfile::tempdir().unwrap();
-    let trace = out.path().join("t.toml");
-    std::fs::write(
-        &trace,
-        "name = \"t\"\nnetwork = \"lan\"\ntail_s = 5\n[[step]]\nat_s = 0\njoin = 3\n\
-         [[step]]\nat_s = 10\nleave = 1\n",
-    )
-    .unwrap();
-    let policy = out.path().join("p.toml");
-    std::fs::write(&policy, "mode = \"fixed\"\nfixed = \"bd\"\n[stability]\nmin_interval_s = 1\n")
-        .unwrap();
+    let (trace, policy) = trace_and_policy(
+        out.path(),
+        "[[step]]\nat_s = 0\njoin = 3\n[[step]]\nat_s = 10\nleave = 1\n",
+    );
     let args = [
         "bench",
         "adaptive",
@@ -69,17 +78,11 @@ fn an_adaptive_replay_writes_its_report() {
 #[test]
 fn an_adaptive_replay_prints_one_json_object() {
     let out = tempfile::tempdir().unwrap();
-    let trace = out.path().join("t.toml");
-    std::fs::write(
-        &trace,
-        "name = \"t\"\nnetwork = \"lan\"\ntail_s = 5\n[[step]]\nat_s = 0\njoin = 4\n\
-         [[step]]\nat_s = 10\nleave_oldest = 1\n[[step]]\nat_s = 20\njoin = 1\n\
-         [[step]]\nat_s = 30\nleave_random = 1\n",
-    )
-    .unwrap();
-    let policy = out.path().join("p.toml");
-    std::fs::write(&policy, "mode = \"fixed\"\nfixed = \"bd\"\n[stability]\nmin_interval_s = 1\n")
-        .unwrap();
+    let (trace, policy) = trace_and_policy(
+        out.path(),
+        "[[step]]\nat_s = 0\njoin = 4\n[[step]]\nat_s = 10\nleave_oldest = 1\n\
+         [[step]]\nat_s = 20\njoin = 1\n[[step]]\nat_s = 30\nleave_random = 1\n",
+    );
     let (t, p) = (trace.to_str().unwrap(), policy.to_str().unwrap());
     let args =
         ["bench", "adaptive", "--json", "--trace", t, "--policy", p, "--protocols", "bd,tgdh"];

@@ -170,6 +170,18 @@ impl ViewEvent {
     pub fn counts_as(self, kind: Self) -> bool {
         self == kind || (self == Self::Mixed && matches!(kind, Self::Join | Self::Leave))
     }
+
+    /// The protocol event whose cost model describes this view's rekey, if one does (a mixed
+    /// view, a first view or an unchanged one has none).
+    pub fn event_kind(self) -> Option<EventKind> {
+        match self {
+            Self::Join => Some(EventKind::Join),
+            Self::Leave => Some(EventKind::Leave),
+            Self::Merge => Some(EventKind::Merge),
+            Self::Partition => Some(EventKind::Partition),
+            Self::Initial | Self::Mixed | Self::Unchanged => None,
+        }
+    }
 }
 
 /// What a protocol is.

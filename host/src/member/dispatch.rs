@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gka_plugin_api::{EventKind, GroupKey, Output, View, ViewEvent};
+use gka_plugin_api::{GroupKey, Output, View, ViewEvent};
 
 use super::adoption::Held;
 use super::control::Control;
@@ -96,23 +96,16 @@ impl MemberCore {
         };
         let first = self.view.is_none();
         // Views where only untrusted processes came or went change nothing for the policy.
+        let event = ViewEvent::of(&trusted, first);
         if first || !trusted.joined.is_empty() || !trusted.left.is_empty() {
-            self.rates.record(self.now, ViewEvent::of(&trusted, first));
+            self.rates.record(self.now, event);
         }
-        let kind = match ViewEvent::of(&trusted, first) {
-            ViewEvent::Join => Some(EventKind::Join),
-            ViewEvent::Leave => Some(EventKind::Leave),
-            ViewEvent::Merge => Some(EventKind::Merge),
-            ViewEvent::Partition => Some(EventKind::Partition),
-            _ => None,
-        };
+        // Only a member with a policy weighs observed rekeys; the reports are this view's last.
         let n = previous.len() as u64;
-        self.rekey_started = match kind {
-            Some(k) if !self.reports.is_empty() => {
-                Some((self.now, k, n, self.reports.inputs(n, self.local.cpu_load)))
-            }
-            _ => None,
-        };
+        self.rekey_started = event
+            .event_kind()
+            .filter(|_| self.policy.is_some() && !self.reports.is_empty())
+            .map(|k| (self.now, k, n, self.reports.inputs(n, self.local.cpu_load)));
         if !trusted.left.is_empty() {
             self.departed_since_key = true;
         }

@@ -159,12 +159,12 @@ impl Probes {
         if o.padded {
             push_sample(&mut peer.padded, ms);
         } else {
-            push_sample(&mut peer.plain, ms);
-            // A peer's older samples may predate a change of network: its newest speaks for
-            // it once it is the only recent one.
-            while peer.plain.len() > 1 && now.saturating_sub(peer.plain_at) > RTT_RECENT {
-                peer.plain.pop_front();
+            // Samples older than RTT_RECENT may predate a change of network: the new one
+            // speaks for the peer alone.
+            if now.saturating_sub(peer.plain_at) > RTT_RECENT {
+                peer.plain.clear();
             }
+            push_sample(&mut peer.plain, ms);
             peer.plain_at = now;
             self.newest_plain = now;
         }
