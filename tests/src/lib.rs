@@ -29,6 +29,7 @@ pub mod algebra;
 pub mod artifacts;
 pub mod bench;
 pub mod core_net;
+pub mod etcd;
 pub mod group;
 pub mod kat;
 pub mod linked;

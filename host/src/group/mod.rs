@@ -24,10 +24,12 @@
 use std::future::Future;
 use std::io;
 
+pub mod etcd;
 mod mem_endpoint;
 mod memnet;
 mod sequencer;
 
+pub use etcd::{EtcdConfig, EtcdEndpoint, EtcdTiming, EtcdTls};
 pub use mem_endpoint::{MemEndpoint, MemGroup};
 pub use memnet::MemNet;
 pub use sequencer::{Certificates, Delivery, Sequencer, SequencerError, Timing};
