@@ -1,7 +1,7 @@
-//! A group of member runtimes for integration tests, over the daemon or the in-memory network:
-//! identities and a trust store for a list of names, members spawned with common settings, and
-//! every member's events folded into what tests ask about (its view, key, protocol, data,
-//! switches), with bounded waits.
+//! A group of member runtimes for integration tests, over the daemon, etcd or the in-memory
+//! network: identities and a trust store for a list of names, members spawned with common
+//! settings, and every member's events folded into what tests ask about (its view, key,
+//! protocol, data, switches), with bounded waits.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,15 +9,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gka_host::group::{MemGroup, Timing};
+use gka_host::group::{EtcdConfig, MemGroup, Timing};
 use gka_host::identity::{Identity, TrustStore};
 use gka_host::member::{Catalogue, ControlTiming, MemberEvent, SwitchEvent};
 use gka_host::net::{Daemon, DaemonAccess, DaemonConfig};
 use gka_host::policy::measure::Calibration;
 use gka_host::policy::Policy;
 use gka_host::runtime::{
-    spawn_member, spawn_member_on, Command, MemberConfig, MemberHandle, Recovery, RuntimeEvent,
-    Switching,
+    spawn_member, spawn_member_etcd, spawn_member_on, Command, MemberConfig, MemberHandle,
+    Recovery, RuntimeEvent, Switching,
 };
 use gka_plugin_api::{GroupId, Protocol};
 use tokio::time::Instant;
@@ -256,6 +256,23 @@ impl TestGroup {
         let mut members = BTreeMap::new();
         for (name, config) in configs(group, names, setup, recovery) {
             let handle = spawn_member(&daemon.to_string(), config).await.expect("a member");
+            members.insert(name, Watched::new(handle));
+        }
+        Self { members }
+    }
+
+    /// Members `names` of `group` over the etcd cluster `etcd`, each set up by `setup`, joined
+    /// one after another, recovering with `recovery`.
+    pub async fn over_etcd(
+        etcd: &EtcdConfig,
+        group: &str,
+        names: &[&str],
+        setup: impl Fn(&str) -> MemberSetup,
+        recovery: Option<Recovery>,
+    ) -> Self {
+        let mut members = BTreeMap::new();
+        for (name, config) in configs(group, names, setup, recovery) {
+            let handle = spawn_member_etcd(etcd, config).await.expect("a member");
             members.insert(name, Watched::new(handle));
         }
         Self { members }

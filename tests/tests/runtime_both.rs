@@ -1,14 +1,18 @@
-//! The member runtime over both implementations of the group layer trait (`GroupEndpoint`):
-//! the in-memory network (on tokio's paused clock, so the run is deterministic and takes no
-//! real time) and the daemon over TCP. The same scenario runs on each: members agree and
-//! exchange encrypted data; then a member goes (it crashes in memory and is removed by the
-//! failure detector; it leaves over the daemon) and the survivors agree on a new key. Over the
-//! daemon, members also recover from its restart, and give up (saying so) when it is gone.
+//! The member runtime over the three implementations of the group layer trait
+//! (`GroupEndpoint`): the in-memory network (on tokio's paused clock, so the run is
+//! deterministic and takes no real time), the daemon over TCP, and etcd (one-node and
+//! three-node clusters of our own on loopback). The same scenario runs on each: members agree
+//! and exchange encrypted data; then a member goes (it crashes in memory and is removed by the
+//! failure detector; it leaves over the daemon and etcd) and the survivors agree on a new key.
+//! Over the daemon, members also recover from its restart, and give up (saying so) when it is
+//! gone; over etcd, the group outlives one of three etcd nodes, and a member whose key was
+//! removed rejoins as a new incarnation.
 
 use std::time::Duration;
 
-use gka_host::group::{MemGroup, MemNet, Timing};
+use gka_host::group::{EtcdConfig, EtcdTiming, MemGroup, MemNet, Timing};
 use gka_host::runtime::{Command, Recovery};
+use gka_tests::etcd::EtcdCluster;
 use gka_tests::group::{daemon, daemon_on, TestGroup};
 use gka_tests::linked;
 
@@ -111,4 +115,71 @@ async fn members_rejoin_a_restarted_daemon_and_give_up_on_a_vanished_one() {
         .await;
     let why = group.members["bob"].failed.clone().expect("checked");
     assert!(why.contains("could not rejoin"), "{why}");
+}
+
+/// Settings for members over `cluster`: a 1 s lease, a 100 ms settle window.
+fn etcd_config(cluster: &EtcdCluster) -> EtcdConfig {
+    let mut config = EtcdConfig::new(cluster.client_urls.clone());
+    config.timing =
+        EtcdTiming { lease_ttl_s: 1, settle: Duration::from_millis(100), ..EtcdTiming::default() };
+    config
+}
+
+fn leave(name: &str, group: &mut TestGroup) {
+    let m = group.members.remove(name).expect("a member");
+    m.handle.commands.send(Command::Leave).expect("the member runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_one_node_etcd() {
+    let cluster = EtcdCluster::start(1);
+    let setup = |_: &str| (linked::protocol("tgdh"), None);
+    let mut group = TestGroup::over_etcd(&etcd_config(&cluster), "g", &NAMES, setup, None).await;
+    scenario(&mut group, leave).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_three_node_etcd() {
+    let cluster = EtcdCluster::start(3);
+    let setup = |_: &str| (linked::protocol("tgdh"), None);
+    let mut group = TestGroup::over_etcd(&etcd_config(&cluster), "g", &NAMES, setup, None).await;
+    scenario(&mut group, leave).await;
+}
+
+/// A three-node cluster loses a node (its process is killed): members, which know every
+/// node, go on through the other two, agree on a key when a member leaves, and carry data.
+/// Then an operator deletes a member's key: that member finds itself out of the group and
+/// rejoins as a new incarnation, and the group agrees on a key that includes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_outlives_an_etcd_node_and_a_removed_member_rejoins() {
+    let mut cluster = EtcdCluster::start(3);
+    let config = etcd_config(&cluster);
+    let recovery = Recovery {
+        first_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(200),
+        attempt_timeout: Duration::from_secs(5),
+        give_up_after: Duration::from_secs(20),
+    };
+    let setup = |_: &str| (linked::protocol("tgdh"), None);
+    let mut group = TestGroup::over_etcd(&config, "g", &NAMES, setup, Some(recovery)).await;
+    let (_, k1) = group.agreed(4).await;
+    cluster.kill(0);
+    leave("dan", &mut group);
+    let (_, k2) = group.agreed(3).await;
+    assert_ne!(k1, k2);
+    group.members["ann"].send(b"two nodes left");
+    group
+        .wait("the data arrives everywhere", Duration::from_secs(20), |m| {
+            m.values().all(|w| w.received.iter().any(|d| d == b"two nodes left"))
+        })
+        .await;
+
+    let mut client = etcd_client::Client::connect(&cluster.client_urls[1..], None)
+        .await
+        .expect("a client of the surviving nodes");
+    client.delete("/gka/g/members/bob", None).await.expect("the key is deleted");
+    group.wait("bob rejoined", Duration::from_secs(20), |m| m["bob"].rejoins == 1).await;
+    let (_, k3) = group.agreed(3).await;
+    assert_ne!(k2, k3);
+    assert!(group.members.values().all(|w| w.failed.is_none()));
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use gka_plugin_api::{GroupId, Protocol};
 use tokio::sync::mpsc;
 
-use crate::group::GroupEndpoint;
+use crate::group::{EtcdConfig, EtcdEndpoint, GroupEndpoint};
 use crate::identity::access::{AccessRules, RulesWatch};
 use crate::identity::{Identity, TrustStore};
 use crate::member::{Catalogue, ControlTiming, MemberEvent};
@@ -190,31 +190,58 @@ pub struct MemberHandle {
 /// [`check_own_certificate`]) is refused before it connects: it would only stall the group. So
 /// is a first join the daemon refuses.
 pub async fn spawn_member(daemon: &str, config: MemberConfig) -> std::io::Result<MemberHandle> {
-    check_trust(&config)?;
+    let (addr, group) = (daemon.to_owned(), config.group.clone());
     let certificate = config.certificate.clone();
-    let connection = Connection::join_presenting(
-        daemon,
-        &config.group,
-        &config.identity,
-        certificate.as_deref(),
-    )
-    .await?;
-    let recovery = config.recovery;
-    let (factory, switching) = CoreFactory::new(config);
-    let reconnect = recovery.map(|recovery| {
-        let (addr, group, identity) =
-            (daemon.to_owned(), factory.group.clone(), factory.identity.clone());
-        let reconnect: Reconnect<Connection> = Box::new(move || {
+    spawn_joining(config, move |identity| {
+        Box::new(move || {
             let (addr, group, identity) = (addr.clone(), group.clone(), identity.clone());
             let certificate = certificate.clone();
             Box::pin(async move {
-                let join = Connection::join_presenting(
-                    addr.as_str(),
-                    &group,
-                    &identity,
-                    certificate.as_deref(),
-                );
-                tokio::time::timeout(recovery.attempt_timeout, join).await.unwrap_or_else(|_| {
+                let certificate = certificate.as_deref();
+                Connection::join_presenting(addr.as_str(), &group, &identity, certificate).await
+            })
+        })
+    })
+    .await
+}
+
+/// As [`spawn_member`], over a group kept in the etcd cluster `etcd` (see
+/// [`crate::group::etcd`]): the member joins with a lease of its own, and rejoins as a new
+/// incarnation when it loses it (after a partition from etcd's quorum, say).
+pub async fn spawn_member_etcd(
+    etcd: &EtcdConfig,
+    config: MemberConfig,
+) -> std::io::Result<MemberHandle> {
+    let (etcd, group, id) = (etcd.clone(), config.group.clone(), config.identity.id().to_owned());
+    let certificate = config.certificate.clone();
+    spawn_joining(config, move |_| {
+        Box::new(move || {
+            let (etcd, group, id) = (etcd.clone(), group.clone(), id.clone());
+            let certificate = certificate.clone();
+            Box::pin(
+                async move { EtcdEndpoint::join(&etcd, &group, &id, certificate.as_deref()).await },
+            )
+        })
+    })
+    .await
+}
+
+/// Checks the member's own trust, joins with what `joining` makes of its identity, and runs
+/// the member; with recovery set, that is also how it rejoins.
+async fn spawn_joining<E: GroupEndpoint>(
+    config: MemberConfig,
+    joining: impl FnOnce(Arc<Identity>) -> Reconnect<E>,
+) -> std::io::Result<MemberHandle> {
+    check_trust(&config)?;
+    let recovery = config.recovery;
+    let (factory, switching) = CoreFactory::new(config);
+    let mut join = joining(factory.identity.clone());
+    let connection = join().await?;
+    let reconnect = recovery.map(|recovery| {
+        let reconnect: Reconnect<E> = Box::new(move || {
+            let attempt = join();
+            Box::pin(async move {
+                tokio::time::timeout(recovery.attempt_timeout, attempt).await.unwrap_or_else(|_| {
                     Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to the join"))
                 })
             })
