@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod common;
+mod etcd_args;
 mod ratelimit;
 
 /// Secure group communication with pluggable, switchable group key agreement.

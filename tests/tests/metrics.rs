@@ -51,8 +51,12 @@ fn metrics_after_the_demo() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (lines, adapted) = rt.block_on(async {
         gka_host::metrics::install(addr.parse().unwrap()).expect("exporter");
-        let lines =
-            run(protocol.clone(), &DemoOptions { members: 4, seconds: 0 }).await.expect("demo");
+        let lines = run(
+            protocol.clone(),
+            &DemoOptions { members: 4, seconds: 0, layer: Default::default() },
+        )
+        .await
+        .expect("demo");
         let options = AdaptOptions { small: 3, large: 7, wan_delay_ms: 100, cpu_phase: false };
         let adapted = adapt(catalogue.clone(), protocol, &options).await.expect("adaptive demo");
         aborted_switch().await;

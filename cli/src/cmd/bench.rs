@@ -328,7 +328,11 @@ fn validate(plugins: &Plugins, shared: &SharedArgs, sizes: &[usize]) -> Result<(
     let mut ratios = Vec::new();
     for plugin in plugins.registry.plugins() {
         let name = plugin.descriptor.name.clone();
-        let daemon = rt.block_on(gka_cli::demo::bench(plugin.protocol.clone(), sizes))?;
+        let daemon = rt.block_on(gka_cli::demo::bench(
+            plugin.protocol.clone(),
+            sizes,
+            &gka_cli::demo::Layer::Daemon,
+        ))?;
         let mut sweep = Sweep::quick(vec![name.clone()], measured);
         sweep.sizes = sizes.to_vec();
         sweep.seed = shared.seed;

@@ -1,12 +1,14 @@
 //! `gka demo`: the main job (an event scenario over the embedded daemon, then the adaptive
-//! demo), or with `--bench`, rekey and switch latencies over the daemon.
+//! demo), or with `--bench`, rekey and switch latencies over the daemon. With `--etcd`, the
+//! scenario (or the rekey benchmark, beside the daemon's) runs on an existing etcd cluster.
 
 use std::io::{self, Write};
 
 use anyhow::Result;
-use gka_cli::demo::{self, AdaptOptions, DemoOptions};
+use gka_cli::demo::{self, AdaptOptions, DemoOptions, Layer};
 
 use crate::common::{install_metrics, runtime, PluginDirArg, Plugins};
+use crate::etcd_args::EtcdArgs;
 
 /// `gka demo`'s flags.
 #[derive(Debug, clap::Args)]
@@ -38,26 +40,41 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     no_adapt: bool,
     /// Skip the event scenario: only the adaptive demo.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "etcd")]
     adapt_only: bool,
+    /// The group layer: the embedded daemon unless --etcd is given. Over etcd the adaptive
+    /// demo, which needs the daemon's delay injection, is skipped, and --bench measures each
+    /// rekey over the daemon and over etcd side by side.
+    #[command(flatten)]
+    etcd: EtcdArgs,
 }
 
 /// Runs `gka demo`.
 pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let plugins = args.plugins.load();
+    let layer = match args.etcd.config(None)? {
+        Some(etcd) => Layer::Etcd(etcd),
+        None => Layer::Daemon,
+    };
     if args.bench {
-        return bench(&plugins);
+        return match layer {
+            Layer::Daemon => bench(&plugins),
+            Layer::Etcd(_) => bench_side_by_side(&plugins, &layer),
+        };
     }
     let protocol = plugins.protocol(&args.protocol)?;
     let catalogue = plugins.catalogue();
     let rt = runtime()?;
     rt.block_on(async { install_metrics(args.metrics) })?;
     if !args.adapt_only {
-        let options = DemoOptions { members: args.members, seconds: args.seconds };
+        let options =
+            DemoOptions { members: args.members, seconds: args.seconds, layer: layer.clone() };
         let lines = rt.block_on(demo::run(protocol.clone(), &options))?;
-        print_demo(&lines, args.json)?;
+        print_demo(&lines, args.json, &layer)?;
     }
-    if !args.no_adapt {
+    if matches!(layer, Layer::Etcd(_)) && !args.no_adapt {
+        eprintln!("the adaptive demo needs the daemon's delay injection: skipped over etcd");
+    } else if !args.no_adapt {
         let options = AdaptOptions::default();
         let lines = rt.block_on(demo::adapt(catalogue, protocol, &options))?;
         print_adapt(&lines, args.json)?;
@@ -73,7 +90,8 @@ fn bench(plugins: &Plugins) -> Result<()> {
     writeln!(out, "| protocol | event | n = 4 (ms) | n = 8 (ms) | n = 16 (ms) |")?;
     writeln!(out, "|---|---|---:|---:|---:|")?;
     for plugin in plugins.registry.plugins() {
-        let rows = rt.block_on(demo::bench(plugin.protocol.clone(), &[4, 8, 16]))?;
+        let rows =
+            rt.block_on(demo::bench(plugin.protocol.clone(), &[4, 8, 16], &Layer::Daemon))?;
         for event in ["initial", "join", "leave", "merge-2", "partition-half"] {
             let cells: Vec<String> = rows
                 .iter()
@@ -102,8 +120,38 @@ fn bench(plugins: &Plugins) -> Result<()> {
     Ok(())
 }
 
+/// `gka demo --bench --etcd URL`: one Markdown table of rekey latency per protocol and event,
+/// over the daemon and over etcd side by side, measured one after the other in this run.
+fn bench_side_by_side(plugins: &Plugins, etcd: &Layer) -> Result<()> {
+    const SIZES: [usize; 3] = [4, 8, 16];
+    let rt = runtime()?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "| protocol | event | daemon n = 4 (ms) | etcd n = 4 (ms) | daemon n = 8 (ms) | \
+         etcd n = 8 (ms) | daemon n = 16 (ms) | etcd n = 16 (ms) |"
+    )?;
+    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|")?;
+    for plugin in plugins.registry.plugins() {
+        let daemon = rt.block_on(demo::bench(plugin.protocol.clone(), &SIZES, &Layer::Daemon))?;
+        let over_etcd = rt.block_on(demo::bench(plugin.protocol.clone(), &SIZES, etcd))?;
+        for event in ["initial", "join", "leave", "merge-2", "partition-half"] {
+            let mut cells = Vec::new();
+            for n in SIZES {
+                for rows in [&daemon, &over_etcd] {
+                    let row = rows.iter().find(|r| r.event == event && r.n == n);
+                    cells
+                        .push(row.map_or_else(|| "-".to_owned(), |r| format!("{:.1}", r.rekey_ms)));
+                }
+            }
+            writeln!(out, "| {} | {event} | {} |", plugin.descriptor.name, cells.join(" | "))?;
+        }
+    }
+    Ok(())
+}
+
 /// Prints the event scenario's lines.
-fn print_demo(lines: &[demo::EventLine], json: bool) -> Result<()> {
+fn print_demo(lines: &[demo::EventLine], json: bool, layer: &Layer) -> Result<()> {
     let mut out = io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&lines)?)?;
@@ -111,7 +159,11 @@ fn print_demo(lines: &[demo::EventLine], json: bool) -> Result<()> {
         writeln!(
             out,
             "members of two domains, red and blue (odd and even members), each with its own CA; \
-             the daemon and every member admit them by certificate under one set of access rules"
+             {} admit them by certificate under one set of access rules",
+            match layer {
+                Layer::Daemon => "the daemon and every member",
+                Layer::Etcd(_) => "every member, over a group kept in etcd,",
+            }
         )?;
         writeln!(
             out,

@@ -1,5 +1,5 @@
-//! `gka member`: one member over the daemon; stdin lines go out encrypted, and views, key
-//! changes (fingerprints only), switches and received lines are printed.
+//! `gka member`: one member over the daemon or an etcd cluster; stdin lines go out encrypted,
+//! and views, key changes (fingerprints only), switches and received lines are printed.
 
 use std::path::{Path, PathBuf};
 
@@ -9,19 +9,22 @@ use gka_host::identity::{Identity, TrustStore};
 use gka_host::member::{ControlTiming, MemberEvent, SwitchEvent};
 use gka_host::policy::Decision;
 use gka_host::runtime::{
-    check_own_certificate, spawn_member, Command as MemberCommand, MemberConfig, Peers, Recovery,
-    RuntimeEvent, Switching,
+    check_own_certificate, spawn_member, spawn_member_etcd, Command as MemberCommand, MemberConfig,
+    Peers, Recovery, RuntimeEvent, Switching,
 };
 
 use crate::common::{install_metrics, runtime, PluginDirArg};
+use crate::etcd_args::EtcdArgs;
 use crate::ratelimit::{LineLimit, WINDOW};
 
 /// `gka member`'s flags.
 #[derive(Debug, clap::Args)]
 pub(crate) struct MemberArgs {
     /// The daemon's address.
-    #[arg(long)]
-    daemon: String,
+    #[arg(long, required_unless_present = "etcd", conflicts_with = "etcd")]
+    daemon: Option<String>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     /// The group.
     #[arg(long)]
     group: String,
@@ -68,6 +71,7 @@ pub(crate) struct MemberArgs {
 pub(crate) fn run(args: MemberArgs) -> Result<()> {
     let MemberArgs {
         daemon,
+        etcd,
         group,
         id,
         key,
@@ -94,6 +98,12 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
         None => None,
     };
     let peers = peers(trust, access, &group, &identity, certificate.as_deref())?;
+    let etcd = etcd.config(cert.as_deref().map(|c| (c, key.as_path())))?;
+    let layer = match (daemon, etcd) {
+        (_, Some(etcd)) => Layer::Etcd(etcd),
+        (Some(daemon), None) => Layer::Daemon(daemon),
+        (None, None) => bail!("give --daemon ADDR or --etcd URL[,URL..]"),
+    };
     let plugins = plugins.load();
     let protocol = plugins.protocol(&protocol)?;
     let parsed = match &policy {
@@ -121,7 +131,7 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
             recovery: Some(recovery),
             certificate,
         };
-        member(daemon, config).await
+        member(layer, config).await
     });
     // Reading stdin blocks a thread that a plain drop of the runtime would wait for, so a
     // member whose stdin stays open would never exit.
@@ -175,14 +185,28 @@ fn peers(
     Ok(trust.into())
 }
 
+/// The group layer a member runs over.
+enum Layer {
+    Daemon(String),
+    Etcd(gka_host::group::EtcdConfig),
+}
+
 /// `gka member`: stdin lines out (encrypted), events and received lines in.
-async fn member(daemon: String, config: MemberConfig) -> Result<()> {
+async fn member(layer: Layer, config: MemberConfig) -> Result<()> {
     use tokio::io::AsyncBufReadExt;
     let id = config.identity.id().to_owned();
     let give_up_after = config.recovery.map_or(0, |r| r.give_up_after.as_secs());
-    let mut handle = spawn_member(&daemon, config)
-        .await
-        .with_context(|| format!("cannot connect to the daemon at {daemon}"))?;
+    let mut handle = match layer {
+        Layer::Daemon(daemon) => spawn_member(&daemon, config)
+            .await
+            .with_context(|| format!("cannot connect to the daemon at {daemon}"))?,
+        Layer::Etcd(etcd) => {
+            let urls = etcd.endpoints.join(",");
+            spawn_member_etcd(&etcd, config)
+                .await
+                .with_context(|| format!("cannot join the group on etcd at {urls}"))?
+        }
+    };
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     // Refusals of what peers send are counted in full (metrics) but printed a few a second.

@@ -198,7 +198,9 @@ pub async fn adapt(
     let timing = Timing { batch_ms: 30, failure_timeout_ms: 5_000 };
     let names = (1..=options.large).map(|i| format!("a{i:02}"));
     let tick = Duration::from_millis(5);
-    let mut demo = Demo::start("adaptive", timing, tick, names, start, Some(switching)).await?;
+    let mut demo =
+        Demo::start("adaptive", &Layer::Daemon, timing, tick, names, start, Some(switching))
+            .await?;
     let name = |i: usize| format!("a{i:02}");
     let mut lines = Vec::new();
     for i in 1..=options.small {
@@ -227,6 +229,6 @@ pub async fn adapt(
     for name in demo.names() {
         demo.leave(&name);
     }
-    demo.daemon.stop();
+    demo.stop();
     Ok(lines)
 }

@@ -1,5 +1,6 @@
-//! `gka demo --bench`: rekey latency per protocol and event over the daemon on loopback, and
-//! the time from a switch's commit to the new key beside a plain initial agreement.
+//! `gka demo --bench`: rekey latency per protocol and event over the daemon on loopback (and
+//! over etcd, side by side, with `--etcd`), and the time from a switch's commit to the new key
+//! beside a plain initial agreement.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use gka_host::runtime::Switching;
 
 use super::*;
 
-/// One row of the daemon rekey-latency benchmark.
+/// One row of the rekey-latency benchmark.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
     /// The protocol.
@@ -28,16 +29,21 @@ pub struct BenchRow {
     pub rekey_ms: f64,
 }
 
-/// Measures rekey latency over the daemon on loopback: initial agreement of n, a join, a leave,
-/// a merge of two and a partition of half, for each n in `sizes`.
-pub async fn bench(protocol: Arc<dyn Protocol>, sizes: &[usize]) -> Result<Vec<BenchRow>> {
+/// Measures rekey latency over `layer` (the daemon on loopback, or etcd): initial agreement of
+/// n, a join, a leave, a merge of two and a partition of half, for each n in `sizes`.
+pub async fn bench(
+    protocol: Arc<dyn Protocol>,
+    sizes: &[usize],
+    layer: &Layer,
+) -> Result<Vec<BenchRow>> {
     let name = protocol.descriptor().name;
     let mut rows = Vec::new();
     for &n in sizes {
         let timing = Timing { batch_ms: 10, failure_timeout_ms: 10_000 };
         let names = (1..=n + 3).map(|i| format!("b{i:03}"));
         let tick = Duration::from_millis(2);
-        let mut demo = Demo::start("bench", timing, tick, names, protocol.clone(), None).await?;
+        let mut demo =
+            Demo::start("bench", layer, timing, tick, names, protocol.clone(), None).await?;
         let mut row = |event: &str, latency: Duration| {
             rows.push(BenchRow {
                 protocol: name.clone(),
@@ -63,10 +69,7 @@ pub async fn bench(protocol: Arc<dyn Protocol>, sizes: &[usize]) -> Result<Vec<B
             demo.leave(m);
         }
         row("partition-half", demo.agreed(&demo.names()).await?.3);
-        for m in demo.names() {
-            demo.leave(&m);
-        }
-        demo.daemon.stop();
+        demo.stop();
     }
     Ok(rows)
 }
@@ -125,7 +128,9 @@ pub async fn switch_bench(
             let names = (1..=n + 1).map(|i| format!("s{i:03}"));
             let tick = Duration::from_millis(2);
             let (group, start) = ("switch-bench", start.protocol.clone());
-            let mut demo = Demo::start(group, timing, tick, names, start, Some(switching)).await?;
+            let mut demo =
+                Demo::start(group, &Layer::Daemon, timing, tick, names, start, Some(switching))
+                    .await?;
             for i in 1..=n {
                 demo.spawn(&format!("s{i:03}")).await?;
             }
@@ -133,11 +138,8 @@ pub async fn switch_bench(
             let switch_ms = line.switch_ms.with_context(|| format!("no switch to {to}"))?;
             demo.spawn(&format!("s{:03}", n + 1)).await?;
             let join = demo.agreed(&demo.names()).await?.3;
-            for m in demo.names() {
-                demo.leave(&m);
-            }
-            demo.daemon.stop();
-            let plain = bench(target.clone(), &[n]).await?;
+            demo.stop();
+            let plain = bench(target.clone(), &[n], &Layer::Daemon).await?;
             let initial = plain.iter().find(|r| r.event == "initial").map_or(0.0, |r| r.rekey_ms);
             rows.push(SwitchBenchRow {
                 protocol: to.clone(),

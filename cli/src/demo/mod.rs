@@ -1,7 +1,13 @@
-//! `gka demo`: an embedded daemon on a loopback port, members of two domains with fresh keys
-//! and certificates (`domains.rs`) connected over real TCP, and a scenario of membership events
-//! with encrypted traffic throughout. After every event it checks that every member agreed on
-//! one key (by fingerprint) and that every member decrypted the others' messages.
+//! `gka demo`: an embedded daemon on a loopback port (or a group on an existing etcd cluster),
+//! members of two domains with fresh keys and certificates (`domains.rs`) connected over real
+//! TCP, and a scenario of membership events with encrypted traffic throughout. After every
+//! event it checks that every member agreed on one key (by fingerprint) and that every member
+//! decrypted the others' messages.
+//!
+//! Over etcd, a partition is what etcd makes of one: the members cut off from its quorum are
+//! removed (the demo deletes their member keys, as their leases' expiry would), the rest go on
+//! with a partition view and a new key, and the heal is the cut-off members rejoining as new
+//! incarnations, in a merge view.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +18,7 @@ use gka_plugin_api::{GroupId, Protocol};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use gka_host::group::Timing;
+use gka_host::group::{EtcdConfig, Timing};
 use gka_host::identity::cert::Role;
 use gka_host::identity::{Identity, Scheme};
 use gka_host::member::MemberEvent;
@@ -21,7 +27,8 @@ use gka_host::net::wire::{ControlCmd, ServerMsg};
 use gka_host::net::Connection;
 use gka_host::net::{Daemon, DaemonAccess, DaemonConfig};
 use gka_host::runtime::{
-    spawn_member, Command, MemberConfig, MemberHandle, Peers, RuntimeEvent, Switching,
+    spawn_member, spawn_member_etcd, Command, MemberConfig, MemberHandle, Peers, Recovery,
+    RuntimeEvent, Switching,
 };
 
 mod domains;
@@ -33,7 +40,29 @@ pub struct DemoOptions {
     pub members: usize,
     /// Seconds of steady traffic at the end.
     pub seconds: u64,
+    /// The group layer.
+    pub layer: Layer,
 }
+
+/// The group layer the demo runs over.
+#[derive(Debug, Clone, Default)]
+pub enum Layer {
+    /// An embedded daemon on a loopback port.
+    #[default]
+    Daemon,
+    /// A group (with a fresh name for each run) on an existing etcd cluster.
+    Etcd(EtcdConfig),
+}
+
+/// The running group layer.
+enum Running {
+    Daemon(Daemon),
+    Etcd(EtcdConfig),
+}
+
+/// How long a member cut off from etcd waits before it rejoins: long enough for the rest to
+/// agree on a key without it first.
+const ETCD_REJOIN_DELAY: Duration = Duration::from_secs(3);
 
 /// One line of the demo's output.
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +99,7 @@ struct Member {
 
 /// The running demo.
 struct Demo {
-    daemon: Daemon,
+    layer: Running,
     group: String,
     protocol: Arc<dyn Protocol>,
     protocol_name: String,
@@ -89,11 +118,12 @@ struct Demo {
 const WAIT: Duration = Duration::from_secs(30);
 
 impl Demo {
-    /// An embedded daemon with `timing` (ticking every `tick`), fresh Ed25519 identities for
-    /// `names` with certificates of the two domains, and an operator for faults; members run
-    /// `protocol` with `switching`.
+    /// An embedded daemon with `timing` (ticking every `tick`), or a group on etcd, fresh
+    /// Ed25519 identities for `names` with certificates of the two domains, and an operator for
+    /// faults; members run `protocol` with `switching`.
     async fn start(
         group: &str,
+        layer: &Layer,
         timing: Timing,
         tick: Duration,
         names: impl IntoIterator<Item = String>,
@@ -111,13 +141,30 @@ impl Demo {
         let operator_certificate = domains.issue(&operator, &[Role::Operator])?;
         let rules = domains.rules().clone();
         let access = DaemonAccess { rules: Some(Arc::new(rules.clone())), ..Default::default() };
-        let config =
-            DaemonConfig { timing, tick, access, allow_control: true, ..DaemonConfig::default() };
-        let daemon =
-            Daemon::start("127.0.0.1:0", config).await.context("cannot start the daemon")?;
+        let (layer, group) = match layer {
+            Layer::Daemon => {
+                let config = DaemonConfig {
+                    timing,
+                    tick,
+                    access,
+                    allow_control: true,
+                    ..DaemonConfig::default()
+                };
+                let daemon = Daemon::start("127.0.0.1:0", config)
+                    .await
+                    .context("cannot start the daemon")?;
+                (Running::Daemon(daemon), group.to_owned())
+            }
+            // A fresh group for each run: an earlier run's keys do not get in the way.
+            Layer::Etcd(config) => {
+                let run = Identity::generate("run", Scheme::Ed25519)?.public().raw_bytes();
+                let group = format!("{group}-{}", hex::encode(&run[..4]));
+                (Running::Etcd(config.clone()), group)
+            }
+        };
         Ok(Self {
-            daemon,
-            group: group.to_owned(),
+            layer,
+            group,
             protocol_name: protocol.descriptor().name,
             protocol,
             peers: Peers::Certificates { rules, file: None },
@@ -131,24 +178,34 @@ impl Demo {
     async fn spawn(&mut self, name: &str) -> Result<()> {
         let (identity, certificate) =
             self.identities.remove(name).with_context(|| format!("no key for {name}"))?;
-        let daemon = self.daemon.addr.to_string();
-        let handle = spawn_member(
-            &daemon,
-            MemberConfig {
-                group: self.group.clone(),
-                identity,
-                peers: self.peers.clone(),
-                protocol: self.protocol.clone(),
-                dh_group: GroupId::Ffdhe2048,
-                heartbeat: Duration::from_millis(200),
-                switching: self.switching.clone(),
-                // The demo's daemon lives as long as the demo.
-                recovery: None,
-                certificate: Some(certificate),
-            },
-        )
-        .await
-        .with_context(|| format!("{name} cannot connect to the daemon"))?;
+        let config = MemberConfig {
+            group: self.group.clone(),
+            identity,
+            peers: self.peers.clone(),
+            protocol: self.protocol.clone(),
+            dh_group: GroupId::Ffdhe2048,
+            heartbeat: Duration::from_millis(200),
+            switching: self.switching.clone(),
+            // The demo's daemon lives as long as the demo; over etcd, members cut off rejoin.
+            recovery: None,
+            certificate: Some(certificate),
+        };
+        let handle = match &self.layer {
+            Running::Daemon(daemon) => spawn_member(&daemon.addr.to_string(), config)
+                .await
+                .with_context(|| format!("{name} cannot connect to the daemon"))?,
+            Running::Etcd(etcd) => {
+                let recovery = Recovery {
+                    first_delay: ETCD_REJOIN_DELAY,
+                    max_delay: ETCD_REJOIN_DELAY,
+                    ..Recovery::default()
+                };
+                let config = MemberConfig { recovery: Some(recovery), ..config };
+                spawn_member_etcd(etcd, config)
+                    .await
+                    .with_context(|| format!("{name} cannot join the group on etcd"))?
+            }
+        };
         self.members.insert(
             name.to_owned(),
             Member {
@@ -203,6 +260,11 @@ impl Demo {
                     }
                     RuntimeEvent::Stopped(reason) | RuntimeEvent::Failed(reason) => {
                         bail!("{name} stopped: {reason}")
+                    }
+                    // Over etcd, members the demo cut off find out and rejoin.
+                    RuntimeEvent::Disconnected { .. } if matches!(self.layer, Running::Etcd(_)) => {
+                        m.view = None;
+                        m.key = None;
                     }
                     RuntimeEvent::Disconnected { reason, .. } => {
                         bail!("{name} lost the daemon: {reason}")
@@ -297,27 +359,58 @@ impl Demo {
     }
 
     /// Partitions the group into its even- and odd-ranked members; returns the two sides.
+    /// Over etcd, the odd-ranked side is cut off (see the module docs).
     async fn split_in_two(&mut self) -> Result<(Vec<String>, Vec<String>)> {
         let all = self.names();
         let a: Vec<String> = all.iter().step_by(2).cloned().collect();
         let b: Vec<String> = all.iter().skip(1).step_by(2).cloned().collect();
+        if let Running::Etcd(etcd) = &self.layer {
+            for member in &b {
+                gka_host::group::etcd::expel(etcd, &self.group, member)
+                    .await
+                    .with_context(|| format!("cannot cut {member} off"))?;
+            }
+            return Ok((a, b));
+        }
         let split =
             ControlCmd::Partition { group: self.group.clone(), sets: vec![a.clone(), b.clone()] };
         self.control(split).await?;
         Ok((a, b))
     }
 
-    /// Heals every partition of the group.
+    /// Heals every partition of the group (over etcd, the members cut off rejoin by themselves).
     async fn heal(&mut self) -> Result<()> {
+        if matches!(self.layer, Running::Etcd(_)) {
+            return Ok(());
+        }
         let heal = ControlCmd::Heal { group: self.group.clone() };
         self.control(heal).await
     }
 
-    /// Sends a fault-injection command as the demo's operator.
+    /// Whether the group layer gives each side of a partition its own views (the daemon), or
+    /// only the side with the quorum (etcd).
+    fn both_sides_continue(&self) -> bool {
+        matches!(self.layer, Running::Daemon(_))
+    }
+
+    /// Sends a fault-injection command as the demo's operator, to the daemon.
     async fn control(&self, cmd: ControlCmd) -> Result<()> {
+        let Running::Daemon(daemon) = &self.layer else {
+            bail!("fault injection needs the daemon: etcd takes no such commands")
+        };
         let (operator, certificate) = &self.operator;
-        let daemon = self.daemon.addr;
-        expect_ok(Connection::control_presenting(daemon, operator, Some(certificate), cmd).await?)
+        let addr = daemon.addr;
+        expect_ok(Connection::control_presenting(addr, operator, Some(certificate), cmd).await?)
+    }
+
+    /// Every member leaves, and the daemon (if any) stops.
+    fn stop(mut self) {
+        for name in self.names() {
+            self.leave(&name);
+        }
+        if let Running::Daemon(daemon) = self.layer {
+            daemon.stop();
+        }
     }
 
     /// Waits until `name` has received a view (its join is in, its rekey under way).
@@ -346,7 +439,7 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
     let timing = Timing { batch_ms: 30, failure_timeout_ms: 3_000 };
     let names = (1..=options.members + 8).map(|i| format!("m{i:02}"));
     let tick = Duration::from_millis(5);
-    let mut demo = Demo::start("demo", timing, tick, names, protocol, None).await?;
+    let mut demo = Demo::start("demo", &options.layer, timing, tick, names, protocol, None).await?;
     let name = |i: usize| format!("m{i:02}");
     let mut lines = Vec::new();
 
@@ -366,13 +459,17 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
     lines.push(demo.step("merge of 2", &demo.names()).await?);
 
     let (a, b) = demo.split_in_two().await?;
-    let side_a = demo.step("partition, side A", &a).await?;
-    let side_b = demo.step("partition, side B", &b).await?;
-    if side_a.fingerprint == side_b.fingerprint {
-        bail!("the two sides of the partition share a key");
+    if demo.both_sides_continue() {
+        let side_a = demo.step("partition, side A", &a).await?;
+        let side_b = demo.step("partition, side B", &b).await?;
+        if side_a.fingerprint == side_b.fingerprint {
+            bail!("the two sides of the partition share a key");
+        }
+        lines.push(side_a);
+        lines.push(side_b);
+    } else {
+        lines.push(demo.step("partition, side A (B cut off from etcd)", &a).await?);
     }
-    lines.push(side_a);
-    lines.push(side_b);
     demo.heal().await?;
     lines.push(demo.step("heal", &demo.names()).await?);
 
@@ -399,7 +496,9 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
     demo.wait_for_view(&j2).await?;
     let (a, b) = demo.split_in_two().await?;
     lines.push(demo.step("partition during a merge, side A", &a).await?);
-    lines.push(demo.step("partition during a merge, side B", &b).await?);
+    if demo.both_sides_continue() {
+        lines.push(demo.step("partition during a merge, side B", &b).await?);
+    }
     demo.heal().await?;
     lines.push(demo.step("heal", &demo.names()).await?);
 
@@ -410,10 +509,7 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
         let names = demo.names();
         demo.traffic(&names, &format!("traffic round {round}")).await?;
     }
-    for name in demo.names() {
-        demo.leave(&name);
-    }
-    demo.daemon.stop();
+    demo.stop();
     Ok(lines)
 }
 

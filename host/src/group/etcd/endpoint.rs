@@ -263,6 +263,22 @@ impl EtcdEndpoint {
     }
 }
 
+/// Removes `member` from `group` as etcd does when its lease expires: deletes its member key,
+/// so the coordinator writes a view without it and the member, seeing its key gone, rejoins as
+/// a new incarnation (if its runtime recovers). An operator's tool, and how `gka demo --etcd`
+/// cuts members off. Returns whether there was a key to delete.
+pub async fn expel(config: &EtcdConfig, group: &str, member: &str) -> io::Result<bool> {
+    let keys = Keys::new(group).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut client = connect(config).await?;
+    let deleted = within(
+        config.timing.request_timeout,
+        "deleting the member key",
+        client.delete(keys.member(member), None),
+    )
+    .await?;
+    Ok(deleted.deleted() > 0)
+}
+
 /// Writes the member record with `lease` where no key exists; an older incarnation's key is
 /// removed first (by revoking its lease). Returns the new key's `create_revision`.
 async fn put_member(

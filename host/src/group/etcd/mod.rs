@@ -39,4 +39,4 @@ pub mod state;
 
 mod endpoint;
 
-pub use endpoint::{EtcdConfig, EtcdEndpoint, EtcdTiming, EtcdTls};
+pub use endpoint::{expel, EtcdConfig, EtcdEndpoint, EtcdTiming, EtcdTls};
