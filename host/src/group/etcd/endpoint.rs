@@ -100,6 +100,9 @@ const QUEUE: usize = 4096;
 /// How often a broken watch or keep-alive stream is opened again.
 const RETRY: Duration = Duration::from_millis(250);
 
+/// Lifetimes of its lease a member goes without any answer from etcd before it gives up.
+const SILENT_LEASES: u32 = 3;
+
 /// Attempts at one send before it fails.
 const SEND_ATTEMPTS: u32 = 3;
 
@@ -126,10 +129,15 @@ async fn connect(config: &EtcdConfig) -> io::Result<Client> {
     if config.endpoints.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "no etcd endpoint given"));
     }
+    // A connection to a node that vanished (a cut link drops packets, nothing resets the
+    // connection) must be noticed well within a lease's time to live: the watch and the lease's
+    // keep-alive stream may run over it, and move to another node once it is closed.
+    let ttl = Duration::from_secs(config.timing.lease_ttl_s.max(1).unsigned_abs());
+    let ping = (ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let mut options = ConnectOptions::new()
         .with_require_leader(true)
-        .with_connect_timeout(config.timing.request_timeout)
-        .with_keep_alive(Duration::from_secs(2), config.timing.request_timeout);
+        .with_connect_timeout(config.timing.request_timeout.min(ttl))
+        .with_keep_alive(ping, ping.max(Duration::from_millis(500)));
     if let Some(tls) = &config.tls {
         let mut t = etcd_client::TlsOptions::new()
             .ca_certificate(etcd_client::Certificate::from_pem(tls.ca_pem.as_bytes()));
@@ -452,6 +460,14 @@ async fn next_watch(watch: &mut Option<WatchStream>) -> Option<etcd_client::Watc
     }
 }
 
+/// Sends one keep-alive; false when the stream is gone.
+async fn keep_alive(keeper: &mut Option<LeaseKeeper>) -> bool {
+    match keeper.as_mut() {
+        Some(k) => k.keep_alive().await.is_ok(),
+        None => false,
+    }
+}
+
 async fn next_ack(alive: &mut Option<LeaseKeepAliveStream>) -> Option<i64> {
     match alive {
         Some(a) => match a.message().await {
@@ -518,22 +534,26 @@ impl Background {
                             "this member's lease in etcd expired: it is out of the group",
                         )
                     }
-                    None => alive = None,
+                    // The stream's connection closed: open both halves again on another node.
+                    None => (keeper, alive) = (None, None),
                 },
                 _ = keepalive.tick() => {
-                    if last_ack.elapsed() > ttl {
+                    // etcd removes a member whose lease lapsed; a member that hears nothing at
+                    // all (cut off from every node) gives up after a few lifetimes of its
+                    // lease, so that its runtime recovers or reports the failure.
+                    if last_ack.elapsed() > ttl * SILENT_LEASES {
                         return io::Error::new(
                             io::ErrorKind::TimedOut,
-                            format!("no answer from etcd for longer than the lease's {ttl:?}"),
+                            format!(
+                                "no answer from etcd for {SILENT_LEASES} lifetimes of the lease \
+                                 ({ttl:?} each)"
+                            ),
                         );
                     }
                     // Only a member whose runtime still beats is kept alive.
-                    if self.beat.swap(false, Ordering::Relaxed) {
-                        if let Some(k) = keeper.as_mut() {
-                            if k.keep_alive().await.is_err() {
-                                (keeper, alive) = (None, None);
-                            }
-                        }
+                    if self.beat.swap(false, Ordering::Relaxed) && !keep_alive(&mut keeper).await {
+                        self.beat.store(true, Ordering::Relaxed);
+                        (keeper, alive) = (None, None);
                     }
                 }
                 _ = retry.tick(), if watch.is_none() || keeper.is_none() => {
@@ -544,6 +564,11 @@ impl Background {
                     if keeper.is_none() {
                         if let Ok((k, a)) = within(limit, "keep-alive", self.client.lease_keep_alive(self.lease)).await {
                             (keeper, alive) = (Some(k), Some(a));
+                            // The lapse may have eaten much of the lease: renew it at once.
+                            if self.beat.swap(false, Ordering::Relaxed) && !keep_alive(&mut keeper).await {
+                                self.beat.store(true, Ordering::Relaxed);
+                                (keeper, alive) = (None, None);
+                            }
                         }
                     }
                 }
