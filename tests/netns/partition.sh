@@ -51,7 +51,8 @@ cleanup() {
         ip netns del "$ns" 2>/dev/null
     done
     wait 2>/dev/null
-    rm -rf "$WORK"
+    # GKA_NETNS_KEEP=1 keeps the members' and etcd's logs for a look after a failure.
+    if [ -n "${GKA_NETNS_KEEP:-}" ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 

@@ -126,7 +126,12 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
             peers,
             protocol,
             dh_group: gka_plugin_api::GroupId::Ffdhe2048,
-            heartbeat: std::time::Duration::from_millis(500),
+            // A beat to the daemon is a frame; to etcd, a note that the runtime is alive,
+            // which must come more often than every half lease.
+            heartbeat: match &layer {
+                Layer::Daemon(_) => std::time::Duration::from_millis(500),
+                Layer::Etcd(_) => std::time::Duration::from_millis(100),
+            },
             switching: Some(switching),
             recovery: Some(recovery),
             certificate,

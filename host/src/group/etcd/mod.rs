@@ -37,6 +37,10 @@
 pub mod layout;
 pub mod state;
 
+mod background;
+mod config;
 mod endpoint;
+mod nodes;
 
-pub use endpoint::{expel, EtcdConfig, EtcdEndpoint, EtcdTiming, EtcdTls};
+pub use config::{EtcdConfig, EtcdTiming, EtcdTls};
+pub use endpoint::{expel, EtcdEndpoint};
