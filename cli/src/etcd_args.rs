@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use gka_host::group::etcd::MAX_LEASE_TTL_S;
 use gka_host::group::{EtcdConfig, EtcdTiming, EtcdTls};
 
 /// The etcd flags (see `docs/deploy.md`).
@@ -55,8 +56,8 @@ impl EtcdArgs {
                 bail!("--etcd {url:?} is https: give --etcd-ca with the CA of etcd's certificates");
             }
         }
-        if !(1..=3600).contains(&self.etcd_lease_ttl) {
-            bail!("--etcd-lease-ttl {}: give 1 to 3600 seconds", self.etcd_lease_ttl);
+        if !(1..=MAX_LEASE_TTL_S).contains(&self.etcd_lease_ttl) {
+            bail!("--etcd-lease-ttl {}: give 1 to {MAX_LEASE_TTL_S} seconds", self.etcd_lease_ttl);
         }
         if self.etcd_settle_ms > 60_000 {
             bail!("--etcd-settle-ms {}: give at most 60000", self.etcd_settle_ms);

@@ -105,7 +105,7 @@ declare -A FD
 for m in "${MEMBERS[@]}"; do
     h=${m:1:1}
     mkfifo "$WORK/$m.in"
-    in_host "$h" "$GKA" member --etcd "$URLS" --etcd-lease-ttl 2 --group netns \
+    in_host "$h" "$GKA" member --etcd "$URLS" --etcd-lease-ttl 3 --group netns \
         --id "$m" --key "$WORK/keys/$m.key" --trust "$WORK/trust" --plugins "$(dirname "$GKA")" \
         --give-up-after 120 <"$WORK/$m.in" >"$WORK/$m.log" 2>&1 &
     exec {fd}>"$WORK/$m.in"

@@ -81,7 +81,8 @@ pub struct MemberConfig {
     pub protocol: Arc<dyn Protocol>,
     /// The Diffie-Hellman group.
     pub dh_group: GroupId,
-    /// How often to prove liveness to the daemon.
+    /// How often to prove liveness to the group layer (over etcd, more often than every half
+    /// lease).
     pub heartbeat: Duration,
     /// Switching support; `None` runs `protocol` only.
     pub switching: Option<Switching>,
@@ -212,6 +213,17 @@ pub async fn spawn_member_etcd(
     etcd: &EtcdConfig,
     config: MemberConfig,
 ) -> std::io::Result<MemberHandle> {
+    if config.heartbeat >= etcd.timing.lease_ttl() / 2 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "a heartbeat every {:?} is too slow for a lease of {:?}: the lease is renewed \
+                 only while the runtime beat within half a lease",
+                config.heartbeat,
+                etcd.timing.lease_ttl()
+            ),
+        ));
+    }
     let (etcd, group, id) = (etcd.clone(), config.group.clone(), config.identity.id().to_owned());
     let certificate = config.certificate.clone();
     spawn_joining(config, move |_| {

@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+use super::layout::MAX_MESSAGE;
+
+/// The longest lease, seconds (an hour).
+pub const MAX_LEASE_TTL_S: i64 = 3600;
+
 /// The etcd layer's timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EtcdTiming {
@@ -57,20 +62,21 @@ pub struct EtcdConfig {
     pub tls: Option<EtcdTls>,
     /// Timing.
     pub timing: EtcdTiming,
-    /// The largest message, bytes (etcd's own default request limit is 1.5 MiB).
+    /// The largest message this member sends, bytes: at most [`MAX_MESSAGE`], which every
+    /// member delivers (etcd's own default request limit is 1.5 MiB).
     pub max_message: usize,
 }
 
 impl EtcdConfig {
     /// The default settings for `endpoints`, without TLS.
     pub fn new(endpoints: Vec<String>) -> Self {
-        Self { endpoints, tls: None, timing: EtcdTiming::default(), max_message: 1 << 20 }
+        Self { endpoints, tls: None, timing: EtcdTiming::default(), max_message: MAX_MESSAGE }
     }
 }
 
 impl EtcdTiming {
     /// The lease's time to live.
     pub fn lease_ttl(&self) -> Duration {
-        Duration::from_secs(self.lease_ttl_s.max(1).unsigned_abs())
+        Duration::from_secs(self.lease_ttl_s.clamp(1, MAX_LEASE_TTL_S).unsigned_abs())
     }
 }

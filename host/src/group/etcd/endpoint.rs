@@ -12,19 +12,20 @@ use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp
 use rand_core::{OsRng, RngCore};
 use tokio::sync::mpsc;
 
-use super::background::{open_keep_alive, open_watch, Background, Heartbeat, LastView};
+use super::background::{open_watch, Background, LastView};
 use super::config::EtcdConfig;
-use super::layout::{Keys, MemberRecord, MessageRecord};
+use super::layout::{
+    Keys, MemberRecord, MessageRecord, MAX_MEMBER_RECORD, MAX_MESSAGE, MAX_VIEW_MEMBERS,
+};
+use super::lease::{open_keep_alive, Heartbeat, SILENT_LEASES};
 use super::nodes::{other, within, Nodes};
 use super::state::{Change, GroupState};
 use crate::group::{Delivery, GroupEndpoint};
 use crate::identity::valid_member_id;
+use crate::net::wire::MAX_CERTIFICATE_BYTES;
 
 /// Deliveries queued between the watch and the member, before the watch waits.
 const QUEUE: usize = 4096;
-
-/// Attempts at one send before it fails.
-const SEND_ATTEMPTS: u32 = 3;
 
 /// The wait between two attempts at a send.
 const SEND_RETRY: Duration = Duration::from_millis(250);
@@ -78,6 +79,15 @@ impl EtcdEndpoint {
                 format!("{member:?} is not a valid member id"),
             ));
         }
+        if let Some(der) = certificate.filter(|c| c.len() > MAX_CERTIFICATE_BYTES) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a certificate of {} bytes is over the bound of {MAX_CERTIFICATE_BYTES}",
+                    der.len()
+                ),
+            ));
+        }
         let nodes = Nodes::connect(config).await?;
         let mut last = None;
         for _ in 0..config.endpoints.len() {
@@ -85,7 +95,7 @@ impl EtcdEndpoint {
                 Ok(endpoint) => return Ok(endpoint),
                 Err(e) => {
                     last = Some(other(&format!("joining through {}", nodes.url()), e));
-                    let _ = nodes.fail_over().await;
+                    nodes.fail_over().await;
                 }
             }
         }
@@ -110,12 +120,16 @@ impl EtcdEndpoint {
         };
         let since = put_member(&mut client, keys, &record, lease, limit).await?;
 
-        let mut state = GroupState::new(keys.clone(), member, since, config.max_message);
+        let mut state = GroupState::new(keys.clone(), member, since);
         let at = GetOptions::new().with_revision(since);
         let members = within(
             limit,
             "reading the group's members",
-            client.get(keys.members(), Some(at.clone().with_prefix())),
+            // The largest group's records, certificates included.
+            client
+                .kv_client()
+                .max_decoding_message_size(MAX_VIEW_MEMBERS * MAX_MEMBER_RECORD)
+                .get(keys.members(), Some(at.clone().with_prefix())),
         )
         .await?;
         let view =
@@ -233,13 +247,14 @@ async fn put_member(
 
 impl GroupEndpoint for EtcdEndpoint {
     async fn send(&mut self, view_id: u64, to: Option<String>, bytes: Vec<u8>) -> io::Result<()> {
-        if bytes.len() > self.config.max_message {
+        let max_message = self.config.max_message.min(MAX_MESSAGE);
+        if bytes.len() > max_message {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
                     "a message of {} bytes is over the etcd layer's bound of {} bytes",
                     bytes.len(),
-                    self.config.max_message
+                    max_message
                 ),
             ));
         }
@@ -269,20 +284,23 @@ impl GroupEndpoint for EtcdEndpoint {
                 Compare::version(key.clone(), CompareOp::Equal, 0),
             ])
             .and_then([TxnOp::put(key, value, None)]);
-        // A silent node is left by the background task within a quarter of the lease; each
+        // A silent node is left by the lease loop within three eighths of the lease; each
         // attempt goes to the node in use then.
         let limit = self.config.timing.request_timeout.min(self.config.timing.lease_ttl() / 2);
-        let mut last = None;
-        for attempt in 0..SEND_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(SEND_RETRY).await;
-            }
+        // An election leaves the cluster without a leader for a moment, and a node that went
+        // silent is left by the lease loop within a fraction of the lease: try again until the
+        // send goes through or the member is out of the group (its lease lost, which the
+        // deliveries then say). A runtime waiting here is not hung: it still beats.
+        let started = tokio::time::Instant::now();
+        let give_up = self.config.timing.lease_ttl() * SILENT_LEASES;
+        loop {
+            self.beat.beat();
             match within(limit, "sending", self.nodes.client().txn(txn.clone())).await {
                 Ok(_) => return Ok(()),
-                Err(e) => last = Some(e),
+                Err(e) if self.task.is_finished() || started.elapsed() > give_up => return Err(e),
+                Err(_) => tokio::time::sleep(SEND_RETRY).await,
             }
         }
-        Err(last.unwrap_or_else(|| other("sending", "no attempt made")))
     }
 
     async fn recv(&mut self) -> io::Result<Option<Delivery>> {

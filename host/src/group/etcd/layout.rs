@@ -15,14 +15,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::valid_member_id;
 
-/// The longest member record, bytes (a certificate of up to 16 KiB, hex-encoded, and change).
+/// The longest member record, bytes: a certificate of up to
+/// [`MAX_CERTIFICATE_BYTES`](crate::net::wire::MAX_CERTIFICATE_BYTES) (16 KiB), hex-encoded,
+/// and change.
 pub const MAX_MEMBER_RECORD: usize = 40 * 1024;
 
-/// The most members a view record may list.
-pub const MAX_VIEW_MEMBERS: usize = 10_000;
+/// The most members a view record may list: a record of as many members with the longest ids
+/// stays within etcd's default request limit (1.5 MiB). The coordinator admits the oldest
+/// members up to it; younger ones wait for a place.
+pub const MAX_VIEW_MEMBERS: usize = 5_000;
 
 /// The longest view record, bytes.
-pub const MAX_VIEW_RECORD: usize = MAX_VIEW_MEMBERS * 200;
+pub const MAX_VIEW_RECORD: usize = 1_400 * 1024;
+
+/// The longest message any member stores or delivers, bytes: the same at every member, so
+/// that every member skips the same messages.
+pub const MAX_MESSAGE: usize = 1 << 20;
 
 /// The key prefixes of one group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,18 +154,15 @@ pub struct ViewMember {
     pub since: i64,
 }
 
-/// The view record the coordinator writes.
+/// The view record the coordinator writes. It lists the members only: each member computes
+/// who joined and who left from its own previous view, and a record with the changes as well
+/// would not fit etcd's request limit for the largest groups.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViewRecord {
     /// Counts the views written under this group's run.
     pub seq: u64,
     /// The members, oldest first.
     pub members: Vec<ViewMember>,
-    /// Members that are not in the previous view (for operators; each member computes its
-    /// own joined and left lists from its previous view).
-    pub joined: Vec<String>,
-    /// Members of the previous view that are not in this one.
-    pub left: Vec<String>,
     /// The group run's nonce (hex, 16 bytes), drawn when the view key is first written.
     pub nonce: String,
 }
@@ -271,9 +276,9 @@ impl MessageRecord {
         postcard::to_allocvec(self).expect("a message record serializes")
     }
 
-    /// Decodes a message record of at most `max` bytes.
-    pub fn decode(bytes: &[u8], max: usize) -> Result<Self, RecordError> {
-        bounded(bytes, max)?;
+    /// Decodes a message record of at most [`MAX_MESSAGE`] bytes and change.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        bounded(bytes, MAX_MESSAGE + 1024)?;
         postcard::from_bytes(bytes).map_err(|e| RecordError::Malformed(e.to_string()))
     }
 }
@@ -319,8 +324,6 @@ mod tests {
         let v = ViewRecord {
             seq: 1,
             members: vec![ViewMember { id: "a".into(), since: 5 }],
-            joined: vec!["a".into()],
-            left: vec![],
             nonce: "00".repeat(16),
         };
         assert_eq!(ViewRecord::decode(&v.encode()).unwrap(), v);
@@ -332,8 +335,20 @@ mod tests {
         assert!(ViewRecord::decode(b"{").is_err());
 
         let msg = MessageRecord { to: Some("b".into()), bytes: vec![1, 2, 3] };
-        assert_eq!(MessageRecord::decode(&msg.encode(), 100).unwrap(), msg);
-        assert!(MessageRecord::decode(&msg.encode(), 3).is_err());
-        assert!(MessageRecord::decode(&[0xff; 8], 100).is_err());
+        assert_eq!(MessageRecord::decode(&msg.encode()).unwrap(), msg);
+        assert!(MessageRecord::decode(&vec![0; MAX_MESSAGE + 1025]).is_err());
+        assert!(MessageRecord::decode(&[0xff; 8]).is_err());
+        // The largest view fits etcd's default request limit.
+        let largest = ViewRecord {
+            seq: u64::MAX,
+            members: (0..MAX_VIEW_MEMBERS)
+                .map(|i| ViewMember { id: format!("{i:0>128}"), since: i64::MAX })
+                .collect(),
+            nonce: "00".repeat(16),
+        };
+        let len = largest.encode().len();
+        assert!(len <= MAX_VIEW_RECORD, "{len}");
+        const { assert!(MAX_VIEW_RECORD < 1_572_864, "within etcd's default request limit") };
+        assert_eq!(ViewRecord::decode(&largest.encode()).unwrap(), largest);
     }
 }

@@ -15,11 +15,15 @@
 //!   compare fails the view has changed, and the message is dropped for everyone, as the daemon
 //!   drops messages of ended views; the member core sends its data again under the next key;
 //! - **proves liveness** by keeping its lease alive, but only while its runtime's heartbeats
-//!   arrive: a hung member's lease expires, etcd deletes its key, and it leaves the views.
+//!   arrive (within half a lease): a hung member's lease expires, etcd deletes its key, and it
+//!   leaves the views. The member talks to one etcd node at a time and moves to the next when
+//!   a renewal goes unanswered (`lease.rs`, `nodes.rs`).
 //!
 //! The **coordinator** is the member with the oldest key (etcd's own election rule). When the
-//! member keys differ from the view, it waits a settle window (so simultaneous joins form one
-//! merge view, simultaneous departures one partition view) and writes the next view in a
+//! member keys differ from the view, it waits a settle window (so that joins and leaves made
+//! together form one merge or partition view; departures found by lease expiry arrive as
+//! etcd expires the leases, which may spread over more than one window) and writes the next
+//! view in a
 //! transaction fenced by the view key's `mod_revision` and its own key's `create_revision`: a
 //! coordinator whose lease expired, or that lost a race, writes nothing. The view id is the view
 //! key's `mod_revision`, so ids only grow. The same transaction deletes the ended views'
@@ -32,7 +36,8 @@
 //! installs a partition view), while members cut off from the quorum block, and rejoin after
 //! the heal as new incarnations, in a merge view. The daemon and the in-memory network keep the
 //! extended model, in which every side continues. Failure detection takes the lease's time to
-//! live plus the settle window.
+//! live (after a crash; up to half a lease more when only the runtime hangs), plus etcd's
+//! lease check (twice a second) and the settle window.
 
 pub mod layout;
 pub mod state;
@@ -40,7 +45,8 @@ pub mod state;
 mod background;
 mod config;
 mod endpoint;
+mod lease;
 mod nodes;
 
-pub use config::{EtcdConfig, EtcdTiming, EtcdTls};
+pub use config::{EtcdConfig, EtcdTiming, EtcdTls, MAX_LEASE_TTL_S};
 pub use endpoint::{expel, EtcdEndpoint};

@@ -87,25 +87,20 @@ async fn client_of(config: &EtcdConfig, url: &str) -> io::Result<Client> {
 
 impl Nodes {
     /// A client of one of `config`'s nodes, drawn at random so that members spread over the
-    /// cluster; the first that accepts a connection.
+    /// cluster. Clients connect lazily: a node that does not answer shows at the first request.
     pub(super) async fn connect(config: &EtcdConfig) -> io::Result<Self> {
         let n = config.endpoints.len();
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no etcd endpoint given"));
         }
-        let start = usize::try_from(OsRng.next_u32()).unwrap_or_default() % n;
-        let mut last = None;
-        for i in 0..n {
-            let node = (start + i) % n;
-            match client_of(config, &config.endpoints[node]).await {
-                Ok(client) => {
-                    let current = Arc::new(Mutex::new((node, client)));
-                    return Ok(Self { config: config.clone(), current });
-                }
-                Err(e) => last = Some(e),
-            }
+        // A URL or TLS setting that does not build a client is a configuration error: say so
+        // now, not at the first fail-over.
+        for url in &config.endpoints {
+            client_of(config, url).await?;
         }
-        Err(last.unwrap_or_else(|| other("connecting to etcd", "no endpoint")))
+        let node = usize::try_from(OsRng.next_u32()).unwrap_or_default() % n;
+        let client = client_of(config, &config.endpoints[node]).await?;
+        Ok(Self { config: config.clone(), current: Arc::new(Mutex::new((node, client))) })
     }
 
     /// The client of the node in use.
@@ -119,22 +114,14 @@ impl Nodes {
         self.config.endpoints[node].clone()
     }
 
-    /// Moves on to the next node (after the one in use) that accepts a connection; stays
-    /// with the one in use when none does.
-    pub(super) async fn fail_over(&self) -> io::Result<()> {
+    /// Moves on to the next node (in the configured order, after the one in use).
+    pub(super) async fn fail_over(&self) {
         let n = self.config.endpoints.len();
-        let from = self.current.lock().unwrap_or_else(|p| p.into_inner()).0;
-        let mut last = None;
-        for i in 1..=n {
-            let node = (from + i) % n;
-            match client_of(&self.config, &self.config.endpoints[node]).await {
-                Ok(client) => {
-                    *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (node, client);
-                    return Ok(());
-                }
-                Err(e) => last = Some(e),
-            }
+        let node = (self.current.lock().unwrap_or_else(|p| p.into_inner()).0 + 1) % n;
+        // Every URL built a client when the member joined (see `connect`); should this one not
+        // build now, the member stays with the node in use.
+        if let Ok(client) = client_of(&self.config, &self.config.endpoints[node]).await {
+            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (node, client);
         }
-        Err(last.unwrap_or_else(|| other("connecting to etcd", "no endpoint")))
     }
 }

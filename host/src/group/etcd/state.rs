@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use gka_plugin_api::View;
 
-use super::layout::{KeyKind, Keys, MemberRecord, MessageRecord, ViewMember, ViewRecord};
+use super::layout::{
+    KeyKind, Keys, MemberRecord, MessageRecord, ViewMember, ViewRecord, MAX_VIEW_MEMBERS,
+};
 use crate::group::Delivery;
 
 /// One change from the watch (or the initial range read).
@@ -62,9 +64,14 @@ pub struct GroupState {
     keys: Keys,
     me: String,
     since: i64,
-    max_message: usize,
     members: BTreeMap<String, Entry>,
-    view: Option<(i64, ViewRecord)>,
+    /// The view key's latest `mod_revision` (0: no view yet), whether or not its record
+    /// decodes: the coordinator's fence.
+    view_revision: i64,
+    /// The record at `view_revision`, if it decodes.
+    view: Option<ViewRecord>,
+    /// The last record that decoded (its seq and nonce carry on past one that does not).
+    last_good: Option<ViewRecord>,
     delivered: Option<Delivered>,
     out: VecDeque<Delivery>,
     skipped: u64,
@@ -72,16 +79,16 @@ pub struct GroupState {
 }
 
 impl GroupState {
-    /// The picture of member `me`, whose member key was created at revision `since`;
-    /// messages over `max_message` bytes are skipped.
-    pub fn new(keys: Keys, me: &str, since: i64, max_message: usize) -> Self {
+    /// The picture of member `me`, whose member key was created at revision `since`.
+    pub fn new(keys: Keys, me: &str, since: i64) -> Self {
         Self {
             keys,
             me: me.to_owned(),
             since,
-            max_message,
             members: BTreeMap::new(),
+            view_revision: 0,
             view: None,
+            last_good: None,
             delivered: None,
             out: VecDeque::new(),
             skipped: 0,
@@ -94,26 +101,7 @@ impl GroupState {
     pub fn apply(&mut self, change: Change<'_>) {
         match change {
             Change::Put { key, value, create_revision, mod_revision } => {
-                match self.keys.kind(key) {
-                    KeyKind::Member(id) => match MemberRecord::decode(value, &id) {
-                        Ok(record) => {
-                            let certificate = record.certificate_der().map(Arc::from);
-                            self.members.insert(id, Entry { since: create_revision, certificate });
-                        }
-                        Err(_) => self.skipped += 1,
-                    },
-                    KeyKind::View => match ViewRecord::decode(value) {
-                        Ok(record) => self.on_view(mod_revision, record),
-                        Err(_) => self.skipped += 1,
-                    },
-                    KeyKind::Message { view, sender } => {
-                        match MessageRecord::decode(value, self.max_message) {
-                            Ok(record) => self.on_message(view, sender, record),
-                            Err(_) => self.skipped += 1,
-                        }
-                    }
-                    KeyKind::Other => {}
-                }
+                self.on_put(self.keys.kind(key), value, create_revision, mod_revision)
             }
             Change::Delete { key } => match self.keys.kind(key) {
                 KeyKind::Member(id) => {
@@ -127,16 +115,49 @@ impl GroupState {
                         );
                     }
                 }
-                KeyKind::View => self.view = None,
+                KeyKind::View => {
+                    self.view_revision = 0;
+                    self.view = None;
+                }
                 KeyKind::Message { .. } | KeyKind::Other => {}
             },
+        }
+    }
+
+    fn on_put(&mut self, kind: KeyKind, value: &[u8], create_revision: i64, mod_revision: i64) {
+        match kind {
+            KeyKind::Member(id) => match MemberRecord::decode(value, &id) {
+                Ok(record) => {
+                    let certificate = record.certificate_der().map(Arc::from);
+                    self.members.insert(id, Entry { since: create_revision, certificate });
+                }
+                Err(_) => self.skipped += 1,
+            },
+            KeyKind::View => {
+                self.view_revision = mod_revision;
+                match ViewRecord::decode(value) {
+                    Ok(record) => self.on_view(mod_revision, record),
+                    Err(_) => {
+                        // Nothing is delivered in it, and the coordinator writes over it.
+                        self.skipped += 1;
+                        self.view = None;
+                    }
+                }
+            }
+            KeyKind::Message { view, sender } => match MessageRecord::decode(value) {
+                Ok(record) => self.on_message(view, sender, record),
+                Err(_) => self.skipped += 1,
+            },
+            KeyKind::Other => {}
         }
     }
 
     fn on_view(&mut self, mod_revision: i64, record: ViewRecord) {
         let in_it = record.members.iter().any(|m| m.id == self.me && m.since == self.since);
         let view_id = u64::try_from(mod_revision).unwrap_or_default();
-        if in_it {
+        if self.removed.is_some() {
+            // Out of the group: nothing more is delivered.
+        } else if in_it {
             let run = record.run().expect("checked when decoded");
             let members = record.ids();
             let (joined, left) = match &self.delivered {
@@ -146,11 +167,14 @@ impl GroupState {
                     prev.members.iter().filter(|m| !members.contains(m)).cloned().collect(),
                 ),
             };
-            let certificates = joined
+            // A certificate goes with the incarnation the view names, never a later one's.
+            let certificates = record
+                .members
                 .iter()
-                .filter_map(|id| {
-                    let entry = self.members.get(id)?;
-                    Some((id.clone(), entry.certificate.clone()?))
+                .filter(|m| joined.contains(&m.id))
+                .filter_map(|m| {
+                    let entry = self.members.get(&m.id).filter(|e| e.since == m.since)?;
+                    Some((m.id.clone(), entry.certificate.clone()?))
                 })
                 .collect();
             self.out.push_back(Delivery::View {
@@ -159,10 +183,11 @@ impl GroupState {
                 certificates,
             });
             self.delivered = Some(Delivered { view_id, members });
-        } else if self.delivered.is_some() && self.removed.is_none() {
+        } else if self.delivered.is_some() {
             self.removed = Some(format!("view {view_id} does not include this member"));
         }
-        self.view = Some((mod_revision, record));
+        self.last_good = Some(record.clone());
+        self.view = Some(record);
     }
 
     fn on_message(&mut self, view: u64, sender: String, record: MessageRecord) {
@@ -210,37 +235,36 @@ impl GroupState {
         if !self.is_coordinator() || self.removed.is_some() {
             return None;
         }
-        let current: &[ViewMember] = self.view.as_ref().map_or(&[], |(_, v)| &v.members);
+        // A view key whose record does not decode is replaced, whatever it said.
+        let current: Option<&[ViewMember]> = match (&self.view, self.view_revision) {
+            (Some(v), _) => Some(&v.members),
+            (None, 0) => Some(&[]),
+            (None, _) => None,
+        };
+        let previous = current.unwrap_or(&[]);
         let mut target: Vec<ViewMember> = self
             .members
             .iter()
-            .filter(|(id, e)| current.iter().all(|m| m.id != **id || m.since == e.since))
+            .filter(|(id, e)| previous.iter().all(|m| m.id != **id || m.since == e.since))
             .map(|(id, e)| ViewMember { id: id.clone(), since: e.since })
             .collect();
         target.sort_by(|a, b| (a.since, &a.id).cmp(&(b.since, &b.id)));
-        if target == current {
+        target.truncate(MAX_VIEW_MEMBERS);
+        if current == Some(target.as_slice()) {
             return None;
         }
-        let ids = |members: &[ViewMember]| -> Vec<String> {
-            members.iter().map(|m| m.id.clone()).collect()
-        };
-        let (before, after) = (ids(current), ids(&target));
         let record = ViewRecord {
-            seq: self.view.as_ref().map_or(1, |(_, v)| v.seq + 1),
-            joined: after.iter().filter(|m| !before.contains(m)).cloned().collect(),
-            left: before.iter().filter(|m| !after.contains(m)).cloned().collect(),
+            seq: self.last_good.as_ref().map_or(1, |v| v.seq.saturating_add(1)),
             members: target,
-            nonce: self.view.as_ref().map(|(_, v)| v.nonce.clone()).unwrap_or_default(),
+            nonce: self.last_good.as_ref().map(|v| v.nonce.clone()).unwrap_or_default(),
         };
-        Some(NextView { record, replaces: self.view.as_ref().map_or(0, |(rev, _)| *rev) })
+        Some(NextView { record, replaces: self.view_revision })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MAX: usize = 1 << 20;
 
     type Written = (Vec<u8>, Option<Vec<u8>>, i64, i64);
 
@@ -314,14 +338,14 @@ mod tests {
     fn the_oldest_member_writes_views_and_everyone_delivers_them_in_order() {
         let mut log = Log::new();
         let a = log.join("a");
-        let mut sa = GroupState::new(log.keys.clone(), "a", a, MAX);
+        let mut sa = GroupState::new(log.keys.clone(), "a", a);
         log.replay(&mut sa, 0);
         assert!(sa.is_coordinator());
         let v1 = log.coordinate(&mut sa).unwrap();
         let b = log.join("b");
         let c = log.join("c");
-        let mut sb = GroupState::new(log.keys.clone(), "b", b, MAX);
-        let mut sc = GroupState::new(log.keys.clone(), "c", c, MAX);
+        let mut sb = GroupState::new(log.keys.clone(), "b", b);
+        let mut sc = GroupState::new(log.keys.clone(), "c", c);
         let da = log.replay(&mut sa, v1);
         assert_eq!(view_of(&da[0]).unwrap().members, ["a"]);
         assert!(!sb.is_coordinator() || sb.next_view().is_none());
@@ -358,9 +382,9 @@ mod tests {
         let a = log.join("a");
         let b = log.join("b");
         let c = log.join("c");
-        let mut sa = GroupState::new(log.keys.clone(), "a", a, MAX);
-        let mut sb = GroupState::new(log.keys.clone(), "b", b, MAX);
-        let mut sc = GroupState::new(log.keys.clone(), "c", c, MAX);
+        let mut sa = GroupState::new(log.keys.clone(), "a", a);
+        let mut sb = GroupState::new(log.keys.clone(), "b", b);
+        let mut sc = GroupState::new(log.keys.clone(), "c", c);
         log.replay(&mut sa, 0);
         let v = log.coordinate(&mut sa).unwrap();
         log.replay(&mut sa, v);
@@ -390,7 +414,7 @@ mod tests {
         let db = log.replay(&mut sb, v2);
         assert_eq!(view_of(&db[0]).unwrap().members, ["b", "c"]);
         assert_eq!(view_of(&db[0]).unwrap().joined, ["c"]);
-        let mut sc2 = GroupState::new(log.keys.clone(), "c", c2, MAX);
+        let mut sc2 = GroupState::new(log.keys.clone(), "c", c2);
         let dc2 = log.replay(&mut sc2, 0);
         assert_eq!(
             dc2.iter().filter_map(view_of).count(),
@@ -406,15 +430,64 @@ mod tests {
     fn garbage_is_skipped_alike_everywhere() {
         let mut log = Log::new();
         let a = log.join("a");
-        let mut sa = GroupState::new(log.keys.clone(), "a", a, MAX);
+        let mut sa = GroupState::new(log.keys.clone(), "a", a);
         log.replay(&mut sa, 0);
         let v = log.coordinate(&mut sa).unwrap();
         log.put(log.keys.message(v as u64, "a", 0), vec![0xff; 4]);
         log.put(log.keys.member("z"), b"{}".to_vec());
         log.put(log.keys.view(), b"not json".to_vec());
-        log.put(log.keys.message(v as u64, "a", 1), vec![0; MAX + 1]);
+        log.put(
+            log.keys.message(v as u64, "a", 1),
+            vec![0; super::super::layout::MAX_MESSAGE + 2048],
+        );
         let d = log.replay(&mut sa, v);
         assert_eq!(d.len(), 1);
         assert_eq!(sa.skipped(), 4);
+        // A view key that does not decode is written over by the coordinator, fenced by its
+        // own revision, and delivery goes on in the new view.
+        let garbage = log.rev - 1;
+        let next = sa.next_view().expect("the coordinator replaces the view");
+        assert_eq!(next.replaces, garbage);
+        assert_eq!(next.record.seq, 2, "the seq carries on from the last view that decoded");
+        let v2 = log.coordinate(&mut sa).unwrap();
+        log.put(
+            log.keys.message(v2 as u64, "a", 2),
+            MessageRecord { to: None, bytes: vec![7] }.encode(),
+        );
+        let d = log.replay(&mut sa, v2);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(sa.next_view().is_none());
+    }
+
+    #[test]
+    fn a_member_out_of_the_group_delivers_nothing_more_and_certificates_follow_incarnations() {
+        let mut log = Log::new();
+        let with_cert = |id: &str, cert: &str| MemberRecord {
+            id: id.into(),
+            incarnation: 0,
+            certificate: Some(cert.into()),
+        };
+        let a = log.put(log.keys.member("a"), with_cert("a", "aa").encode());
+        let b = log.put(log.keys.member("b"), with_cert("b", "bb").encode());
+        let mut sa = GroupState::new(log.keys.clone(), "a", a);
+        let mut sb = GroupState::new(log.keys.clone(), "b", b);
+        log.replay(&mut sa, 0);
+        // b restarts between the coordinator's reading and its writing: the view names b's
+        // first incarnation, whose certificate must not be confused with the second's.
+        let mut next = sa.next_view().expect("a first view");
+        let from = log.rev + 1;
+        log.delete(log.keys.member("b"));
+        log.put(log.keys.member("b"), with_cert("b", "cc").encode());
+        next.record.nonce = "ab".repeat(16);
+        log.put(log.keys.view(), next.record.encode());
+        let d = log.replay(&mut sa, from);
+        let Delivery::View { certificates, .. } = &d[0] else { panic!("a view") };
+        assert_eq!(certificates.len(), 1, "only a's own: b's key is another incarnation now");
+        let db = log.replay(&mut sb, 0);
+        assert!(sb.removed().is_some());
+        assert!(db.iter().all(|d| matches!(d, Delivery::View { .. })));
+        let v2 = log.coordinate(&mut sa).unwrap();
+        log.replay(&mut sb, v2);
+        assert!(sb.poll_delivery().is_none(), "nothing after its removal");
     }
 }
