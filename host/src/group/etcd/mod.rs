@@ -13,7 +13,9 @@
 //!   current, so it sits between its view and the next in the one history every member reads
 //!   (view synchrony), and a retry with an unknown outcome cannot store it twice. When the
 //!   compare fails the view has changed, and the message is dropped for everyone, as the daemon
-//!   drops messages of ended views; the member core sends its data again under the next key;
+//!   drops messages of ended views; the member core sends its data again under the next key.
+//!   A send that finds no leader (an election) or a silent node is tried again until it goes
+//!   through or the member is out of the group;
 //! - **proves liveness** by keeping its lease alive, but only while its runtime's heartbeats
 //!   arrive (within half a lease): a hung member's lease expires, etcd deletes its key, and it
 //!   leaves the views. The member talks to one etcd node at a time and moves to the next when
