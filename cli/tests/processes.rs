@@ -4,7 +4,9 @@
 //! member and never in plaintext on the wire; a member killed with SIGKILL during a rekey is
 //! removed and the survivors agree on a new key; a new member joins and gets the next key; a
 //! process without a key the daemon lists is refused at the door, and one the daemon admits
-//! but the members do not trust never holds the key.
+//! but the members do not trust never holds the key. Members also run as processes over an
+//! etcd cluster of the test's own, over mutual TLS with their identity certificates. Members also run as processes over an
+//! etcd cluster of the test's own, over mutual TLS with their identity certificates.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -137,6 +139,38 @@ fn member(addr: &str, keys: &Path, trust: &Path, plugins: &Path, id: &str) -> Pr
         "tgdh",
         "--plugins",
         plugins.to_str().unwrap(),
+    ]))
+}
+
+/// Runs `gka` with `args`, which must succeed.
+fn gka(args: &[&str]) {
+    let o = Command::new(GKA).args(args).output().expect("gka runs");
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A path as a command-line argument.
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A member of group "lab" over the group layer `layer` names (`--daemon ADDR`, `--etcd ...`)
+/// that presents its certificate and checks its peers' under `access`.
+fn certified(layer: &[&str], keys: &Path, access: &Path, id: &str) -> Proc {
+    let plugins = gka_tests::artifacts::plugin_dir();
+    let (key, cert) = (keys.join(format!("{id}.key")), keys.join(format!("{id}.crt")));
+    Proc::start(Command::new(GKA).arg("member").args(layer).args([
+        "--group",
+        "lab",
+        "--id",
+        id,
+        "--key",
+        s(&key),
+        "--cert",
+        s(&cert),
+        "--access",
+        s(access),
+        "--plugins",
+        s(plugins),
     ]))
 }
 
@@ -321,33 +355,11 @@ mod domains {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use super::{agreed, key_of, Proc, GKA, WAIT};
+    use super::{agreed, gka, key_of, s, Proc, GKA, WAIT};
 
-    fn gka(args: &[&str]) {
-        let o = Command::new(GKA).args(args).output().expect("gka runs");
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    }
-
-    fn s(p: &Path) -> &str {
-        p.to_str().unwrap()
-    }
-
-    /// A member that checks its peers by certificate under `access`.
+    /// A member of group "lab" over the daemon at `addr` that checks its peers by certificate.
     fn certified(addr: &str, keys: &Path, access: &Path, id: &str) -> Proc {
-        let plugins = gka_tests::artifacts::plugin_dir();
-        let (key, cert) = (keys.join(format!("{id}.key")), keys.join(format!("{id}.crt")));
-        Proc::start(Command::new(GKA).args(["member", "--daemon", addr, "--group", "lab"]).args([
-            "--id",
-            id,
-            "--key",
-            s(&key),
-            "--cert",
-            s(&cert),
-            "--access",
-            s(access),
-            "--plugins",
-            s(plugins),
-        ]))
+        super::certified(&["--daemon", addr], keys, access, id)
     }
 
     /// A process that skips its own checks (a trust store of its own key alone) and presents
@@ -474,6 +486,11 @@ mod domains {
 
         // A revocation: the group rekeys without bob, who cannot read what follows.
         let mut bob = members.remove("bob").unwrap();
+        let reloads = |d: &mut Proc| {
+            d.seen.extend(d.lines.try_iter());
+            d.seen.iter().filter(|l| l.contains("access rules reloaded")).count()
+        };
+        let reloaded_before = reloads(&mut daemon);
         gka(&["ca", "revoke", "--dir", s(&dir("red")), "--id", "bob"]);
         for p in members.values_mut() {
             p.wait_for("bob out of the key", |l| {
@@ -494,6 +511,12 @@ mod domains {
         thread::sleep(Duration::from_millis(500));
         bob.seen.extend(bob.lines.try_iter());
         assert!(!bob.seen.iter().any(|l| l.contains("after the revocation")), "{:#?}", bob.seen);
+        // The daemon reads the new list on its own (every second), apart from the members.
+        let deadline = Instant::now() + WAIT;
+        while reloads(&mut daemon) == reloaded_before {
+            assert!(Instant::now() < deadline, "the daemon did not reload its rules");
+            thread::sleep(Duration::from_millis(20));
+        }
         let said = refused_at_the_door(&addr, &keys, "bob", "lab");
         assert!(said.contains("revoked"), "{said}");
 
@@ -518,5 +541,67 @@ mod domains {
             let series = format!("gka_daemon_refused_total{{reason=\"{reason}\"}} ");
             assert!(metrics.lines().any(|l| l.starts_with(&series)), "{reason}: {metrics}");
         }
+    }
+}
+
+/// `gka member --etcd` as processes: an etcd node of the test's own that requires client
+/// certificates from red's CA, and two red members that present their identity certificates
+/// to it (`--etcd-ca` with `--cert` and `--key`), agree on a key and carry a line; a blue
+/// member, whose certificate etcd does not trust, cannot join and says why.
+mod over_etcd {
+    use std::collections::HashMap;
+
+    use gka_tests::etcd::{EtcdCluster, ServerTls};
+
+    use super::{agreed, certified, gka, s, Proc};
+
+    #[test]
+    fn members_join_a_group_on_etcd_over_mutual_tls_with_their_certificates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |name: &str| tmp.path().join(name);
+        let keys = dir("keys");
+        for domain in ["red", "blue"] {
+            gka(&["ca", "init", "--domain", domain, "--dir", s(&dir(domain))]);
+        }
+        for (domain, id) in [("red", "alice"), ("red", "bob"), ("blue", "carol")] {
+            gka(&["ca", "issue", "--dir", s(&dir(domain)), "--id", id, "--out", s(&keys)]);
+        }
+        let access = dir("access.toml");
+        std::fs::write(
+            &access,
+            "[domain.red]\nca = \"red/ca.crt\"\ncrl = \"red/crl.pem\"\n\
+             [domain.blue]\nca = \"blue/ca.crt\"\ncrl = \"blue/crl.pem\"\n\
+             [[group]]\nname = \"lab\"\ndomains = [\"red\", \"blue\"]\n",
+        )
+        .unwrap();
+        let red_ca = std::fs::read_to_string(dir("red").join("ca.crt")).unwrap();
+        let (tls, server_ca) = ServerTls::loopback(&red_ca);
+        let cluster = EtcdCluster::start_with(1, Some(&tls));
+        let etcd_ca = dir("etcd-ca.pem");
+        std::fs::write(&etcd_ca, server_ca).unwrap();
+        let urls = cluster.urls();
+        let layer = [
+            "--etcd",
+            &urls,
+            "--etcd-ca",
+            s(&etcd_ca),
+            "--etcd-lease-ttl",
+            "2",
+            "--give-up-after",
+            "2",
+        ];
+        let member = |id: &str| certified(&layer, &keys, &access, id);
+        let mut members: HashMap<String, Proc> =
+            ["alice", "bob"].iter().map(|id| (id.to_string(), member(id))).collect();
+        agreed(&mut members, 2);
+        members.get_mut("alice").unwrap().say("over etcd, over TLS");
+        members
+            .get_mut("bob")
+            .unwrap()
+            .wait_for("bob hears alice", |l| l.ends_with("over etcd, over TLS"));
+
+        let mut carol = member("carol");
+        let status = carol.child.wait().expect("carol exits");
+        assert!(!status.success(), "a member whose certificate etcd does not trust gives up");
     }
 }

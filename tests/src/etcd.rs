@@ -49,6 +49,31 @@ pub struct ServerTls {
     pub client_ca_pem: String,
 }
 
+impl ServerTls {
+    /// A server certificate for 127.0.0.1 from a fresh CA, with client certificates checked
+    /// against `client_ca_pem`; returns the settings and the server CA's certificate (PEM), for
+    /// the clients to check the server with.
+    pub fn loopback(client_ca_pem: &str) -> (Self, String) {
+        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
+        let ca_key = KeyPair::generate().expect("a key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).expect("the server CA");
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().expect("a key");
+        let mut server = CertificateParams::new(Vec::<String>::new()).expect("params");
+        server.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = server.signed_by(&key, &issuer).expect("the server certificate");
+        let tls = Self {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            client_ca_pem: client_ca_pem.to_owned(),
+        };
+        (tls, ca_cert.pem())
+    }
+}
+
 /// A running etcd cluster (see the module docs).
 #[derive(Debug)]
 pub struct EtcdCluster {

@@ -10,23 +10,7 @@ use gka_host::group::{Delivery, EtcdConfig, EtcdEndpoint, EtcdTiming, EtcdTls, G
 use gka_host::identity::cert::{DomainCa, Role};
 use gka_host::identity::{Identity, Scheme};
 use gka_tests::etcd::{EtcdCluster, ServerTls};
-use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
 use time::OffsetDateTime;
-
-/// A CA for etcd's server certificate, and that certificate for 127.0.0.1.
-fn server_certificates() -> (String, String, String) {
-    let ca_key = KeyPair::generate().expect("a key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).expect("the server CA");
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().expect("a key");
-    let mut server = CertificateParams::new(Vec::<String>::new()).expect("params");
-    server.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = server.signed_by(&key, &issuer).expect("the server certificate");
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
 
 /// A member of `ca`'s domain: its certificate and key (PEM), as `gka ca issue` and
 /// `gka keygen` would write them.
@@ -61,9 +45,7 @@ async fn members_reach_etcd_over_mutual_tls_with_their_identity_certificates() {
     let now = OffsetDateTime::now_utc();
     let red = DomainCa::create("red", now, 1, [1; 16]).expect("red's CA");
     let blue = DomainCa::create("blue", now, 1, [2; 16]).expect("blue's CA");
-    let (server_ca, server_cert, server_key) = server_certificates();
-    let tls =
-        ServerTls { cert_pem: server_cert, key_pem: server_key, client_ca_pem: red.cert_pem() };
+    let (tls, server_ca) = ServerTls::loopback(&red.cert_pem());
     let cluster = EtcdCluster::start_with(1, Some(&tls));
 
     let mut endpoints = Vec::new();
