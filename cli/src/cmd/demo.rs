@@ -159,10 +159,10 @@ fn print_demo(lines: &[demo::EventLine], json: bool, layer: &Layer) -> Result<()
         writeln!(
             out,
             "members of two domains, red and blue (odd and even members), each with its own CA; \
-             {} admit them by certificate under one set of access rules",
+             {} by certificate under one set of access rules",
             match layer {
-                Layer::Daemon => "the daemon and every member",
-                Layer::Etcd(_) => "every member, over a group kept in etcd,",
+                Layer::Daemon => "the daemon and every member admit them",
+                Layer::Etcd(_) => "in a group kept in etcd, every member admits them",
             }
         )?;
         writeln!(
