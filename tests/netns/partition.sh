@@ -84,7 +84,7 @@ for h in "${HOSTS[@]}"; do
         --listen-peer-urls "http://10.77.0.$h:2380" \
         --initial-advertise-peer-urls "http://10.77.0.$h:2380" \
         --initial-cluster "$CLUSTER" --initial-cluster-state new \
-        --heartbeat-interval 100 --election-timeout 500 --pre-vote >"$WORK/etcd-n$h.log" 2>&1 &
+        --heartbeat-interval 100 --election-timeout 1000 --pre-vote >"$WORK/etcd-n$h.log" 2>&1 &
 done
 healthy() {
     in_host "$1" bash -c "exec 3<>/dev/tcp/10.77.0.$1/2379 && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null |
@@ -105,7 +105,7 @@ declare -A FD
 for m in "${MEMBERS[@]}"; do
     h=${m:1:1}
     mkfifo "$WORK/$m.in"
-    in_host "$h" "$GKA" member --etcd "$URLS" --etcd-lease-ttl 3 --group netns \
+    in_host "$h" "$GKA" member --etcd "$URLS" --group netns \
         --id "$m" --key "$WORK/keys/$m.key" --trust "$WORK/trust" --plugins "$(dirname "$GKA")" \
         --give-up-after 120 <"$WORK/$m.in" >"$WORK/$m.log" 2>&1 &
     exec {fd}>"$WORK/$m.in"

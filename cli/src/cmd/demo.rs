@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use anyhow::Result;
 use gka_cli::demo::{self, AdaptOptions, DemoOptions, Layer};
+use serde::Serialize;
 
 use crate::common::{install_metrics, runtime, PluginDirArg, Plugins};
 use crate::etcd_args::EtcdArgs;
@@ -22,7 +23,8 @@ pub(crate) struct DemoArgs {
     /// Seconds of steady encrypted traffic at the end.
     #[arg(long, default_value_t = 1)]
     seconds: u64,
-    /// Print JSON instead of a table.
+    /// Print one JSON document (the scenario's events and summary, the adaptive demo's
+    /// phases) instead of tables; progress goes to stderr either way.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -31,13 +33,13 @@ pub(crate) struct DemoArgs {
     /// protocol and each event at n = 4, 8, 16, then the time from a switch's commit to
     /// the new key against a plain initial agreement with the new protocol (Markdown
     /// tables).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["json", "no_adapt", "adapt_only"])]
     bench: bool,
     /// Serve Prometheus metrics on this address (`/metrics`) while the demo runs.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
     /// Skip the adaptive demo.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "adapt_only")]
     no_adapt: bool,
     /// Skip the event scenario: only the adaptive demo.
     #[arg(long, conflicts_with = "etcd")]
@@ -66,18 +68,47 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let catalogue = plugins.catalogue();
     let rt = runtime()?;
     rt.block_on(async { install_metrics(args.metrics) })?;
+    let progress: demo::Progress = std::sync::Arc::new(|line: &str| eprintln!("  ... {line}"));
+    let mut report = Report {
+        layer: match layer {
+            Layer::Daemon => "daemon",
+            Layer::Etcd(_) => "etcd",
+        },
+        scenario: None,
+        adaptive: None,
+        adaptive_skipped: None,
+    };
     if !args.adapt_only {
         let options =
             DemoOptions { members: args.members, seconds: args.seconds, layer: layer.clone() };
-        let lines = rt.block_on(demo::run(protocol.clone(), &options))?;
-        print_demo(&lines, args.json, &layer)?;
+        eprintln!(
+            "scenario: {} members, {} over the {}",
+            args.members, args.protocol, report.layer
+        );
+        let events =
+            rt.block_on(demo::run_reporting(protocol.clone(), &options, Some(progress.clone())))?;
+        let summary = Summary::of(&events);
+        if !args.json {
+            print_demo(&events, &summary, &layer)?;
+        }
+        report.scenario = Some(Scenario { events, summary });
     }
     if matches!(layer, Layer::Etcd(_)) && !args.no_adapt {
-        eprintln!("the adaptive demo needs the daemon's delay injection: skipped over etcd");
+        let why = "the adaptive demo needs the daemon's delay injection: skipped over etcd";
+        eprintln!("{why}");
+        report.adaptive_skipped = Some(why);
     } else if !args.no_adapt {
         let options = AdaptOptions::default();
-        let lines = rt.block_on(demo::adapt(catalogue, protocol, &options))?;
-        print_adapt(&lines, args.json)?;
+        eprintln!("adaptive demo: {} then {} members, every plugin", options.small, options.large);
+        let phases =
+            rt.block_on(demo::adapt_reporting(catalogue, protocol, &options, Some(progress)))?;
+        if !args.json {
+            print_adapt(&phases)?;
+        }
+        report.adaptive = Some(phases);
+    }
+    if args.json {
+        writeln!(io::stdout().lock(), "{}", serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
 }
@@ -150,12 +181,57 @@ fn bench_side_by_side(plugins: &Plugins, etcd: &Layer) -> Result<()> {
     Ok(())
 }
 
+/// `gka demo --json`'s one document.
+#[derive(Serialize)]
+struct Report {
+    /// `daemon` or `etcd`.
+    layer: &'static str,
+    /// The event scenario, unless `--adapt-only`.
+    scenario: Option<Scenario>,
+    /// The adaptive demo's phases, unless skipped.
+    adaptive: Option<Vec<demo::AdaptLine>>,
+    /// Why the adaptive demo was skipped, when it was for a reason other than `--no-adapt`.
+    adaptive_skipped: Option<&'static str>,
+}
+
+/// The event scenario's lines and what they add up to.
+#[derive(Serialize)]
+struct Scenario {
+    events: Vec<demo::EventLine>,
+    summary: Summary,
+}
+
+/// What the scenario's events add up to (every member agreed on each key, or the demo
+/// would have failed).
+#[derive(Serialize)]
+struct Summary {
+    events: usize,
+    distinct_keys: usize,
+    messages_decrypted: usize,
+    rekey_median_ms: f64,
+    rekey_max_ms: f64,
+}
+
+impl Summary {
+    fn of(lines: &[demo::EventLine]) -> Self {
+        let mut latencies: Vec<f64> = lines.iter().map(|l| l.rekey_ms).collect();
+        latencies.sort_by(f64::total_cmp);
+        let keys: std::collections::BTreeSet<&str> =
+            lines.iter().map(|l| l.fingerprint.as_str()).collect();
+        Self {
+            events: lines.len(),
+            distinct_keys: keys.len(),
+            messages_decrypted: lines.iter().map(|l| l.messages_decrypted).sum(),
+            rekey_median_ms: latencies.get(latencies.len() / 2).copied().unwrap_or_default(),
+            rekey_max_ms: latencies.last().copied().unwrap_or_default(),
+        }
+    }
+}
+
 /// Prints the event scenario's lines.
-fn print_demo(lines: &[demo::EventLine], json: bool, layer: &Layer) -> Result<()> {
+fn print_demo(lines: &[demo::EventLine], summary: &Summary, layer: &Layer) -> Result<()> {
     let mut out = io::stdout().lock();
-    if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&lines)?)?;
-    } else {
+    {
         writeln!(
             out,
             "members of two domains, red and blue (odd and even members), each with its own CA; \
@@ -184,33 +260,28 @@ fn print_demo(lines: &[demo::EventLine], json: bool, layer: &Layer) -> Result<()
                 l.messages_decrypted
             )?;
         }
-        let mut latencies: Vec<f64> = lines.iter().map(|l| l.rekey_ms).collect();
-        latencies.sort_by(f64::total_cmp);
-        let median = latencies[latencies.len() / 2];
-        let worst = latencies[latencies.len() - 1];
-        let keys: std::collections::BTreeSet<&str> =
-            lines.iter().map(|l| l.fingerprint.as_str()).collect();
-        let decrypted: usize = lines.iter().map(|l| l.messages_decrypted).sum();
+        let Summary { events, distinct_keys, messages_decrypted, .. } = summary;
+        let (median, worst) = (summary.rekey_median_ms, summary.rekey_max_ms);
         writeln!(out, "\nsummary")?;
-        writeln!(out, "  events                      {}", lines.len())?;
+        writeln!(out, "  events                      {events}")?;
         writeln!(
             out,
-            "  distinct keys               {} (every member agreed on each)",
-            keys.len()
+            "  distinct keys               {distinct_keys} (every member agreed on each)"
         )?;
-        writeln!(out, "  messages decrypted          {decrypted}")?;
+        writeln!(out, "  messages decrypted          {messages_decrypted}")?;
         writeln!(out, "  rekey latency median / max  {median:.1} ms / {worst:.1} ms")?;
+        writeln!(
+            out,
+            "PASS scenario: {events} events, a new key agreed by every member after each, \
+             every message decrypted by every member"
+        )?;
     }
     Ok(())
 }
 
 /// Prints the adaptive demo's phases.
-fn print_adapt(lines: &[demo::AdaptLine], json: bool) -> Result<()> {
+fn print_adapt(lines: &[demo::AdaptLine]) -> Result<()> {
     let mut out = io::stdout().lock();
-    if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&lines)?)?;
-        return Ok(());
-    }
     writeln!(out, "\nadaptive demo (traces/rules-policy.toml, damping shortened for the demo)")?;
     writeln!(
         out,
@@ -225,5 +296,11 @@ fn print_adapt(lines: &[demo::AdaptLine], json: bool) -> Result<()> {
             l.phase, l.members, l.protocol, l.fingerprint, l.switch, ms, l.messages_decrypted
         )?;
     }
+    writeln!(
+        out,
+        "PASS adaptive: {} phases, each ending with every member on the protocol the policy \
+         picks, one key, and every message decrypted",
+        lines.len()
+    )?;
     Ok(())
 }

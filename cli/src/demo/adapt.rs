@@ -117,6 +117,7 @@ const ADAPT_WAIT: Duration = Duration::from_secs(90);
 impl Demo {
     /// Waits until every member runs `protocol` with one key; returns the phase's line.
     pub(super) async fn adapted(&mut self, phase: &str, protocol: &str) -> Result<AdaptLine> {
+        self.say(&format!("{phase}: waiting for every member to run {protocol}"));
         let deadline = Instant::now() + ADAPT_WAIT;
         let side = self.names();
         let switches_before: BTreeMap<String, usize> =
@@ -179,6 +180,16 @@ pub async fn adapt(
     start: Arc<dyn Protocol>,
     options: &AdaptOptions,
 ) -> Result<Vec<AdaptLine>> {
+    adapt_reporting(catalogue, start, options, None).await
+}
+
+/// As [`adapt`], telling `progress` of each phase.
+pub async fn adapt_reporting(
+    catalogue: Arc<Catalogue>,
+    start: Arc<dyn Protocol>,
+    options: &AdaptOptions,
+    progress: Option<Progress>,
+) -> Result<Vec<AdaptLine>> {
     if !(2..=6).contains(&options.small) || options.large <= 6 {
         bail!("the adaptive demo needs a small group of 2 to 6 and a large one of over 6");
     }
@@ -201,6 +212,7 @@ pub async fn adapt(
     let mut demo =
         Demo::start("adaptive", &Layer::Daemon, timing, tick, names, start, Some(switching))
             .await?;
+    demo.progress = progress;
     let name = |i: usize| format!("a{i:02}");
     let mut lines = Vec::new();
     for i in 1..=options.small {

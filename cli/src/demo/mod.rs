@@ -54,6 +54,10 @@ pub enum Layer {
     Etcd(EtcdConfig),
 }
 
+/// Where the demo says what it is doing while it runs (a line per step); `gka demo` prints
+/// it to stderr, so that stdout stays one table or one JSON document.
+pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The running group layer.
 enum Running {
     Daemon(Daemon),
@@ -113,6 +117,8 @@ struct Demo {
     members: BTreeMap<String, Member>,
     /// Switching support given to every member (`None`: the protocol is fixed).
     switching: Option<Switching>,
+    /// Told of each step.
+    progress: Option<Progress>,
 }
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -172,6 +178,7 @@ impl Demo {
             operator: (operator, operator_certificate),
             members: BTreeMap::new(),
             switching,
+            progress: None,
         })
     }
 
@@ -341,7 +348,15 @@ impl Demo {
         }
     }
 
+    /// Tells the progress reporter, if any.
+    fn say(&self, what: &str) {
+        if let Some(progress) = &self.progress {
+            progress(what);
+        }
+    }
+
     async fn step(&mut self, event: &str, side: &[String]) -> Result<EventLine> {
+        self.say(&format!("{event}: waiting for {} members to agree", side.len()));
         let (view_id, epoch, fingerprint, latency) =
             self.agreed(side).await.with_context(|| format!("after {event}"))?;
         let messages_decrypted =
@@ -433,6 +448,15 @@ impl Demo {
 
 /// Runs the scenario with `protocol` and returns one line per event.
 pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<Vec<EventLine>> {
+    run_reporting(protocol, options, None).await
+}
+
+/// As [`run`], telling `progress` of each step.
+pub async fn run_reporting(
+    protocol: Arc<dyn Protocol>,
+    options: &DemoOptions,
+    progress: Option<Progress>,
+) -> Result<Vec<EventLine>> {
     if options.members < 3 {
         bail!("the demo needs at least 3 members");
     }
@@ -440,6 +464,7 @@ pub async fn run(protocol: Arc<dyn Protocol>, options: &DemoOptions) -> Result<V
     let names = (1..=options.members + 8).map(|i| format!("m{i:02}"));
     let tick = Duration::from_millis(5);
     let mut demo = Demo::start("demo", &options.layer, timing, tick, names, protocol, None).await?;
+    demo.progress = progress;
     let name = |i: usize| format!("m{i:02}");
     let mut lines = Vec::new();
 
@@ -523,5 +548,5 @@ fn expect_ok(msg: ServerMsg) -> Result<()> {
 mod adapt;
 mod bench;
 
-pub use adapt::{adapt, adaptive_policy, AdaptLine, AdaptOptions, DEMO_POLICY};
+pub use adapt::{adapt, adapt_reporting, adaptive_policy, AdaptLine, AdaptOptions, DEMO_POLICY};
 pub use bench::{bench, switch_bench, BenchRow, SwitchBenchRow};

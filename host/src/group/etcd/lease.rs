@@ -91,6 +91,9 @@ impl LeaseLoop {
         let period = ttl / RENEWALS_PER_LEASE;
         let answer_within = (period / 2).max(Duration::from_millis(100));
         let mut renew = tokio::time::interval(period);
+        // A renewal that waited on a silent node must not be followed by a burst of missed
+        // ticks on the same node.
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_ack = Instant::now();
         // When the oldest renewal still unanswered went out.
         let mut unanswered: Option<Instant> = None;
@@ -126,6 +129,12 @@ impl LeaseLoop {
                                  ({ttl:?} each)"
                             ),
                         );
+                    }
+                    // A renewal overdue on the node in use moves the lease before the next one
+                    // goes out (the timer below may not have had its turn).
+                    if unanswered.is_some_and(|t| t.elapsed() >= answer_within) {
+                        self.fail_over().await;
+                        unanswered = None;
                     }
                     // Only a member whose runtime still beats is kept alive.
                     if self.beat.recent(ttl / 2) {
