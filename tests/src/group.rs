@@ -253,9 +253,21 @@ impl TestGroup {
         setup: impl Fn(&str) -> MemberSetup,
         recovery: Option<Recovery>,
     ) -> Self {
+        let daemon = daemon.to_string();
+        Self::spawned(configs(group, names, setup, recovery), |c| spawn_member(&daemon, c)).await
+    }
+
+    /// Members spawned one after another by `spawn`.
+    async fn spawned<F>(
+        configs: Vec<(String, MemberConfig)>,
+        spawn: impl Fn(MemberConfig) -> F,
+    ) -> Self
+    where
+        F: std::future::Future<Output = std::io::Result<MemberHandle>>,
+    {
         let mut members = BTreeMap::new();
-        for (name, config) in configs(group, names, setup, recovery) {
-            let handle = spawn_member(&daemon.to_string(), config).await.expect("a member");
+        for (name, config) in configs {
+            let handle = spawn(config).await.expect("a member");
             members.insert(name, Watched::new(handle));
         }
         Self { members }
@@ -270,12 +282,7 @@ impl TestGroup {
         setup: impl Fn(&str) -> MemberSetup,
         recovery: Option<Recovery>,
     ) -> Self {
-        let mut members = BTreeMap::new();
-        for (name, config) in configs(group, names, setup, recovery) {
-            let handle = spawn_member_etcd(etcd, config).await.expect("a member");
-            members.insert(name, Watched::new(handle));
-        }
-        Self { members }
+        Self::spawned(configs(group, names, setup, recovery), |c| spawn_member_etcd(etcd, c)).await
     }
 
     /// Members `names` of `group` over the in-memory network `net`, each set up by `setup`.

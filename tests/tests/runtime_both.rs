@@ -50,13 +50,9 @@ async fn over_the_daemon() {
     let mut group =
         TestGroup::over_daemon(daemon.addr, "g", &NAMES, |_| (linked::protocol("tgdh"), None))
             .await;
-    scenario(&mut group, |name, group| {
-        // Over the daemon the member leaves (a silent, still-connected member is removed by
-        // the failure detector in `group_layer.rs`).
-        let m = group.members.remove(name).expect("a member");
-        m.handle.commands.send(Command::Leave).expect("the member runs");
-    })
-    .await;
+    // Over the daemon the member leaves (a silent, still-connected member is removed by the
+    // failure detector in `group_layer.rs`).
+    scenario(&mut group, leave).await;
     daemon.stop();
 }
 
@@ -125,25 +121,28 @@ fn etcd_config(cluster: &EtcdCluster) -> EtcdConfig {
     config
 }
 
+/// `name` leaves the group.
 fn leave(name: &str, group: &mut TestGroup) {
     let m = group.members.remove(name).expect("a member");
     m.handle.commands.send(Command::Leave).expect("the member runs");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_a_one_node_etcd() {
-    let cluster = EtcdCluster::start(1);
+/// The scenario over an etcd cluster of `nodes` nodes; the member leaves.
+async fn over_etcd(nodes: usize) {
+    let cluster = EtcdCluster::start(nodes);
     let setup = |_: &str| (linked::protocol("tgdh"), None);
     let mut group = TestGroup::over_etcd(&etcd_config(&cluster), "g", &NAMES, setup, None).await;
     scenario(&mut group, leave).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_one_node_etcd() {
+    over_etcd(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_a_three_node_etcd() {
-    let cluster = EtcdCluster::start(3);
-    let setup = |_: &str| (linked::protocol("tgdh"), None);
-    let mut group = TestGroup::over_etcd(&etcd_config(&cluster), "g", &NAMES, setup, None).await;
-    scenario(&mut group, leave).await;
+    over_etcd(3).await;
 }
 
 /// A three-node cluster loses a node (its process is killed): members, which know every

@@ -110,6 +110,8 @@ impl Background {
         let mut changed_at: Option<Instant> = None;
         // The revision of the view this member wrote, until its watch has caught up with it.
         let mut written = 0;
+        // The membership changes `view_differs` was computed at.
+        let (mut checked, mut view_differs) = (None, false);
         loop {
             if let Err(e) = self.flush().await {
                 return e;
@@ -123,7 +125,13 @@ impl Background {
                     format!("could not watch the group for {SILENT_LEASES} lifetimes of the lease"),
                 );
             }
-            let due = self.last_revision >= written && self.state.next_view().is_some();
+            // Whether the members differ from the view changes only with a member or view key,
+            // not with every message.
+            if checked != Some(self.state.membership_changes()) {
+                checked = Some(self.state.membership_changes());
+                view_differs = self.state.next_view().is_some();
+            }
+            let due = self.last_revision >= written && view_differs;
             changed_at = if due { changed_at.or(Some(Instant::now())) } else { None };
             let settle_at = changed_at.map(|t| t + self.timing.settle);
             tokio::select! {

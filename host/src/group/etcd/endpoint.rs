@@ -73,12 +73,7 @@ impl EtcdEndpoint {
         certificate: Option<&[u8]>,
     ) -> io::Result<Self> {
         let keys = Keys::new(group).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        if !valid_member_id(member) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{member:?} is not a valid member id"),
-            ));
-        }
+        check_member_id(member)?;
         if let Some(der) = certificate.filter(|c| c.len() > MAX_CERTIFICATE_BYTES) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -95,7 +90,7 @@ impl EtcdEndpoint {
                 Ok(endpoint) => return Ok(endpoint),
                 Err(e) => {
                     last = Some(other(&format!("joining through {}", nodes.url()), e));
-                    nodes.fail_over().await;
+                    nodes.fail_over();
                 }
             }
         }
@@ -177,12 +172,21 @@ impl EtcdEndpoint {
     }
 }
 
+/// A member id becomes a key's last segment: only valid ids (no `/`) may.
+fn check_member_id(member: &str) -> io::Result<()> {
+    if valid_member_id(member) {
+        return Ok(());
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{member:?} is not a valid member id")))
+}
+
 /// Removes `member` from `group` as etcd does when its lease expires: deletes its member key,
 /// so the coordinator writes a view without it and the member, seeing its key gone, rejoins as
 /// a new incarnation (if its runtime recovers). An operator's tool, and how `gka demo --etcd`
 /// cuts members off. Returns whether there was a key to delete.
 pub async fn expel(config: &EtcdConfig, group: &str, member: &str) -> io::Result<bool> {
     let keys = Keys::new(group).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    check_member_id(member)?;
     let mut client = Nodes::connect(config).await?.client();
     let deleted = within(
         config.timing.request_timeout,

@@ -179,7 +179,7 @@ impl LeaseLoop {
 
     /// Moves to the next node; the watch follows.
     async fn fail_over(&mut self) {
-        self.nodes.fail_over().await;
+        self.nodes.fail_over();
         (self.keeper, self.alive) = (None, None);
         self.moved.notify_one();
     }

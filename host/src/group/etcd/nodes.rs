@@ -12,7 +12,8 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
@@ -41,17 +42,18 @@ pub(super) async fn within<T, E: std::fmt::Display>(
     }
 }
 
-/// The node a member talks to now, shared by its background task (which moves it) and its
-/// sender.
+/// A member's clients of every configured node, and the one it talks to now, shared by its
+/// background task (which moves it) and its sender.
 #[derive(Clone)]
 pub(super) struct Nodes {
-    config: EtcdConfig,
-    current: Arc<Mutex<(usize, Client)>>,
+    urls: Arc<[String]>,
+    clients: Arc<[Client]>,
+    current: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Nodes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Nodes").field("endpoints", &self.config.endpoints).finish_non_exhaustive()
+        f.debug_struct("Nodes").field("endpoints", &self.urls).finish_non_exhaustive()
     }
 }
 
@@ -86,42 +88,42 @@ async fn client_of(config: &EtcdConfig, url: &str) -> io::Result<Client> {
 }
 
 impl Nodes {
-    /// A client of one of `config`'s nodes, drawn at random so that members spread over the
-    /// cluster. Clients connect lazily: a node that does not answer shows at the first request.
+    /// Clients of every one of `config`'s nodes (a URL or TLS setting that does not build one
+    /// is an error now, not at a fail-over), using one drawn at random so that members spread
+    /// over the cluster. Clients connect lazily: a node that does not answer shows at the first
+    /// request.
     pub(super) async fn connect(config: &EtcdConfig) -> io::Result<Self> {
-        let n = config.endpoints.len();
-        if n == 0 {
+        if config.endpoints.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no etcd endpoint given"));
         }
-        // A URL or TLS setting that does not build a client is a configuration error: say so
-        // now, not at the first fail-over.
+        let mut clients = Vec::with_capacity(config.endpoints.len());
         for url in &config.endpoints {
-            client_of(config, url).await?;
+            clients.push(client_of(config, url).await?);
         }
-        let node = usize::try_from(OsRng.next_u32()).unwrap_or_default() % n;
-        let client = client_of(config, &config.endpoints[node]).await?;
-        Ok(Self { config: config.clone(), current: Arc::new(Mutex::new((node, client))) })
+        let first = usize::try_from(OsRng.next_u32()).unwrap_or_default() % clients.len();
+        Ok(Self {
+            urls: config.endpoints.clone().into(),
+            clients: clients.into(),
+            current: Arc::new(AtomicUsize::new(first)),
+        })
+    }
+
+    fn node(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.clients.len()
     }
 
     /// The client of the node in use.
     pub(super) fn client(&self) -> Client {
-        self.current.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
+        self.clients[self.node()].clone()
     }
 
     /// The URL of the node in use.
-    pub(super) fn url(&self) -> String {
-        let node = self.current.lock().unwrap_or_else(|p| p.into_inner()).0;
-        self.config.endpoints[node].clone()
+    pub(super) fn url(&self) -> &str {
+        &self.urls[self.node()]
     }
 
     /// Moves on to the next node (in the configured order, after the one in use).
-    pub(super) async fn fail_over(&self) {
-        let n = self.config.endpoints.len();
-        let node = (self.current.lock().unwrap_or_else(|p| p.into_inner()).0 + 1) % n;
-        // Every URL built a client when the member joined (see `connect`); should this one not
-        // build now, the member stays with the node in use.
-        if let Ok(client) = client_of(&self.config, &self.config.endpoints[node]).await {
-            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (node, client);
-        }
+    pub(super) fn fail_over(&self) {
+        self.current.store((self.node() + 1) % self.clients.len(), Ordering::Relaxed);
     }
 }

@@ -75,6 +75,8 @@ pub struct GroupState {
     delivered: Option<Delivered>,
     out: VecDeque<Delivery>,
     skipped: u64,
+    /// Counts the changes to the member keys and the view key.
+    membership_changes: u64,
     removed: Option<String>,
 }
 
@@ -92,6 +94,7 @@ impl GroupState {
             delivered: None,
             out: VecDeque::new(),
             skipped: 0,
+            membership_changes: 0,
             removed: None,
         }
     }
@@ -99,6 +102,12 @@ impl GroupState {
     /// Applies one change. Records that do not decode are skipped (and counted): every member
     /// skips the same ones.
     pub fn apply(&mut self, change: Change<'_>) {
+        let key = match change {
+            Change::Put { key, .. } | Change::Delete { key } => key,
+        };
+        if matches!(self.keys.kind(key), KeyKind::Member(_) | KeyKind::View) {
+            self.membership_changes += 1;
+        }
         match change {
             Change::Put { key, value, create_revision, mod_revision } => {
                 self.on_put(self.keys.kind(key), value, create_revision, mod_revision)
@@ -209,6 +218,12 @@ impl GroupState {
     /// Why this member is no longer in the group, once it is not.
     pub fn removed(&self) -> Option<&str> {
         self.removed.as_deref()
+    }
+
+    /// Counts the changes to member keys and the view key: [`Self::next_view`] can only change
+    /// when this does, so a caller need not ask again for every message.
+    pub fn membership_changes(&self) -> u64 {
+        self.membership_changes
     }
 
     /// Records skipped because they did not decode.
