@@ -111,3 +111,20 @@ pub(crate) fn install_metrics(addr: Option<std::net::SocketAddr>) -> Result<()> 
     }
     Ok(())
 }
+
+/// An error that ends `gka` with a status of its own (not the usual 1).
+#[derive(Debug)]
+pub(crate) struct ExitStatus {
+    /// The process's exit status.
+    pub(crate) code: u8,
+    /// What to print.
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitStatus {}

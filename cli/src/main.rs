@@ -56,7 +56,10 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gka: error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<common::ExitStatus>() {
+                Some(status) => ExitCode::from(status.code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

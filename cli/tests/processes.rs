@@ -5,84 +5,20 @@
 //! removed and the survivors agree on a new key; a new member joins and gets the next key; a
 //! process without a key the daemon lists is refused at the door, and one the daemon admits
 //! but the members do not trust never holds the key. Members also run as processes over an
-//! etcd cluster of the test's own, over mutual TLS with their identity certificates. Members also run as processes over an
 //! etcd cluster of the test's own, over mutual TLS with their identity certificates.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use gka_tests::process::{Proc, WAIT};
+
 const GKA: &str = env!("CARGO_BIN_EXE_gka");
-const WAIT: Duration = Duration::from_secs(60);
-
-/// A running process whose stdout lines arrive on a channel.
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn start(cmd: &mut Command) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn gka");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Self { child, stdin, lines: rx, seen: Vec::new() }
-    }
-
-    /// Waits for a line matching `pred` (every line read is kept in `seen`).
-    fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn say(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "{line}").expect("write to member");
-        stdin.flush().unwrap();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A TCP proxy that records every byte in both directions.
 fn recording_proxy(upstream: String) -> (String, Arc<Mutex<Vec<u8>>>) {
@@ -174,14 +110,16 @@ fn certified(layer: &[&str], keys: &Path, access: &Path, id: &str) -> Proc {
     ]))
 }
 
-/// Parses "[id] view N members [...]" and "[id] key epoch E fingerprint F" lines.
+/// Parses "TIME [id] view N members [...]" and "TIME [id] key V.N fingerprint F" lines.
 fn view_id(line: &str) -> u64 {
-    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
 
+/// The view a key line's key was agreed in, and its fingerprint.
 fn key_of(line: &str) -> (u64, String) {
     let w: Vec<&str> = line.split_whitespace().collect();
-    (w[3].parse().unwrap(), w[5].to_owned())
+    let (view, _) = w[3].split_once('.').expect("an epoch as view.n");
+    (view.parse().unwrap(), w[5].to_owned())
 }
 
 /// The members in a "[id] view N members [...] ..." line.
@@ -199,10 +137,10 @@ fn agreed(members: &mut HashMap<String, Proc>, n: usize) -> String {
         for p in members.values_mut() {
             p.seen.extend(p.lines.try_iter());
             let view = p.seen.iter().rev().find(|l| l.contains(" view ")).cloned();
-            let key = p.seen.iter().rev().find(|l| l.contains(" key epoch ")).cloned();
+            let key = p.seen.iter().rev().find(|l| l.contains("] key ")).cloned();
             if let (Some(v), Some(k)) = (view, key) {
-                let (epoch, fp) = key_of(&k);
-                if view_members(&v) == n && epoch >> 24 == view_id(&v) {
+                let (key_view, fp) = key_of(&k);
+                if view_members(&v) == n && key_view == view_id(&v) {
                     fps.push(fp);
                 }
             }
@@ -269,9 +207,10 @@ fn members_as_processes_over_the_daemon() {
     let secret = "the eagle lands at dawn 7f3a";
     members.get_mut("m1").unwrap().say(secret);
     for id in &ids[1..5] {
-        members.get_mut(*id).unwrap().wait_for(&format!("{id} decrypts"), |l| {
-            l.contains("m1 (epoch") && l.ends_with(secret)
-        });
+        members
+            .get_mut(*id)
+            .unwrap()
+            .wait_for(&format!("{id} decrypts"), |l| l.contains("] m1 (") && l.ends_with(secret));
     }
     let bytes = wire.lock().unwrap().clone();
     assert!(!bytes.is_empty());
@@ -408,7 +347,7 @@ mod domains {
         loop {
             p.seen.extend(p.lines.try_iter());
             if let Some(i) = p.seen.iter().position(|l| l.contains(marker)) {
-                if let Some(k) = p.seen[i..].iter().find(|l| l.contains(" key epoch ")) {
+                if let Some(k) = p.seen[i..].iter().find(|l| l.contains("] key ")) {
                     return key_of(k).1;
                 }
             }
@@ -419,7 +358,7 @@ mod domains {
 
     fn latest_key(p: &mut Proc) -> Option<String> {
         p.seen.extend(p.lines.try_iter());
-        p.seen.iter().rev().find(|l| l.contains(" key epoch ")).map(|l| key_of(l).1)
+        p.seen.iter().rev().find(|l| l.contains("] key ")).map(|l| key_of(l).1)
     }
 
     const RULES: &str = "[domain.red]\nca = \"red/ca.crt\"\ncrl = \"red/crl.pem\"\n\

@@ -50,8 +50,8 @@ pub use crate::core::{SessionCore, ViewChange};
 pub use crate::error::{ErrorKind, PayloadError, SessionError};
 pub use crate::group::{Dh, Element, ElementError, GroupId, Secret};
 pub use crate::protocol::{
-    epoch_of, CostFigures, Counters, Descriptor, EventKind, GroupKey, MemberId, Output, Protocol,
-    Session, SessionConfig, View, ViewEvent, MAX_KEYS_PER_VIEW, MAX_VIEW_ID,
+    epoch_of, CostFigures, Counters, Descriptor, EpochLabel, EventKind, GroupKey, MemberId, Output,
+    Protocol, Session, SessionConfig, View, ViewEvent, MAX_KEYS_PER_VIEW, MAX_VIEW_ID,
 };
 /// The RNG traits sessions use (re-exported so plugins need no direct dependency).
 pub use rand_core;

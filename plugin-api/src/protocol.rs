@@ -268,6 +268,29 @@ pub fn epoch_of(view_id: u64, n: u64) -> u64 {
     (view_id << 24) | (n & (MAX_KEYS_PER_VIEW - 1))
 }
 
+/// An epoch as people read it: `view.n`, the view id and the key's number in that view (the
+/// inverse of [`epoch_of`]): epoch `50331649` is `3.1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EpochLabel(pub u64);
+
+impl EpochLabel {
+    /// The view the key was agreed in.
+    pub fn view_id(self) -> u64 {
+        self.0 >> 24
+    }
+
+    /// The key's number in its view (0 for the view's first key).
+    pub fn n(self) -> u64 {
+        self.0 & (MAX_KEYS_PER_VIEW - 1)
+    }
+}
+
+impl fmt::Display for EpochLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.view_id(), self.n())
+    }
+}
+
 /// Something the session wants done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -374,6 +397,16 @@ mod tests {
         }
         let labels: std::collections::HashSet<_> = ViewEvent::ALL.map(ViewEvent::label).into();
         assert_eq!(labels.len(), ViewEvent::ALL.len(), "labels are distinct");
+    }
+
+    #[test]
+    fn an_epoch_label_undoes_epoch_of() {
+        for (view_id, n) in [(0, 0), (3, 1), (1, MAX_KEYS_PER_VIEW - 1), (MAX_VIEW_ID, 7)] {
+            let label = EpochLabel(epoch_of(view_id, n));
+            assert_eq!((label.view_id(), label.n()), (view_id, n));
+            assert_eq!(label.to_string(), format!("{view_id}.{n}"));
+        }
+        assert_eq!(EpochLabel(50_331_649).to_string(), "3.1");
     }
 
     #[test]

@@ -113,11 +113,13 @@ for m in "${MEMBERS[@]}"; do
 done
 
 now_ms() { date +%s%3N; }
+# A member's text lines start with the time, HH:MM:SS.mmm (UTC).
+T='[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}'
 # The last key line of a member: "epoch fingerprint".
-last_key() { grep -E "^\[$1\] key epoch" "$WORK/$1.log" | tail -n 1 | awk '{print $4, $6}'; }
+last_key() { grep -E "^$T \[$1\] key " "$WORK/$1.log" | tail -n 1 | awk '{print $4, $6}'; }
 # The member count of a member's last view.
 last_view_size() {
-    grep -E "^\[$1\] view " "$WORK/$1.log" | tail -n 1 | sed -E 's/.*members \[([^]]*)\].*/\1/' |
+    grep -E "^$T \[$1\] view " "$WORK/$1.log" | tail -n 1 | sed -E 's/.*members \[([^]]*)\].*/\1/' |
         tr ',' '\n' | grep -c . || true
 }
 # Whether the members given share one key, each in a view of $1 members.
@@ -155,8 +157,8 @@ for l in "${SENT_BEFORE[@]}"; do wait_for "$l delivered everywhere" 30 all_recei
 # --- phase 2: host 3 is cut off --------------------------------------------------------------
 declare -A KEY_BEFORE VIEWS_BEFORE
 for m in "${MINORITY[@]}"; do
-    KEY_BEFORE[$m]=$(grep -c "^\[$m\] key epoch" "$WORK/$m.log" || true)
-    VIEWS_BEFORE[$m]=$(grep -c "^\[$m\] view " "$WORK/$m.log" || true)
+    KEY_BEFORE[$m]=$(grep -cE "^$T \[$m\] key " "$WORK/$m.log" || true)
+    VIEWS_BEFORE[$m]=$(grep -cE "^$T \[$m\] view " "$WORK/$m.log" || true)
 done
 t_cut=$(now_ms)
 ip -n "$(ns sw)" link set "${PREFIX}s3" down
@@ -176,8 +178,8 @@ for l in "${SENT_DURING[@]}"; do wait_for "$l delivered on the majority side" 30
 sleep 3
 # Cut off from etcd's quorum, host 3's members block: no view, no key, none of the lines.
 for m in "${MINORITY[@]}"; do
-    keys=$(grep -c "^\[$m\] key epoch" "$WORK/$m.log" || true)
-    views=$(grep -c "^\[$m\] view " "$WORK/$m.log" || true)
+    keys=$(grep -cE "^$T \[$m\] key " "$WORK/$m.log" || true)
+    views=$(grep -cE "^$T \[$m\] view " "$WORK/$m.log" || true)
     [ "$keys" = "${KEY_BEFORE[$m]}" ] || fail "$m installed a key while cut off"
     [ "$views" = "${VIEWS_BEFORE[$m]}" ] || fail "$m installed a view while cut off"
     for l in "${SENT_DURING[@]}"; do
@@ -186,8 +188,8 @@ for m in "${MINORITY[@]}"; do
 done
 # The majority side went on: none of its members lost its place in the group.
 for m in "${MAJORITY[@]}"; do
-    if grep -q "^\[$m\] disconnected" "$WORK/$m.log"; then
-        fail "$m, on the majority side, lost its place: $(grep "^\[$m\] disconnected" "$WORK/$m.log")"
+    if grep -qE "^$T \[$m\] disconnected" "$WORK/$m.log"; then
+        fail "$m, on the majority side, lost its place: $(grep -E "^$T \[$m\] disconnected" "$WORK/$m.log")"
     fi
 done
 t_heal=$(now_ms)
@@ -198,7 +200,7 @@ ip -n "$(ns sw)" link set "${PREFIX}s3" up
 wait_for "one key among all six after the heal" 120 one_key 6 "${MEMBERS[@]}"
 t_merge=$(now_ms)
 for m in "${MINORITY[@]}"; do
-    grep -q "^\[$m\] rejoined as a new incarnation" "$WORK/$m.log" || fail "$m did not rejoin"
+    grep -qE "^$T \[$m\] rejoined as a new incarnation" "$WORK/$m.log" || fail "$m did not rejoin"
 done
 echo "heal: merge view and one key among all six after $((t_merge - t_heal)) ms"
 

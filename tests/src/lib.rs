@@ -33,6 +33,7 @@ pub mod etcd;
 pub mod group;
 pub mod kat;
 pub mod linked;
+pub mod process;
 pub mod scenarios;
 
 use gka_plugin_api::{

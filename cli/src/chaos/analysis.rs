@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct ProcessLog {
     /// The member's id.
     pub member: String,
-    /// Its stdout lines, without the `[id] ` prefix.
+    /// Its stdout lines (`gka member --json`: one JSON object per line).
     pub lines: Vec<String>,
 }
 
@@ -57,58 +57,51 @@ impl Findings {
 
 /// One parsed line.
 #[derive(Debug, PartialEq, Eq)]
-enum Event<'a> {
+enum Event {
     View { id: u64, members: Vec<String> },
-    Key { epoch: u64, fingerprint: &'a str, run: &'a str },
-    Data { from: &'a str, epoch: u64, text: &'a str },
+    Key { epoch: u64, fingerprint: String, run: String },
+    Data { from: String, epoch: u64, text: String },
     NotSent(usize),
     Rejoined,
     Other,
 }
 
-fn list(text: &str) -> Vec<String> {
-    text.split('"').skip(1).step_by(2).map(str::to_owned).collect()
-}
-
-fn parse(line: &str) -> Event<'_> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    match words.as_slice() {
-        ["view", id, "members", ..] => {
-            let Ok(id) = id.parse() else { return Event::Other };
-            let start = line.find("members [").map_or(0, |i| i + 8);
-            let end = line[start..].find(']').map_or(line.len(), |i| start + i);
-            Event::View { id, members: list(&line[start..end]) }
+/// Reads one `gka member --json` line; anything else is [`Event::Other`].
+fn parse(line: &str) -> Event {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { return Event::Other };
+    let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let number = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+    let epoch = || Some(gka_plugin_api::epoch_of(number("view")?, number("n")?));
+    let parsed = match v.get("event").and_then(serde_json::Value::as_str) {
+        Some("view") => (|| {
+            let members = v.get("members")?.as_array()?;
+            let members = members.iter().filter_map(|m| Some(m.as_str()?.to_owned())).collect();
+            Some(Event::View { id: number("view")?, members })
+        })(),
+        Some("key") => (|| {
+            Some(Event::Key {
+                epoch: epoch()?,
+                fingerprint: text("fingerprint")?,
+                run: text("run")?,
+            })
+        })(),
+        Some("message") => {
+            (|| Some(Event::Data { from: text("from")?, epoch: epoch()?, text: text("text")? }))()
         }
-        ["key", "epoch", epoch, "fingerprint", fingerprint, .., "run", run] => {
-            epoch.parse().map_or(Event::Other, |epoch| Event::Key { epoch, fingerprint, run })
-        }
-        ["not", "sent:", n, "line(s)", ..] => Event::NotSent(n.parse().unwrap_or(1)),
-        ["not", "sent:", ..] => Event::NotSent(1),
-        ["disconnected:", ..] => {
-            // "...; N line(s) not delivered; rejoining"
-            let n = line
-                .rsplit("; ")
-                .find_map(|part| part.strip_suffix(" line(s) not delivered"))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            Event::NotSent(n)
-        }
-        ["rejoined", ..] => Event::Rejoined,
-        [from, "(epoch", epoch, ..] if epoch.ends_with("):") => {
-            let Ok(epoch) = epoch.trim_end_matches("):").parse() else { return Event::Other };
-            let text = line.split_once("): ").map_or("", |(_, t)| t);
-            Event::Data { from, epoch, text }
-        }
-        _ => Event::Other,
-    }
+        Some("not_sent") => Some(Event::NotSent(number("count").unwrap_or(1) as usize)),
+        Some("disconnected") => Some(Event::NotSent(number("unsent").unwrap_or(0) as usize)),
+        Some("rejoined") => Some(Event::Rejoined),
+        _ => None,
+    };
+    parsed.unwrap_or(Event::Other)
 }
 
 /// A stretch of one process's log within one group run: from its start, or a rejoin, to the
 /// next rejoin. Its run is the one its key lines name.
 struct Segment<'a> {
     member: &'a str,
-    run: Option<&'a str>,
-    events: Vec<Event<'a>>,
+    run: Option<String>,
+    events: Vec<Event>,
 }
 
 fn segments(logs: &[ProcessLog]) -> Vec<Segment<'_>> {
@@ -122,8 +115,8 @@ fn segments(logs: &[ProcessLog]) -> Vec<Segment<'_>> {
                 out.push(std::mem::replace(&mut current, next));
                 continue;
             }
-            if let Event::Key { run, .. } = event {
-                current.run.get_or_insert(run);
+            if let Event::Key { run, .. } = &event {
+                current.run.get_or_insert_with(|| run.clone());
             }
             current.events.push(event);
         }
@@ -145,14 +138,14 @@ pub fn analyze(
     let mut views: BTreeMap<(&str, u64), Vec<String>> = BTreeMap::new();
     let mut keys: BTreeMap<(&str, u64), BTreeSet<&str>> = BTreeMap::new();
     for s in &segments {
-        let Some(run) = s.run else { continue };
+        let Some(run) = s.run.as_deref() else { continue };
         for e in &s.events {
             match e {
                 Event::View { id, members } => {
                     views.entry((run, *id)).or_insert_with(|| members.clone());
                 }
                 Event::Key { epoch, fingerprint, run } => {
-                    keys.entry((run, *epoch)).or_default().insert(fingerprint);
+                    keys.entry((run.as_str(), *epoch)).or_default().insert(fingerprint.as_str());
                 }
                 _ => {}
             }
@@ -177,8 +170,9 @@ pub fn analyze(
                 Event::View { id, .. } => view = Some(*id),
                 Event::NotSent(n) => *reported.entry(s.member).or_default() += n,
                 Event::Data { from, epoch, text } => {
+                    let text = text.as_str();
                     *received.entry((s.member, text)).or_default() += 1;
-                    let (Some(run), Some(v)) = (s.run, view) else { continue };
+                    let (Some(run), Some(v)) = (s.run.as_deref(), view) else { continue };
                     if *from == s.member {
                         echoed.push((s.member, text, (run, v)));
                     }
@@ -252,19 +246,26 @@ mod tests {
         ProcessLog { member: member.into(), lines: lines.iter().map(|l| l.to_string()).collect() }
     }
 
-    const V1: &str = r#"view 1 members ["a", "b", "c"] joined ["a", "b", "c"] left []"#;
-    const V2: &str = r#"view 2 members ["a", "b"] joined [] left ["c"]"#;
-    const K1: &str = "key epoch 16777216 fingerprint aa (tgdh@0.1.0) run r1";
-    const K2: &str = "key epoch 33554432 fingerprint bb (tgdh@0.1.0) run r1";
+    const V1: &str = r#"{"event":"view","view":1,"members":["a","b","c"]}"#;
+    const V2: &str = r#"{"event":"view","view":2,"members":["a","b"]}"#;
+    const K1: &str =
+        r#"{"event":"key","epoch":"1.0","view":1,"n":0,"fingerprint":"aa","run":"r1"}"#;
+    const K2: &str =
+        r#"{"event":"key","epoch":"2.0","view":2,"n":0,"fingerprint":"bb","run":"r1"}"#;
+
+    /// A line `from` sent under view `view`'s first key.
+    fn data(from: &str, view: u64, text: &str) -> String {
+        format!(
+            r#"{{"event":"message","from":"{from}","epoch":"{view}.0","view":{view},"n":0,"text":"{text}"}}"#
+        )
+    }
 
     #[test]
     fn a_clean_run_is_clean_and_each_problem_is_counted() {
         let stable: BTreeSet<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
         let sent: BTreeMap<String, usize> = [("a".into(), 2), ("b".into(), 0)].into();
-        let clean = [
-            log("a", &[V1, K1, "a (epoch 16777216): a#1", V2, K2, "a (epoch 33554432): a#2"]),
-            log("b", &[V1, K1, "a (epoch 16777216): a#1", V2, K2, "a (epoch 33554432): a#2"]),
-        ];
+        let (a1, a2, a2_old) = (data("a", 1, "a#1"), data("a", 2, "a#2"), data("a", 1, "a#2"));
+        let clean = [log("a", &[V1, K1, &a1, V2, K2, &a2]), log("b", &[V1, K1, &a1, V2, K2, &a2])];
         let f = analyze(&clean, &stable, &sent);
         assert!(f.clean(), "{f:?}");
         assert_eq!((f.lines_sent, f.lines_echoed, f.keys), (2, 2, 2));
@@ -273,21 +274,18 @@ mod tests {
             log(
                 "a",
                 &[
-                    V1,
-                    K1,
-                    "a (epoch 16777216): a#1",
-                    V2,
+                    V1, K1, &a1, V2,
                     // Sent in view 2 under view 1's key: c, gone, holds it.
-                    "a (epoch 16777216): a#2",
+                    &a2_old,
                 ],
             ),
             log(
                 "b",
                 &[
                     V1,
-                    "key epoch 16777216 fingerprint zz (tgdh@0.1.0) run r1",
-                    "a (epoch 16777216): a#1",
-                    "a (epoch 16777216): a#1",
+                    r#"{"event":"key","epoch":"1.0","view":1,"n":0,"fingerprint":"zz","run":"r1"}"#,
+                    &a1,
+                    &a1,
                     V2,
                 ],
             ),
@@ -300,8 +298,8 @@ mod tests {
         assert_eq!(f.lost_lines, 1, "{f:?}");
 
         // c left and came back before the data under view 1's key: still a departed holder.
-        let back = r#"view 3 members ["a", "b", "c"] joined ["c"] left []"#;
-        let rejoined = [log("a", &[V1, K1, V2, back, "a (epoch 16777216): a#1"])];
+        let back = r#"{"event":"view","view":3,"members":["a","b","c"]}"#;
+        let rejoined = [log("a", &[V1, K1, V2, back, &a1])];
         let f = analyze(&rejoined, &stable, &BTreeMap::new());
         assert_eq!(f.data_under_departed_epoch, 1, "{f:?}");
     }
@@ -310,15 +308,20 @@ mod tests {
     fn reported_lines_are_not_lost_and_unreported_ones_are() {
         let stable: BTreeSet<String> = ["a"].iter().map(|s| s.to_string()).collect();
         let sent: BTreeMap<String, usize> = [("a".into(), 5)].into();
-        let a = log("a", &[
-            V1,
-            K1,
-            "a (epoch 16777216): a#1",
-            "not sent: members left and still hold the current key",
-            "not sent: 1 line(s) a view change cut (members joined)",
-            "disconnected: the group layer closed the connection; 1 line(s) not delivered; rejoining",
-            "rejoined as a new incarnation (attempt 1)",
-        ]);
+        let a1 = data("a", 1, "a#1");
+        let a = log(
+            "a",
+            &[
+                V1,
+                K1,
+                &a1,
+                r#"{"event":"not_sent","count":1,"reason":"members left"}"#,
+                r#"{"event":"not_sent","count":1,"reason":"members joined"}"#,
+                r#"{"event":"disconnected","reason":"closed","unsent":1}"#,
+                r#"{"event":"rejoined","attempt":1}"#,
+                "not JSON: ignored",
+            ],
+        );
         let f = analyze(std::slice::from_ref(&a), &stable, &sent);
         assert_eq!((f.lines_reported, f.lost_lines), (3, 1), "{f:?}");
         let sent: BTreeMap<String, usize> = [("a".into(), 4)].into();

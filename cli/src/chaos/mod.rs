@@ -106,7 +106,7 @@ pub fn run(config: &ChaosConfig, mut say: impl FnMut(&str)) -> Result<ChaosRepor
         running.insert(id.clone(), setup.member(&addr, id)?);
     }
     for (id, p) in &running {
-        p.wait_for(Duration::from_secs(60), |l| l.starts_with("key epoch "))
+        p.wait_for(Duration::from_secs(60), |l| l.contains(r#""event":"key""#))
             .with_context(|| format!("{id} never got a first key"))?;
     }
     let stable: BTreeSet<String> = ids[..config.stable].iter().cloned().collect();

@@ -32,10 +32,8 @@ impl Proc {
         let stdout = child.stdout.take().context("no stdout")?;
         let log = Arc::new(Mutex::new(ProcessLog { member: member.to_owned(), lines: Vec::new() }));
         let sink = log.clone();
-        let prefix = format!("[{member}] ");
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let line = line.strip_prefix(&prefix).map(str::to_owned).unwrap_or(line);
                 sink.lock().unwrap_or_else(|p| p.into_inner()).lines.push(line);
             }
         });
@@ -138,7 +136,7 @@ impl Setup {
             .arg(key_file(&self.keys, id))
             .arg("--trust")
             .arg(&self.trust)
-            .args(["--protocol", "tgdh", "--give-up-after", "60"]);
+            .args(["--protocol", "tgdh", "--give-up-after", "60", "--json"]);
         if let Some(dir) = &self.plugins {
             cmd.arg("--plugins").arg(dir);
         }

@@ -279,7 +279,7 @@ impl Demo {
                     RuntimeEvent::Rejoined { .. } => {}
                     RuntimeEvent::PolicyRejected(e) => bail!("{name} rejected its policy: {e}"),
                     RuntimeEvent::RulesRejected(e) => bail!("{name} rejected its rules: {e}"),
-                    RuntimeEvent::RulesChanged => {}
+                    RuntimeEvent::RulesChanged | RuntimeEvent::Status(_) => {}
                     RuntimeEvent::Member(_) | RuntimeEvent::NotSent(_) => {}
                 }
             }

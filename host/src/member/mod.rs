@@ -14,8 +14,8 @@
 //! handed to the part it concerns), `keyring.rs` (data keys and the AEAD), `adoption.rs` (the
 //! group's protocol and the payloads held until it is announced), `switch.rs` (the switch's
 //! state and transitions), `telemetry.rs` (reports and the policy evaluation), `control.rs`
-//! (control messages), `peers.rs` (who is in the key, by certificate) and `events.rs` (what
-//! the core emits).
+//! (control messages), `peers.rs` (who is in the key, by certificate), `status.rs` (the snapshot it gives on
+//! request) and `events.rs` (what the core emits).
 //!
 //! - Every plugin payload leaves in an envelope signed by this member and bound to group, view,
 //!   epoch, protocol and sequence number; every received envelope is checked against the trust
@@ -47,6 +47,7 @@ mod events;
 mod keyring;
 mod liveness;
 mod peers;
+mod status;
 mod switch;
 mod telemetry;
 #[cfg(test)]
@@ -61,6 +62,7 @@ pub use self::core::MemberCore;
 pub use self::events::{ControlTiming, MemberError, MemberEvent, Outgoing};
 pub use self::keyring::{KEPT_KEYS, MAX_UNECHOED};
 pub use self::liveness::{CONFIRM_GAP_DIVISOR, DEADLINE_FACTOR};
+pub use self::status::{MemberStatus, RosterEntry};
 pub use self::switch::{verdict, Catalogue, CatalogueEntry, SwitchEvent, VoterState};
 /// A member's live measurements, as it reports them to the group.
 pub use crate::policy::live::Report;

@@ -116,6 +116,11 @@ impl CertifiedPeers {
         self.on_disk.newer_revocation_lists(&self.in_force)
     }
 
+    /// The domain the certificate `member` presented in this view names, if it parses.
+    pub(super) fn domain_of(&self, member: &str) -> Option<&str> {
+        self.certificates.get(member)?.names.as_ref().map(|(domain, _)| domain.as_str())
+    }
+
     /// The revocation lists in force that revoke one of `members`.
     pub(super) fn lists_revoking(&self, members: &[String]) -> Vec<Vec<u8>> {
         let mut domains: Vec<&str> = members

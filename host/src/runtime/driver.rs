@@ -183,6 +183,9 @@ impl Driver {
                             "reconnecting to the group layer".to_owned(),
                         )),
                         Some(Command::Leave) | None => return Recovered::Left,
+                        Some(Command::Status) => {
+                            self.emit(RuntimeEvent::Status(Box::new(self.core.status())));
+                        }
                     },
                 }
             }
@@ -247,6 +250,9 @@ impl Driver {
                     Some(Command::Leave) | None => {
                         let _ = connection.leave().await;
                         return Ended::Left;
+                    }
+                    Some(Command::Status) => {
+                        self.emit(RuntimeEvent::Status(Box::new(self.core.status())));
                     }
                 },
                 _ = tick.tick() => {

@@ -164,6 +164,8 @@ pub enum RuntimeEvent {
     Stopped(String),
     /// The runtime gave up recovering its connection, and stopped.
     Failed(String),
+    /// The answer to [`Command::Status`].
+    Status(Box<crate::member::MemberStatus>),
 }
 
 /// A request from the application.
@@ -173,6 +175,9 @@ pub enum Command {
     Send(Vec<u8>),
     /// Leave the group and stop.
     Leave,
+    /// Report the member's state: the runtime answers with [`RuntimeEvent::Status`], in
+    /// order with its other events.
+    Status,
 }
 
 /// The application's side of a running member.
