@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod common;
+mod credentials;
 mod etcd_args;
 mod ratelimit;
 
@@ -26,6 +27,8 @@ enum Command {
     Policy(cmd::policy::PolicyArgs),
     /// Run the group communication daemon.
     Daemon(cmd::daemon::DaemonArgs),
+    /// An operator's commands to a running daemon: status, partition, heal, delay.
+    Ctl(cmd::ctl::CtlArgs),
     /// Join a group: lines read from stdin are sent encrypted; views, key changes
     /// (fingerprints only) and received lines are printed.
     Member(cmd::member::MemberArgs),
@@ -68,6 +71,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Policy(args) => cmd::policy::run(args),
         Command::Daemon(args) => cmd::daemon::run(args),
+        Command::Ctl(args) => cmd::ctl::run(args),
         Command::Member(args) => cmd::member::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),

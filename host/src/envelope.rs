@@ -124,6 +124,13 @@ impl Envelope {
         .expect("postcard serializes an envelope")
     }
 
+    /// The header of an envelope in this host's format, unchecked (no signature is verified):
+    /// what the daemon reports a group's members claim. `None` for anything else.
+    pub fn peek_header(bytes: &[u8]) -> Option<Header> {
+        let (format, header) = postcard::take_from_bytes::<(u8, Header)>(bytes).ok()?.0;
+        (format == ENVELOPE_FORMAT).then_some(header)
+    }
+
     /// Decodes the wire encoding (size, format and shape only: [`EnvelopeChecker`] does the
     /// rest).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Rejection> {

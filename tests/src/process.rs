@@ -23,12 +23,22 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `cmd` with stdin and stdout piped (stderr goes to the test's).
+    /// Starts `cmd` with stdin and stdout piped (stderr goes to the test's). Unless the test
+    /// or the command sets `RUST_LOG`, a daemon logs warnings only.
     pub fn start(cmd: &mut Command) -> Self {
+        Self::start_with_stderr(cmd, Stdio::inherit())
+    }
+
+    /// As [`Self::start`], with stderr going to `stderr` (a file, say).
+    pub fn start_with_stderr(cmd: &mut Command, stderr: impl Into<Stdio>) -> Self {
+        let log_level_set = cmd.get_envs().any(|(k, _)| k == "RUST_LOG");
+        if !log_level_set && std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn gka");
         let stdout = child.stdout.take().expect("stdout");

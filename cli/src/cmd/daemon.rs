@@ -90,6 +90,20 @@ fn spawn_rules_watch(daemon: &Daemon, path: &Path, rules: &AccessRules) {
     });
 }
 
+/// Logs to stderr with `tracing`, at the level `RUST_LOG` names (`info` if unset: joins,
+/// leaves, views, refusals and operator commands; `debug` adds connections and status
+/// requests).
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
 /// Runs the daemon until the process is stopped.
 pub(crate) fn run(args: DaemonArgs) -> Result<()> {
     let members = match &args.trust {
@@ -109,6 +123,7 @@ pub(crate) fn run(args: DaemonArgs) -> Result<()> {
     if args.allow_control && args.operators.is_none() && args.access.is_none() {
         bail!("--allow-control needs operators: --operators DIR, or --access rules naming them");
     }
+    init_logging();
     runtime()?.block_on(async {
         install_metrics(args.metrics)?;
         let config = DaemonConfig {

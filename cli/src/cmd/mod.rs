@@ -3,6 +3,7 @@
 pub(crate) mod access;
 pub(crate) mod bench;
 pub(crate) mod ca;
+pub(crate) mod ctl;
 pub(crate) mod daemon;
 pub(crate) mod demo;
 pub(crate) mod keygen;

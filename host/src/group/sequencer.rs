@@ -450,6 +450,16 @@ impl Sequencer {
         self.members.is_empty() && self.parked.is_empty()
     }
 
+    /// The group's run.
+    pub fn run(&self) -> GroupRun {
+        self.run
+    }
+
+    /// Each component's current view id (0 before its first view) and members.
+    pub fn components(&self) -> impl Iterator<Item = (u64, &[String])> {
+        self.components.iter().map(|c| (c.view_id, c.members.as_slice()))
+    }
+
     /// The current view id of a member's component (0 before its first view).
     pub fn view_of(&self, member: &str) -> Option<u64> {
         self.members.get(member).map(|s| self.components[s.component].view_id)

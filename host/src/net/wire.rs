@@ -98,6 +98,49 @@ pub enum ControlCmd {
         /// The added delay.
         ms: u64,
     },
+    /// Report the daemon's groups (read-only: an operator may ask without `--allow-control`).
+    Status {
+        /// One group in detail (its components' members), or, if `None`, every group in
+        /// brief.
+        group: Option<String>,
+    },
+}
+
+/// A daemon's answer to [`ControlCmd::Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// Connections open now (members, and clients still proving who they are).
+    pub connections: usize,
+    /// The groups asked about, by name.
+    pub groups: Vec<GroupStatus>,
+}
+
+/// One group, as the daemon sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// The group's name.
+    pub name: String,
+    /// Its run.
+    pub run: GroupRun,
+    /// Members in the group, over every component.
+    pub members: usize,
+    /// Its components (more than one while partitioned): view id and members (the members
+    /// only when one group was asked about).
+    pub components: Vec<ComponentStatus>,
+    /// The protocol and epoch of the newest protocol message or data its members sent, as
+    /// their envelopes claim them (the daemon checks no signature and holds no key).
+    pub claimed: Option<(String, u64)>,
+}
+
+/// One component of a group: one view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentStatus {
+    /// Its current view's id.
+    pub view_id: u64,
+    /// Its members, oldest first (empty in a brief status).
+    pub members: Vec<String>,
+    /// How many members it has.
+    pub size: usize,
 }
 
 /// The daemon's messages to a client.
@@ -131,6 +174,8 @@ pub enum ServerMsg {
     Ok,
     /// A request was refused; the connection stays open unless the error is fatal.
     Error(String),
+    /// The answer to [`ControlCmd::Status`].
+    Status(DaemonStatus),
 }
 
 /// Encodes a delivery as whole frames: one, or for a view with many certificates, chunks of
@@ -203,7 +248,10 @@ impl Reassembly {
             ServerMsg::Message { from, view_id, bytes } => {
                 Ok(Some(Delivery::Message { from, view_id, bytes }))
             }
-            ServerMsg::Challenge(_) | ServerMsg::Ok | ServerMsg::Error(_) => Ok(None),
+            ServerMsg::Challenge(_)
+            | ServerMsg::Ok
+            | ServerMsg::Error(_)
+            | ServerMsg::Status(_) => Ok(None),
         }
     }
 }

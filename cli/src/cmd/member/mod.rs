@@ -10,7 +10,7 @@ mod describe;
 mod input;
 mod session;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use gka_host::identity::access::AccessRules;
@@ -22,6 +22,7 @@ use gka_host::runtime::{
 };
 
 use crate::common::{install_metrics, runtime, ExitStatus, PluginDirArg};
+use crate::credentials::{load_identity, own_certificate};
 use crate::etcd_args::EtcdArgs;
 
 /// The exit status of a member that lost the group and gave up rejoining.
@@ -103,11 +104,7 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
         give_up_after: std::time::Duration::from_secs(give_up_after),
         ..Recovery::default()
     };
-    let identity =
-        Identity::load(&key).with_context(|| format!("cannot load {}", key.display()))?;
-    if identity.id() != id {
-        bail!("the key file {} is for {:?}, not {id:?}", key.display(), identity.id());
-    }
+    let identity = load_identity(&key, &id)?;
     let certificate = match &cert {
         Some(path) => Some(own_certificate(path, &identity, &key)?),
         None => None,
@@ -157,20 +154,6 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
     // member whose stdin stays open would never exit.
     rt.shutdown_background();
     result
-}
-
-/// Reads this member's certificate and checks that it is for this member's id and key.
-fn own_certificate(path: &Path, identity: &Identity, key: &Path) -> Result<Vec<u8>> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {} (--cert)", path.display()))?;
-    let der = gka_host::identity::cert::der_of_pem(&pem, "CERTIFICATE")
-        .with_context(|| format!("{} (--cert)", path.display()))?;
-    let info = gka_host::identity::cert::read_cert(&der)
-        .with_context(|| format!("{} (--cert)", path.display()))?;
-    info.belongs_to(identity).map_err(|e| {
-        anyhow::anyhow!("{} (--cert, with the key {}): {e}", path.display(), key.display())
-    })?;
-    Ok(der)
 }
 
 /// How the member knows its peers: a trust directory, or access rules that admit its own

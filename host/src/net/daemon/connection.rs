@@ -1,7 +1,6 @@
 //! One client connection to the daemon: its challenge, its first (authenticated) request, its
 //! requests while joined, the writer that drains its queue, and its cleanup.
 
-use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +18,7 @@ use super::{lock, DaemonConfig, Kick, Outbox, Queued, State};
 use crate::envelope::MAX_ENVELOPE_BYTES;
 use crate::group::{GroupRun, Sequencer};
 use crate::net::auth::{Challenge, Credentials};
-use crate::net::wire::{self, ClientMsg, ServerMsg};
+use crate::net::wire::{self, ClientMsg, ControlCmd, ServerMsg};
 
 /// The next frame, or `Err` if none completed within `timeout`. When the deadline passes, the
 /// socket gets one more short look: after this process was stopped, the timer can fire before
@@ -74,7 +73,9 @@ fn refuse_unproven(
             proven.err().map(|e| (e.label(), e.to_string()))
         }
         ClientMsg::Control { operator, cmd, .. } => {
-            if !config.allow_control {
+            // A status is read-only: an operator may ask for it on any daemon.
+            let injects = !matches!(cmd, ControlCmd::Status { .. });
+            if injects && !config.allow_control {
                 return Some((
                     "control_off",
                     "fault injection is off: start the daemon with it allowed (gka daemon \
@@ -111,6 +112,8 @@ pub(super) async fn connection(
     stop: CancellationToken,
 ) {
     let limits = lock(&state).config.limits;
+    let peer = stream.peer_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    tracing::debug!(%peer, connection = id, "connection opened");
     let (read, mut write) = stream.into_split();
     let mut frames = FramedRead::new(read, wire::codec());
     // Authenticate before allocating: until its first request is proven, a connection may only
@@ -183,6 +186,7 @@ pub(super) async fn connection(
             let config = lock(&state).config.clone();
             if let Some((label, reason)) = refuse_unproven(&config, &challenge, &msg) {
                 refused(label);
+                tracing::warn!(%peer, reason = label, "refused: {reason}");
                 reply(ServerMsg::Error(format!("{reason}; closing")));
                 break;
             }
@@ -193,6 +197,7 @@ pub(super) async fn connection(
             (ClientMsg::Join { group, member, certificate, .. }, None) => {
                 if let Some((label, reason)) = refuse_join(&st, &group) {
                     refused(label);
+                    tracing::warn!(%peer, group, member, reason = label, "refused: {reason}");
                     reply(ServerMsg::Error(format!("{reason}; closing")));
                     break;
                 }
@@ -206,6 +211,7 @@ pub(super) async fn connection(
                 });
                 if let Err(e) = seq.rejoin_presenting(&member, certificate.map(Arc::from), now) {
                     refused("bad_request");
+                    tracing::warn!(%peer, group, member, reason = "bad_request", "refused: {e}");
                     reply(ServerMsg::Error(format!("{e}; closing")));
                     break;
                 }
@@ -225,20 +231,28 @@ pub(super) async fn connection(
                 // The acknowledgement orders joins: a client that waits for it before the next
                 // join knows the daemon saw them in that order.
                 reply(ServerMsg::Ok);
+                tracing::info!(%peer, group, member, connection = id, "joined");
                 joined = Some((group, member));
+            }
+            (ClientMsg::Control { operator, cmd: ControlCmd::Status { group }, .. }, None) => {
+                tracing::debug!(%peer, operator, ?group, "status");
+                match st.status(group.as_deref()) {
+                    Ok(status) => reply(ServerMsg::Status(status)),
+                    Err(e) => reply(ServerMsg::Error(e)),
+                }
+                break;
             }
             (ClientMsg::Control { operator, cmd, .. }, None) => {
                 let action = format!("{cmd:?}");
                 match st.control(cmd) {
                     Ok(()) => {
-                        // A closed stderr must not take the connection down.
-                        let _ = writeln!(
-                            std::io::stderr(),
-                            "gka daemon: operator {operator:?}: {action}"
-                        );
+                        tracing::info!(%peer, operator, "operator command: {action}");
                         reply(ServerMsg::Ok)
                     }
-                    Err(e) => reply(ServerMsg::Error(e)),
+                    Err(e) => {
+                        tracing::warn!(%peer, operator, "operator command refused: {action}: {e}");
+                        reply(ServerMsg::Error(e))
+                    }
                 }
                 // One command per proof: the challenge is spent.
                 break;
@@ -266,6 +280,7 @@ pub(super) async fn connection(
                 break;
             }
             (ClientMsg::Send { view_id, to, bytes }, Some((group, member))) => {
+                let header = crate::envelope::Envelope::peek_header(&bytes);
                 let Some(seq) = st.groups.get_mut(group) else {
                     // Expelled, and the group forgotten since.
                     reply(ServerMsg::Error(format!(
@@ -273,8 +288,10 @@ pub(super) async fn connection(
                     )));
                     break;
                 };
-                if let Err(e) = seq.send(member, view_id, to.as_deref(), bytes, now) {
-                    reply(ServerMsg::Error(e.to_string()));
+                match seq.send(member, view_id, to.as_deref(), bytes, now) {
+                    Ok(true) => st.note_claim(group, header),
+                    Ok(false) => {}
+                    Err(e) => reply(ServerMsg::Error(e.to_string())),
                 }
                 let group = group.clone();
                 st.route(&group);
@@ -302,11 +319,14 @@ pub(super) async fn connection(
             if let Some(seq) = st.groups.get_mut(&group) {
                 let _ = seq.leave(&member, now);
             }
+            tracing::info!(%peer, group, member, connection = id, "left");
         }
         // Group names come from clients: forget a group once its last member is gone.
         if st.groups.get(&group).is_some_and(Sequencer::is_empty) {
             st.groups.remove(&group);
             st.delays.remove(&group);
+            st.claims.remove(&group);
+            st.logged_views.remove(&group);
             st.last_due.retain(|(g, _), _| *g != group);
         }
     }

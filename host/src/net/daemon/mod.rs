@@ -169,6 +169,10 @@ struct State {
     /// Set (under the lock) when a graceful shutdown begins: nothing more is sequenced, so
     /// every message already ordered is in the queue of every connection it is for.
     closing: bool,
+    /// Per group, the protocol and epoch the newest protocol message or data claimed.
+    claims: HashMap<String, (String, u64)>,
+    /// Per group, the newest view id logged (each view is logged once, not per member).
+    logged_views: HashMap<String, u64>,
 }
 
 impl State {
@@ -182,6 +186,8 @@ impl State {
             last_due: HashMap::new(),
             delays: HashMap::new(),
             closing: false,
+            claims: HashMap::new(),
+            logged_views: HashMap::new(),
         }
     }
 
@@ -208,7 +214,21 @@ impl State {
         for (to, delivery) in pending {
             let from = match &delivery {
                 Delivery::Message { from, .. } => Some(from.clone()),
-                Delivery::View { .. } => None,
+                Delivery::View { view, .. } => {
+                    let logged = self.logged_views.entry(group.to_owned()).or_default();
+                    if view.view_id > *logged {
+                        *logged = view.view_id;
+                        tracing::info!(
+                            group,
+                            view = view.view_id,
+                            size = view.members.len(),
+                            joined = ?view.joined,
+                            left = ?view.left,
+                            "view"
+                        );
+                    }
+                    None
+                }
             };
             let key = (group.to_owned(), to.clone());
             let delay = Duration::from_millis(self.delay(group, from.as_deref(), &to));
@@ -251,6 +271,7 @@ impl State {
                 if let Some(seq) = self.groups.get_mut(&key.0) {
                     let _ = seq.leave(&key.1, now_ms);
                 }
+                tracing::warn!(group = key.0, member = key.1, "disconnected: it does not read");
             }
         }
     }
@@ -282,9 +303,62 @@ impl State {
         }
     }
 
+    /// Notes the protocol and epoch an envelope sequenced in `group` claims (see
+    /// [`wire::GroupStatus::claimed`]).
+    fn note_claim(&mut self, group: &str, header: Option<crate::envelope::Header>) {
+        let Some(header) = header else { return };
+        if header.kind != crate::envelope::Kind::Control {
+            let claim = (header.protocol, header.epoch);
+            match self.claims.get_mut(group) {
+                Some(c) => *c = claim,
+                None => {
+                    self.claims.insert(group.to_owned(), claim);
+                }
+            }
+        }
+    }
+
+    /// The answer to a status command: one group in detail, or every group in brief (member
+    /// counts and view ids, so the answer stays within a frame).
+    fn status(&self, group: Option<&str>) -> Result<wire::DaemonStatus, String> {
+        let detail = group.is_some();
+        let mut names: Vec<&String> = match group {
+            Some(g) => {
+                let (name, _) =
+                    self.groups.get_key_value(g).ok_or_else(|| format!("no group {g:?}"))?;
+                vec![name]
+            }
+            None => self.groups.keys().collect(),
+        };
+        names.sort_unstable();
+        let groups = names
+            .into_iter()
+            .map(|name| {
+                let seq = &self.groups[name];
+                let components: Vec<wire::ComponentStatus> = seq
+                    .components()
+                    .map(|(view_id, members)| wire::ComponentStatus {
+                        view_id,
+                        members: if detail { members.to_vec() } else { Vec::new() },
+                        size: members.len(),
+                    })
+                    .collect();
+                wire::GroupStatus {
+                    name: name.clone(),
+                    run: seq.run(),
+                    members: components.iter().map(|c| c.size).sum(),
+                    components,
+                    claimed: self.claims.get(name).cloned(),
+                }
+            })
+            .collect();
+        Ok(wire::DaemonStatus { connections: self.conns.len(), groups })
+    }
+
     fn control(&mut self, cmd: ControlCmd) -> Result<(), String> {
         let now = self.now_ms();
         match cmd {
+            ControlCmd::Status { .. } => Ok(()),
             ControlCmd::Partition { group, sets } => {
                 let seq =
                     self.groups.get_mut(&group).ok_or_else(|| format!("no group {group:?}"))?;
