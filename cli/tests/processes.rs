@@ -477,8 +477,13 @@ mod domains {
 
         let metrics = scrape(&metrics);
         for reason in ["unknown_domain", "expired", "domain_not_allowed", "revoked"] {
+            // Every reason's series is there from the start: the count is what shows.
             let series = format!("gka_daemon_refused_total{{reason=\"{reason}\"}} ");
-            assert!(metrics.lines().any(|l| l.starts_with(&series)), "{reason}: {metrics}");
+            let count: f64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no series for {reason}: {metrics}"));
+            assert!(count >= 1.0, "{reason} counted {count}: {metrics}");
         }
     }
 }

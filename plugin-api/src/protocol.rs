@@ -154,7 +154,7 @@ impl ViewEvent {
     }
 
     /// Lower-case name, as used in metrics labels.
-    pub fn label(self) -> &'static str {
+    pub const fn label(self) -> &'static str {
         match self {
             Self::Initial => "initial",
             Self::Join => "join",

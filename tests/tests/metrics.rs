@@ -34,12 +34,17 @@ fn scrape(addr: &str) -> String {
     response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
 }
 
-fn sum(samples: &BTreeMap<String, f64>, prefix: &str, must_contain: &[&str]) -> f64 {
+/// The values of the series named `prefix...` whose labels include each of `must_contain`.
+fn values(samples: &BTreeMap<String, f64>, prefix: &str, must_contain: &[&str]) -> Vec<f64> {
     samples
         .iter()
         .filter(|(k, _)| k.starts_with(prefix) && must_contain.iter().all(|c| k.contains(c)))
-        .map(|(_, v)| v)
-        .sum()
+        .map(|(_, v)| *v)
+        .collect()
+}
+
+fn sum(samples: &BTreeMap<String, f64>, prefix: &str, must_contain: &[&str]) -> f64 {
+    values(samples, prefix, must_contain).iter().sum()
 }
 
 #[test]
@@ -75,9 +80,17 @@ fn metrics_after_the_demo() {
     ] {
         assert!(body.contains(&format!("# HELP {help} ")), "no HELP for {help}");
     }
-    assert_eq!(samples.get("gka_active_protocol{group=\"demo\",protocol=\"tgdh\"}"), Some(&1.0));
+    let tgdh = values(&samples, "gka_active_protocol{", &["group=\"demo\"", "protocol=\"tgdh\""]);
+    assert!(!tgdh.is_empty() && tgdh.iter().all(|v| *v == 1.0), "{body}");
     assert!(sum(&samples, "gka_view_changes_total", &["group=\"demo\""]) >= lines.len() as f64);
-    assert!(samples.contains_key("gka_group_size{group=\"demo\"}"));
+    assert!(!values(&samples, "gka_group_size{", &["group=\"demo\""]).is_empty());
+    // Every series of a known label value is there from the start, at 0 until its event.
+    for reason in gka_host::metrics::REJECTION_REASONS {
+        let r = format!("reason=\"{reason}\"");
+        let v = values(&samples, "gka_rejected_messages_total{", &["group=\"demo\"", &r]);
+        assert!(!v.is_empty() && v.iter().all(|v| *v == 0.0), "{reason}: {v:?}");
+    }
+
     // Every member counts its rekeys, labelled by the view that led to each key as it saw it.
     // The 4 first members' first keys come from the initial view; a joiner's first key is
     // "initial" too unless a cascade gave it a second view first. 12 members ever run.
@@ -106,27 +119,45 @@ fn metrics_after_the_demo() {
         assert!(body.contains(&format!("# HELP {help} ")), "no HELP for {help}");
     }
     let g = "group=\"adaptive\"";
-    let switches = |from: &str, to: &str, reason: &str| {
-        let labels = [
-            g,
-            &format!("from=\"{from}\""),
-            &format!("to=\"{to}\""),
-            &format!("reason=\"{reason}\""),
-        ];
+    let switches = |from: &str, to: &str| {
+        let labels = [g, &format!("from=\"{from}\""), &format!("to=\"{to}\"")];
         sum(&samples, "gka_protocol_switches_total{", &labels)
     };
-    assert_eq!(switches("tgdh", "bd", "rule:small LAN group"), 3.0, "{body}");
-    assert_eq!(switches("bd", "tgdh", "rule:LAN"), 7.0);
-    assert_eq!(switches("tgdh", "str", "rule:high-delay WAN"), 7.0);
-    assert_eq!(switches("str", "tgdh", "rule:LAN"), 7.0);
+    // Each member counts each switch it completed (a `member` label tells them apart): the
+    // group's own count is one member's.
+    assert_eq!(switches("tgdh", "bd"), 3.0, "{body}");
+    assert_eq!(switches("bd", "tgdh"), 7.0);
+    assert_eq!(switches("tgdh", "str"), 7.0);
+    assert_eq!(switches("str", "tgdh"), 7.0);
+    let per_member =
+        values(&samples, "gka_protocol_switches_total{", &[g, "from=\"str\"", "to=\"tgdh\""]);
+    assert!(per_member.iter().all(|v| *v <= 1.0), "one switch, once per member: {per_member:?}");
+    assert_eq!(switches("gdh", "ckd"), 0.0, "a switch that never happened is there at 0");
+    // gdh never runs here: its rekey series are there at 0 all the same (a member with a
+    // catalogue has them for every protocol it may run).
+    let gdh = values(&samples, "gka_rekey_duration_seconds_count{", &[g, "protocol=\"gdh\""]);
+    assert!(!gdh.is_empty() && gdh.iter().all(|v| *v == 0.0), "{gdh:?}");
+    let gdh = values(&samples, "gka_rekey_duration_seconds_bucket{", &[g, "protocol=\"gdh\""]);
+    assert!(!gdh.is_empty(), "the histogram's buckets are rendered before its first value");
+    assert!(!values(&samples, "gka_protocol_switches_total{", &[g, "from=\"gdh\"", "to=\"ckd\""])
+        .is_empty());
     assert_eq!(sum(&samples, "gka_switch_duration_seconds_count", &[g]), 24.0);
     assert!(body.contains("gka_switch_duration_seconds_bucket{"), "a histogram");
-    // The active protocol is tgdh again; the others are marked inactive.
+    // The active protocol is tgdh again at the members there at the end; each member marks
+    // one protocol active.
     let active =
-        |p: &str| samples.get(&format!("gka_active_protocol{{{g},protocol=\"{p}\"}}")).copied();
-    assert_eq!(active("tgdh"), Some(1.0));
-    assert_eq!(active("str"), Some(0.0));
-    assert_eq!(active("bd"), Some(0.0));
+        |p: &str| values(&samples, "gka_active_protocol{", &[g, &format!("protocol=\"{p}\"")]);
+    assert!(active("tgdh").contains(&1.0), "{body}");
+    assert!(active("str").contains(&0.0) && active("bd").contains(&0.0), "{body}");
+    let members: std::collections::BTreeSet<&str> = samples
+        .keys()
+        .filter(|k| k.starts_with("gka_active_protocol{") && k.contains(g))
+        .filter_map(|k| k.split("member=\"").nth(1)?.split('"').next())
+        .collect();
+    for m in &members {
+        let on = sum(&samples, "gka_active_protocol{", &[g, &format!("member=\"{m}\"")]);
+        assert_eq!(on, 1.0, "{m} runs exactly one protocol");
+    }
     // The oldest member's decisions: at least one per switch, by rule.
     assert!(
         sum(
@@ -141,13 +172,14 @@ fn metrics_after_the_demo() {
     );
     for p in ["bd", "ckd", "gdh", "str", "tgdh"] {
         for e in ["join", "leave", "merge", "partition"] {
-            let key = format!("gka_predicted_rekey_seconds{{{g},protocol=\"{p}\",event=\"{e}\"}}");
-            let v = samples.get(&key).copied().unwrap_or_else(|| panic!("no {key}"));
-            assert!(v > 0.0 && v < 10.0, "{key} = {v}");
+            let (pl, el) = (format!("protocol=\"{p}\""), format!("event=\"{e}\""));
+            let v = values(&samples, "gka_predicted_rekey_seconds{", &[g, &pl, &el]);
+            assert!(!v.is_empty(), "no prediction for {p} {e}");
+            assert!(v.iter().all(|v| *v > 0.0 && *v < 10.0), "{p} {e}: {v:?}");
         }
     }
-    let rtt = samples[&format!("gka_rtt_seconds{{{g}}}")];
-    assert!((0.0..1.0).contains(&rtt), "rtt {rtt}");
+    let rtt = values(&samples, "gka_rtt_seconds{", &[g]);
+    assert!(!rtt.is_empty() && rtt.iter().all(|r| (0.0..1.0).contains(r)), "rtt {rtt:?}");
     let cpu = samples["gka_cpu_load"];
     assert!((0.0..=1.0).contains(&cpu), "cpu {cpu}");
     let modexp = samples["gka_modexp_seconds"];

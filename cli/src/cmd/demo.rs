@@ -35,9 +35,14 @@ pub(crate) struct DemoArgs {
     /// tables).
     #[arg(long, conflicts_with_all = ["json", "no_adapt", "adapt_only"])]
     bench: bool,
-    /// Serve Prometheus metrics on this address (`/metrics`) while the demo runs.
+    /// Serve Prometheus metrics on this address (`/metrics`) while the demo runs (the port
+    /// `deploy/prometheus.yml` scrapes is 9470).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Keep serving `/metrics` this many seconds after the demo ends, so that Prometheus
+    /// scrapes its last values.
+    #[arg(long, value_name = "SECONDS", requires = "metrics")]
+    linger: Option<u64>,
     /// Skip the adaptive demo.
     #[arg(long, conflicts_with = "adapt_only")]
     no_adapt: bool,
@@ -68,6 +73,23 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let catalogue = plugins.catalogue();
     let rt = runtime()?;
     rt.block_on(async { install_metrics(args.metrics) })?;
+    let result = run_parts(&args, &rt, layer, protocol, catalogue);
+    if let (Some(seconds), Some(addr)) = (args.linger, args.metrics) {
+        eprintln!("metrics stay up on http://{addr}/metrics for {seconds} s (--linger)");
+        // Created inside the runtime: a timer needs one.
+        rt.block_on(async { tokio::time::sleep(std::time::Duration::from_secs(seconds)).await });
+    }
+    result
+}
+
+/// The scenario and the adaptive demo, as the flags ask.
+fn run_parts(
+    args: &DemoArgs,
+    rt: &tokio::runtime::Runtime,
+    layer: Layer,
+    protocol: std::sync::Arc<dyn gka_plugin_api::Protocol>,
+    catalogue: std::sync::Arc<gka_host::member::Catalogue>,
+) -> Result<()> {
     let progress: demo::Progress = std::sync::Arc::new(|line: &str| eprintln!("  ... {line}"));
     let mut report = Report {
         layer: match layer {

@@ -47,6 +47,7 @@ pub(super) struct Driver {
     delivery_started: Option<Instant>,
     /// Exponentiations before that delivery.
     delivery_exps: u64,
+    metrics: crate::metrics::MemberMetrics,
 }
 
 async fn flush<E: GroupEndpoint>(core: &mut MemberCore, endpoint: &mut E) -> std::io::Result<()> {
@@ -79,7 +80,15 @@ impl Driver {
         events: mpsc::UnboundedSender<RuntimeEvent>,
     ) -> Self {
         let exp_ms = factory.calibration.exp_ms;
+        let (protocols, reasons) = factory.metric_labels();
+        let metrics = crate::metrics::MemberMetrics::new(
+            &factory.group,
+            factory.identity.id(),
+            &protocols,
+            &reasons,
+        );
         Self {
+            metrics,
             core,
             factory,
             events,
@@ -288,8 +297,7 @@ impl Driver {
             ..Report::default()
         });
         let probes = self.core.probes();
-        crate::metrics::measurements(
-            self.core.group(),
+        self.metrics.measurements(
             probes.rtt_median_ms().map(|ms| ms / 1e3),
             probes.bandwidth_mbps(),
             self.cpu_load,
@@ -324,42 +332,34 @@ impl Driver {
 
     /// Turns what the core reported into metrics and events.
     fn after_core(&mut self) {
-        let group = self.core.group().to_owned();
         let protocol = self.core.protocol_name().to_owned();
         if self.active.as_deref() != Some(protocol.as_str()) {
-            crate::metrics::active_protocol(&group, &protocol, self.active.as_deref());
+            self.metrics.active_protocol(&protocol, self.active.as_deref());
             self.active = Some(protocol.clone());
         }
         while let Some(e) = self.core.poll_event() {
             match &e {
                 MemberEvent::View(v) => {
-                    crate::metrics::view(&group, v.members.len());
+                    self.metrics.view(v.members.len());
                     self.event_kind = ViewEvent::of(v, !self.seen_view).label();
                     self.seen_view = true;
                 }
-                MemberEvent::Rejected(r) => crate::metrics::rejected(&group, r.label()),
-                MemberEvent::KeyConfirmed { .. } => crate::metrics::key_confirmation(&group, true),
-                MemberEvent::KeyMismatch { .. } => crate::metrics::key_confirmation(&group, false),
-                MemberEvent::AgreementOverdue { .. } => crate::metrics::agreement_overdue(&group),
-                MemberEvent::Excluded { members, .. } => {
-                    crate::metrics::excluded(&group, members.len())
-                }
+                MemberEvent::Rejected(r) => self.metrics.rejected(r.label()),
+                MemberEvent::KeyConfirmed { .. } => self.metrics.key_confirmation(true),
+                MemberEvent::KeyMismatch { .. } => self.metrics.key_confirmation(false),
+                MemberEvent::AgreementOverdue { .. } => self.metrics.agreement_overdue(),
+                MemberEvent::Excluded { members, .. } => self.metrics.excluded(members.len()),
                 MemberEvent::Key { epoch, .. } => {
                     if let Some(t) = self.agreement_started.take() {
                         let latency = t.elapsed();
-                        crate::metrics::rekey(
-                            &group,
-                            &protocol,
-                            self.event_kind,
-                            latency.as_secs_f64(),
-                        );
+                        self.metrics.rekey(&protocol, self.event_kind, latency.as_secs_f64());
                         let exps =
                             self.core.exponentiations_total().saturating_sub(self.exps_at_start);
                         self.exp_cost.refine(self.busy, exps);
                         self.emit(RuntimeEvent::RekeyLatency { epoch: *epoch, latency });
                     }
                 }
-                MemberEvent::Switch(s) => self.on_switch(&group, s),
+                MemberEvent::Switch(s) => self.on_switch(s),
                 _ => {}
             }
             self.emit(RuntimeEvent::Member(e));
@@ -369,17 +369,17 @@ impl Driver {
         self.exps_seen = exps;
     }
 
-    fn on_switch(&mut self, group: &str, event: &SwitchEvent) {
+    fn on_switch(&mut self, event: &SwitchEvent) {
         match event {
             SwitchEvent::Decided { decision, predictions, .. } => {
                 let chosen = match decision {
                     Decision::Switch { to, .. } => to.as_str(),
                     Decision::Stay { .. } => self.core.protocol_name(),
                 };
-                crate::metrics::decision(group, chosen, decision.label());
+                self.metrics.decision(chosen, decision.label());
                 for p in predictions {
                     for (event, ms) in &p.per_event {
-                        crate::metrics::predicted(group, &p.protocol, event.name(), ms / 1e3);
+                        self.metrics.predicted(&p.protocol, event.name(), ms / 1e3);
                     }
                 }
             }
@@ -392,9 +392,9 @@ impl Driver {
                 self.busy = started.elapsed();
                 self.exps_at_start = self.delivery_exps;
             }
-            SwitchEvent::Aborted { label, .. } => crate::metrics::switch_aborted(group, label),
-            SwitchEvent::Completed { from, to, label, commit_to_key, .. } => {
-                crate::metrics::switched(group, from, to, label, commit_to_key.as_secs_f64());
+            SwitchEvent::Aborted { label, .. } => self.metrics.switch_aborted(label),
+            SwitchEvent::Completed { from, to, commit_to_key, .. } => {
+                self.metrics.switched(from, to, commit_to_key.as_secs_f64());
             }
             SwitchEvent::Proposed(_)
             | SwitchEvent::Voted { .. }

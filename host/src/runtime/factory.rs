@@ -56,6 +56,27 @@ impl CoreFactory {
         (factory, config.switching)
     }
 
+    /// The label values this member's metrics start with: the protocols it may run, and its
+    /// policy's switch reasons (none without a policy).
+    pub(super) fn metric_labels(&self) -> (Vec<String>, Vec<String>) {
+        let mut protocols = match &self.catalogue {
+            Some((catalogue, _)) => catalogue.names(),
+            None => Vec::new(),
+        };
+        let own = self.protocol.descriptor().name;
+        if !protocols.contains(&own) {
+            protocols.push(own);
+        }
+        let reasons = self.policy.as_ref().map_or_else(Vec::new, |policy| {
+            let fixed = ["fixed", "cost", "not_allowed"].map(str::to_owned);
+            fixed
+                .into_iter()
+                .chain(policy.rules.iter().map(|r| format!("rule:{}", r.name)))
+                .collect()
+        });
+        (protocols, reasons)
+    }
+
     /// How the member knows its peers (with the newest valid rules).
     pub(super) fn peers(&self) -> &Peers {
         &self.peers

@@ -33,9 +33,54 @@ where
     tokio::time::timeout(Duration::from_millis(200), frames.next()).await.map_err(|_| ())
 }
 
-/// Counts a refused connection or request by reason.
-pub(super) fn refused(reason: &'static str) {
+/// Every `reason` of `gka_daemon_refused_total`: the daemon's own, the proofs', and the
+/// access rules' (see [`crate::identity::access::Refusal::label`]).
+pub(super) const REFUSAL_REASONS: [&str; 16] = [
+    "connections",
+    "limit",
+    "bad_request",
+    "control_off",
+    "closing",
+    "too_large",
+    "unknown",
+    "bad_proof",
+    "no_rules",
+    "no_rule",
+    "unknown_domain",
+    "revoked",
+    "expired",
+    "bad_certificate",
+    "domain_not_allowed",
+    "role_not_allowed",
+];
+
+/// Refusals logged per second; the rest are counted and summed up in the next second's first
+/// line, so a flood of bad clients cannot flood the log.
+const LOGGED_REFUSALS_PER_SECOND: u64 = 10;
+
+/// The refusal log's window: its start (seconds since the epoch of the process's clock), the
+/// lines logged in it, and those held back.
+static REFUSAL_WINDOW: Mutex<(u64, u64, u64)> = Mutex::new((0, 0, 0));
+
+/// Counts a refused connection or request by reason, and logs it (a few a second).
+pub(super) fn refused(reason: &'static str, peer: &str, message: &str) {
     metrics::counter!("gka_daemon_refused_total", "reason" => reason).increment(1);
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut window = REFUSAL_WINDOW.lock().unwrap_or_else(|p| p.into_inner());
+    if window.0 != second {
+        if window.2 > 0 {
+            tracing::warn!(held_back = window.2, "more refusals in the last second (counted)");
+        }
+        *window = (second, 0, 0);
+    }
+    if window.1 < LOGGED_REFUSALS_PER_SECOND {
+        window.1 += 1;
+        tracing::warn!(%peer, reason, "refused: {message}");
+    } else {
+        window.2 += 1;
+    }
 }
 
 /// Why a connection's first request is refused before anything is shared with other
@@ -185,8 +230,7 @@ pub(super) async fn connection(
             // the proof is checked outside the lock; the copy shares the keys and rules.
             let config = lock(&state).config.clone();
             if let Some((label, reason)) = refuse_unproven(&config, &challenge, &msg) {
-                refused(label);
-                tracing::warn!(%peer, reason = label, "refused: {reason}");
+                refused(label, &peer, &reason);
                 reply(ServerMsg::Error(format!("{reason}; closing")));
                 break;
             }
@@ -196,8 +240,7 @@ pub(super) async fn connection(
         match (msg, &joined) {
             (ClientMsg::Join { group, member, certificate, .. }, None) => {
                 if let Some((label, reason)) = refuse_join(&st, &group) {
-                    refused(label);
-                    tracing::warn!(%peer, group, member, reason = label, "refused: {reason}");
+                    refused(label, &peer, &format!("{member:?} joining {group:?}: {reason}"));
                     reply(ServerMsg::Error(format!("{reason}; closing")));
                     break;
                 }
@@ -210,8 +253,7 @@ pub(super) async fn connection(
                     Sequencer::new(timing, run)
                 });
                 if let Err(e) = seq.rejoin_presenting(&member, certificate.map(Arc::from), now) {
-                    refused("bad_request");
-                    tracing::warn!(%peer, group, member, reason = "bad_request", "refused: {e}");
+                    refused("bad_request", &peer, &format!("{member:?} joining {group:?}: {e}"));
                     reply(ServerMsg::Error(format!("{e}; closing")));
                     break;
                 }
@@ -268,7 +310,7 @@ pub(super) async fn connection(
             }
             (ClientMsg::Send { bytes, .. }, Some(_)) if bytes.len() > MAX_ENVELOPE_BYTES => {
                 // Relayed with its sender's id, it would not fit a recipient's frame.
-                refused("too_large");
+                refused("too_large", &peer, &format!("a message of {} bytes", bytes.len()));
                 reply(ServerMsg::Error(format!(
                     "a message of {} bytes is over the limit of {MAX_ENVELOPE_BYTES}; closing",
                     bytes.len()
@@ -336,5 +378,20 @@ pub(super) async fn connection(
     if tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
         writer.abort();
         let _ = writer.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::REFUSAL_REASONS;
+    use crate::net::auth::AuthError;
+
+    #[test]
+    fn every_proof_refusal_has_its_series() {
+        for e in
+            [AuthError::Unknown("x".into()), AuthError::BadProof("x".into()), AuthError::NoRules]
+        {
+            assert!(REFUSAL_REASONS.contains(&e.label()), "{}", e.label());
+        }
     }
 }

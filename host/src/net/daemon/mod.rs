@@ -16,7 +16,8 @@
 //! Everything a client controls is bounded ([`Limits`]): group names, the number of groups and
 //! of connections, each connection's queue of deliveries (a client that does not read is
 //! disconnected, not buffered without end) and the time a frame may take to arrive. Refusals
-//! are counted (`gka_daemon_refused_total{reason}`), not logged one by one.
+//! are counted (`gka_daemon_refused_total{reason}`, every reason in place at 0 from the start)
+//! and logged, ten a second at most.
 //!
 //! Each connection is its member's *incarnation*: only the current incarnation's departure
 //! removes the member, so a stale connection that closes never removes a newer one that joined
@@ -438,6 +439,9 @@ impl Daemon {
     /// Binds `addr` and serves in the background of the current tokio runtime.
     pub async fn start(addr: &str, config: DaemonConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
+        for reason in connection::REFUSAL_REASONS {
+            metrics::counter!("gka_daemon_refused_total", "reason" => reason).absolute(0);
+        }
         let addr = listener.local_addr()?;
         let open = Arc::new(AtomicUsize::new(0));
         let state = Arc::new(Mutex::new(State::new(config)));
@@ -502,7 +506,7 @@ async fn serve_counted(listener: TcpListener, state: Arc<Mutex<State>>, open: Ar
             continue;
         };
         if open.load(Ordering::Relaxed) >= max_connections {
-            refused("connections");
+            refused("connections", "?", "too many connections open");
             drop(stream);
             continue;
         }
