@@ -22,6 +22,13 @@
 //!   an interrupted run): [`Agreement::on_merge`].
 //!
 //! Payloads are opened (and checked) by the core before [`Agreement::on_message`] sees them.
+//!
+//! **Refreshes** follow the crate's contract ("Completion and refresh"): every refresh is one
+//! new epoch. One
+//! that arrives while this member's agreement runs (a protocol whose last messages are
+//! unicasts completes at different messages at different members) waits until the key is
+//! installed; then the framework calls [`Agreement::on_refresh`] and hands the run, in order,
+//! the payloads of that epoch that peers sent sooner (held meanwhile by the core).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -65,8 +72,9 @@ pub trait Agreement: Default + Send + 'static {
         msg: Self::Message,
     ) -> Result<(), SessionError>;
 
-    /// A refresh of the agreed key was started (no agreement is running). By default the
-    /// agreed state is handled as an unchanged view.
+    /// A refresh of the agreed key starts (no agreement is running here: a refresh that came
+    /// during one was queued until its key). By default the agreed state is handled as an
+    /// unchanged view.
     fn on_refresh(&mut self, cx: &mut Context<Self::Agreed>) -> Result<(), SessionError> {
         let agreed = cx.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
         let view = cx.core.view()?.clone();
@@ -241,12 +249,36 @@ impl<R: Agreement> Hosted<R> {
         Ok(Box::new(Self::new(protocol, config)?))
     }
 
-    /// Resets the run once it committed: a completed run holds nothing more.
+    /// Resets the run once it committed (a completed run holds nothing more), then starts
+    /// the next queued refresh, if any, with the payloads peers already sent for it.
     fn after(&mut self, result: Result<(), SessionError>) -> Result<(), SessionError> {
-        if std::mem::take(&mut self.cx.committed) {
-            self.run = R::default();
+        if !std::mem::take(&mut self.cx.committed) {
+            return result;
         }
-        result
+        self.run = R::default();
+        result?;
+        if !self.cx.core.start_queued_refresh() {
+            return Ok(());
+        }
+        let started = self.run.on_refresh(&mut self.cx);
+        self.after(started)?;
+        for (from, payload) in self.cx.core.take_held() {
+            self.deliver(&from, &payload)?;
+        }
+        Ok(())
+    }
+
+    /// Opens a payload (or holds it, if it belongs to a queued epoch) and hands it to the run.
+    fn deliver(&mut self, from: &str, payload: &[u8]) -> Result<(), SessionError> {
+        let Some(msg) = self.cx.core.open_or_hold::<R::Message>(from, payload)? else {
+            return Ok(());
+        };
+        let result = match self.cx.commit_own_final(from) {
+            Ok(true) => Ok(()),
+            Ok(false) => self.run.on_message(&mut self.cx, from, msg),
+            Err(e) => Err(e),
+        };
+        self.after(result)
     }
 }
 
@@ -272,13 +304,7 @@ impl<R: Agreement> Session for Hosted<R> {
         from: &str,
         payload: &[u8],
     ) -> Result<(), SessionError> {
-        let msg: R::Message = self.cx.core.open(from, payload)?;
-        let result = match self.cx.commit_own_final(from) {
-            Ok(true) => Ok(()),
-            Ok(false) => self.run.on_message(&mut self.cx, from, msg),
-            Err(e) => Err(e),
-        };
-        self.after(result)
+        self.deliver(from, payload)
     }
 
     fn handle_refresh(&mut self, _now_ms: u64) -> Result<(), SessionError> {

@@ -24,9 +24,14 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, PayloadError> {
     Ok(out)
 }
 
-/// Decodes a payload written by [`encode`], refusing oversized, truncated, trailing-garbage or
-/// wrong-format input with a typed error.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
+/// Decodes the first fields of a payload written by [`encode`] (a prefix of its message's
+/// fields, as `T`), ignoring the rest: a look at a header before the whole is decoded.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
+    decode_with_rest(bytes).map(|(prefix, _)| prefix)
+}
+
+/// The message at the start of a payload written by [`encode`], and how many bytes follow it.
+fn decode_with_rest<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), PayloadError> {
     if bytes.len() > MAX_PAYLOAD_BYTES {
         return Err(PayloadError::TooLarge { len: bytes.len(), max: MAX_PAYLOAD_BYTES });
     }
@@ -36,8 +41,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
     }
     let (msg, rest) =
         postcard::take_from_bytes(body).map_err(|e| PayloadError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(PayloadError::TrailingBytes(rest.len()));
+    Ok((msg, rest.len()))
+}
+
+/// Decodes a payload written by [`encode`], refusing oversized, truncated, trailing-garbage or
+/// wrong-format input with a typed error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
+    let (msg, rest) = decode_with_rest(bytes)?;
+    if rest > 0 {
+        return Err(PayloadError::TrailingBytes(rest));
     }
     Ok(msg)
 }

@@ -13,6 +13,10 @@
 //! view, having processed the same messages, does the same. This rule is what makes every
 //! plugin robust to views arriving in any state.
 
+//!
+//! Refreshes, completion and early payloads follow the crate's contract (see the crate docs,
+//! "Completion and refresh").
+
 use std::collections::VecDeque;
 
 use serde::de::DeserializeOwned;
@@ -35,6 +39,13 @@ struct Sealed<B> {
     epoch: u64,
     body: B,
 }
+
+/// The most refreshes a member queues while one agreement runs (each is agreed in turn once
+/// it completes); more are refused.
+pub const MAX_QUEUED_REFRESHES: u64 = 64;
+
+/// The most payloads of queued epochs a member holds until it starts them.
+pub const MAX_HELD_PAYLOADS: usize = 1024;
 
 /// What a new view means for this member (see the module docs).
 #[derive(Debug, Clone)]
@@ -70,6 +81,11 @@ pub struct SessionCore {
     messages_sent: u64,
     bytes_sent: u64,
     keys: u64,
+    /// Refreshes handed over while an agreement ran here, each to be agreed in turn.
+    refreshes_queued: u64,
+    /// Payloads of queued epochs, from peers that started them sooner: (sender, payload).
+    held: VecDeque<(MemberId, Vec<u8>)>,
+    held_bytes: usize,
 }
 
 impl SessionCore {
@@ -91,6 +107,9 @@ impl SessionCore {
             messages_sent: 0,
             bytes_sent: 0,
             keys: 0,
+            refreshes_queued: 0,
+            held: VecDeque::new(),
+            held_bytes: 0,
         })
     }
 
@@ -140,24 +159,65 @@ impl SessionCore {
         self.own_in_flight.clear();
         self.keys_in_view = 0;
         self.agreement_pending = true;
+        self.refreshes_queued = 0;
+        self.held.clear();
+        self.held_bytes = 0;
         Ok(ViewChange { view: view.clone(), side, side_is_whole_view, keeps_state })
     }
 
-    /// Starts a refresh: a new epoch in the same view. Only valid when no agreement is
-    /// running (otherwise the running one already yields a fresh key).
+    /// A refresh, handed to every member at the same point of the agreed order (see the
+    /// module docs). Returns true if its agreement starts now (a new epoch in the same view);
+    /// false if an agreement is running here, in which case the refresh is queued and starts
+    /// when that agreement's key is installed ([`Self::start_queued_refresh`]).
     pub fn begin_refresh(&mut self) -> Result<bool, SessionError> {
         self.view()?;
-        if self.agreement_pending {
-            return Ok(false);
-        }
-        if self.keys_in_view + 1 >= MAX_KEYS_PER_VIEW {
+        if self.keys_in_view + self.refreshes_queued + 1 >= MAX_KEYS_PER_VIEW {
             return Err(SessionError::Config(format!(
                 "{MAX_KEYS_PER_VIEW} keys agreed in one view: a view change is needed first"
             )));
         }
+        if self.agreement_pending {
+            if self.refreshes_queued >= MAX_QUEUED_REFRESHES {
+                return Err(SessionError::Config(format!(
+                    "{MAX_QUEUED_REFRESHES} refreshes already wait for the running agreement"
+                )));
+            }
+            self.refreshes_queued += 1;
+            return Ok(false);
+        }
         self.keys_in_view += 1;
         self.agreement_pending = true;
         Ok(true)
+    }
+
+    /// Starts the next queued refresh if no agreement runs: true if it started (its epoch is
+    /// now the current one, and [`Self::take_held`] returns what peers already sent for it).
+    pub fn start_queued_refresh(&mut self) -> bool {
+        if self.agreement_pending || self.refreshes_queued == 0 || self.view.is_none() {
+            return false;
+        }
+        self.refreshes_queued -= 1;
+        self.keys_in_view += 1;
+        self.agreement_pending = true;
+        true
+    }
+
+    /// Refreshes queued behind the running agreement.
+    pub fn refreshes_queued(&self) -> u64 {
+        self.refreshes_queued
+    }
+
+    /// The held payloads of the current epoch, in the order they arrived (those of later
+    /// queued epochs stay held).
+    pub fn take_held(&mut self) -> Vec<(MemberId, Vec<u8>)> {
+        let current = self.epoch();
+        let (now, later): (VecDeque<_>, VecDeque<_>) =
+            std::mem::take(&mut self.held).into_iter().partition(|(_, payload)| {
+                codec::decode_prefix::<(u64, u64)>(payload).is_ok_and(|(_, e)| e == current)
+            });
+        self.held = later;
+        self.held_bytes = self.held.iter().map(|(_, p)| p.len()).sum();
+        now.into_iter().collect()
     }
 
     /// This member's broadcasts of the current view not yet delivered back to it.
@@ -182,16 +242,7 @@ impl SessionCore {
         from: &str,
         payload: &[u8],
     ) -> Result<B, SessionError> {
-        let view = self.view()?;
-        if !view.members.iter().any(|m| m == from) {
-            return Err(SessionError::NotAMember(from.to_owned()));
-        }
-        // Bound what a hostile member can make us allocate while decoding: no honest message
-        // is larger than a budget per member of the view.
-        let limit = self.payload_limit();
-        if payload.len() > limit {
-            return Err(PayloadError::TooLarge { len: payload.len(), max: limit }.into());
-        }
+        self.check_sender_and_size(from, payload)?;
         if from == self.me() {
             if self.own_in_flight.front().map(Vec::as_slice) != Some(payload) {
                 return Err(SessionError::Unexpected(
@@ -209,6 +260,58 @@ impl SessionCore {
             return Err(SessionError::StaleEpoch { got: sealed.epoch, current: self.epoch() });
         }
         Ok(sealed.body)
+    }
+
+    /// As [`Self::open`], but a payload of an epoch this member has queued (a refresh it will
+    /// start once its running agreement completes) is held, not refused: `Ok(None)`. It comes
+    /// back from [`Self::take_held`] when that epoch starts.
+    pub fn open_or_hold<B: DeserializeOwned>(
+        &mut self,
+        from: &str,
+        payload: &[u8],
+    ) -> Result<Option<B>, SessionError> {
+        if self.refreshes_queued > 0 && from != self.me() {
+            if let Some(epoch) = self.queued_epoch_of(payload) {
+                return self.hold(from, payload, epoch).map(|()| None);
+            }
+        }
+        self.open(from, payload).map(Some)
+    }
+
+    /// The epoch of `payload` if it is sealed for this view and one of the queued epochs.
+    fn queued_epoch_of(&self, payload: &[u8]) -> Option<u64> {
+        let view = self.view.as_ref()?;
+        let (view_id, epoch) = codec::decode_prefix::<(u64, u64)>(payload).ok()?;
+        let first = epoch_of(view.view_id, self.keys_in_view + 1);
+        let last = epoch_of(view.view_id, self.keys_in_view + self.refreshes_queued);
+        (view_id == view.view_id && (first..=last).contains(&epoch)).then_some(epoch)
+    }
+
+    /// The sender is a member of the view, and the payload within the view's size budget.
+    fn check_sender_and_size(&self, from: &str, payload: &[u8]) -> Result<(), SessionError> {
+        if !self.view()?.members.iter().any(|m| m == from) {
+            return Err(SessionError::NotAMember(from.to_owned()));
+        }
+        // Bound what a hostile member can make us allocate while decoding: no honest message
+        // is larger than a budget per member of the view.
+        let limit = self.payload_limit();
+        if payload.len() > limit {
+            return Err(PayloadError::TooLarge { len: payload.len(), max: limit }.into());
+        }
+        Ok(())
+    }
+
+    fn hold(&mut self, from: &str, payload: &[u8], epoch: u64) -> Result<(), SessionError> {
+        self.check_sender_and_size(from, payload)?;
+        let budget = self.payload_limit().saturating_mul(4);
+        if self.held.len() >= MAX_HELD_PAYLOADS || self.held_bytes + payload.len() > budget {
+            return Err(SessionError::Unexpected(format!(
+                "too many early payloads (epoch {epoch}) held while the running agreement ends"
+            )));
+        }
+        self.held_bytes += payload.len();
+        self.held.push_back((from.to_owned(), payload.to_vec()));
+        Ok(())
     }
 
     /// The largest payload accepted in the current view: 64 KiB plus, per member, room for two
@@ -369,11 +472,16 @@ mod tests {
         let mut c = core("a");
         c.begin_view(&view(1, &["a"])).expect("view");
         let e0 = c.epoch();
-        assert!(!c.begin_refresh().expect("refresh during an agreement is a no-op"));
+        assert!(!c.begin_refresh().expect("a refresh during an agreement is queued"));
+        assert_eq!(c.refreshes_queued(), 1);
+        assert!(!c.start_queued_refresh(), "not before the running agreement's key");
         c.install_key(&[1; 32]).expect("key");
-        assert!(c.begin_refresh().expect("refresh"));
-        assert!(c.epoch() > e0);
+        assert!(c.start_queued_refresh(), "then it starts");
+        assert_eq!(c.epoch(), e0 + 1);
         c.install_key(&[2; 32]).expect("key");
+        assert!(c.begin_refresh().expect("refresh"));
+        assert!(c.epoch() > e0 + 1);
+        c.install_key(&[3; 32]).expect("key");
         let e1 = c.epoch();
         c.begin_view(&view(2, &["a"])).expect("view");
         assert!(c.epoch() > e1);

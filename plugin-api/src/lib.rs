@@ -30,6 +30,27 @@
 //!
 //! Plugins never open sockets, spawn threads, read clocks or use OS randomness: time arrives as
 //! `now_ms` and randomness from the seed in [`SessionConfig`].
+//!
+//! # Completion and refresh: the contract
+//!
+//! - **Completion.** An agreement completes at a member when its key is installed
+//!   ([`SessionCore::install_key`]). Members need not complete at the same message: in a
+//!   protocol whose last message is a broadcast (committed when it is delivered back, see
+//!   [`Context::broadcast_final`]) they all do; in one whose last messages are unicasts, each
+//!   completes when its own arrives, and the group layer may order other messages between
+//!   them.
+//! - **Refresh.** A refresh is handed to every member at the same point of the agreed order,
+//!   and **every refresh yields exactly one new epoch, after the running agreement's**. A
+//!   member that is not agreeing starts it at once; a member whose agreement is still running
+//!   (it has not received its last message yet) queues it and starts it the moment its key is
+//!   installed ([`SessionCore::start_queued_refresh`]). Every member thus agrees the same
+//!   epochs, in the same order, whatever the protocol's last message. A new view drops the
+//!   queued refreshes: its own agreement yields a fresh key.
+//! - **Early messages.** While a refresh is queued here, peers that completed sooner may
+//!   already send the next epoch's messages. [`SessionCore::open_or_hold`] holds those (at
+//!   most [`MAX_HELD_PAYLOADS`] of them) and hands them back, in their order, once this member
+//!   starts that epoch ([`SessionCore::take_held`]). [`Hosted`] does all of this; a plugin
+//!   written on it only implements [`Agreement::on_refresh`].
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -46,7 +67,7 @@ mod rfc7919;
 pub mod rng;
 
 pub use crate::agreement::{unexpected, Agreement, Context, Hosted, Sides};
-pub use crate::core::{SessionCore, ViewChange};
+pub use crate::core::{SessionCore, ViewChange, MAX_HELD_PAYLOADS, MAX_QUEUED_REFRESHES};
 pub use crate::error::{ErrorKind, PayloadError, SessionError};
 pub use crate::group::{Dh, Element, ElementError, GroupId, Secret};
 pub use crate::protocol::{

@@ -35,6 +35,7 @@ pub mod kat;
 pub mod linked;
 pub mod process;
 pub mod scenarios;
+pub mod star;
 
 use gka_plugin_api::{
     CostFigures, GroupId, GroupKey, Output, Session, SessionConfig, SessionError, View,

@@ -165,6 +165,97 @@ pub fn cascade_at_every_round(make: Factory) {
     }
 }
 
+/// Every member of `c` holds the same key for each epoch of the current view that any of
+/// them holds, and each holds all of them: `epochs` keys in all. Returns them, oldest first.
+fn same_key_for_every_epoch(
+    h: &Harness,
+    c: ComponentId,
+    epochs: usize,
+    what: &str,
+) -> Vec<GroupKey> {
+    let view_id = h.view_id(c);
+    let members = h.members(c);
+    let of = |m: &String| -> Vec<GroupKey> {
+        h.keys_of(m).into_iter().filter(|k| k.view_id == view_id).collect()
+    };
+    let first = of(&members[0]);
+    assert_eq!(
+        first.len(),
+        epochs,
+        "{what}: {} holds {} keys of this view",
+        members[0],
+        first.len()
+    );
+    for m in &members[1..] {
+        let keys = of(m);
+        let same = keys.len() == first.len()
+            && keys.iter().zip(&first).all(|(a, b)| a.epoch == b.epoch && a.key == b.key);
+        assert!(same, "{what}: {m} and {} hold different keys for the view's epochs", members[0]);
+    }
+    let epochs: Vec<u64> = first.iter().map(|k| k.epoch).collect();
+    assert!(epochs.windows(2).all(|w| w[0] < w[1]), "{what}: epochs grow: {epochs:?}");
+    first
+}
+
+/// A membership event or refresh, applied to a component.
+type Event = fn(&mut Harness, ComponentId);
+
+/// How many messages `event` needs on an undisturbed group of six (each broadcast counts
+/// once).
+fn messages_of(make: Factory, event: Event) -> usize {
+    let (mut h, c, _) = group(make, "m", 6, 90);
+    event(&mut h, c);
+    let mut n = 0;
+    while h.deliver_one(c) {
+        n += 1;
+    }
+    h.take_errors().expect("an undisturbed event");
+    n
+}
+
+/// A refresh arrives after every possible number of delivered messages of a running
+/// agreement (a refresh's, and a join's): every refresh yields one new epoch after the running
+/// agreement's, and every member holds the same key for every epoch, whether the protocol's
+/// last messages are broadcasts or unicasts (see the plugin API's completion contract).
+pub fn refresh_after_every_delivery(make: Factory) {
+    let firsts: [(&str, Event); 2] =
+        [("refresh", |h, c| h.refresh(c)), ("join", |h, c| h.join(c, &["new"]))];
+    for (name, first) in firsts {
+        let messages = messages_of(make, first);
+        for cut in 0..=messages {
+            let what = format!("a refresh after {cut} of the {messages} messages of a {name}");
+            let (mut h, c, _) = group(make, "m", 6, 90);
+            first(&mut h, c);
+            h.run_messages(c, cut);
+            h.refresh(c);
+            let last = settle(&mut h, c, &what);
+            // A refresh after the initial key: the initial key and two more. A join's view
+            // starts its own epochs: its key and the refresh's.
+            let epochs = if name == "refresh" { 3 } else { 2 };
+            let keys = same_key_for_every_epoch(&h, c, epochs, &what);
+            assert_eq!(keys.last().map(|k| k.key.clone()), Some(last.key), "{what}");
+        }
+    }
+}
+
+/// Two refreshes in a row, handed over together: two new epochs, one after the other, with
+/// the same keys at every member; then a third after some of their messages.
+pub fn two_refreshes_in_a_row(make: Factory) {
+    let (mut h, c, k0) = group(make, "m", 5, 95);
+    h.refresh(c);
+    h.refresh(c);
+    let k2 = settle(&mut h, c, "two refreshes in a row");
+    let keys = same_key_for_every_epoch(&h, c, 3, "two refreshes in a row");
+    assert_eq!(keys[0].key, k0.key);
+    assert!(keys[1].key != keys[0].key && keys[2].key != keys[1].key, "each refresh is new");
+    assert_eq!(k2.epoch, keys[2].epoch);
+    h.refresh(c);
+    h.run_messages(c, 1);
+    h.refresh(c);
+    settle(&mut h, c, "two more, the second after one message");
+    same_key_for_every_epoch(&h, c, 5, "two more refreshes");
+}
+
 /// Three views in a row, each cutting the agreement of the one before after `cut` messages.
 pub fn three_cascades_in_a_row(make: Factory) {
     for cut in 0..6 {
@@ -253,6 +344,14 @@ macro_rules! scenario_tests {
         #[test]
         fn refresh() {
             $crate::scenarios::refresh(__make)
+        }
+        #[test]
+        fn refresh_after_every_delivery() {
+            $crate::scenarios::refresh_after_every_delivery(__make)
+        }
+        #[test]
+        fn two_refreshes_in_a_row() {
+            $crate::scenarios::two_refreshes_in_a_row(__make)
         }
         #[test]
         fn cascade_at_every_round() {

@@ -608,3 +608,41 @@ mod by_certificate {
         }
     }
 }
+
+/// Two refreshes handed to every member at once (the second while the first's agreement
+/// runs): the member core queues the second as its plugin does, so each member installs two
+/// new keys, at epochs 1.1 and 1.2 of the view, the same at every member, with nothing
+/// refused on the way.
+#[test]
+fn two_refreshes_in_a_row_are_two_epochs_at_every_member() {
+    for protocol in ["tgdh", "ckd"] {
+        let (mut net, _, _) = agreed_net(protocol, &["a", "b", "c", "d"], 0);
+        let now = std::time::Duration::from_millis(net.now);
+        for m in net.members.values_mut() {
+            m.refresh(now).expect("a first refresh");
+            m.refresh(now).expect("a second, queued");
+        }
+        net.settle();
+        let mut per_member = Vec::new();
+        for (id, events) in &net.events {
+            let keys: Vec<(u64, String)> = events
+                .iter()
+                .filter_map(|e| match e {
+                    MemberEvent::Key { epoch, fingerprint, .. } => {
+                        Some((*epoch, fingerprint.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let refused = events
+                .iter()
+                .any(|e| matches!(e, MemberEvent::Rejected(_) | MemberEvent::ProtocolError { .. }));
+            assert!(!refused, "{protocol}: {id} refused something: {events:#?}");
+            let epochs: Vec<String> =
+                keys.iter().map(|(e, _)| gka_plugin_api::EpochLabel(*e).to_string()).collect();
+            assert_eq!(epochs[epochs.len() - 2..], ["1.1", "1.2"], "{protocol}: {id}");
+            per_member.push(keys[keys.len() - 2..].to_vec());
+        }
+        assert!(per_member.windows(2).all(|w| w[0] == w[1]), "{protocol}: {per_member:?}");
+    }
+}

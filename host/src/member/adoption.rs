@@ -94,6 +94,8 @@ impl MemberCore {
     pub(super) fn replace_session(&mut self, session: Box<dyn Session>) {
         self.retired_exponentiations += self.session.counters().exponentiations;
         self.session = session;
+        // A fresh session has nothing queued.
+        self.refreshes_queued = 0;
     }
 
     pub(super) fn next_seed(&mut self) -> [u8; 32] {

@@ -52,6 +52,9 @@ pub struct MemberCore {
     pub(super) keys_in_view: u64,
     /// Mirrors the plugin: an agreement runs from a view, refresh or switch until its key.
     pub(super) pending: bool,
+    /// Mirrors the plugin: refreshes handed over while an agreement ran, each agreed in turn
+    /// once the running one's key is in (see `gka_plugin_api::core`).
+    pub(super) refreshes_queued: u64,
     /// Members left since the newest key was installed: they hold it, so no data goes out
     /// under it until the next key.
     pub(super) departed_since_key: bool,
@@ -169,6 +172,7 @@ impl MemberCore {
             trusted_view: None,
             quiet_since: Duration::ZERO,
             keys_in_view: 0,
+            refreshes_queued: 0,
             pending: false,
             departed_since_key: false,
             unechoed: VecDeque::new(),

@@ -115,6 +115,7 @@ impl MemberCore {
         self.quiet_since = self.now;
         self.keys_in_view = 0;
         self.pending = true;
+        self.refreshes_queued = 0;
         self.agreement_began();
         self.seq = 0;
         self.proposal_out = false;
@@ -217,8 +218,10 @@ impl MemberCore {
         if !self.admitted() {
             return Err(MemberError::NotAdmitted);
         }
-        // As in the plugin: a refresh during an agreement is already covered by it.
-        if !self.pending {
+        // As in the plugin: a refresh during an agreement is agreed after it, in turn.
+        if self.pending {
+            self.refreshes_queued += 1;
+        } else {
             self.next_agreement();
         }
         self.session.handle_refresh(plugin_now(now))?;
@@ -284,6 +287,11 @@ impl MemberCore {
         self.keys.install(key);
         self.pending = false;
         self.departed_since_key = false;
+        // The plugin starts the next queued refresh as soon as this key is in.
+        if self.refreshes_queued > 0 {
+            self.refreshes_queued -= 1;
+            self.next_agreement();
+        }
         self.resend_cut_data();
         // The leader decides on reports sent once each member's key is in place.
         if self.reporting && self.last_report.is_none() {

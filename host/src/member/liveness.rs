@@ -222,6 +222,8 @@ impl MemberCore {
             self.send_control(None, &Control::Announce(me));
         }
         let session = self.fresh_session();
+        // The agreement that starts here replaces whatever was queued behind the stalled one.
+        self.refreshes_queued = 0;
         self.next_agreement();
         match session {
             Some(session) => {

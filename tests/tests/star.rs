@@ -1,0 +1,5 @@
+//! The shared scenario suite against `star`, the test protocol whose agreements end on
+//! unicasts (members complete at different messages): the refresh and completion contract
+//! holds for it as for the five protocols that end on a broadcast.
+
+gka_tests::scenario_tests!(Box::new(gka_tests::star::Star));
