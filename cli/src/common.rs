@@ -10,13 +10,14 @@ use gka_host::member::Catalogue;
 use gka_host::policy::Policy;
 use gka_plugin_api::Protocol;
 
-/// The `--plugins DIR` flag, declared once and flattened into every subcommand that loads
-/// plugins.
+/// The `--plugins DIR[:DIR..]` flag, declared once and flattened into every subcommand that
+/// loads plugins.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct PluginDirArg {
-    /// Plugin directory (default: $GKA_PLUGIN_PATH, else this executable's directory).
-    #[arg(long = "plugins", value_name = "DIR", global = true)]
-    pub(crate) dir: Option<PathBuf>,
+    /// Plugin directories, `:`-separated or the flag repeated (default: $GKA_PLUGIN_PATH, also
+    /// `:`-separated, else this executable's directory).
+    #[arg(long = "plugins", value_name = "DIR[:DIR..]", global = true, value_delimiter = ':')]
+    pub(crate) dirs: Vec<PathBuf>,
 }
 
 /// The plugins found in the directories a command was given, scanned and opened once.
@@ -28,11 +29,20 @@ pub(crate) struct Plugins {
 }
 
 impl PluginDirArg {
-    /// Scans the plugin directories (once per command).
-    pub(crate) fn load(&self) -> Plugins {
-        let dirs = plugin_dirs(self.dir.as_deref());
+    /// Scans the plugin directories (once per command). A directory given with --plugins
+    /// that does not exist is an error; what fails to load in them is kept, with why.
+    pub(crate) fn load(&self) -> Result<Plugins> {
+        if let Some(missing) = self.dirs.iter().find(|d| !d.is_dir()) {
+            anyhow::bail!(
+                "the plugin directory {} (--plugins) does not exist: give the directory that \
+                 holds the plugin libraries (`target/release` after `cargo build --release \
+                 --workspace`)",
+                missing.display()
+            );
+        }
+        let dirs = plugin_dirs(&self.dirs);
         let registry = Registry::scan(&dirs);
-        Plugins { dirs, registry }
+        Ok(Plugins { dirs, registry })
     }
 }
 

@@ -38,7 +38,10 @@
 //!   protocol whose last message is a broadcast (committed when it is delivered back, see
 //!   [`Context::broadcast_final`]) they all do; in one whose last messages are unicasts, each
 //!   completes when its own arrives, and the group layer may order other messages between
-//!   them.
+//!   them. The side rule (what a member keeps across a view change, see [`SessionCore`])
+//!   assumes the previous agreement completed at the same message everywhere: a protocol whose
+//!   last messages are unicasts must keep no agreed state across views (start every view
+//!   afresh), or a view that cuts between two members' completions gives them different sides.
 //! - **Refresh.** A refresh is handed to every member at the same point of the agreed order,
 //!   and **every refresh yields exactly one new epoch, after the running agreement's**. A
 //!   member that is not agreeing starts it at once; a member whose agreement is still running

@@ -42,7 +42,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// One episode at size n: initial agreement, join, leave (of the joiner), merge of 3,
 /// partition of 3, refresh. Returns (event, measured, size after the event).
-fn episode(make: Factory, n: usize, seed: u64) -> Vec<(&'static str, Measured, usize)> {
+fn episode(make: Factory<'_>, n: usize, seed: u64) -> Vec<(&'static str, Measured, usize)> {
     let mut h = Harness::new(make(), seed);
     let ids = Harness::names("m", n);
     let mut out = Vec::new();
@@ -69,7 +69,7 @@ fn episode(make: Factory, n: usize, seed: u64) -> Vec<(&'static str, Measured, u
 pub const EVENTS: [&str; 6] = ["initial", "join", "leave", "merge-3", "partition-3", "refresh"];
 
 /// Registers one criterion benchmark per event and size: the busiest member's computation.
-pub fn criterion_benches(c: &mut Criterion, make: Factory) {
+pub fn criterion_benches(c: &mut Criterion, make: Factory<'_>) {
     let name = make().descriptor().name;
     let mut group = c.benchmark_group(format!("{name}/per-member"));
     group
@@ -90,7 +90,7 @@ pub fn criterion_benches(c: &mut Criterion, make: Factory) {
 }
 
 /// Runs the benchmark and returns its rows.
-pub fn run(make: Factory) -> Vec<Row> {
+pub fn run(make: Factory<'_>) -> Vec<Row> {
     let mut rows = Vec::new();
     for n in SIZES {
         let episodes: Vec<_> = (0..EPISODES).map(|i| episode(make, n, i as u64)).collect();
@@ -111,7 +111,7 @@ pub fn run(make: Factory) -> Vec<Row> {
 }
 
 /// Runs the benchmark for `make` and prints a Markdown table.
-pub fn report(make: Factory) {
+pub fn report(make: Factory<'_>) {
     let name = make().descriptor().name;
     println!("\n### {name}: per-member computation (median of {EPISODES} runs)\n");
     println!("| event | n | busiest member (ms) | mean per member (ms) | serial exps |");
@@ -136,10 +136,10 @@ macro_rules! plugin_benches {
     ($protocol:expr) => {
         fn events(c: &mut criterion::Criterion) {
             if std::env::var_os("GKA_BENCH_TABLE").is_some() {
-                $crate::bench::report(|| Box::new($protocol));
+                $crate::bench::report(&|| Box::new($protocol));
                 return;
             }
-            $crate::bench::criterion_benches(c, || Box::new($protocol));
+            $crate::bench::criterion_benches(c, &|| Box::new($protocol));
         }
 
         criterion::criterion_group!(benches, events);

@@ -48,7 +48,7 @@ pub struct KatStep {
 }
 
 /// Runs the fixed KAT sequence and records every agreed key.
-pub fn run(make: Factory) -> KatFile {
+pub fn run(make: Factory<'_>) -> KatFile {
     let protocol = make().descriptor().name;
     let mut h = Harness::new(make(), KAT_SEED);
     let mut steps = Vec::new();
@@ -78,7 +78,7 @@ pub fn run(make: Factory) -> KatFile {
 }
 
 /// Replays the vectors in `path` (or writes them when `GKA_WRITE_KATS` is set).
-pub fn check(make: Factory, path: &Path) {
+pub fn check(make: Factory<'_>, path: &Path) {
     let got = run(make);
     if std::env::var_os("GKA_WRITE_KATS").is_some() {
         let json = serde_json::to_string_pretty(&got).expect("serializable") + "\n";

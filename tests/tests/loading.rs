@@ -129,11 +129,11 @@ macro_rules! across_the_abi {
             }
             #[test]
             fn initial_join_leave_merge_partition_refresh() {
-                gka_tests::scenarios::initial(make, 5);
-                gka_tests::scenarios::join(make);
-                gka_tests::scenarios::merge(make, 3);
-                gka_tests::scenarios::partition(make, 3);
-                gka_tests::scenarios::refresh(make);
+                gka_tests::scenarios::initial(&make, 5);
+                gka_tests::scenarios::join(&make);
+                gka_tests::scenarios::merge(&make, 3);
+                gka_tests::scenarios::partition(&make, 3);
+                gka_tests::scenarios::refresh(&make);
             }
             #[test]
             fn known_answer_vectors_replay_through_the_abi() {
@@ -141,16 +141,16 @@ macro_rules! across_the_abi {
                     .join("plugins")
                     .join(stringify!($name))
                     .join("test_vectors/kat.json");
-                gka_tests::kat::check(make, &path);
+                gka_tests::kat::check(&make, &path);
             }
             #[test]
             fn hostile_payloads() {
-                gka_tests::scenarios::hostile_payloads(make);
+                gka_tests::scenarios::hostile_payloads(&make);
             }
             #[test]
             fn heal_and_cascades() {
-                gka_tests::scenarios::heal(make);
-                gka_tests::scenarios::three_cascades_in_a_row(make);
+                gka_tests::scenarios::heal(&make);
+                gka_tests::scenarios::three_cascades_in_a_row(&make);
             }
         }
     )*};

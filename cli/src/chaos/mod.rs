@@ -37,8 +37,8 @@ pub struct ChaosConfig {
     pub seed: u64,
     /// The `gka` program to run (this one).
     pub gka: PathBuf,
-    /// Passed to members as `--plugins`.
-    pub plugins: Option<PathBuf>,
+    /// Passed to members as `--plugins` (each directory once).
+    pub plugins: Vec<PathBuf>,
 }
 
 /// What happened, and what the soak found.

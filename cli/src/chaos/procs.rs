@@ -114,7 +114,7 @@ pub(super) struct Setup {
     /// `<id>.pub` files: the daemon's and every member's trust store.
     pub(super) trust: PathBuf,
     /// `--plugins`, if given.
-    pub(super) plugins: Option<PathBuf>,
+    pub(super) plugins: Vec<PathBuf>,
 }
 
 impl Setup {
@@ -137,7 +137,7 @@ impl Setup {
             .arg("--trust")
             .arg(&self.trust)
             .args(["--protocol", "tgdh", "--give-up-after", "60", "--json"]);
-        if let Some(dir) = &self.plugins {
+        for dir in &self.plugins {
             cmd.arg("--plugins").arg(dir);
         }
         Proc::spawn(cmd, id)

@@ -160,7 +160,7 @@ enum BenchCommand {
 
 /// Runs `gka bench`.
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
-    let plugins = args.shared.plugins.load();
+    let plugins = args.shared.plugins.load()?;
     match args.replay {
         Some(BenchCommand::Adaptive { trace, policy, protocols, json }) => {
             adaptive(&plugins, &args.shared, &trace, &policy, protocols, json)
@@ -461,7 +461,7 @@ fn chaos(shared: &SharedArgs, members: usize, stable: usize, seconds: u64) -> Re
         duration: std::time::Duration::from_secs(seconds),
         seed: shared.seed,
         gka: std::env::current_exe().context("cannot find this program to run its members")?,
-        plugins: shared.plugins.dir.clone(),
+        plugins: shared.plugins.dirs.clone(),
     };
     println!("chaos soak: {members} members ({stable} never killed), {seconds} s");
     let report = gka_cli::chaos::run(&config, |event| println!("  {event}"))?;

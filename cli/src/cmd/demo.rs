@@ -58,7 +58,7 @@ pub(crate) struct DemoArgs {
 
 /// Runs `gka demo`.
 pub(crate) fn run(args: DemoArgs) -> Result<()> {
-    let plugins = args.plugins.load();
+    let plugins = args.plugins.load()?;
     let layer = match args.etcd.config(None)? {
         Some(etcd) => Layer::Etcd(etcd),
         None => Layer::Daemon,

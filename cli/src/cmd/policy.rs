@@ -67,7 +67,7 @@ struct ExplainArgs {
 
 /// Runs `gka policy`.
 pub(crate) fn run(args: PolicyArgs) -> Result<()> {
-    let plugins = args.plugins.load();
+    let plugins = args.plugins.load()?;
     match args.command {
         PolicyCommand::Check { file } => check(&plugins, &file),
         PolicyCommand::Explain(explain_args) => explain(&plugins, explain_args),
@@ -84,8 +84,10 @@ fn check(plugins: &Plugins, file: &std::path::Path) -> Result<()> {
                 let name = &plugin.descriptor.name;
                 if !policy.allows(name) {
                     println!(
-                        "warning: the loaded plugin {name} is excluded by allow/deny and will \
-                         never be chosen"
+                        "warning: the loaded plugin {name} is excluded by allow/deny in {} \
+                         and will never be chosen: add {name:?} to `allow` to let the policy \
+                         choose it",
+                        file.display()
                     );
                 }
             }

@@ -48,7 +48,14 @@ pub enum LoadError {
 /// checking the `abi_stable` header, the root module's layout, [`ABI_VERSION`] and the
 /// descriptor. The library stays loaded for the life of the process.
 pub fn load_plugin(path: &Path) -> Result<LoadedProtocol, LoadError> {
-    let module = load_root_module(path).map_err(|e| LoadError::Library(e.to_string()))?;
+    // The dynamic loader's own error for a missing file says nothing useful.
+    if !path.is_file() {
+        return Err(LoadError::Library("no such file".into()));
+    }
+    let module = load_root_module(path).map_err(|e| {
+        let text = e.to_string();
+        LoadError::Library(if text.trim().is_empty() { format!("{e:?}") } else { text })
+    })?;
     let found = module.abi_version();
     if found != ABI_VERSION {
         return Err(LoadError::AbiVersion { found, expected: ABI_VERSION });

@@ -56,11 +56,11 @@ pub struct Registry {
     failures: Vec<LoadFailure>,
 }
 
-/// The plugin directories to scan: `explicit` if given, else `GKA_PLUGIN_PATH`, else the
+/// The plugin directories to scan: `explicit` if any, else `GKA_PLUGIN_PATH`, else the
 /// executable's directory.
-pub fn plugin_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
-    if let Some(dir) = explicit {
-        return vec![dir.to_path_buf()];
+pub fn plugin_dirs(explicit: &[PathBuf]) -> Vec<PathBuf> {
+    if !explicit.is_empty() {
+        return explicit.to_vec();
     }
     if let Some(paths) = std::env::var_os(PLUGIN_PATH_ENV) {
         let dirs: Vec<PathBuf> =

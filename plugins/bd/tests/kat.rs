@@ -3,5 +3,5 @@
 #[test]
 fn known_answer_vectors_replay() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test_vectors/kat.json");
-    gka_tests::kat::check(|| Box::new(gka_bd::Bd), &path);
+    gka_tests::kat::check(&|| Box::new(gka_bd::Bd), &path);
 }

@@ -1,6 +1,6 @@
 //! Every membership scenario, driven through the in-memory harness.
 
-gka_tests::scenario_tests!(Box::new(gka_gdh::Gdh));
+gka_conformance::scenario_tests!(Box::new(gka_gdh::Gdh));
 
 /// Once the controller has broadcast its partial-key list, collection is over: a factor-out
 /// replayed to it before the list comes back is refused, and the group still agrees.

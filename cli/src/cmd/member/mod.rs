@@ -116,7 +116,7 @@ pub(crate) fn run(args: MemberArgs) -> Result<()> {
         (Some(daemon), None) => Layer::Daemon(daemon),
         (None, None) => bail!("give --daemon ADDR or --etcd URL[,URL..]"),
     };
-    let plugins = plugins.load();
+    let plugins = plugins.load()?;
     let protocol = plugins.protocol(&protocol)?;
     let parsed = match &policy {
         Some(path) => Some(plugins.read_policy(path)?),

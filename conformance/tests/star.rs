@@ -2,4 +2,4 @@
 //! unicasts (members complete at different messages): the refresh and completion contract
 //! holds for it as for the five protocols that end on a broadcast.
 
-gka_tests::scenario_tests!(Box::new(gka_tests::star::Star));
+gka_conformance::scenario_tests!(Box::new(gka_conformance::star::Star));

@@ -1,4 +1,9 @@
-//! `gka plugins`: list the plugins that load, or inspect one's descriptor and cost model.
+//! `gka plugins`: list the plugins that load, inspect one's descriptor and cost model, check
+//! a built library against the conformance suite (`check.rs`), or start a new plugin from the
+//! template (`new.rs`).
+
+mod check;
+mod new;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -38,16 +43,27 @@ enum PluginsCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Run the conformance suite (the shared scenarios, the cost model against measurements,
+    /// hostile payloads) through the ABI against a built plugin library, and print a report;
+    /// the exit status is 0 only if every scenario passes.
+    Check(check::CheckArgs),
+    /// Start a new plugin from the template: a crate of its own (outside any workspace) that
+    /// builds the loadable library, with the conformance suite as its tests.
+    New(new::NewArgs),
 }
 
 /// Runs `gka plugins`.
 pub(crate) fn run(args: PluginsArgs) -> Result<()> {
-    let plugins = args.plugins.load();
     match args.command {
-        PluginsCommand::List { json } => list(&plugins.registry, &plugins.dirs, json),
-        PluginsCommand::Inspect { name, max_n, all } => {
-            inspect(&plugins.registry, &name, max_n, all)
+        PluginsCommand::List { json } => {
+            let plugins = args.plugins.load()?;
+            list(&plugins.registry, &plugins.dirs, json)
         }
+        PluginsCommand::Inspect { name, max_n, all } => {
+            inspect(&args.plugins.load()?.registry, &name, max_n, all)
+        }
+        PluginsCommand::Check(check) => check::run(check),
+        PluginsCommand::New(new) => new::run(new),
     }
 }
 

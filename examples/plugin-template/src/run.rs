@@ -1,13 +1,14 @@
-//! `star`: a test protocol whose agreements end on unicasts, for the refresh and completion
-//! contract (see the plugin API's crate docs, "Completion and refresh").
+//! The template's protocol, a star: replace it with yours (keep the shape: an [`Agreement`] on
+//! the state of one run, and a cost model).
 //!
-//! The oldest member of the view (the hub) draws a fresh 32-byte secret each time. Every other
-//! member unicasts g^b to it; once it holds them all, the hub installs the secret and unicasts
-//! it to each member, wrapped (XOR) under HKDF of their pairwise g^(ab), in view order: so the
-//! hub completes first and each member at its own unicast, with other messages ordered in
-//! between. Nothing is kept from one agreement to the next. It is a test fixture, not a
-//! protocol to deploy: the wrapping has no authentication of its own beyond the host's
-//! signed envelopes.
+//! The oldest member of the view (the hub) draws a fresh 32-byte secret for every agreement.
+//! Every other member unicasts g^b to it; once it holds them all, the hub installs the secret
+//! and unicasts it to each member, wrapped (XOR) under HKDF of their pairwise g^(ab) (a fresh
+//! one-time pad per agreement), in view order. So the hub completes first and each member at
+//! its own unicast, with other messages ordered in between: the agreement ends on unicasts,
+//! which the SDK's refresh and completion contract covers (see `gka_plugin_api`'s crate docs).
+//! Nothing is kept from one agreement to the next. The wrapped secret has no integrity of its
+//! own: the host's signed envelopes carry it, and key confirmation catches a wrong key.
 
 use gka_plugin_api::kdf::derive_subkey;
 use gka_plugin_api::rand_core::RngCore;
@@ -163,9 +164,4 @@ pub fn cost(event: EventKind, n: u64, k: u64) -> CostFigures {
         verifications: others + 1,
         bytes: 0,
     }
-}
-
-gka_plugin_api::protocol! {
-    /// The star test protocol (agreements that end on unicasts).
-    pub Star { name: "star", run: StarRun, cost: cost }
 }

@@ -3,10 +3,10 @@
 
 use gka_plugin_api::{GroupKey, Protocol};
 
-use crate::{strs, ComponentId, Harness};
+use crate::harness::{strs, ComponentId, Harness};
 
-/// Makes a fresh protocol instance for each harness.
-pub type Factory = fn() -> Box<dyn Protocol>;
+/// Makes a fresh protocol instance for each harness (a plugin linked in, or loaded).
+pub type Factory<'a> = &'a dyn Fn() -> Box<dyn Protocol>;
 
 fn settle(h: &mut Harness, c: ComponentId, what: &str) -> GroupKey {
     match h.settle(c) {
@@ -15,7 +15,7 @@ fn settle(h: &mut Harness, c: ComponentId, what: &str) -> GroupKey {
     }
 }
 
-fn group(make: Factory, prefix: &str, n: usize, seed: u64) -> (Harness, ComponentId, GroupKey) {
+fn group(make: Factory<'_>, prefix: &str, n: usize, seed: u64) -> (Harness, ComponentId, GroupKey) {
     let mut h = Harness::new(make(), seed);
     let names = Harness::names(prefix, n);
     let c = h.create(&strs(&names));
@@ -24,14 +24,14 @@ fn group(make: Factory, prefix: &str, n: usize, seed: u64) -> (Harness, Componen
 }
 
 /// Initial agreement among `n` members.
-pub fn initial(make: Factory, n: usize) {
+pub fn initial(make: Factory<'_>, n: usize) {
     let (h, c, key) = group(make, "m", n, n as u64);
     assert_eq!(h.members(c).len(), n);
     assert_eq!(key.view_id, h.view_id(c));
 }
 
 /// One member joins a group of five; the joiner gets the new key, and it is new.
-pub fn join(make: Factory) {
+pub fn join(make: Factory<'_>) {
     let (mut h, c, k0) = group(make, "m", 5, 11);
     h.join(c, &["new"]);
     let k1 = settle(&mut h, c, "join");
@@ -41,7 +41,7 @@ pub fn join(make: Factory) {
 
 /// Each member of a group of six leaves in turn (so the sponsor and the controller leave too);
 /// the departed member never receives a later key.
-pub fn leave_every_position(make: Factory) {
+pub fn leave_every_position(make: Factory<'_>) {
     for pos in 0..6 {
         let (mut h, c, k0) = group(make, "m", 6, 20 + pos as u64);
         let leaver = h.members(c)[pos].clone();
@@ -58,7 +58,7 @@ pub fn leave_every_position(make: Factory) {
 }
 
 /// m members join a group of five at once.
-pub fn merge(make: Factory, m: usize) {
+pub fn merge(make: Factory<'_>, m: usize) {
     let (mut h, c, k0) = group(make, "m", 5, 30 + m as u64);
     let newcomers = Harness::names("new", m);
     h.join(c, &strs(&newcomers));
@@ -68,7 +68,7 @@ pub fn merge(make: Factory, m: usize) {
 }
 
 /// p members of a group of eight leave at once (oldest, newest and middle members mixed).
-pub fn partition(make: Factory, p: usize) {
+pub fn partition(make: Factory<'_>, p: usize) {
     let (mut h, c, k0) = group(make, "m", 8, 40 + p as u64);
     let members = h.members(c);
     // Spread the leavers: every (8 / p)-th member, starting with the newest.
@@ -81,7 +81,7 @@ pub fn partition(make: Factory, p: usize) {
 
 /// A group of eight splits in two; each side rekeys, then changes again on its own (a refresh
 /// on one side, a join on the other); then the two sides merge back with their own state.
-pub fn heal(make: Factory) {
+pub fn heal(make: Factory<'_>) {
     let (mut h, c, k0) = group(make, "m", 8, 50);
     let members = h.members(c);
     let (a, b): (Vec<&str>, Vec<&str>) = (
@@ -104,7 +104,7 @@ pub fn heal(make: Factory) {
 }
 
 /// A key refresh for an unchanged group.
-pub fn refresh(make: Factory) {
+pub fn refresh(make: Factory<'_>) {
     let (mut h, c, k0) = group(make, "m", 6, 60);
     h.refresh(c);
     let k1 = settle(&mut h, c, "refresh");
@@ -119,7 +119,7 @@ pub fn refresh(make: Factory) {
 /// A second view arrives after any number of delivered messages of the first event's
 /// agreement (so at every round, and inside rounds), for several kinds of first and second
 /// event.
-pub fn cascade_at_every_round(make: Factory) {
+pub fn cascade_at_every_round(make: Factory<'_>) {
     type Event = fn(&mut Harness, ComponentId, usize);
     let firsts: [(&str, Event); 4] = [
         ("merge", |h, c, i| h.join(c, &[&format!("a{i}"), &format!("b{i}")])),
@@ -202,7 +202,7 @@ type Event = fn(&mut Harness, ComponentId);
 
 /// How many messages `event` needs on an undisturbed group of six (each broadcast counts
 /// once).
-fn messages_of(make: Factory, event: Event) -> usize {
+fn messages_of(make: Factory<'_>, event: Event) -> usize {
     let (mut h, c, _) = group(make, "m", 6, 90);
     event(&mut h, c);
     let mut n = 0;
@@ -217,7 +217,7 @@ fn messages_of(make: Factory, event: Event) -> usize {
 /// agreement (a refresh's, and a join's): every refresh yields one new epoch after the running
 /// agreement's, and every member holds the same key for every epoch, whether the protocol's
 /// last messages are broadcasts or unicasts (see the plugin API's completion contract).
-pub fn refresh_after_every_delivery(make: Factory) {
+pub fn refresh_after_every_delivery(make: Factory<'_>) {
     let firsts: [(&str, Event); 2] =
         [("refresh", |h, c| h.refresh(c)), ("join", |h, c| h.join(c, &["new"]))];
     for (name, first) in firsts {
@@ -240,7 +240,7 @@ pub fn refresh_after_every_delivery(make: Factory) {
 
 /// Two refreshes in a row, handed over together: two new epochs, one after the other, with
 /// the same keys at every member; then a third after some of their messages.
-pub fn two_refreshes_in_a_row(make: Factory) {
+pub fn two_refreshes_in_a_row(make: Factory<'_>) {
     let (mut h, c, k0) = group(make, "m", 5, 95);
     h.refresh(c);
     h.refresh(c);
@@ -257,7 +257,7 @@ pub fn two_refreshes_in_a_row(make: Factory) {
 }
 
 /// Three views in a row, each cutting the agreement of the one before after `cut` messages.
-pub fn three_cascades_in_a_row(make: Factory) {
+pub fn three_cascades_in_a_row(make: Factory<'_>) {
     for cut in 0..6 {
         let (mut h, c, _) = group(make, "m", 5, 80 + cut as u64);
         h.join(c, &["x1", "x2"]);
@@ -283,91 +283,91 @@ macro_rules! scenario_tests {
         }
         #[test]
         fn initial_agreement_of_1() {
-            $crate::scenarios::initial(__make, 1)
+            $crate::scenarios::initial(&__make, 1)
         }
         #[test]
         fn initial_agreement_of_2() {
-            $crate::scenarios::initial(__make, 2)
+            $crate::scenarios::initial(&__make, 2)
         }
         #[test]
         fn initial_agreement_of_3() {
-            $crate::scenarios::initial(__make, 3)
+            $crate::scenarios::initial(&__make, 3)
         }
         #[test]
         fn initial_agreement_of_5() {
-            $crate::scenarios::initial(__make, 5)
+            $crate::scenarios::initial(&__make, 5)
         }
         #[test]
         fn initial_agreement_of_8() {
-            $crate::scenarios::initial(__make, 8)
+            $crate::scenarios::initial(&__make, 8)
         }
         #[test]
         fn initial_agreement_of_33() {
-            $crate::scenarios::initial(__make, 33)
+            $crate::scenarios::initial(&__make, 33)
         }
         #[test]
         fn join() {
-            $crate::scenarios::join(__make)
+            $crate::scenarios::join(&__make)
         }
         #[test]
         fn leave_of_every_position() {
-            $crate::scenarios::leave_every_position(__make)
+            $crate::scenarios::leave_every_position(&__make)
         }
         #[test]
         fn merge_of_1() {
-            $crate::scenarios::merge(__make, 1)
+            $crate::scenarios::merge(&__make, 1)
         }
         #[test]
         fn merge_of_3() {
-            $crate::scenarios::merge(__make, 3)
+            $crate::scenarios::merge(&__make, 3)
         }
         #[test]
         fn merge_of_7() {
-            $crate::scenarios::merge(__make, 7)
+            $crate::scenarios::merge(&__make, 7)
         }
         #[test]
         fn partition_of_1() {
-            $crate::scenarios::partition(__make, 1)
+            $crate::scenarios::partition(&__make, 1)
         }
         #[test]
         fn partition_of_3() {
-            $crate::scenarios::partition(__make, 3)
+            $crate::scenarios::partition(&__make, 3)
         }
         #[test]
         fn partition_of_half() {
-            $crate::scenarios::partition(__make, 4)
+            $crate::scenarios::partition(&__make, 4)
         }
         #[test]
         fn heal_of_two_rekeyed_sides() {
-            $crate::scenarios::heal(__make)
+            $crate::scenarios::heal(&__make)
         }
         #[test]
         fn refresh() {
-            $crate::scenarios::refresh(__make)
+            $crate::scenarios::refresh(&__make)
         }
         #[test]
         fn refresh_after_every_delivery() {
-            $crate::scenarios::refresh_after_every_delivery(__make)
+            $crate::scenarios::refresh_after_every_delivery(&__make)
         }
         #[test]
         fn two_refreshes_in_a_row() {
-            $crate::scenarios::two_refreshes_in_a_row(__make)
+            $crate::scenarios::two_refreshes_in_a_row(&__make)
         }
         #[test]
         fn cascade_at_every_round() {
-            $crate::scenarios::cascade_at_every_round(__make)
+            $crate::scenarios::cascade_at_every_round(&__make)
         }
         #[test]
         fn three_cascades_in_a_row() {
-            $crate::scenarios::three_cascades_in_a_row(__make)
+            $crate::scenarios::three_cascades_in_a_row(&__make)
         }
         #[test]
         fn cost_model_matches_measurements() {
-            $crate::scenarios::cost_model_matches(__make)
+            $crate::scenarios::cost_model_matches(&__make)
         }
         #[test]
         fn hostile_payloads_are_refused_and_the_group_converges() {
-            $crate::scenarios::hostile_payloads(__make)
+            $crate::scenarios::hostile_payloads(&__make)
         }
     };
 }
@@ -423,7 +423,7 @@ fn element_offsets(payload: &[u8], len: usize) -> Vec<usize> {
 /// Hostile payloads (truncated, oversized, wrong view, wrong epoch, the elements 0, 1, p − 1,
 /// p and one outside the subgroup, a non-member sender) are each refused with a typed error
 /// by a member in the middle of a join, and the group still converges afterwards.
-pub fn hostile_payloads(make: Factory) {
+pub fn hostile_payloads(make: Factory<'_>) {
     use gka_plugin_api::codec::MAX_PAYLOAD_BYTES;
     use gka_plugin_api::{ErrorKind, GroupId};
     use num_bigint_dig::BigUint;
@@ -508,7 +508,7 @@ pub fn hostile_payloads(make: Factory) {
 /// measured cost: the group is `m0000..` after its initial agreement, joiners are `new0000..`,
 /// "leave" removes the member at index ⌊n/2⌋, "partition" the k members from ⌊(n − k)/2⌋.
 pub fn measure(
-    make: Factory,
+    make: Factory<'_>,
     event: gka_plugin_api::EventKind,
     n: usize,
     k: usize,
@@ -539,7 +539,7 @@ pub fn measure(
 /// Compares the measured cost of every event, for several n, m and p, with the protocol's own
 /// cost model: rounds, unicasts, broadcasts, serial and total exponentiations, serial
 /// signatures and verifications must all match.
-pub fn cost_model_matches(make: Factory) {
+pub fn cost_model_matches(make: Factory<'_>) {
     use gka_plugin_api::EventKind as E;
     let protocol = make();
     let mut mismatches = Vec::new();
