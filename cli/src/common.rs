@@ -52,10 +52,11 @@ impl Plugins {
     pub(crate) fn protocol(&self, name: &str) -> Result<Arc<dyn Protocol>> {
         let plugin = self.registry.get(name).with_context(|| {
             let known: Vec<&str> = self.loaded_names();
+            let loaded = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
             let mut message = format!(
-                "no plugin named {name:?} in {:?} (loaded: {})",
-                self.dirs,
-                known.join(", ")
+                "no plugin named {name:?} in {:?} (loaded: {loaded}; the directories come from \
+                 --plugins, else $GKA_PLUGIN_PATH, else the gka executable's directory)",
+                self.dirs
             );
             for failure in self.registry.failures() {
                 message.push_str(&format!(
@@ -90,10 +91,16 @@ impl Plugins {
         Arc::new(Catalogue::from_registry(&self.registry))
     }
 
-    /// Reads and checks a policy file; every error is named with its line and column.
+    /// Reads and checks a policy file (given with `--policy`); every error is named with its
+    /// line and column.
     pub(crate) fn read_policy(&self, path: &Path) -> Result<Policy> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the policy {} (--policy; the shipped one is policy.toml at the \
+                 repository root)",
+                path.display()
+            )
+        })?;
         Policy::parse(&text, &self.known_protocols()).map_err(|errors| {
             let lines: Vec<String> =
                 errors.iter().map(|e| format!("{}:{e}", path.display())).collect();

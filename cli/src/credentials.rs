@@ -8,8 +8,14 @@ use gka_host::identity::Identity;
 
 /// Loads the identity key in `key` and checks that it is `id`'s.
 pub(crate) fn load_identity(key: &Path, id: &str) -> Result<Identity> {
-    let identity = Identity::load(key)
-        .with_context(|| format!("cannot load the key file {} (--key)", key.display()))?;
+    if !key.is_file() {
+        bail!(
+            "no key file {} (--key): make one with `gka keygen --id {id} --out DIR`",
+            key.display()
+        );
+    }
+    // The error names the file.
+    let identity = Identity::load(key).context("cannot load the key (--key)")?;
     if identity.id() != id {
         bail!(
             "the key file {} (--key) is for {:?}, not {id:?} (--id): give the key file made \

@@ -120,6 +120,51 @@ mod misconfigured_member {
         assert!(!wrong.status.success());
         assert!(stderr.contains("is not this member's key"), "{stderr}");
     }
+
+    /// A missing key file, a text file and a binary (DER) one where a PEM key belongs, and a
+    /// plugin directory that is missing or holds only a broken library: each error names the
+    /// file or flag once and says what to do.
+    #[test]
+    fn bad_key_files_and_plugin_directories_say_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path();
+        let run = || String::from_utf8_lossy(&member(keys, keys).stderr).into_owned();
+        let key = keys.join("a.key");
+        let path = key.to_str().unwrap().to_owned();
+        let once = |stderr: &str| stderr.matches(path.as_str()).count() == 1;
+
+        let missing = run();
+        assert!(missing.contains("(--key)") && missing.contains("gka keygen"), "{missing}");
+        assert!(once(&missing), "{missing}");
+        std::fs::write(&key, "hello, not a key\n").unwrap();
+        let text = run();
+        assert!(text.contains("no PEM block") && !text.contains("NUL"), "{text}");
+        assert!(once(&text) && text.contains("(--key)"), "{text}");
+        std::fs::write(&key, [0x30, 0x82, 0x01, 0x00, 0xff, 0xfe]).unwrap();
+        let der = run();
+        assert!(der.contains("openssl pkey -inform DER") && !der.contains("UTF-8"), "{der}");
+        assert!(once(&der), "{der}");
+
+        let plugins = |dirs: &str| {
+            let o = Command::new(GKA).args(["plugins", "list", "--plugins", dirs]).output();
+            String::from_utf8_lossy(&o.expect("gka runs").stderr).into_owned()
+        };
+        let nowhere = keys.join("no-plugins");
+        let said = plugins(nowhere.to_str().unwrap());
+        assert!(said.contains("(--plugins) does not exist"), "{said}");
+        let broken = keys.join("broken");
+        std::fs::create_dir_all(&broken).unwrap();
+        std::fs::write(broken.join("libgka_x_plugin.so"), "not a library").unwrap();
+        let o = Command::new(GKA)
+            .args(["demo", "--plugins", broken.to_str().unwrap()])
+            .output()
+            .expect("gka runs");
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{said}");
+        assert!(said.contains("loaded: none") && said.contains("libgka_x_plugin.so:"), "{said}");
+        let reason = said.lines().find(|l| l.contains("not loaded:")).expect("the reason");
+        assert!(reason.trim_end().len() > reason.find(".so:").unwrap() + 5, "{said}");
+    }
 }
 
 /// A `gka daemon` process stopped (SIGSTOP) for longer than its failure timeout expels nobody

@@ -257,7 +257,7 @@ fn adaptive(
     let protocols = bench_protocols(&catalogue, protocols)?;
     let policy = plugins.read_policy(policy)?;
     let text = std::fs::read_to_string(trace_file)
-        .with_context(|| format!("cannot read {}", trace_file.display()))?;
+        .with_context(|| format!("cannot read the trace {} (--trace)", trace_file.display()))?;
     let parsed = trace::Trace::parse(&text)
         .with_context(|| format!("invalid trace {}", trace_file.display()))?;
     let config = trace::ReplayConfig {

@@ -333,10 +333,7 @@ impl Identity {
     /// Reads a private key file; the member id is the file name without `.key`.
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
         let id = member_id_of(path)?;
-        let pem = Zeroizing::new(
-            fs::read_to_string(path)
-                .map_err(|source| IdentityError::Io { path: path.to_path_buf(), error: source })?,
-        );
+        let pem = read_pem(path)?;
         if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem) {
             return Ok(Self::from_key(&id, PrivateKey::Ed25519(Box::new(k))));
         }
@@ -349,6 +346,25 @@ impl Identity {
                 Err(IdentityError::BadKey { path: path.to_path_buf(), detail: e.to_string() })
             }
         }
+    }
+}
+
+/// Reads a key file that must hold a PEM block; binary content (a DER key, say) or text
+/// without one is a [`IdentityError::BadKey`] that says so, not a decoder's puzzle.
+fn read_pem(path: &Path) -> Result<Zeroizing<String>, IdentityError> {
+    let bytes = Zeroizing::new(
+        fs::read(path).map_err(|error| IdentityError::Io { path: path.to_path_buf(), error })?,
+    );
+    let text = std::str::from_utf8(&bytes).ok().filter(|t| t.contains("-----BEGIN "));
+    match text {
+        Some(t) => Ok(Zeroizing::new(t.to_owned())),
+        None => Err(IdentityError::BadKey {
+            path: path.to_path_buf(),
+            detail: "the file holds no PEM block (`-----BEGIN ...-----`): gka reads PKCS#8 and \
+                     SPKI PEM, as `gka keygen` writes them; convert a DER key with `openssl \
+                     pkey -inform DER -in FILE -out FILE.pem`"
+                .into(),
+        }),
     }
 }
 
@@ -401,8 +417,7 @@ impl TrustStore {
                 continue;
             }
             let id = member_id_of(&path)?;
-            let pem = fs::read_to_string(&path)
-                .map_err(|source| IdentityError::Io { path: path.clone(), error: source })?;
+            let pem = read_pem(&path)?;
             keys.insert(id, PublicKey::from_pem(&pem, &path)?);
         }
         Ok(Self { keys: Arc::new(keys) })

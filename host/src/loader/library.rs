@@ -52,10 +52,8 @@ pub fn load_plugin(path: &Path) -> Result<LoadedProtocol, LoadError> {
     if !path.is_file() {
         return Err(LoadError::Library("no such file".into()));
     }
-    let module = load_root_module(path).map_err(|e| {
-        let text = e.to_string();
-        LoadError::Library(if text.trim().is_empty() { format!("{e:?}") } else { text })
-    })?;
+    let module =
+        load_root_module(path).map_err(|e| LoadError::Library(one_line(&e.to_string(), path)))?;
     let found = module.abi_version();
     if found != ABI_VERSION {
         return Err(LoadError::AbiVersion { found, expected: ABI_VERSION });
@@ -85,6 +83,24 @@ pub fn load_plugin(path: &Path) -> Result<LoadedProtocol, LoadError> {
         )));
     }
     Ok(LoadedProtocol { module, descriptor })
+}
+
+/// `abi_stable`'s multi-line error as one line, without the library's path (the caller names
+/// it) or the headings: "file too short", say.
+fn one_line(text: &str, path: &Path) -> String {
+    let path = path.display().to_string();
+    let prefix = format!("{path}: ");
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.ends_with(':') && *l != path)
+        .map(|l| l.strip_prefix(&prefix).unwrap_or(l))
+        .collect();
+    if parts.is_empty() {
+        "not a loadable library".to_owned()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// A protocol loaded from a plugin library, usable through the safe [`Protocol`] trait.
