@@ -116,6 +116,9 @@ pub struct Sweep {
     pub shared_cores: Option<usize>,
     /// Positions drawn for each sampled event (`leave-random`, `partition-random`).
     pub samples: usize,
+    /// Runs per (protocol, network, size), with seeds `seed`, `seed + 1`, ...: each row is
+    /// their mean, with their spread.
+    pub seeds: usize,
 }
 
 impl Sweep {
@@ -131,12 +134,13 @@ impl Sweep {
             dh_group: GroupId::Ffdhe2048,
             shared_cores: None,
             samples: 5,
+            seeds: 1,
         }
     }
 
-    /// How many (protocol, network, size) runs the sweep makes.
+    /// How many (protocol, network, size, seed) runs the sweep makes.
     pub fn runs(&self) -> usize {
-        self.protocols.len() * self.networks.len() * self.sizes.len()
+        self.protocols.len() * self.networks.len() * self.sizes.len() * self.seeds.max(1)
     }
 }
 
@@ -153,9 +157,14 @@ pub struct Row {
     pub n: usize,
     /// Members splitting off or merging back (partition, merge), else 0.
     pub k: usize,
-    /// Simulated latency, ms (the mean, for a sampled event).
+    /// Simulated latency, ms: the mean over the seeds (of each seed's mean, for a sampled
+    /// event).
     pub measured_ms: f64,
-    /// The 95th percentile of a sampled event's latencies, ms.
+    /// The least and greatest of the seeds' latencies, ms (equal with one seed).
+    pub spread_ms: (f64, f64),
+    /// The seeds it is the mean of.
+    pub seeds: usize,
+    /// The 95th percentile of a sampled event's latencies, ms (the greatest over the seeds).
     pub p95_ms: Option<f64>,
     /// The cost model's prediction, ms.
     pub predicted_ms: f64,
@@ -256,6 +265,8 @@ fn run_one(
                 n,
                 k,
                 measured_ms: stats.mean_ms,
+                spread_ms: (stats.mean_ms, stats.mean_ms),
+                seeds: 1,
                 p95_ms: event.sampled().then_some(stats.p95_ms),
                 predicted_ms: predicted(event, k),
             });
@@ -345,33 +356,67 @@ pub fn run(
     if sweep.samples == 0 && sweep.events.iter().any(|e| e.sampled()) {
         return Err(SimError::Invalid("sampled events need at least one sample".into()));
     }
+    if sweep.seeds == 0 {
+        return Err(SimError::Invalid("a sweep needs at least one seed".into()));
+    }
     let mut rows = Vec::new();
     for p in &sweep.protocols {
         let entry = catalogue.get(p).ok_or_else(|| SimError::Session(format!("no plugin {p}")))?;
         for topology in &sweep.networks {
             for &n in &sweep.sizes {
-                let found = run_one(&*entry.protocol, entry.protocol.clone(), topology, sweep, n)
-                    .map_err(|e| {
-                    SimError::NoAgreement(format!("{p} on {} at n = {n}: {e}", topology.name))
-                })?;
-                rows.extend(found);
-                progress(&format!("{p} {} n={n}", topology.name));
+                let mut per_seed = Vec::new();
+                for i in 0..sweep.seeds as u64 {
+                    let seeded = Sweep { seed: sweep.seed.wrapping_add(i), ..sweep.clone() };
+                    let protocol = entry.protocol.clone();
+                    let found =
+                        run_one(&*entry.protocol, protocol, topology, &seeded, n).map_err(|e| {
+                            let at = format!(
+                                "{p} on {} at n = {n}, seed {}",
+                                topology.name, seeded.seed
+                            );
+                            SimError::NoAgreement(format!("{at}: {e}"))
+                        })?;
+                    per_seed.push(found);
+                    progress(&format!("{p} {} n={n} seed {}", topology.name, seeded.seed));
+                }
+                rows.extend(over_seeds(per_seed));
             }
         }
     }
     Ok(rows)
 }
 
+/// One row per event from the rows of each seed's run (same events, same order): the mean of
+/// the seeds' latencies, their least and greatest, and the greatest 95th percentile.
+fn over_seeds(per_seed: Vec<Vec<Row>>) -> Vec<Row> {
+    let mut seeds = per_seed.into_iter();
+    let Some(mut rows) = seeds.next() else { return Vec::new() };
+    let mut sums: Vec<f64> = rows.iter().map(|r| r.measured_ms).collect();
+    for other in seeds {
+        for ((row, sum), o) in rows.iter_mut().zip(&mut sums).zip(other) {
+            *sum += o.measured_ms;
+            row.spread_ms =
+                (row.spread_ms.0.min(o.measured_ms), row.spread_ms.1.max(o.measured_ms));
+            row.p95_ms = row.p95_ms.zip(o.p95_ms).map(|(a, b)| a.max(b)).or(row.p95_ms);
+            row.seeds += 1;
+        }
+    }
+    for (row, sum) in rows.iter_mut().zip(sums) {
+        row.measured_ms = sum / row.seeds as f64;
+    }
+    rows
+}
+
 /// The rows as CSV.
 pub fn csv(rows: &[Row], cost: &CostMode, seed: u64) -> String {
     let c = cost.costs();
     let mut out = String::from(
-        "protocol,network,event,n,k,measured_ms,predicted_ms,ratio,cost,exp_ms,sign_ms,verify_ms,seed,p95_ms\n",
+        "protocol,network,event,n,k,measured_ms,predicted_ms,ratio,cost,exp_ms,sign_ms,verify_ms,seed,p95_ms,seeds,min_ms,max_ms\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{},{},{seed},{}",
+            "{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{},{},{seed},{},{},{:.3},{:.3}",
             r.protocol,
             r.network,
             r.event.name(),
@@ -384,10 +429,74 @@ pub fn csv(rows: &[Row], cost: &CostMode, seed: u64) -> String {
             c.exp_ms,
             c.sign_ms,
             c.verify_ms,
-            r.p95_ms.map_or_else(String::new, |p| format!("{p:.3}"))
+            r.p95_ms.map_or_else(String::new, |p| format!("{p:.3}")),
+            r.seeds,
+            r.spread_ms.0,
+            r.spread_ms.1
         );
     }
     out
+}
+
+/// An x axis in log2 of the group size whose ticks are the measured sizes, labelled as sizes.
+struct Log2Sizes {
+    range: std::ops::Range<f64>,
+    ticks: Vec<f64>,
+}
+
+impl plotters::coord::ranged1d::Ranged for Log2Sizes {
+    type FormatOption = plotters::coord::ranged1d::NoDefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let span = self.range.end - self.range.start;
+        let at = (value - self.range.start) / span;
+        limit.0 + (at * f64::from(limit.1 - limit.0)).round() as i32
+    }
+
+    fn key_points<Hint: plotters::coord::ranged1d::KeyPointHint>(&self, _: Hint) -> Vec<f64> {
+        self.ticks.clone()
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.range.clone()
+    }
+}
+
+impl plotters::coord::ranged1d::ValueFormatter<f64> for Log2Sizes {
+    fn format(value: &f64) -> String {
+        format!("{}", value.exp2().round() as u64)
+    }
+}
+
+/// The legend, in its own area beside the chart: a solid and a dashed line for each protocol
+/// (simulated, predicted).
+fn legend<DB: plotters::prelude::DrawingBackend>(
+    area: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+    protocols: &[&str],
+    palette: &[plotters::prelude::RGBColor],
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    use plotters::prelude::*;
+    let text = ("sans-serif", 15).into_font();
+    let mut y = 60;
+    for (i, p) in protocols.iter().enumerate() {
+        let color = palette[i % palette.len()];
+        area.draw(&PathElement::new(vec![(10, y), (40, y)], color.stroke_width(2)))?;
+        area.draw(&Text::new(format!("{p} simulated"), (48, y - 8), text.clone()))?;
+        let dashes = (0..3).map(|d| {
+            let x0 = 10 + d * 11;
+            PathElement::new(vec![(x0, y + 20), (x0 + 6, y + 20)], color.stroke_width(1))
+        });
+        for dash in dashes {
+            area.draw(&dash)?;
+        }
+        area.draw(&Text::new(format!("{p} predicted"), (48, y + 12), text.clone()))?;
+        y += 48;
+    }
+    Ok(())
 }
 
 /// The rows as Markdown tables, one per network and event: sizes across, protocols down,
@@ -436,8 +545,10 @@ pub fn markdown(rows: &[Row]) -> String {
     out
 }
 
-/// One SVG plot per network and event in `dir`: latency against group size, a solid line
-/// per protocol (simulated) and a dashed one (predicted). Returns the files written.
+/// One SVG plot per network and event in `dir`: latency against group size on a log2 axis
+/// whose ticks are the measured sizes, a solid line per protocol (simulated: the mean over the
+/// seeds, with a bar from the least to the greatest seed when there are several) and a dashed
+/// one (predicted), and the legend beside the chart, not over its data. Returns the files.
 pub fn plots(rows: &[Row], dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     use plotters::prelude::*;
     std::fs::create_dir_all(dir)?;
@@ -449,53 +560,71 @@ pub fn plots(rows: &[Row], dir: &Path) -> std::io::Result<Vec<std::path::PathBuf
     let mut written = Vec::new();
     for ((network, event), rs) in groups {
         let path = dir.join(format!("{network}-{}.svg", event.name()));
-        let max_n = rs.iter().map(|r| r.n).max().unwrap_or(1) as f64;
-        let max_ms = rs.iter().map(|r| r.measured_ms.max(r.predicted_ms)).fold(1.0, f64::max);
+        let mut sizes: Vec<usize> = rs.iter().map(|r| r.n).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let x = |n: usize| (n.max(1) as f64).log2();
+        let (lo, hi) = (x(sizes[0]), x(sizes[sizes.len() - 1]));
+        let pad = ((hi - lo) * 0.05).max(0.25);
+        let max_ms = rs
+            .iter()
+            .map(|r| r.spread_ms.1.max(r.measured_ms).max(r.predicted_ms))
+            .fold(1.0, f64::max);
+        let seeds = rs.iter().map(|r| r.seeds).max().unwrap_or(1);
+        let mut protocols: Vec<&str> = rs.iter().map(|r| r.protocol.as_str()).collect();
+        protocols.sort_unstable();
+        protocols.dedup();
         let draw = || -> Result<(), Box<dyn std::error::Error>> {
-            let root = SVGBackend::new(&path, (800, 500)).into_drawing_area();
+            let root = SVGBackend::new(&path, (900, 500)).into_drawing_area();
             root.fill(&WHITE)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(format!("{} on {network}", event.name()), ("sans-serif", 22))
+            let (plot_area, legend_area) = root.split_horizontally(700);
+            let what = if seeds > 1 {
+                format!("mean of {seeds} seeds, bars: least to greatest")
+            } else {
+                "one seed".to_owned()
+            };
+            let mut chart = ChartBuilder::on(&plot_area)
+                .caption(format!("{} on {network} ({what})", event.name()), ("sans-serif", 20))
                 .margin(12)
                 .x_label_area_size(40)
                 .y_label_area_size(60)
-                .build_cartesian_2d(0f64..max_n * 1.05, 0f64..max_ms * 1.1)?;
+                .build_cartesian_2d(
+                    Log2Sizes {
+                        range: (lo - pad)..(hi + pad),
+                        ticks: sizes.iter().map(|&n| x(n)).collect(),
+                    },
+                    0f64..max_ms * 1.1,
+                )?;
             chart
                 .configure_mesh()
-                .x_desc("group size n")
-                .y_desc("rekey latency, ms (dashed: predicted)")
+                .x_desc("group size n (log2 scale)")
+                .y_desc("rekey latency, ms")
                 .draw()?;
-            let mut protocols: Vec<&str> = rs.iter().map(|r| r.protocol.as_str()).collect();
-            protocols.sort_unstable();
-            protocols.dedup();
             for (i, p) in protocols.iter().enumerate() {
                 let color = palette[i % palette.len()];
                 let mut points: Vec<&&Row> = rs.iter().filter(|r| r.protocol == *p).collect();
                 points.sort_by_key(|r| r.n);
-                chart
-                    .draw_series(LineSeries::new(
-                        points.iter().map(|r| (r.n as f64, r.measured_ms)),
-                        color.stroke_width(2),
-                    ))?
-                    .label(*p)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                chart.draw_series(LineSeries::new(
+                    points.iter().map(|r| (x(r.n), r.measured_ms)),
+                    color.stroke_width(2),
+                ))?;
                 chart.draw_series(
-                    points
-                        .iter()
-                        .map(|r| Circle::new((r.n as f64, r.measured_ms), 3, color.filled())),
+                    points.iter().map(|r| Circle::new((x(r.n), r.measured_ms), 3, color.filled())),
                 )?;
+                chart.draw_series(points.iter().filter(|r| r.seeds > 1).map(|r| {
+                    PathElement::new(
+                        vec![(x(r.n), r.spread_ms.0), (x(r.n), r.spread_ms.1)],
+                        color.stroke_width(1),
+                    )
+                }))?;
                 chart.draw_series(DashedLineSeries::new(
-                    points.iter().map(|r| (r.n as f64, r.predicted_ms)),
+                    points.iter().map(|r| (x(r.n), r.predicted_ms)),
                     6,
                     4,
                     color.stroke_width(1),
                 ))?;
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
+            legend(&legend_area, &protocols, &palette)?;
             root.present()?;
             Ok(())
         };

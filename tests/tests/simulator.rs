@@ -102,9 +102,10 @@ fn outputs_are_written_as_csv_markdown_and_svg() {
     let csv = sweep::csv(&rows, &COSTS, 1);
     assert!(csv.starts_with(
         "protocol,network,event,n,k,measured_ms,predicted_ms,ratio,cost,exp_ms,sign_ms,\
-             verify_ms,seed,p95_ms\n"
+             verify_ms,seed,p95_ms,seeds,min_ms,max_ms\n"
     ));
-    assert!(csv.lines().nth(1).unwrap().ends_with(",counted,0.45,0.02,0.04,1,"), "{csv}");
+    let first = csv.lines().nth(1).unwrap();
+    assert!(first.contains(",counted,0.45,0.02,0.04,1,,1,"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + 3 * 2 * 2 * 2);
     let md = sweep::markdown(&rows);
     assert!(md.contains("#### join on wan") && md.contains("| tgdh |"), "{md}");
@@ -115,6 +116,37 @@ fn outputs_are_written_as_csv_markdown_and_svg() {
         let svg = std::fs::read_to_string(&p).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("tgdh"), "{}", p.display());
     }
+}
+
+/// With several seeds each row is the mean of the seeds' runs, with their least and greatest:
+/// on the WAN (jitter drawn from the seed) the seeds differ, and the mean lies between them.
+#[test]
+fn several_seeds_give_a_mean_and_a_spread() {
+    let c = catalogue();
+    let mut s = small_sweep(7);
+    s.protocols = vec!["tgdh".into()];
+    s.events = vec![BenchEvent::Join];
+    s.sizes = vec![6];
+    s.seeds = 3;
+    let rows = sweep::run(&c, &s, |_| {}).unwrap();
+    let each: Vec<f64> = (7..10)
+        .map(|seed| {
+            let one = Sweep { seed, seeds: 1, ..s.clone() };
+            let r = sweep::run(&c, &one, |_| {}).unwrap();
+            r.iter().find(|r| r.network == "wan").unwrap().measured_ms
+        })
+        .collect();
+    let wan = rows.iter().find(|r| r.network == "wan").unwrap();
+    assert_eq!(wan.seeds, 3);
+    let mean = each.iter().sum::<f64>() / 3.0;
+    assert!((wan.measured_ms - mean).abs() < 1e-9, "{wan:?} against {each:?}");
+    let (lo, hi) = each.iter().fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+    assert_eq!(wan.spread_ms, (lo, hi));
+    assert!(lo < hi, "the seeds' jitter differs: {each:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let plots = sweep::plots(&rows, dir.path()).unwrap();
+    let svg = std::fs::read_to_string(&plots[1]).unwrap();
+    assert!(svg.contains("mean of 3 seeds") && svg.contains("tgdh predicted"), "{svg}");
 }
 
 #[test]

@@ -30,6 +30,10 @@ pub(crate) struct BenchArgs {
     /// Events: initial, join, leave, partition, merge (default: all).
     #[arg(long, value_delimiter = ',')]
     events: Vec<String>,
+    /// Runs per point, with seeds --seed, --seed + 1, ...: each point is their mean, and the
+    /// plots show their spread (1 to 20).
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
     /// Group sizes (default: 4,8,16,32,64).
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
@@ -222,6 +226,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
                 }
                 sweep.sizes = args.sizes;
             }
+            if !(1..=20).contains(&args.seeds) {
+                bail!("--seeds must be 1 to 20, not {}", args.seeds);
+            }
+            sweep.seeds = args.seeds;
             if !args.events.is_empty() {
                 sweep.events = args
                     .events
