@@ -163,3 +163,72 @@ fn an_operator_partitions_and_heals_a_live_group() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && stderr.contains("--allow-control"), "{stderr}");
 }
+
+/// With access rules, an operator is a certificate with the `operator` role from a domain the
+/// rules let control: such a certificate reads the status; a member certificate of the same
+/// domain, and an operator of a domain not listed, are refused and say why.
+#[test]
+fn only_the_operator_role_of_a_listed_domain_controls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| tmp.path().join(name);
+    let keys = dir("keys");
+    let gka = |args: &[&str]| {
+        let o = Command::new(GKA).args(args).output().expect("gka runs");
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    for domain in ["red", "blue"] {
+        gka(&["ca", "init", "--domain", domain, "--dir", &s(&dir(domain))]);
+    }
+    let issue = |domain: &str, id: &str, role: &str| {
+        gka(&[
+            "ca",
+            "issue",
+            "--dir",
+            &s(&dir(domain)),
+            "--id",
+            id,
+            "--role",
+            role,
+            "--out",
+            &s(&keys),
+        ]);
+    };
+    issue("red", "ops", "operator");
+    issue("red", "mem", "member");
+    issue("blue", "bops", "operator");
+    let access = dir("access.toml");
+    std::fs::write(
+        &access,
+        "operators = [\"red\"]\n[domain.red]\nca = \"red/ca.crt\"\ncrl = \"red/crl.pem\"\n\
+         [domain.blue]\nca = \"blue/ca.crt\"\ncrl = \"blue/crl.pem\"\n\
+         [[group]]\nname = \"lab\"\ndomains = [\"red\", \"blue\"]\n",
+    )
+    .unwrap();
+    let mut d = Proc::start(
+        Command::new(GKA)
+            .args(["daemon", "--listen", "127.0.0.1:0", "--allow-control", "--access"])
+            .arg(&access),
+    );
+    let line = d.wait_for("the daemon's address", |l| l.contains("listening on "));
+    let addr = line.rsplit(' ').next().unwrap().to_owned();
+    let ctl = |id: &str| {
+        Command::new(GKA)
+            .args(["ctl", "--daemon", &addr, "--id", id])
+            .arg("--key")
+            .arg(keys.join(format!("{id}.key")))
+            .arg("--cert")
+            .arg(keys.join(format!("{id}.crt")))
+            .arg("status")
+            .output()
+            .expect("gka ctl runs")
+    };
+    let ops = ctl("ops");
+    assert!(ops.status.success(), "{}", String::from_utf8_lossy(&ops.stderr));
+    for refused in ["mem", "bops"] {
+        let o = ctl(refused);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{refused} controlled the daemon");
+        assert!(stderr.contains("refused") && stderr.contains("operators"), "{refused}: {stderr}");
+    }
+}
