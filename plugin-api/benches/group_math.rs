@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the shared group math: one general modular exponentiation with a
-//! 256-bit exponent (ffdhe2048 and ffdhe3072) against one fixed-base g^x through the table.
+//! 256-bit exponent (ffdhe2048 and ffdhe3072; constant-time, beside the variable-time
+//! `num-bigint-dig` modpow it replaced) against one fixed-base g^x through the table.
 
 #![allow(missing_docs)]
 
@@ -17,6 +18,13 @@ fn exponentiation(c: &mut Criterion) {
         let base = dh.blind(&y);
         c.bench_function(&format!("modexp/{id}/general-256bit"), |b| {
             b.iter(|| dh.pow(std::hint::black_box(&base), std::hint::black_box(&x)))
+        });
+        // The variable-time exponentiation gka used before, side by side (reference only).
+        let p = dh.group().p().clone();
+        c.bench_function(&format!("modexp/{id}/variable-time-modpow-256bit"), |b| {
+            b.iter(|| {
+                std::hint::black_box(&base).value().modpow(std::hint::black_box(&x).value(), &p)
+            })
         });
         c.bench_function(&format!("modexp/{id}/fixed-base-g-256bit"), |b| {
             b.iter(|| dh.blind(std::hint::black_box(&x)))

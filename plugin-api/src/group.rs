@@ -9,9 +9,12 @@
 //! exponentiation it performs (the counter feeds the cost model checks and the host's metrics),
 //! validates received elements and maps elements to exponents.
 //!
-//! Fixed-base exponentiation of the generator (blinding, the most frequent operation of every
-//! protocol) uses a precomputed table of g^(j·256^i) for every byte position i of a 256-bit
-//! exponent, so g^x costs 31 modular multiplications instead of ~256 squarings.
+//! Every exponentiation with a secret exponent is constant-time Montgomery arithmetic
+//! (`monty.rs`): a fixed window over a fixed number of exponent bits, each table entry read by
+//! scanning the whole table. Fixed-base exponentiation of the generator (blinding, the most
+//! frequent operation of every protocol) uses a precomputed table of g^(j·2^(6i)) for every
+//! 6-bit window i of a 256-bit exponent, so g^x costs 43 multiplications instead of ~256
+//! squarings. Received elements are public: validating them may take variable time.
 
 use std::cell::Cell;
 use std::fmt;
@@ -24,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
-use crate::monty::{jacobi, Monty};
+use crate::jacobi::jacobi;
+use crate::monty::{select, window, Monty};
 use crate::rfc7919;
 
 /// Bits in every secret exponent (RFC 7919, section 5.2 asks for at least 225 for `ffdhe2048`).
@@ -178,6 +182,7 @@ pub struct FfdheGroup {
     p_minus_1: BigUint,
     byte_len: usize,
     table: OnceLock<FixedBaseTable>,
+    monty: OnceLock<Monty>,
 }
 
 impl fmt::Debug for FfdheGroup {
@@ -194,7 +199,8 @@ impl FfdheGroup {
         let p_minus_1 = &p - BigUint::one();
         let q = &p_minus_1 >> 1usize;
         let byte_len = p.bits().div_ceil(8);
-        Self { id, p, q, g: BigUint::from(2u32), p_minus_1, byte_len, table: OnceLock::new() }
+        let (table, monty) = (OnceLock::new(), OnceLock::new());
+        Self { id, p, q, g: BigUint::from(2u32), p_minus_1, byte_len, table, monty }
     }
 
     /// Which group this is.
@@ -254,7 +260,12 @@ impl FfdheGroup {
     }
 
     fn table(&self) -> &FixedBaseTable {
-        self.table.get_or_init(|| FixedBaseTable::build(&self.g, &self.p))
+        self.table.get_or_init(|| FixedBaseTable::build(&self.g, self.monty()))
+    }
+
+    /// Constant-time Montgomery arithmetic modulo p.
+    fn monty(&self) -> &Monty {
+        self.monty.get_or_init(|| Monty::new(&self.p))
     }
 
     /// Builds the fixed-base table now rather than on first use (for benchmarks and hosts that
@@ -264,58 +275,58 @@ impl FfdheGroup {
     }
 }
 
-/// g^(j · 256^i) mod p, in Montgomery form, for every byte position i of an
-/// [`EXPONENT_BITS`]-bit exponent and every byte value j in 1..=255.
+/// g^(j · 2^(w·i)) mod p, in Montgomery form, for every w-bit window i of an
+/// [`EXPONENT_BITS`]-bit exponent and every digit j (j = 0 is one), each window's entries side
+/// by side: g^x is one constant-time [`select`] and one multiplication per window, the same
+/// work for every x.
 struct FixedBaseTable {
-    monty: Monty,
-    windows: Vec<Vec<Vec<u64>>>,
+    windows: Vec<Vec<u64>>,
 }
 
 impl FixedBaseTable {
-    const WINDOW_BITS: usize = 8;
-    const WINDOWS: usize = EXPONENT_BITS / Self::WINDOW_BITS;
+    const WINDOW_BITS: usize = 6;
+    const ENTRIES: usize = 1 << Self::WINDOW_BITS;
 
-    fn build(g: &BigUint, p: &BigUint) -> Self {
-        let monty = Monty::new(p);
-        let mut windows = Vec::with_capacity(Self::WINDOWS);
-        let mut base = monty.enter_mont(g);
-        for _ in 0..Self::WINDOWS {
-            let mut row = Vec::with_capacity(255);
-            let mut acc = base.clone();
-            for _ in 1..=255 {
-                row.push(acc.clone());
-                acc = monty.mul(&acc, &base);
+    fn build(g: &BigUint, monty: &Monty) -> Self {
+        let s = monty.limbs();
+        let windows_needed = EXPONENT_BITS.div_ceil(Self::WINDOW_BITS);
+        let mut windows = Vec::with_capacity(windows_needed);
+        let mut base = monty.enter(g);
+        for _ in 0..windows_needed {
+            let mut row = vec![0u64; Self::ENTRIES * s];
+            row[..s].copy_from_slice(monty.one());
+            for j in 1..Self::ENTRIES {
+                let (done, rest) = row.split_at_mut(j * s);
+                monty.mul(&mut rest[..s], &done[(j - 1) * s..], &base);
             }
-            // acc is now base^256: the base of the next window.
-            base = acc;
+            // base^(2^w): the next window's base.
+            let mut next = vec![0u64; s];
+            monty.mul(&mut next, &row[(Self::ENTRIES - 1) * s..], &base);
+            base = next;
             windows.push(row);
         }
-        Self { monty, windows }
+        Self { windows }
     }
 
-    /// g^x mod p for x < 2^EXPONENT_BITS.
-    fn pow(&self, x: &BigUint) -> BigUint {
+    /// g^x mod p for x < 2^EXPONENT_BITS, in constant time.
+    fn pow(&self, monty: &Monty, x: &BigUint) -> BigUint {
+        let s = monty.limbs();
         let mut bytes = x.to_bytes_le();
-        let mut acc: Option<Vec<u64>> = None;
-        for (i, &b) in bytes.iter().enumerate() {
-            if b == 0 {
-                continue;
-            }
-            let term = &self.windows[i][usize::from(b) - 1];
-            acc = Some(match acc {
-                None => term.clone(),
-                Some(a) => self.monty.mul(&a, term),
-            });
+        let mut acc = monty.one().to_vec();
+        let mut picked = vec![0u64; s];
+        let mut product = vec![0u64; s];
+        for (i, row) in self.windows.iter().enumerate() {
+            let digit = window(&bytes, i * Self::WINDOW_BITS, Self::WINDOW_BITS);
+            select(&mut picked, row, s, digit);
+            monty.mul(&mut product, &acc, &picked);
+            std::mem::swap(&mut acc, &mut product);
         }
         bytes.zeroize();
-        match acc {
-            Some(mut a) => {
-                let out = self.monty.leave_mont(&a);
-                a.zeroize();
-                out
-            }
-            None => BigUint::one(),
-        }
+        let out = monty.leave(&acc);
+        acc.zeroize();
+        picked.zeroize();
+        product.zeroize();
+        out
     }
 }
 
@@ -361,20 +372,28 @@ impl Dh {
         }
     }
 
-    /// g^x mod p (counted), through the fixed-base table when x fits in 256 bits.
+    /// g^x mod p (counted), in constant time: through the fixed-base table when x fits in
+    /// 256 bits (a share), else as [`Dh::pow`] does.
     pub fn blind(&self, x: &Secret) -> Element {
-        self.count();
         if x.0.bits() <= EXPONENT_BITS {
-            Element(self.group.table().pow(&x.0))
+            self.count();
+            Element(self.group.table().pow(self.group.monty(), &x.0))
         } else {
-            Element(self.group.g.modpow(&x.0, &self.group.p))
+            self.pow(&self.generator(), x)
         }
     }
 
-    /// base^x mod p (counted).
+    /// base^x mod p (counted), in constant time in x: a fixed window over all 256 bits of a
+    /// share, or over all the bits of q for a longer exponent (an inverse modulo q). Which of
+    /// the two widths is used is the only thing the time tells, and it is public: a protocol
+    /// step uses one or the other.
     pub fn pow(&self, base: &Element, x: &Secret) -> Element {
         self.count();
-        Element(base.0.modpow(&x.0, &self.group.p))
+        let bits = if x.0.bits() <= EXPONENT_BITS { EXPONENT_BITS } else { self.group.q.bits() };
+        let mut bytes = x.0.to_bytes_le();
+        let out = self.group.monty().pow(&base.0, &bytes, bits);
+        bytes.zeroize();
+        Element(out)
     }
 
     /// base^k mod p for a small public exponent k (counted: BD's "hidden cost").

@@ -63,6 +63,7 @@ mod core;
 mod error;
 pub mod export;
 pub mod group;
+mod jacobi;
 pub mod kdf;
 mod monty;
 pub mod protocol;
