@@ -80,9 +80,10 @@ fn main() {
     println!("dudect-style test, ffdhe2048, {samples} samples per class (|t| > 4.5: a leak)");
     println!("| operation | |t| | fixed exponent (µs) | random exponents (µs) |");
     println!("|---|---:|---:|---:|");
-    let rows: [(&str, Op<'_>); 3] = [
+    let rows: [(&str, Op<'_>); 4] = [
         ("Dh::pow (constant-time)", Box::new(|x| drop(dh.pow(&base, x)))),
         ("Dh::blind (constant-time table)", Box::new(|x| drop(dh.blind(x)))),
+        ("Dh::invert_exponent (Fermat, constant-time)", Box::new(|x| drop(dh.invert_exponent(x)))),
         (
             "num-bigint-dig modpow (variable-time control)",
             Box::new(|x| drop(base.value().modpow(x.value(), &p))),

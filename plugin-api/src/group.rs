@@ -183,6 +183,7 @@ pub struct FfdheGroup {
     byte_len: usize,
     table: OnceLock<FixedBaseTable>,
     monty: OnceLock<Monty>,
+    monty_q: OnceLock<Monty>,
 }
 
 impl fmt::Debug for FfdheGroup {
@@ -199,8 +200,8 @@ impl FfdheGroup {
         let p_minus_1 = &p - BigUint::one();
         let q = &p_minus_1 >> 1usize;
         let byte_len = p.bits().div_ceil(8);
-        let (table, monty) = (OnceLock::new(), OnceLock::new());
-        Self { id, p, q, g: BigUint::from(2u32), p_minus_1, byte_len, table, monty }
+        let (table, monty, monty_q) = (OnceLock::new(), OnceLock::new(), OnceLock::new());
+        Self { id, p, q, g: BigUint::from(2u32), p_minus_1, byte_len, table, monty, monty_q }
     }
 
     /// Which group this is.
@@ -268,6 +269,11 @@ impl FfdheGroup {
         self.monty.get_or_init(|| Monty::new(&self.p))
     }
 
+    /// Constant-time Montgomery arithmetic modulo q (for exponents).
+    fn monty_q(&self) -> &Monty {
+        self.monty_q.get_or_init(|| Monty::new(&self.q))
+    }
+
     /// Builds the fixed-base table now rather than on first use (for benchmarks and hosts that
     /// want predictable latency).
     pub fn warm_up(&self) {
@@ -328,6 +334,18 @@ impl FixedBaseTable {
         product.zeroize();
         out
     }
+}
+
+/// a·b mod n through Montgomery form, in constant time, for a, b < n.
+fn constant_time_product(monty: &Monty, a: &BigUint, b: &BigUint) -> BigUint {
+    let (mut am, mut bm) = (monty.enter(a), monty.enter(b));
+    let mut product = vec![0u64; monty.limbs()];
+    monty.mul(&mut product, &am, &bm);
+    let out = monty.leave(&product);
+    am.zeroize();
+    bm.zeroize();
+    product.zeroize();
+    out
 }
 
 /// A session's handle on its group: every exponentiation goes through it and is counted.
@@ -402,28 +420,34 @@ impl Dh {
         Element(base.0.modpow(&BigUint::from(k), &self.group.p))
     }
 
-    /// a · b mod p (not counted: a multiplication, not an exponentiation).
+    /// a · b mod p (not counted: a multiplication, not an exponentiation), in constant time:
+    /// the operands may be secret (BD's key is a product).
     pub fn mul(&self, a: &Element, b: &Element) -> Element {
-        Element((&a.0 * &b.0) % &self.group.p)
+        Element(constant_time_product(self.group.monty(), &a.0, &b.0))
     }
 
-    /// a⁻¹ mod p (not counted: an extended-Euclid inversion).
+    /// a⁻¹ mod p (not counted: an extended-Euclid inversion) of a **public** element (BD's
+    /// z values): it takes variable time.
     pub fn invert(&self, a: &Element) -> Element {
         // a is a validated nonzero element of a prime field, so the inverse exists.
         let inv = (&a.0).mod_inverse(&self.group.p).and_then(|i| i.to_biguint());
         Element(inv.expect("nonzero element of a prime field is invertible"))
     }
 
-    /// x⁻¹ mod q, for factoring a share out of an element (GDH). Full length: inherent.
+    /// x⁻¹ mod q, for factoring a share out of an element (GDH). Full length: inherent. In
+    /// constant time, as x^(q − 2) mod q (Fermat; q is prime and x ≠ 0 mod q), the exponent
+    /// public and the base secret.
     pub fn invert_exponent(&self, x: &Secret) -> Secret {
-        let inv = (&x.0).mod_inverse(&self.group.q).and_then(|i| i.to_biguint());
-        // x is a nonzero exponent below 2^256 < q and q is prime, so the inverse exists.
-        Secret(inv.expect("nonzero exponent is invertible modulo the prime q"))
+        let q = &self.group.q;
+        let exponent = (q - 2u32).to_bytes_le();
+        let base = if x.0 >= *q { &x.0 % q } else { x.0.clone() };
+        let inverse = self.group.monty_q().pow(&base, &exponent, q.bits());
+        Secret(inverse)
     }
 
-    /// x · y mod q.
+    /// x · y mod q, in constant time.
     pub fn mul_exponents(&self, x: &Secret, y: &Secret) -> Secret {
-        Secret((&x.0 * &y.0) % &self.group.q)
+        Secret(constant_time_product(self.group.monty_q(), &x.0, &y.0))
     }
 
     /// Maps an element to a 256-bit exponent: SHA-256 over a domain label and the element's
@@ -536,5 +560,24 @@ mod tests {
         let gab = dh.pow(&dh.blind(&a), &b);
         let back = dh.pow(&gab, &dh.invert_exponent(&b));
         assert_eq!(back, dh.blind(&a));
+    }
+
+    #[test]
+    fn constant_time_products_and_inverses_match_the_plain_ones() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        for id in GroupId::ALL {
+            let dh = Dh::new(id);
+            let (p, q) = (dh.group().p(), dh.group().q());
+            for _ in 0..3 {
+                let (x, y) = (dh.random_exponent(&mut rng), dh.random_exponent(&mut rng));
+                let inverse = x.value().mod_inverse(q).and_then(|i| i.to_biguint()).unwrap();
+                assert_eq!(dh.invert_exponent(&x).value(), &inverse, "{id}");
+                // An inverse is itself full length: inverting it again gives x back.
+                assert_eq!(dh.invert_exponent(&dh.invert_exponent(&x)).value(), x.value());
+                assert_eq!(dh.mul_exponents(&x, &y).value(), &((x.value() * y.value()) % q));
+                let (a, b) = (dh.blind(&x), dh.blind(&y));
+                assert_eq!(dh.mul(&a, &b).value(), &((a.value() * b.value()) % p), "{id}");
+            }
+        }
     }
 }
