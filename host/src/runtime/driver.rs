@@ -124,6 +124,11 @@ impl Driver {
         let _ = self.events.send(event);
     }
 
+    /// Answers [`Command::Status`].
+    fn report_status(&self) {
+        self.emit(RuntimeEvent::Status(Box::new(self.core.status())));
+    }
+
     /// Runs the member until it leaves, or its connection ends for good.
     pub(super) async fn run<E: GroupEndpoint>(
         mut self,
@@ -192,9 +197,7 @@ impl Driver {
                             "reconnecting to the group layer".to_owned(),
                         )),
                         Some(Command::Leave) | None => return Recovered::Left,
-                        Some(Command::Status) => {
-                            self.emit(RuntimeEvent::Status(Box::new(self.core.status())));
-                        }
+                        Some(Command::Status) => self.report_status(),
                     },
                 }
             }
@@ -260,9 +263,7 @@ impl Driver {
                         let _ = connection.leave().await;
                         return Ended::Left;
                     }
-                    Some(Command::Status) => {
-                        self.emit(RuntimeEvent::Status(Box::new(self.core.status())));
-                    }
+                    Some(Command::Status) => self.report_status(),
                 },
                 _ = tick.tick() => {
                     self.core.tick(self.now());

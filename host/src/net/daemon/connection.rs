@@ -322,7 +322,10 @@ pub(super) async fn connection(
                 break;
             }
             (ClientMsg::Send { view_id, to, bytes }, Some((group, member))) => {
-                let header = crate::envelope::Envelope::peek_header(&bytes);
+                let header = st
+                    .claim_due(group, now)
+                    .then(|| crate::envelope::Envelope::peek_header(&bytes))
+                    .flatten();
                 let Some(seq) = st.groups.get_mut(group) else {
                     // Expelled, and the group forgotten since.
                     reply(ServerMsg::Error(format!(
@@ -331,7 +334,11 @@ pub(super) async fn connection(
                     break;
                 };
                 match seq.send(member, view_id, to.as_deref(), bytes, now) {
-                    Ok(true) => st.note_claim(group, header),
+                    Ok(true) => {
+                        if let Some(header) = header {
+                            st.note_claim(group, header, now);
+                        }
+                    }
                     Ok(false) => {}
                     Err(e) => reply(ServerMsg::Error(e.to_string())),
                 }

@@ -149,6 +149,9 @@ impl Kick {
 /// mistake, and an unbounded one would overflow the delivery clock.
 pub const MAX_DELAY_MS: u64 = 60_000;
 
+/// How often, at most, the daemon reads the header of a group's envelope for its status.
+const CLAIM_EVERY_MS: u64 = 100;
+
 /// The most sender-recipient delays the daemon keeps.
 pub const MAX_DELAYS: usize = 4096;
 
@@ -170,8 +173,9 @@ struct State {
     /// Set (under the lock) when a graceful shutdown begins: nothing more is sequenced, so
     /// every message already ordered is in the queue of every connection it is for.
     closing: bool,
-    /// Per group, the protocol and epoch the newest protocol message or data claimed.
-    claims: HashMap<String, (String, u64)>,
+    /// Per group, the protocol and epoch a recent protocol message or data claimed, and when
+    /// (ms since `start`).
+    claims: HashMap<String, (String, u64, u64)>,
     /// Per group, the newest view id logged (each view is logged once, not per member).
     logged_views: HashMap<String, u64>,
 }
@@ -304,12 +308,18 @@ impl State {
         }
     }
 
+    /// Whether the next envelope sequenced in `group` should be looked at for its claim: at
+    /// most every [`CLAIM_EVERY_MS`], so that relaying a message decodes nothing most of the
+    /// time (this runs under the daemon's lock).
+    fn claim_due(&self, group: &str, now_ms: u64) -> bool {
+        self.claims.get(group).is_none_or(|c| now_ms.saturating_sub(c.2) >= CLAIM_EVERY_MS)
+    }
+
     /// Notes the protocol and epoch an envelope sequenced in `group` claims (see
     /// [`wire::GroupStatus::claimed`]).
-    fn note_claim(&mut self, group: &str, header: Option<crate::envelope::Header>) {
-        let Some(header) = header else { return };
+    fn note_claim(&mut self, group: &str, header: crate::envelope::Header, now_ms: u64) {
         if header.kind != crate::envelope::Kind::Control {
-            let claim = (header.protocol, header.epoch);
+            let claim = (header.protocol, header.epoch, now_ms);
             match self.claims.get_mut(group) {
                 Some(c) => *c = claim,
                 None => {
@@ -349,7 +359,7 @@ impl State {
                     run: seq.run(),
                     members: components.iter().map(|c| c.size).sum(),
                     components,
-                    claimed: self.claims.get(name).cloned(),
+                    claimed: self.claims.get(name).map(|(p, epoch, _)| (p.clone(), *epoch)),
                 }
             })
             .collect();
