@@ -45,6 +45,13 @@ pub enum GroupId {
     Ffdhe3072,
     /// RFC 7919 Appendix A.3, a 4096-bit safe prime.
     Ffdhe4096,
+    /// A 512-bit safe prime for tests that need many cheap agreements (the random-cascade
+    /// property tests). **Far too small to protect anything.** It is outside
+    /// [`GroupId::ALL`], so no name, ABI code or serialized form selects it: only code that
+    /// names the variant can.
+    #[doc(hidden)]
+    #[serde(skip)]
+    TestOnly512,
 }
 
 impl GroupId {
@@ -57,6 +64,7 @@ impl GroupId {
             Self::Ffdhe2048 => "ffdhe2048",
             Self::Ffdhe3072 => "ffdhe3072",
             Self::Ffdhe4096 => "ffdhe4096",
+            Self::TestOnly512 => "test-only-512",
         }
     }
 
@@ -71,6 +79,7 @@ impl GroupId {
             Self::Ffdhe2048 => 2048,
             Self::Ffdhe3072 => 3072,
             Self::Ffdhe4096 => 4096,
+            Self::TestOnly512 => 512,
         }
     }
 
@@ -84,10 +93,12 @@ impl GroupId {
         static G2048: OnceLock<FfdheGroup> = OnceLock::new();
         static G3072: OnceLock<FfdheGroup> = OnceLock::new();
         static G4096: OnceLock<FfdheGroup> = OnceLock::new();
+        static TEST512: OnceLock<FfdheGroup> = OnceLock::new();
         let (cell, hex) = match self {
             Self::Ffdhe2048 => (&G2048, rfc7919::FFDHE2048_P),
             Self::Ffdhe3072 => (&G3072, rfc7919::FFDHE3072_P),
             Self::Ffdhe4096 => (&G4096, rfc7919::FFDHE4096_P),
+            Self::TestOnly512 => (&TEST512, rfc7919::TEST_ONLY_512_P),
         };
         cell.get_or_init(|| FfdheGroup::from_hex(self, hex))
     }
@@ -496,6 +507,25 @@ mod tests {
             assert!(g.g().modpow(g.q(), g.p()).is_one(), "{id}: g^q != 1");
             assert_eq!(g.byte_len() * 8, usize::from(id.code()));
         }
+    }
+
+    #[test]
+    fn the_test_only_group_is_a_safe_prime_group_that_nothing_external_selects() {
+        let id = GroupId::TestOnly512;
+        let g = id.params();
+        assert_eq!(g.p().bits(), 512);
+        assert!(num_bigint_dig::prime::probably_prime(g.p(), 40));
+        assert!(num_bigint_dig::prime::probably_prime(g.q(), 40));
+        assert!(g.g().modpow(g.q(), g.p()).is_one());
+        assert!(!GroupId::ALL.contains(&id));
+        assert_eq!(GroupId::from_name(id.name()), None);
+        assert_eq!(GroupId::from_code(id.code()), None);
+        let dh = Dh::new(id);
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let (x, y) = (dh.random_exponent(&mut rng), dh.random_exponent(&mut rng));
+        let shared = dh.pow(&dh.blind(&x), &y);
+        assert_eq!(shared, dh.pow(&dh.blind(&y), &x));
+        assert_eq!(dh.decode(&dh.encode(&shared)).as_ref(), Ok(&shared));
     }
 
     #[test]
