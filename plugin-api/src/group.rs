@@ -46,9 +46,11 @@ pub enum GroupId {
     /// RFC 7919 Appendix A.3, a 4096-bit safe prime.
     Ffdhe4096,
     /// A 512-bit safe prime for tests that need many cheap agreements (the random-cascade
-    /// property tests). **Far too small to protect anything.** It is outside
-    /// [`GroupId::ALL`], so no name, ABI code or serialized form selects it: only code that
-    /// names the variant can.
+    /// property tests, the simulator's scale mode). Its elements are encoded at ffdhe2048's
+    /// length (256 bytes), so messages keep ffdhe2048's sizes. **Far too small to protect
+    /// anything.** It is outside
+    /// [`GroupId::ALL`], so no name or serialized form selects it: only code that names the
+    /// variant can (its [`GroupId::code`] reaches loaded plugins through the ABI).
     #[doc(hidden)]
     #[serde(skip)]
     TestOnly512,
@@ -85,7 +87,9 @@ impl GroupId {
 
     /// The group with the given [`GroupId::code`].
     pub fn from_code(code: u16) -> Option<Self> {
-        Self::ALL.into_iter().find(|g| g.code() == code)
+        // The code crosses the ABI from the host, which alone picks its sessions' group, so
+        // it may name the test-only group (the simulator's scale mode loads plugins).
+        Self::ALL.into_iter().chain([Self::TestOnly512]).find(|g| g.code() == code)
     }
 
     /// The group's parameters (built once per process).
@@ -210,7 +214,12 @@ impl FfdheGroup {
         let p = BigUint::parse_bytes(hex_p.as_bytes(), 16).expect("RFC 7919 constant parses");
         let p_minus_1 = &p - BigUint::one();
         let q = &p_minus_1 >> 1usize;
-        let byte_len = p.bits().div_ceil(8);
+        // The test-only group is encoded at ffdhe2048's length, so that its messages have
+        // ffdhe2048's sizes (the simulator's scale mode charges the network for them).
+        let byte_len = match id {
+            GroupId::TestOnly512 => GroupId::Ffdhe2048.code() as usize / 8,
+            _ => p.bits().div_ceil(8),
+        };
         let (table, monty, monty_q) = (OnceLock::new(), OnceLock::new(), OnceLock::new());
         Self { id, p, q, g: BigUint::from(2u32), p_minus_1, byte_len, table, monty, monty_q }
     }
@@ -514,12 +523,16 @@ mod tests {
         let id = GroupId::TestOnly512;
         let g = id.params();
         assert_eq!(g.p().bits(), 512);
+        assert_eq!(g.byte_len(), GroupId::Ffdhe2048.params().byte_len());
         assert!(num_bigint_dig::prime::probably_prime(g.p(), 40));
         assert!(num_bigint_dig::prime::probably_prime(g.q(), 40));
         assert!(g.g().modpow(g.q(), g.p()).is_one());
         assert!(!GroupId::ALL.contains(&id));
         assert_eq!(GroupId::from_name(id.name()), None);
-        assert_eq!(GroupId::from_code(id.code()), None);
+        assert_eq!(GroupId::from_code(id.code()), Some(id));
+        // Variant index 3 is the test-only group: no serialized form reaches it.
+        assert_eq!(postcard::from_bytes::<GroupId>(&[2]).ok(), Some(GroupId::Ffdhe4096));
+        assert!(postcard::from_bytes::<GroupId>(&[3]).is_err(), "deserialized the test group");
         let dh = Dh::new(id);
         let mut rng = ChaCha20Rng::seed_from_u64(8);
         let (x, y) = (dh.random_exponent(&mut rng), dh.random_exponent(&mut rng));

@@ -350,3 +350,62 @@ fn an_event_starts_only_once_the_previous_events_work_is_done() {
     let (small, large) = (rows[0].measured_ms, rows[1].measured_ms);
     assert!((large - small).abs() < 1.0, "join at 8: {small} ms, at 40: {large} ms");
 }
+
+/// Scale mode (`gka bench --scale`) against full ffdhe2048 arithmetic, side by side: every
+/// protocol's sweep over every event on both networks gives the same latency (within 2%; in
+/// practice to the microsecond, as counted costs and ffdhe2048-sized encodings leave nothing
+/// that depends on the group), and the conformance harness measures the same rounds,
+/// messages, bytes and counted operations for every event.
+#[test]
+fn scale_mode_matches_full_arithmetic() {
+    use gka_conformance::{strs, Harness};
+    use gka_plugin_api::EventKind;
+
+    let c = catalogue();
+    let mut full = Sweep::quick(c.names(), COSTS);
+    full.sizes = vec![4, 16];
+    full.samples = 2;
+    let mut scaled = full.clone();
+    scaled.dh_group = GroupId::TestOnly512;
+    let full_rows = sweep::run(&c, &full, |_| {}).expect("full arithmetic agrees");
+    let scaled_rows = sweep::run(&c, &scaled, |_| {}).expect("scale mode agrees");
+    assert_eq!(full_rows.len(), scaled_rows.len());
+    for (f, s) in full_rows.iter().zip(&scaled_rows) {
+        assert_eq!(
+            (&f.protocol, &f.network, f.event, f.n),
+            (&s.protocol, &s.network, s.event, s.n)
+        );
+        let gap = (s.measured_ms - f.measured_ms).abs() / f.measured_ms;
+        assert!(gap <= 0.02, "{f:?} vs {s:?}");
+    }
+
+    type Make = fn() -> Box<dyn gka_plugin_api::Protocol>;
+    let sizes: &[(&str, Make, &[usize])] = &[
+        ("bd", || Box::new(gka_bd::Bd), &[8, 32]),
+        ("ckd", || Box::new(gka_ckd::Ckd), &[8, 32]),
+        ("gdh", || Box::new(gka_gdh::Gdh), &[8, 32]),
+        ("str", || Box::new(gka_str::Str), &[8, 32, 128]),
+        ("tgdh", || Box::new(gka_tgdh::Tgdh), &[8, 32, 128]),
+    ];
+    for (name, make, ns) in sizes {
+        for &n in *ns {
+            for event in [EventKind::Join, EventKind::Leave, EventKind::Merge, EventKind::Refresh] {
+                let figures = |group: GroupId| {
+                    let mut h = Harness::new(make(), 5).with_dh_group(group);
+                    let base = Harness::names("m", n);
+                    let comp = h.create(&strs(&base));
+                    h.run(comp).expect("initial agreement");
+                    match event {
+                        EventKind::Join => h.join(comp, &["new0000"]),
+                        EventKind::Merge => h.join(comp, &["new0000", "new0001", "new0002"]),
+                        EventKind::Leave => h.leave(comp, &[&base[n / 2]]),
+                        _ => h.refresh(comp),
+                    }
+                    h.settle(comp).expect("agreement").1.figures
+                };
+                let (f, s) = (figures(GroupId::Ffdhe2048), figures(GroupId::TestOnly512));
+                assert_eq!(f, s, "{name} {event} at n = {n}: full {f:?}, scale mode {s:?}");
+            }
+        }
+    }
+}

@@ -15,6 +15,11 @@ use gka_sim::{evaluation, trace, CostMode, OpCosts, Topology};
 
 use crate::common::{runtime, PluginDirArg, Plugins};
 
+/// The largest group `gka bench` simulates with full ffdhe2048 arithmetic.
+const MAX_FULL_SIZE: usize = 1024;
+/// The largest group it simulates in scale mode (`--scale`).
+const MAX_SCALE_SIZE: usize = 8192;
+
 /// `gka bench` and its flags.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
@@ -40,6 +45,12 @@ pub(crate) struct BenchArgs {
     /// Networks: lan, wan, loopback, or a topology TOML file (default: lan,wan).
     #[arg(long, value_delimiter = ',')]
     networks: Vec<String>,
+    /// Scale mode, for groups of thousands (sizes up to 8192): the protocols compute in a
+    /// 512-bit test group whose elements are encoded at ffdhe2048's length, and every
+    /// operation is charged at the ffdhe2048 costs (`--cost counted` only). Rounds, messages,
+    /// bytes and counted operations are those of ffdhe2048; see docs/performance.md.
+    #[arg(long)]
+    scale: bool,
     /// Flags every benchmark shares.
     #[command(flatten)]
     shared: SharedArgs,
@@ -220,9 +231,19 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             if !args.quick {
                 sweep.sizes = vec![4, 8, 16, 32, 64];
             }
+            let max_size = if args.scale {
+                if !matches!(sweep.cost, CostMode::Counted(_)) {
+                    bail!("--scale charges counted costs: use it with --cost counted");
+                }
+                sweep.dh_group = GroupId::TestOnly512;
+                MAX_SCALE_SIZE
+            } else {
+                MAX_FULL_SIZE
+            };
             if !args.sizes.is_empty() {
-                if let Some(n) = args.sizes.iter().find(|n| !(2..=1024).contains(*n)) {
-                    bail!("group size {n} is outside 2 to 1024");
+                if let Some(n) = args.sizes.iter().find(|n| !(2..=max_size).contains(*n)) {
+                    let hint = if args.scale { "" } else { " (--scale runs up to 8192)" };
+                    bail!("group size {n} is outside 2 to {max_size}{hint}");
                 }
                 sweep.sizes = args.sizes;
             }

@@ -14,7 +14,7 @@
 //! one is kept), at most [`MAX_RESTARTS_PER_VIEW`] times per view so that an insider who keeps
 //! lying cannot keep the group busy for ever (the liveness deadline takes over from there).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use gka_plugin_api::kdf::derive_subkey;
 use std::sync::Arc;
@@ -60,8 +60,25 @@ pub(super) fn tag(key: &GroupKey, context: &TagContext<'_>) -> Tag {
 struct Round {
     epoch: u64,
     mine: Tag,
+    /// The trusted members when the key came, in view order.
     expected: Vec<String>,
+    expected_set: HashSet<String>,
     got: BTreeMap<String, Tag>,
+    /// How many of `expected` are in `got`: the round is complete when all are (counted, as
+    /// a scan per tag would cost n² per member).
+    confirmed: usize,
+}
+
+impl Round {
+    fn record(&mut self, from: &str, tag: Tag) {
+        if self.got.contains_key(from) {
+            return;
+        }
+        self.got.insert(from.to_owned(), tag);
+        if self.expected_set.contains(from) {
+            self.confirmed += 1;
+        }
+    }
 }
 
 /// A member's confirmation state in its current view.
@@ -103,13 +120,19 @@ impl MemberCore {
         };
         let mine = tag(key, &context);
         let expected = trusted.members.clone();
-        let mut round = Round { epoch: key.epoch, mine, expected, got: BTreeMap::new() };
+        let expected_set = expected.iter().cloned().collect();
+        let mut round = Round {
+            epoch: key.epoch,
+            mine,
+            expected,
+            expected_set,
+            got: BTreeMap::new(),
+            confirmed: 0,
+        };
         let early = std::mem::take(&mut self.confirmations.early);
         for (sender, (epoch, tag)) in early {
             match epoch.cmp(&key.epoch) {
-                std::cmp::Ordering::Equal => {
-                    round.got.insert(sender, tag);
-                }
+                std::cmp::Ordering::Equal => round.record(&sender, tag),
                 std::cmp::Ordering::Greater => {
                     self.confirmations.early.insert(sender, (epoch, tag));
                 }
@@ -122,15 +145,11 @@ impl MemberCore {
 
     /// A member's tag arrived (in the agreed order).
     pub(super) fn on_confirm(&mut self, from: &str, confirm: Confirm) -> Result<(), MemberError> {
-        let expected =
-            self.trusted_view.as_ref().is_some_and(|v| v.members.iter().any(|m| m == from));
-        if !expected {
+        if !self.is_trusted(from) {
             return Ok(());
         }
         match &mut self.confirmations.round {
-            Some(round) if round.epoch == confirm.epoch => {
-                round.got.entry(from.to_owned()).or_insert(confirm.tag);
-            }
+            Some(round) if round.epoch == confirm.epoch => round.record(from, confirm.tag),
             Some(round) if round.epoch > confirm.epoch => return Ok(()),
             _ => {
                 // This member's key for that epoch is not in place yet.
@@ -143,7 +162,7 @@ impl MemberCore {
 
     fn check_confirmations(&mut self) -> Result<(), MemberError> {
         let Some(round) = &self.confirmations.round else { return Ok(()) };
-        if !round.expected.iter().all(|m| round.got.contains_key(m)) {
+        if round.confirmed < round.expected.len() {
             return Ok(());
         }
         let round = self.confirmations.round.take().expect("checked above");

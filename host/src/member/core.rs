@@ -3,7 +3,7 @@
 //! and AEAD), `adoption.rs` (the group's protocol and held payloads), `switch.rs` (the agreed
 //! switch) and `telemetry.rs` (probes, reports, policy evaluation).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,8 +45,12 @@ pub struct MemberCore {
     pub(super) view: Option<View>,
     /// The group run of the current view.
     pub(super) run: GroupRun,
-    /// The view as given to the plugin: only trusted members.
+    /// The view as given to the plugin: only trusted members. Set it with
+    /// [`MemberCore::set_trusted_view`], which keeps `trusted_members` in step.
     pub(super) trusted_view: Option<View>,
+    /// The trusted view's members, for membership tests in O(1): a group of n members tests
+    /// one sender per message, so a scan would cost n² per member and view.
+    pub(super) trusted_members: HashSet<String>,
     /// Since when no agreement has run (the last view or key): the view's age for the policy.
     pub(super) quiet_since: Duration,
     pub(super) keys_in_view: u64,
@@ -170,6 +174,7 @@ impl MemberCore {
             view: None,
             run: GroupRun::default(),
             trusted_view: None,
+            trusted_members: HashSet::new(),
             quiet_since: Duration::ZERO,
             keys_in_view: 0,
             refreshes_queued: 0,
@@ -337,7 +342,18 @@ impl MemberCore {
 
     /// Whether this member is in its own trusted view (its own rules may have revoked it).
     pub(super) fn admitted(&self) -> bool {
-        self.trusted_view.as_ref().is_none_or(|v| v.members.iter().any(|m| m == self.identity.id()))
+        self.trusted_view.is_none() || self.is_trusted(self.identity.id())
+    }
+
+    /// Whether `id` is in the trusted view.
+    pub(super) fn is_trusted(&self, id: &str) -> bool {
+        self.trusted_members.contains(id)
+    }
+
+    /// Replaces the trusted view.
+    pub(super) fn set_trusted_view(&mut self, view: View) {
+        self.trusted_members = view.members.iter().cloned().collect();
+        self.trusted_view = Some(view);
     }
 
     pub(super) fn is_leader(&self) -> bool {

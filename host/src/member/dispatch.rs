@@ -88,11 +88,12 @@ impl MemberCore {
         // sees only the admitted ones.
         let (members, not_in_key) = self.admit_view(&view, certificates);
         let previous = self.trusted_view.as_ref().map(|v| v.members.clone()).unwrap_or_default();
+        let now_in: std::collections::HashSet<&String> = members.iter().collect();
         let trusted = View {
             view_id: view.view_id,
-            joined: members.iter().filter(|m| !previous.contains(m)).cloned().collect(),
-            left: previous.iter().filter(|m| !members.contains(m)).cloned().collect(),
-            members,
+            joined: members.iter().filter(|m| !self.is_trusted(m)).cloned().collect(),
+            left: previous.iter().filter(|m| !now_in.contains(m)).cloned().collect(),
+            members: members.clone(),
         };
         let first = self.view.is_none();
         // Views where only untrusted processes came or went change nothing for the policy.
@@ -111,7 +112,7 @@ impl MemberCore {
         }
         self.data_cut_by(view.view_id, !trusted.joined.is_empty());
         self.view = Some(view.clone());
-        self.trusted_view = Some(trusted.clone());
+        self.set_trusted_view(trusted.clone());
         self.quiet_since = self.now;
         self.keys_in_view = 0;
         self.pending = true;
@@ -185,7 +186,7 @@ impl MemberCore {
         match control {
             Control::Announce(plugin) => self.on_announce(from, plugin)?,
             Control::Report(report) => {
-                if self.trusted_view.as_ref().is_some_and(|v| v.members.iter().any(|m| m == from)) {
+                if self.is_trusted(from) {
                     self.reports.insert(from, report);
                 }
             }

@@ -201,7 +201,7 @@ impl MemberCore {
         trusted.left.extend(members.iter().cloned());
         // They may hold the current key.
         self.departed_since_key = true;
-        self.trusted_view = Some(trusted.clone());
+        self.set_trusted_view(trusted.clone());
         if !self.admitted() {
             // This member itself is out: it takes no part in the agreement without it.
             self.pending = false;

@@ -51,8 +51,7 @@ impl MemberCore {
     /// Who is in the current view, and which of them are in the key.
     pub fn roster(&self) -> Vec<RosterEntry> {
         let Some(view) = &self.view else { return Vec::new() };
-        let in_key =
-            |m: &str| self.trusted_view.as_ref().is_some_and(|t| t.members.iter().any(|k| k == m));
+        let in_key = |m: &str| self.is_trusted(m);
         view.members
             .iter()
             .map(|m| RosterEntry {

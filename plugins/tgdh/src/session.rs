@@ -1,6 +1,6 @@
 //! The TGDH session state machine.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use gka_plugin_api::{
     unexpected, Agreement, Context, Element, SessionError, Sides, View, ViewChange,
@@ -44,6 +44,22 @@ struct Run {
     root: Option<Element>,
     /// Nodes whose blinded keys this member broadcast and has not seen delivered yet.
     sent: BTreeSet<Path>,
+    /// Each member's leaf path. The structure is fixed while keys are filled in, and every
+    /// message asks for its sender's path: a search per message would cost n² per member.
+    paths: HashMap<String, Path>,
+    /// Non-root nodes still without a blinded key (the key is in once none is).
+    missing: usize,
+}
+
+impl Run {
+    fn new(tree: Node) -> Self {
+        let mut paths = HashMap::new();
+        tree.walk_leaves(&mut |p, m| {
+            paths.insert(m.to_owned(), p.to_vec());
+        });
+        let missing = tree.missing().len();
+        Self { tree, root: None, sent: BTreeSet::new(), paths, missing }
+    }
 }
 
 /// One member's run: where it stands in the agreement under way.
@@ -131,7 +147,7 @@ impl TgdhRun {
                 tree.at_mut(&path).expect("leaf exists").x = Some(r);
             }
         }
-        self.phase = Phase::Compute(Run { tree, root: None, sent: BTreeSet::new() });
+        self.phase = Phase::Compute(Run::new(tree));
         self.advance(cx)
     }
 
@@ -143,7 +159,7 @@ impl TgdhRun {
             return Ok(());
         };
         let dh = &cx.core.dh;
-        let path = run.tree.path_to(&me).ok_or_else(|| unexpected("not in the tree"))?;
+        let path = run.paths.get(&me).cloned().ok_or_else(|| unexpected("not in the tree"))?;
         // Bottom-up along the path.
         if path.is_empty() {
             if run.root.is_none() {
@@ -198,7 +214,7 @@ impl TgdhRun {
         let Phase::Compute(run) = &self.phase else {
             return Ok(());
         };
-        if run.root.is_none() || !run.tree.missing().is_empty() {
+        if run.root.is_none() || run.missing > 0 {
             return Ok(());
         }
         let Phase::Compute(run) = std::mem::take(&mut self.phase) else { unreachable!() };
@@ -217,8 +233,8 @@ impl TgdhRun {
             return Err(unexpected(format!("blinded keys from {from:?} not expected")));
         };
         // Only nodes on the sender's path, each once.
-        let sender_depth = run.tree.path_to(from).map_or(0, |p| p.len());
-        if list.len() > sender_depth {
+        let sender_path = run.paths.get(from).map_or(&[][..], Vec::as_slice);
+        if list.len() > sender_path.len() {
             return Err(unexpected(format!("{from:?} sent more blinded keys than its path has")));
         }
         let distinct: BTreeSet<&Path> = list.iter().map(|(p, _)| p).collect();
@@ -229,7 +245,8 @@ impl TgdhRun {
         let mut decoded = Vec::with_capacity(list.len());
         for (p, b) in list {
             let node = run.tree.at(p).ok_or_else(|| unexpected("blinded key for no node"))?;
-            if p.is_empty() || node.path_to(from).is_none() {
+            // The sender can know a node's key only if the node is above its leaf.
+            if p.is_empty() || sender_path.is_empty() || !sender_path.starts_with(p) {
                 return Err(unexpected(format!("{from:?} cannot know the key of that node")));
             }
             let bk = dh.decode(b)?;
@@ -243,7 +260,11 @@ impl TgdhRun {
             if from == me {
                 run.sent.remove(&p);
             }
-            run.tree.at_mut(&p).expect("checked").bk = Some(bk);
+            let node = run.tree.at_mut(&p).expect("checked");
+            if node.bk.is_none() {
+                run.missing -= 1;
+            }
+            node.bk = Some(bk);
         }
         self.advance(cx)
     }

@@ -21,6 +21,9 @@ pub struct Node {
     /// it and it is valid.
     pub(crate) x: Option<Secret>,
     pub(crate) kind: Kind,
+    /// Height (0 for a leaf), kept with the structure: the insertion rule asks every node's
+    /// height, and recomputing it would cost a walk of the subtree each time.
+    height: usize,
 }
 
 /// A leaf (a member) or an inner node with two children.
@@ -33,18 +36,33 @@ pub enum Kind {
 
 impl Node {
     pub(crate) fn leaf(member: String, bk: Option<Element>, x: Option<Secret>) -> Self {
-        Self { bk, x, kind: Kind::Leaf(member) }
+        Self { bk, x, kind: Kind::Leaf(member), height: 0 }
     }
 
     fn inner(left: Self, right: Self) -> Self {
-        Self { bk: None, x: None, kind: Kind::Inner(Box::new(left), Box::new(right)) }
+        Self::inner_with(left, right, None, None)
+    }
+
+    fn inner_with(left: Self, right: Self, bk: Option<Element>, x: Option<Secret>) -> Self {
+        let height = 1 + left.height.max(right.height);
+        Self { bk, x, kind: Kind::Inner(Box::new(left), Box::new(right)), height }
     }
 
     /// Height: 0 for a leaf.
     pub(crate) fn height(&self) -> usize {
-        match &self.kind {
-            Kind::Leaf(_) => 0,
-            Kind::Inner(l, r) => 1 + l.height().max(r.height()),
+        self.height
+    }
+
+    /// Recomputes the heights of the nodes on `path` above its end, after the subtree at
+    /// `path` changed.
+    fn update_heights(&mut self, path: &[bool]) {
+        if let (Some((&first, rest)), Kind::Inner(l, r)) = (path.split_first(), &mut self.kind) {
+            if first {
+                r.update_heights(rest);
+            } else {
+                l.update_heights(rest);
+            }
+            self.height = 1 + l.height.max(r.height);
         }
     }
 
@@ -154,7 +172,7 @@ impl Node {
                     (Some(l), Some(r)) => {
                         let changed = cl || cr;
                         let (bk, x) = if changed { (None, None) } else { (self.bk, self.x) };
-                        (Some(Self { bk, x, kind: Kind::Inner(Box::new(l), Box::new(r)) }), changed)
+                        (Some(Self::inner_with(l, r, bk, x)), changed)
                     }
                     (Some(only), None) | (None, Some(only)) => (Some(only), true),
                     (None, None) => (None, true),
@@ -172,6 +190,15 @@ impl Node {
             }
         });
         out
+    }
+
+    /// Calls `f` with every leaf's path and member, left to right.
+    pub(crate) fn walk_leaves(&self, f: &mut dyn FnMut(&[bool], &str)) {
+        self.walk(&mut Vec::new(), &mut |p, n| {
+            if let Kind::Leaf(m) = &n.kind {
+                f(p, m);
+            }
+        });
     }
 
     fn walk(&self, path: &mut Path, f: &mut dyn FnMut(&[bool], &Self)) {
@@ -195,26 +222,34 @@ impl Node {
         let h2 = other.height();
         let mut spot: Option<Path> = None;
         if h2 < h {
+            // Level by level from the root; within a level, right to left. Only the levels
+            // down to the first fit are visited.
+            let mut level: Vec<(Path, &Self)> = vec![(Vec::new(), &*self)];
             'levels: for depth in 1..=h {
-                // Nodes at this depth, right to left.
-                let mut level = Vec::new();
-                self.walk(&mut Vec::new(), &mut |p, n| {
-                    if p.len() == depth {
-                        level.push((p.to_vec(), n.height()));
+                let mut next = Vec::with_capacity(level.len() * 2);
+                for (p, n) in &level {
+                    if let Kind::Inner(l, r) = &n.kind {
+                        for (side, child) in [(false, l), (true, r)] {
+                            let mut cp = p.clone();
+                            cp.push(side);
+                            next.push((cp, &**child));
+                        }
                     }
-                });
-                for (p, hv) in level.into_iter().rev() {
-                    if depth + hv.max(h2) < h {
-                        spot = Some(p);
+                }
+                for (p, n) in next.iter().rev() {
+                    if depth + n.height.max(h2) < h {
+                        spot = Some(p.clone());
                         break 'levels;
                     }
                 }
+                level = next;
             }
         }
         let path = spot.unwrap_or_default();
         let target = self.at_mut(&path).expect("insertion path exists");
         let old = std::mem::replace(target, Self::leaf(String::new(), None, None));
         *target = Self::inner(old, other);
+        self.update_heights(&path);
         self.invalidate_ancestors(&path);
         path
     }
@@ -349,7 +384,7 @@ pub(crate) fn from_wire<E>(
                     return Err(malformed("tree too tall"));
                 }
                 let bk = bk.as_deref().map(decode).transpose()?;
-                stack.push((Node { bk, x: None, kind: Kind::Leaf(String::new()) }, Vec::new()));
+                stack.push((Node::leaf(String::new(), bk, None), Vec::new()));
                 continue;
             }
         };
@@ -362,11 +397,10 @@ pub(crate) fn from_wire<E>(
             if children.len() < 2 {
                 break;
             }
-            let (mut parent, mut children) = stack.pop().expect("non-empty");
+            let (parent, mut children) = stack.pop().expect("non-empty");
             let right = children.pop().expect("two children");
             let left = children.pop().expect("two children");
-            parent.kind = Kind::Inner(Box::new(left), Box::new(right));
-            finished = parent;
+            finished = Node::inner_with(left, right, parent.bk, None);
         }
     }
     done.ok_or_else(|| malformed("truncated tree"))
