@@ -95,11 +95,13 @@ pub fn unexpected(what: impl Into<String>) -> SessionError {
 pub struct Sides<T> {
     sides: Vec<T>,
     covered: BTreeSet<String>,
+    /// The view's members, built at the first check: a merge of n singletons checks n sides.
+    in_view: std::sync::OnceLock<HashSet<String>>,
 }
 
 impl<T> Default for Sides<T> {
     fn default() -> Self {
-        Self { sides: Vec::new(), covered: BTreeSet::new() }
+        Self { sides: Vec::new(), covered: BTreeSet::new(), in_view: std::sync::OnceLock::new() }
     }
 }
 
@@ -111,7 +113,7 @@ impl<T> Sides<T> {
         view: &View,
         members: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), SessionError> {
-        let in_view: HashSet<&str> = view.members.iter().map(String::as_str).collect();
+        let in_view = self.in_view.get_or_init(|| view.members.iter().cloned().collect());
         let mut seen = HashSet::new();
         for member in members {
             if !in_view.contains(member) || self.covered.contains(member) || !seen.insert(member) {

@@ -17,7 +17,7 @@
 //! Refreshes, completion and early payloads follow the crate's contract (see the crate docs,
 //! "Completion and refresh").
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,9 @@ pub struct SessionCore {
     /// The session's seeded RNG.
     pub rng: SessionRng,
     view: Option<View>,
+    /// The view's members, for the sender test of every payload in O(1) (a scan would cost
+    /// n² per member and view in a group of n).
+    members: HashSet<MemberId>,
     keys_in_view: u64,
     agreement_pending: bool,
     outbox: VecDeque<Output>,
@@ -100,6 +103,7 @@ impl SessionCore {
             rng: session_rng(config.rng_seed),
             config,
             view: None,
+            members: HashSet::new(),
             keys_in_view: 0,
             agreement_pending: false,
             outbox: VecDeque::new(),
@@ -148,13 +152,14 @@ impl SessionCore {
         }
         let keeps_state = self.view.is_some() && !self.agreement_pending;
         let side: Vec<MemberId> = match (&self.view, keeps_state) {
-            (Some(prev), true) => {
-                view.members.iter().filter(|m| prev.members.contains(m)).cloned().collect()
+            (Some(_), true) => {
+                view.members.iter().filter(|m| self.members.contains(*m)).cloned().collect()
             }
             _ => vec![self.config.member_id.clone()],
         };
         let side_is_whole_view = side.len() == view.members.len();
         self.view = Some(view.clone());
+        self.members = view.members.iter().cloned().collect();
         // Broadcasts of the old view that were not delivered never will be.
         self.own_in_flight.clear();
         self.keys_in_view = 0;
@@ -289,7 +294,8 @@ impl SessionCore {
 
     /// The sender is a member of the view, and the payload within the view's size budget.
     fn check_sender_and_size(&self, from: &str, payload: &[u8]) -> Result<(), SessionError> {
-        if !self.view()?.members.iter().any(|m| m == from) {
+        self.view()?;
+        if !self.members.contains(from) {
             return Err(SessionError::NotAMember(from.to_owned()));
         }
         // Bound what a hostile member can make us allocate while decoding: no honest message
@@ -387,7 +393,7 @@ fn validate_view(view: &View, me: &str) -> Result<(), SessionError> {
     if !view.members.iter().any(|m| m == me) {
         return Err(SessionError::InvalidView(format!("{me:?} is not a member")));
     }
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for m in &view.members {
         if m.is_empty() || !seen.insert(m.as_str()) {
             return Err(SessionError::InvalidView(format!("empty or duplicate member {m:?}")));

@@ -92,6 +92,7 @@ impl Monty {
     /// instructions and memory accesses for every value.
     pub(crate) fn mul(&self, out: &mut [u64], a: &[u64], b: &[u64]) {
         match self.s {
+            8 => self.mul_fixed::<8>(out, a, b),
             32 => self.mul_fixed::<32>(out, a, b),
             48 => self.mul_fixed::<48>(out, a, b),
             64 => self.mul_fixed::<64>(out, a, b),
@@ -102,6 +103,7 @@ impl Monty {
     /// out = a²·R⁻¹ mod n, as [`Self::mul`] with a = b, in about three quarters of the time.
     pub(crate) fn square(&self, out: &mut [u64], a: &[u64]) {
         match self.s {
+            8 => self.square_fixed::<8>(out, a),
             32 => self.square_fixed::<32>(out, a),
             48 => self.square_fixed::<48>(out, a),
             64 => self.square_fixed::<64>(out, a),
@@ -393,7 +395,7 @@ mod tests {
     #[test]
     fn exponentiation_matches_modpow_for_every_group_and_width() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
-        for id in GroupId::ALL {
+        for id in GroupId::ALL.into_iter().chain([GroupId::TestOnly512]) {
             let p = id.params().p();
             let m = Monty::new(p);
             for bits in [1usize, 5, 255, 256, p.bits() - 1] {
@@ -417,10 +419,15 @@ mod tests {
     #[test]
     fn squaring_and_every_width_match_the_plain_product() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
-        // The three RFC 7919 widths (fixed code) and an odd 5-limb modulus (the general code).
+        // The RFC 7919 widths and the test group's (fixed code) and an odd 5-limb modulus (the
+        // general code).
         let odd = (BigUint::one() << 317usize) - 15u32;
-        let moduli: Vec<BigUint> =
-            GroupId::ALL.iter().map(|id| id.params().p().clone()).chain([odd]).collect();
+        let moduli: Vec<BigUint> = GroupId::ALL
+            .into_iter()
+            .chain([GroupId::TestOnly512])
+            .map(|id| id.params().p().clone())
+            .chain([odd])
+            .collect();
         for p in moduli {
             let m = Monty::new(&p);
             for _ in 0..20 {

@@ -320,7 +320,7 @@ fn bodies(d: &[Delivery]) -> Vec<Vec<u8>> {
     d.iter()
         .filter_map(|x| {
             if let Delivery::Message { bytes, .. } = x {
-                Some(bytes.clone())
+                Some(bytes.to_vec())
             } else {
                 None
             }

@@ -194,7 +194,7 @@ mod tests {
             .iter()
             .filter_map(|d| {
                 if let Delivery::Message { bytes, .. } = d {
-                    Some(bytes.as_slice())
+                    Some(&bytes[..])
                 } else {
                     None
                 }

@@ -53,8 +53,8 @@ pub enum Delivery {
         from: String,
         /// The view it was sent and is delivered in.
         view_id: u64,
-        /// The bytes (a signed envelope).
-        bytes: Vec<u8>,
+        /// The bytes (a signed envelope), shared by every recipient of a broadcast.
+        bytes: Arc<[u8]>,
     },
 }
 
@@ -305,11 +305,10 @@ impl Sequencer {
             }
             Some(t) => return Err(SequencerError::NotInView(t.to_owned())),
         };
-        // The last recipient takes the bytes themselves: one copy fewer of a large message.
-        let mut bytes = Some(bytes);
-        let last = recipients.len().saturating_sub(1);
-        for (i, r) in recipients.into_iter().enumerate() {
-            let bytes = if i == last { bytes.take() } else { bytes.clone() }.unwrap_or_default();
+        // One copy of the bytes for every recipient.
+        let bytes: Arc<[u8]> = bytes.into();
+        for r in recipients {
+            let bytes = bytes.clone();
             self.out.push_back((r, Delivery::Message { from: from.to_owned(), view_id, bytes }));
         }
         Ok(true)
@@ -612,7 +611,7 @@ mod tests {
                 .iter()
                 .filter(|(m, _)| m == who)
                 .filter_map(|(_, x)| match x {
-                    Delivery::Message { bytes, .. } => Some(bytes.as_slice()),
+                    Delivery::Message { bytes, .. } => Some(&bytes[..]),
                     _ => None,
                 })
                 .collect();

@@ -399,7 +399,7 @@ mod tests {
             let bytes = Envelope::seal(&peer, h, b"x".to_vec()).to_bytes();
             core.handle_delivery(
                 Duration::ZERO,
-                Delivery::Message { from: "peer".into(), view_id: 1, bytes },
+                Delivery::Message { from: "peer".into(), view_id: 1, bytes: bytes.into() },
             )
             .unwrap();
         };

@@ -183,7 +183,7 @@ pub enum ServerMsg {
 pub fn delivery_frames(d: Delivery) -> Vec<Vec<u8>> {
     match d {
         Delivery::Message { from, view_id, bytes } => {
-            vec![encode_frame(&ServerMsg::Message { from, view_id, bytes })]
+            vec![encode_frame(&ServerMsg::Message { from, view_id, bytes: bytes.to_vec() })]
         }
         Delivery::View { view, run, certificates } => {
             let mut frames = Vec::new();
@@ -246,7 +246,7 @@ impl Reassembly {
                 WireError::Malformed("a message between a view's certificates and the view".into()),
             ),
             ServerMsg::Message { from, view_id, bytes } => {
-                Ok(Some(Delivery::Message { from, view_id, bytes }))
+                Ok(Some(Delivery::Message { from, view_id, bytes: bytes.into() }))
             }
             ServerMsg::Challenge(_)
             | ServerMsg::Ok

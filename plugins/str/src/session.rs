@@ -67,6 +67,7 @@ impl Agreed {
 
     /// Keeps the given members; returns how many bottom positions kept their keys.
     fn retain(&mut self, members: &[String]) -> usize {
+        let members: std::collections::HashSet<&String> = members.iter().collect();
         let first_removed = self.slots.iter().position(|s| !members.contains(&s.member));
         let keep: Vec<bool> = self.slots.iter().map(|s| members.contains(&s.member)).collect();
         let mut i = 0;

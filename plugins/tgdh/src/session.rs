@@ -1,6 +1,6 @@
 //! The TGDH session state machine.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use gka_plugin_api::{
     unexpected, Agreement, Context, Element, SessionError, Sides, View, ViewChange,
@@ -276,10 +276,9 @@ impl Agreement for TgdhRun {
 
     /// Leave, partition or refresh within one agreed tree.
     fn on_whole_view(&mut self, cx: &mut Cx, tree: Node, view: &View) -> Result<(), SessionError> {
-        let members = &view.members;
-        let tree = tree
-            .prune(&|m| !members.iter().any(|x| x == m))
-            .ok_or_else(|| unexpected("no member left"))?;
+        let members: HashSet<&str> = view.members.iter().map(String::as_str).collect();
+        let tree =
+            tree.prune(&|m| !members.contains(m)).ok_or_else(|| unexpected("no member left"))?;
         let refresher = subtractive_refresher(&tree);
         self.start_compute(cx, tree, Some(refresher))
     }
@@ -292,9 +291,9 @@ impl Agreement for TgdhRun {
     ) -> Result<(), SessionError> {
         let (mine, kept_state) = match kept {
             Some(tree) => {
-                let side = &change.side;
+                let side: HashSet<&str> = change.side.iter().map(String::as_str).collect();
                 let pruned = tree
-                    .prune(&|m| !side.iter().any(|x| x == m))
+                    .prune(&|m| !side.contains(m))
                     .ok_or_else(|| unexpected("own group is empty"))?;
                 (pruned, true)
             }

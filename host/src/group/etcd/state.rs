@@ -207,7 +207,11 @@ impl GroupState {
         if record.to.as_ref().is_some_and(|to| *to != self.me) {
             return;
         }
-        self.out.push_back(Delivery::Message { from: sender, view_id: view, bytes: record.bytes });
+        self.out.push_back(Delivery::Message {
+            from: sender,
+            view_id: view,
+            bytes: record.bytes.into(),
+        });
     }
 
     /// The next delivery.
