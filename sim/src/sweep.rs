@@ -208,6 +208,36 @@ pub fn predict(
     predict_ms(&protocol.cost(event.kind(), n as u64, k as u64), &inputs)
 }
 
+/// The prediction for a row of a run of size `n` (see [`Row`]): the cost models take the size
+/// before the event and the members that merge or leave.
+pub fn predict_row(
+    protocol: &dyn Protocol,
+    topology: &Topology,
+    cost: &CostMode,
+    event: BenchEvent,
+    n: usize,
+    k: usize,
+) -> f64 {
+    match event {
+        BenchEvent::Initial | BenchEvent::Join => predict(protocol, topology, cost, event, n, 0),
+        BenchEvent::Leave | BenchEvent::LeaveOldest | BenchEvent::LeaveRandom => {
+            predict(protocol, topology, cost, event, n + 1, 0)
+        }
+        // Both sides rekey: the one left with n − k members and the k that split off.
+        BenchEvent::Partition | BenchEvent::PartitionOldest | BenchEvent::PartitionRandom => {
+            predict(protocol, topology, cost, event, n, k).max(predict(
+                protocol,
+                topology,
+                cost,
+                event,
+                n,
+                n - k,
+            ))
+        }
+        BenchEvent::Merge => predict(protocol, topology, cost, event, n - k, k),
+    }
+}
+
 fn name(i: usize) -> String {
     format!("m{i:04}")
 }
@@ -234,27 +264,8 @@ fn run_one(
     let mut fresh = names[n + 1..].iter();
     let mut rng = crate::trace::SplitMix(sweep.seed ^ n as u64);
     let mut rows = Vec::new();
-    // The cost models take the size before the event and the members that merge or leave.
-    let predicted = |event: BenchEvent, k: usize| match event {
-        BenchEvent::Initial | BenchEvent::Join => {
-            predict(protocol, topology, &sweep.cost, event, n, 0)
-        }
-        BenchEvent::Leave | BenchEvent::LeaveOldest | BenchEvent::LeaveRandom => {
-            predict(protocol, topology, &sweep.cost, event, n + 1, 0)
-        }
-        // Both sides rekey: the one left with n − k members and the k that split off.
-        BenchEvent::Partition | BenchEvent::PartitionOldest | BenchEvent::PartitionRandom => {
-            predict(protocol, topology, &sweep.cost, event, n, k).max(predict(
-                protocol,
-                topology,
-                &sweep.cost,
-                event,
-                n,
-                n - k,
-            ))
-        }
-        BenchEvent::Merge => predict(protocol, topology, &sweep.cost, event, n - k, k),
-    };
+    let predicted =
+        |event: BenchEvent, k: usize| predict_row(protocol, topology, &sweep.cost, event, n, k);
     let mut record = |event: BenchEvent, k: usize, samples: &[f64]| {
         if sweep.events.contains(&event) {
             let stats = crate::trace::LatencyStats::of(samples);

@@ -15,6 +15,8 @@ use gka_sim::{evaluation, trace, CostMode, OpCosts, Topology};
 
 use crate::common::{runtime, PluginDirArg, Plugins};
 
+mod floor;
+
 /// The largest group `gka bench` simulates with full ffdhe2048 arithmetic.
 const MAX_FULL_SIZE: usize = 1024;
 /// The largest group it simulates in scale mode (`--scale`).
@@ -148,6 +150,27 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.0, 0.9])]
         cpu_loads: Vec<f64>,
     },
+    /// Each protocol's simulated events beside their floor: the plugin's cost model priced at
+    /// the best primitive costs measured here in the same run (OpenSSL's `openssl speed
+    /// ffdh2048 ed25519` or gka's own, whichever is cheaper), plus rounds × latency. Runs in
+    /// scale mode at gka's own costs; writes floor.md to --out.
+    Floor {
+        /// Protocols (default: every loaded plugin).
+        #[arg(long, value_delimiter = ',')]
+        protocols: Vec<String>,
+        /// Group sizes (2 to 8192).
+        #[arg(long, value_delimiter = ',', default_values_t = [8, 32, 128, 1024])]
+        sizes: Vec<usize>,
+        /// Events (default: join, leave-random, merge, partition-random).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Networks: lan, wan, loopback, or a topology TOML file.
+        #[arg(long, value_delimiter = ',', default_values_t = ["lan".to_string(), "wan".to_string()])]
+        networks: Vec<String>,
+        /// Seconds `openssl speed` spends on each primitive (1 to 30).
+        #[arg(long, default_value_t = 3)]
+        openssl_seconds: u32,
+    },
     /// Check the simulator against the real daemon on loopback: initial agreement, join and
     /// leave at n = 4, 8, 16 for every protocol, simulated (loopback profile, measured CPU
     /// time) and over the daemon, with their ratio.
@@ -220,6 +243,27 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             Ok(())
         }
         Some(BenchCommand::Validate { sizes }) => validate(&plugins, &args.shared, &sizes),
+        Some(BenchCommand::Floor { protocols, sizes, events, networks, openssl_seconds }) => {
+            if !(1..=30).contains(&openssl_seconds) {
+                bail!("--openssl-seconds must be 1 to 30, not {openssl_seconds}");
+            }
+            if let Some(n) = sizes.iter().find(|n| !(2..=MAX_SCALE_SIZE).contains(*n)) {
+                bail!("group size {n} is outside 2 to {MAX_SCALE_SIZE}");
+            }
+            let catalogue = plugins.catalogue();
+            let mut sweep = Sweep::quick(bench_protocols(&catalogue, protocols)?, COSTS_UNSET);
+            sweep.seed = args.shared.seed;
+            sweep.seeds = 1;
+            sweep.sizes = sizes;
+            sweep.events = if events.is_empty() {
+                floor::FLOOR_EVENTS.to_vec()
+            } else {
+                parse_events(&events)?
+            };
+            sweep.networks = networks.iter().map(|n| topology(n)).collect::<Result<_>>()?;
+            let gka = args.shared.cost_mode()?.costs();
+            floor::floor(&catalogue, sweep, gka, openssl_seconds, &args.shared.out)
+        }
         Some(BenchCommand::Chaos { members, stable, seconds }) => {
             chaos(&args.shared, members, stable.unwrap_or(members / 2), seconds)
         }
@@ -252,17 +296,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             }
             sweep.seeds = args.seeds;
             if !args.events.is_empty() {
-                sweep.events = args
-                    .events
-                    .iter()
-                    .map(|e| {
-                        BenchEvent::from_name(e).with_context(|| {
-                            let names: Vec<&str> =
-                                BenchEvent::ALL.iter().map(|e| e.name()).collect();
-                            format!("unknown event {e:?} ({})", names.join(", "))
-                        })
-                    })
-                    .collect::<Result<_>>()?;
+                sweep.events = parse_events(&args.events)?;
             }
             if !args.networks.is_empty() {
                 sweep.networks =
@@ -436,6 +470,23 @@ fn bench_cost(
         other => bail!("unknown cost mode {other:?} (counted or measured)"),
     }
 }
+
+/// Event names as given to `--events`.
+fn parse_events(names: &[String]) -> Result<Vec<BenchEvent>> {
+    names
+        .iter()
+        .map(|e| {
+            BenchEvent::from_name(e).with_context(|| {
+                let names: Vec<&str> = BenchEvent::ALL.iter().map(|e| e.name()).collect();
+                format!("unknown event {e:?} ({})", names.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// A placeholder the floor replaces with the costs it measures.
+const COSTS_UNSET: CostMode =
+    CostMode::Counted(OpCosts { exp_ms: 0.0, sign_ms: 0.0, verify_ms: 0.0 });
 
 /// A network preset (`lan`, `wan`, `loopback`) or a topology file.
 fn topology(name: &str) -> Result<Topology> {
