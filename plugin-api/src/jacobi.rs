@@ -21,14 +21,22 @@ const STEPS: u32 = 31;
 const STEPS_ON_APPROXIMATIONS: u32 = 29;
 
 /// The Jacobi symbol (a | n) for odd n > a ≥ 0.
-pub(crate) fn jacobi(a: &BigUint, n: &BigUint) -> i8 {
-    let limbs = limbs_for(n).max(1);
-    let mut a = to_limbs(a, limbs);
-    let mut b = to_limbs(n, limbs);
+pub(crate) fn jacobi(a_in: &BigUint, n_in: &BigUint) -> i8 {
+    let limbs = limbs_for(n_in).max(1);
+    let mut a = to_limbs(a_in, limbs);
+    let mut b = to_limbs(n_in, limbs);
     // Bit 0 is set when the symbol so far is −1.
     let mut sign = 0u64;
     let mut len = limbs;
+    // Each pass shortens a and b by at least 31 bits in all (the paper's bound). A hostile
+    // element must never make validation spin: past the bound, the plain algorithm decides.
+    let max_passes = 2 * 64 * limbs / STEPS as usize + 2;
+    let mut passes = 0;
     loop {
+        passes += 1;
+        if passes > max_passes {
+            return reference_jacobi(a_in, n_in);
+        }
         while len > 1 && a[len - 1] == 0 && b[len - 1] == 0 {
             len -= 1;
         }
@@ -87,6 +95,14 @@ pub(crate) fn jacobi(a: &BigUint, n: &BigUint) -> i8 {
         (1, _) => -1,
         _ => 0,
     }
+}
+
+/// num-bigint-dig's Jacobi symbol (a division per step): the fallback past the pass bound.
+fn reference_jacobi(a: &BigUint, n: &BigUint) -> i8 {
+    use num_bigint_dig::BigInt;
+    let symbol =
+        num_bigint_dig::algorithms::jacobi(&BigInt::from(a.clone()), &BigInt::from(n.clone()));
+    symbol as i8
 }
 
 /// 1 when (2 | b) = −1, that is b ≡ 3 or 5 (mod 8); else 0.
@@ -202,6 +218,14 @@ mod jacobi_tests {
         let want =
             num_bigint_dig::algorithms::jacobi(&BigInt::from(a.clone()), &BigInt::from(n.clone()));
         want as i8
+    }
+
+    #[test]
+    fn the_fallback_is_the_reference() {
+        let p = GroupId::Ffdhe2048.params().p();
+        for a in [BigUint::from(2u32), p - 1u32, p / 3u32] {
+            assert_eq!(reference_jacobi(&a, p), reference(&a, p));
+        }
     }
 
     /// Values where the approximations' top bits tie, or nearly: near 0, n, n/2 and n/3.

@@ -20,7 +20,9 @@ pub struct Node {
     /// The node's exponent x (a leaf's share, or H(K) of an inner node), if this member knows
     /// it and it is valid.
     pub(crate) x: Option<Secret>,
-    pub(crate) kind: Kind,
+    /// Private, so that every change of structure goes through the constructors and
+    /// [`Node::insert`], which keep `height` right.
+    kind: Kind,
     /// Height (0 for a leaf), kept with the structure: the insertion rule asks every node's
     /// height, and recomputing it would cost a walk of the subtree each time.
     height: usize,
