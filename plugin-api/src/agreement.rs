@@ -31,6 +31,7 @@
 //! the payloads of that epoch that peers sent sooner (held meanwhile by the core).
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -96,12 +97,12 @@ pub struct Sides<T> {
     sides: Vec<T>,
     covered: BTreeSet<String>,
     /// The view's members, built at the first check: a merge of n singletons checks n sides.
-    in_view: std::sync::OnceLock<HashSet<String>>,
+    in_view: OnceLock<HashSet<String>>,
 }
 
 impl<T> Default for Sides<T> {
     fn default() -> Self {
-        Self { sides: Vec::new(), covered: BTreeSet::new(), in_view: std::sync::OnceLock::new() }
+        Self { sides: Vec::new(), covered: BTreeSet::new(), in_view: OnceLock::new() }
     }
 }
 

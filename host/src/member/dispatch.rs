@@ -1,6 +1,7 @@
 //! The member core's dispatcher: deliveries from the group layer, refreshes and the passage
 //! of time in; envelopes and events out. Each input is handed to the sub-machine it concerns.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use gka_plugin_api::{GroupKey, Output, View, ViewEvent};
@@ -88,13 +89,10 @@ impl MemberCore {
         // sees only the admitted ones.
         let (members, not_in_key) = self.admit_view(&view, certificates);
         let previous = self.trusted_view.as_ref().map(|v| v.members.clone()).unwrap_or_default();
-        let now_in: std::collections::HashSet<&String> = members.iter().collect();
-        let trusted = View {
-            view_id: view.view_id,
-            joined: members.iter().filter(|m| !self.is_trusted(m)).cloned().collect(),
-            left: previous.iter().filter(|m| !now_in.contains(m)).cloned().collect(),
-            members: members.clone(),
-        };
+        let now_in: HashSet<&String> = members.iter().collect();
+        let left = previous.iter().filter(|m| !now_in.contains(m)).cloned().collect();
+        let joined = members.iter().filter(|m| !self.is_trusted(m)).cloned().collect();
+        let trusted = View { view_id: view.view_id, joined, left, members };
         let first = self.view.is_none();
         // Views where only untrusted processes came or went change nothing for the policy.
         let event = ViewEvent::of(&trusted, first);

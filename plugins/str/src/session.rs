@@ -1,5 +1,7 @@
 //! The STR session state machine.
 
+use std::collections::HashSet;
+
 use gka_plugin_api::{
     unexpected, Agreement, Context, Dh, Element, Secret, SessionError, Sides, View, ViewChange,
 };
@@ -67,7 +69,7 @@ impl Agreed {
 
     /// Keeps the given members; returns how many bottom positions kept their keys.
     fn retain(&mut self, members: &[String]) -> usize {
-        let members: std::collections::HashSet<&String> = members.iter().collect();
+        let members: HashSet<&String> = members.iter().collect();
         let first_removed = self.slots.iter().position(|s| !members.contains(&s.member));
         let keep: Vec<bool> = self.slots.iter().map(|s| members.contains(&s.member)).collect();
         let mut i = 0;

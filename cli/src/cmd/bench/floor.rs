@@ -66,21 +66,21 @@ fn parse_openssl_speed(text: &str) -> Result<OpensslCosts> {
     })
 }
 
-/// `gka bench floor`: the sweep in scale mode at gka's own costs, each row beside its floor.
+/// `gka bench floor`: the sweep (whose counted costs are gka's own) in scale mode, each row beside
+/// its floor.
 pub(super) fn floor(
     catalogue: &Catalogue,
     mut sweep: Sweep,
-    gka: OpCosts,
     openssl_seconds: u32,
     out: &Path,
 ) -> Result<()> {
     let openssl = openssl_speed(openssl_seconds)?;
+    let gka = sweep.cost.costs();
     let best = OpCosts {
         exp_ms: openssl.ffdh2048_ms.min(gka.exp_ms),
         sign_ms: openssl.ed25519_sign_ms.min(gka.sign_ms),
         verify_ms: openssl.ed25519_verify_ms.min(gka.verify_ms),
     };
-    sweep.cost = CostMode::Counted(gka);
     sweep.dh_group = gka_plugin_api::GroupId::TestOnly512;
     let started = std::time::Instant::now();
     let rows = sweep::run(catalogue, &sweep, |done| eprintln!("simulated {done}"))?;

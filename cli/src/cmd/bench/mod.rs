@@ -251,7 +251,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
                 bail!("group size {n} is outside 2 to {MAX_SCALE_SIZE}");
             }
             let catalogue = plugins.catalogue();
-            let mut sweep = Sweep::quick(bench_protocols(&catalogue, protocols)?, COSTS_UNSET);
+            let gka = args.shared.cost_mode()?.costs();
+            let protocols = bench_protocols(&catalogue, protocols)?;
+            let mut sweep = Sweep::quick(protocols, CostMode::Counted(gka));
             sweep.seed = args.shared.seed;
             sweep.seeds = 1;
             sweep.sizes = sizes;
@@ -261,8 +263,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
                 parse_events(&events)?
             };
             sweep.networks = networks.iter().map(|n| topology(n)).collect::<Result<_>>()?;
-            let gka = args.shared.cost_mode()?.costs();
-            floor::floor(&catalogue, sweep, gka, openssl_seconds, &args.shared.out)
+            floor::floor(&catalogue, sweep, openssl_seconds, &args.shared.out)
         }
         Some(BenchCommand::Chaos { members, stable, seconds }) => {
             chaos(&args.shared, members, stable.unwrap_or(members / 2), seconds)
@@ -483,10 +484,6 @@ fn parse_events(names: &[String]) -> Result<Vec<BenchEvent>> {
         })
         .collect()
 }
-
-/// A placeholder the floor replaces with the costs it measures.
-const COSTS_UNSET: CostMode =
-    CostMode::Counted(OpCosts { exp_ms: 0.0, sign_ms: 0.0, verify_ms: 0.0 });
 
 /// A network preset (`lan`, `wan`, `loopback`) or a topology file.
 fn topology(name: &str) -> Result<Topology> {
