@@ -12,12 +12,18 @@ fn exponentiation(c: &mut Criterion) {
     for id in [GroupId::Ffdhe2048, GroupId::Ffdhe3072] {
         let dh = Dh::new(id);
         dh.group().warm_up();
+        eprintln!("{id}: secret exponentiations on {}", dh.group().arithmetic());
         let mut rng = session_rng([7; 32]);
         let x = dh.random_exponent(&mut rng);
         let y = dh.random_exponent(&mut rng);
         let base = dh.blind(&y);
         c.bench_function(&format!("modexp/{id}/general-256bit"), |b| {
             b.iter(|| dh.pow(std::hint::black_box(&base), std::hint::black_box(&x)))
+        });
+        // The portable code, whatever the processor offers (the same as general-256bit where
+        // it has no AVX-512 IFMA).
+        c.bench_function(&format!("modexp/{id}/portable-256bit"), |b| {
+            b.iter(|| dh.pow_portable(std::hint::black_box(&base), std::hint::black_box(&x)))
         });
         // The variable-time exponentiation gka used before, side by side (reference only).
         let p = dh.group().p().clone();

@@ -28,7 +28,8 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use crate::jacobi::jacobi;
-use crate::monty::{select, window, Monty};
+pub use crate::monty::Arithmetic;
+use crate::monty::{FixedBase, Monty};
 use crate::rfc7919;
 
 /// Bits in every secret exponent (RFC 7919, section 5.2 asks for at least 225 for `ffdhe2048`).
@@ -188,6 +189,9 @@ impl Drop for Secret {
     }
 }
 
+/// Bits per window of the fixed-base table of g: 64 entries in each of 43 rows.
+const FIXED_BASE_WINDOW_BITS: usize = 6;
+
 /// The parameters of one RFC 7919 group, with its fixed-base table for g.
 pub struct FfdheGroup {
     id: GroupId,
@@ -196,9 +200,10 @@ pub struct FfdheGroup {
     g: BigUint,
     p_minus_1: BigUint,
     byte_len: usize,
-    table: OnceLock<FixedBaseTable>,
+    table: OnceLock<FixedBase>,
     monty: OnceLock<Monty>,
     monty_q: OnceLock<Monty>,
+    monty_portable: OnceLock<Monty>,
 }
 
 impl fmt::Debug for FfdheGroup {
@@ -221,7 +226,9 @@ impl FfdheGroup {
             _ => p.bits().div_ceil(8),
         };
         let (table, monty, monty_q) = (OnceLock::new(), OnceLock::new(), OnceLock::new());
-        Self { id, p, q, g: BigUint::from(2u32), p_minus_1, byte_len, table, monty, monty_q }
+        let monty_portable = OnceLock::new();
+        let g = BigUint::from(2u32);
+        Self { id, p, q, g, p_minus_1, byte_len, table, monty, monty_q, monty_portable }
     }
 
     /// Which group this is.
@@ -280,13 +287,24 @@ impl FfdheGroup {
         out
     }
 
-    fn table(&self) -> &FixedBaseTable {
-        self.table.get_or_init(|| FixedBaseTable::build(&self.g, self.monty()))
+    fn table(&self) -> &FixedBase {
+        self.table
+            .get_or_init(|| self.monty().fixed_base(&self.g, FIXED_BASE_WINDOW_BITS, EXPONENT_BITS))
     }
 
     /// Constant-time Montgomery arithmetic modulo p.
     fn monty(&self) -> &Monty {
         self.monty.get_or_init(|| Monty::new(&self.p))
+    }
+
+    /// [`Self::monty`] on 64-bit limbs whatever the processor.
+    fn monty_portable(&self) -> &Monty {
+        self.monty_portable.get_or_init(|| Monty::portable(&self.p))
+    }
+
+    /// Which code computes exponentiations with secret exponents on this processor.
+    pub fn arithmetic(&self) -> Arithmetic {
+        self.monty().arithmetic()
     }
 
     /// Constant-time Montgomery arithmetic modulo q (for exponents).
@@ -301,59 +319,16 @@ impl FfdheGroup {
     }
 }
 
-/// g^(j · 2^(w·i)) mod p, in Montgomery form, for every w-bit window i of an
-/// [`EXPONENT_BITS`]-bit exponent and every digit j (j = 0 is one), each window's entries side
-/// by side: g^x is one constant-time [`select`] and one multiplication per window, the same
-/// work for every x.
-struct FixedBaseTable {
-    windows: Vec<Vec<u64>>,
-}
-
-impl FixedBaseTable {
-    const WINDOW_BITS: usize = 6;
-    const ENTRIES: usize = 1 << Self::WINDOW_BITS;
-
-    fn build(g: &BigUint, monty: &Monty) -> Self {
-        let s = monty.limbs();
-        let windows_needed = EXPONENT_BITS.div_ceil(Self::WINDOW_BITS);
-        let mut windows = Vec::with_capacity(windows_needed);
-        let mut base = monty.enter(g);
-        for _ in 0..windows_needed {
-            let mut row = vec![0u64; Self::ENTRIES * s];
-            row[..s].copy_from_slice(monty.one());
-            for j in 1..Self::ENTRIES {
-                let (done, rest) = row.split_at_mut(j * s);
-                monty.mul(&mut rest[..s], &done[(j - 1) * s..], &base);
-            }
-            // base^(2^w): the next window's base.
-            let mut next = vec![0u64; s];
-            monty.mul(&mut next, &row[(Self::ENTRIES - 1) * s..], &base);
-            base = next;
-            windows.push(row);
-        }
-        Self { windows }
-    }
-
-    /// g^x mod p for x < 2^EXPONENT_BITS, in constant time.
-    fn pow(&self, monty: &Monty, x: &BigUint) -> BigUint {
-        let s = monty.limbs();
-        let mut bytes = x.to_bytes_le();
-        let mut acc = monty.one().to_vec();
-        let mut picked = vec![0u64; s];
-        let mut product = vec![0u64; s];
-        for (i, row) in self.windows.iter().enumerate() {
-            let digit = window(&bytes, i * Self::WINDOW_BITS, Self::WINDOW_BITS);
-            select(&mut picked, row, s, digit);
-            monty.mul(&mut product, &acc, &picked);
-            std::mem::swap(&mut acc, &mut product);
-        }
-        bytes.zeroize();
-        let out = monty.leave(&acc);
-        acc.zeroize();
-        picked.zeroize();
-        product.zeroize();
-        out
-    }
+/// The low `bits` bits of x as exactly ⌈bits/8⌉ little-endian bytes, so that reading the
+/// exponent's windows touches the same positions of a buffer of the same length for every x
+/// (a short x no longer meets the end of its own encoding).
+fn fixed_width_le(x: &BigUint, bits: usize) -> Vec<u8> {
+    let mut raw = x.to_bytes_le();
+    let mut out = vec![0u8; bits.div_ceil(8)];
+    let len = raw.len().min(out.len());
+    out[..len].copy_from_slice(&raw[..len]);
+    raw.zeroize();
+    out
 }
 
 /// a·b mod n through Montgomery form, in constant time, for a, b < n.
@@ -415,7 +390,10 @@ impl Dh {
     pub fn blind(&self, x: &Secret) -> Element {
         if x.0.bits() <= EXPONENT_BITS {
             self.count();
-            Element(self.group.table().pow(self.group.monty(), &x.0))
+            let mut bytes = fixed_width_le(&x.0, EXPONENT_BITS);
+            let out = self.group.monty().fixed_base_pow(self.group.table(), &bytes);
+            bytes.zeroize();
+            Element(out)
         } else {
             self.pow(&self.generator(), x)
         }
@@ -426,10 +404,20 @@ impl Dh {
     /// the two widths is used is the only thing the time tells, and it is public: a protocol
     /// step uses one or the other.
     pub fn pow(&self, base: &Element, x: &Secret) -> Element {
+        self.pow_on(self.group.monty(), base, x)
+    }
+
+    /// [`Dh::pow`] on the portable 64-bit code whatever the processor (counted): for
+    /// benchmarks and cross-checks of the arithmetic [`FfdheGroup::arithmetic`] picked.
+    pub fn pow_portable(&self, base: &Element, x: &Secret) -> Element {
+        self.pow_on(self.group.monty_portable(), base, x)
+    }
+
+    fn pow_on(&self, monty: &Monty, base: &Element, x: &Secret) -> Element {
         self.count();
         let bits = if x.0.bits() <= EXPONENT_BITS { EXPONENT_BITS } else { self.group.q.bits() };
-        let mut bytes = x.0.to_bytes_le();
-        let out = self.group.monty().pow(&base.0, &bytes, bits);
+        let mut bytes = fixed_width_le(&x.0, bits);
+        let out = monty.pow(&base.0, &bytes, bits);
         bytes.zeroize();
         Element(out)
     }

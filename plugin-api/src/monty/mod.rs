@@ -9,12 +9,22 @@
 //!   entry picked by [`select`], which reads every entry.
 //! - [`select`] is also what the fixed-base table of g uses (`group.rs`).
 //!
+//! - On x86-64 processors with AVX-512 IFMA, [`Monty::pow`] runs on 52-bit limbs in vector
+//!   registers instead ([`ifma`]), chosen once per modulus at run time; [`Monty::portable`]
+//!   never does (benchmarks and tests compare the two).
+//!
 //! Entering and leaving Montgomery form goes through `BigUint` for the (public) modulus-sized
 //! constants only; the secret exponent is read bit by bit at fixed positions.
 
 use num_bigint_dig::BigUint;
 use num_traits::One;
 use zeroize::Zeroize;
+
+mod fixed_base;
+#[cfg(target_arch = "x86_64")]
+mod ifma;
+
+pub(crate) use fixed_base::FixedBase;
 
 /// Limbs of the largest modulus (`ffdhe4096`).
 pub(crate) const MAX_LIMBS: usize = 64;
@@ -33,11 +43,44 @@ pub(crate) struct Monty {
     r2: [u64; MAX_LIMBS],
     /// R mod n: one, in Montgomery form.
     one: [u64; MAX_LIMBS],
+    /// The vector arithmetic, where the processor has it.
+    #[cfg(target_arch = "x86_64")]
+    ifma: Option<ifma::Ifma>,
+}
+
+/// Which code computes [`Monty::pow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// Portable Rust on 64-bit limbs.
+    Portable,
+    /// AVX-512 IFMA on 52-bit limbs (x86-64 processors that have it).
+    Avx512Ifma,
+}
+
+impl std::fmt::Display for Arithmetic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Portable => "portable 64-bit limbs",
+            Self::Avx512Ifma => "AVX-512 IFMA, 52-bit limbs",
+        })
+    }
 }
 
 impl Monty {
-    /// Montgomery arithmetic modulo the odd `modulus` (at most [`MAX_LIMBS`] limbs).
+    /// Montgomery arithmetic modulo the odd `modulus` (at most [`MAX_LIMBS`] limbs), with
+    /// the fastest exponentiation this processor offers.
     pub(crate) fn new(modulus: &BigUint) -> Self {
+        #[allow(unused_mut)]
+        let mut monty = Self::portable(modulus);
+        #[cfg(target_arch = "x86_64")]
+        {
+            monty.ifma = ifma::Ifma::detect(modulus, monty.s, monty.n0_inv);
+        }
+        monty
+    }
+
+    /// As [`Self::new`], on 64-bit limbs whatever the processor.
+    pub(crate) fn portable(modulus: &BigUint) -> Self {
         let s = limbs_for(modulus);
         assert!(s <= MAX_LIMBS, "modulus wider than {MAX_LIMBS} limbs");
         let mut n = [0u64; MAX_LIMBS];
@@ -55,7 +98,24 @@ impl Monty {
         };
         let one = limbs_of((BigUint::one() << (64 * s)) % modulus);
         let r2 = limbs_of((BigUint::one() << (128 * s)) % modulus);
-        Self { n, s, n0_inv: inv.wrapping_neg(), r2, one }
+        Self {
+            n,
+            s,
+            n0_inv: inv.wrapping_neg(),
+            r2,
+            one,
+            #[cfg(target_arch = "x86_64")]
+            ifma: None,
+        }
+    }
+
+    /// Which code computes [`Self::pow`].
+    pub(crate) fn arithmetic(&self) -> Arithmetic {
+        #[cfg(target_arch = "x86_64")]
+        if self.ifma.is_some() {
+            return Arithmetic::Avx512Ifma;
+        }
+        Arithmetic::Portable
     }
 
     /// Limbs per number.
@@ -211,6 +271,10 @@ impl Monty {
     /// base^x mod n over exactly `bits` bits of x (little-endian bytes, zero beyond its
     /// length): the same operations for every x of that width. `base` < 2^(64·limbs).
     pub(crate) fn pow(&self, base: &BigUint, x: &[u8], bits: usize) -> BigUint {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(ifma) = &self.ifma {
+            return ifma.pow(&self.n[..self.s], base, x, bits);
+        }
         let s = self.s;
         let entries = 1usize << WINDOW_BITS;
         // table[i] = base^i in Montgomery form.
@@ -395,15 +459,17 @@ mod tests {
     #[test]
     fn exponentiation_matches_modpow_for_every_group_and_width() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
-        for id in GroupId::ALL.into_iter().chain([GroupId::TestOnly512]) {
+        for (id, m) in GroupId::ALL.into_iter().chain([GroupId::TestOnly512]).flat_map(|id| {
             let p = id.params().p();
-            let m = Monty::new(p);
+            [(id, Monty::new(p)), (id, Monty::portable(p))]
+        }) {
+            let p = id.params().p();
             for bits in [1usize, 5, 255, 256, p.bits() - 1] {
                 for _ in 0..4 {
                     let base = rng.gen_biguint_below(p);
                     let x = rng.gen_biguint(bits as u64 as usize);
                     let got = m.pow(&base, &x.to_bytes_le(), bits);
-                    assert_eq!(got, base.modpow(&x, p), "{id} bits {bits}");
+                    assert_eq!(got, base.modpow(&x, p), "{id} {} bits {bits}", m.arithmetic());
                 }
             }
             // Edge values: a zero exponent, base 0, 1 and p − 1.
@@ -443,6 +509,25 @@ mod tests {
             let mut out = vec![0u64; m.limbs()];
             m.square(&mut out, &m.enter(&top));
             assert_eq!(m.leave(&out), BigUint::one(), "(p − 1)² = 1");
+        }
+    }
+
+    #[test]
+    fn fixed_base_exponentiation_matches_modpow_in_both_arithmetics() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(29);
+        for id in GroupId::ALL.into_iter().chain([GroupId::TestOnly512]) {
+            let p = id.params().p();
+            let g = BigUint::from(2u32);
+            for m in [Monty::new(p), Monty::portable(p)] {
+                let table = m.fixed_base(&g, 6, 256);
+                for x in [BigUint::from(0u32), BigUint::one(), (BigUint::one() << 256usize) - 1u32]
+                    .into_iter()
+                    .chain((0..4).map(|_| rng.gen_biguint(256)))
+                {
+                    let got = m.fixed_base_pow(&table, &x.to_bytes_le());
+                    assert_eq!(got, g.modpow(&x, p), "{id} {}", m.arithmetic());
+                }
+            }
         }
     }
 
