@@ -548,6 +548,23 @@ mod tests {
     }
 
     #[test]
+    fn the_chosen_arithmetic_agrees_with_the_portable_one() {
+        let mut rng = ChaCha20Rng::seed_from_u64(13);
+        for id in GroupId::ALL {
+            let dh = Dh::new(id);
+            for _ in 0..4 {
+                let base = dh.blind(&dh.random_exponent(&mut rng));
+                let x = dh.random_exponent(&mut rng);
+                assert_eq!(dh.pow(&base, &x), dh.pow_portable(&base, &x), "{id}");
+            }
+            // A long exponent (an inverse modulo q) takes the full width of q.
+            let long = Secret(dh.group().q() - 2u32);
+            let base = dh.generator();
+            assert_eq!(dh.pow(&base, &long), dh.pow_portable(&base, &long), "{id}");
+        }
+    }
+
+    #[test]
     fn validation_rejects_degenerate_and_non_subgroup_elements() {
         for id in GroupId::ALL {
             let grp = id.params();

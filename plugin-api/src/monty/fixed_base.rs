@@ -59,7 +59,11 @@ impl Monty {
     /// g^x mod n for the `table` of g (built by this `Monty`) and x (little-endian bytes)
     /// below 2^(window bits · windows), in constant time.
     pub(crate) fn fixed_base_pow(&self, table: &FixedBase, x: &[u8]) -> BigUint {
-        debug_assert_eq!(table.arithmetic, self.arithmetic(), "a table from another arithmetic");
+        assert_eq!(
+            table.arithmetic,
+            self.arithmetic(),
+            "a fixed-base table from another arithmetic"
+        );
         #[cfg(target_arch = "x86_64")]
         if let Some(ifma) = &self.ifma {
             return ifma.fixed_base_pow(&self.n[..self.s], &table.rows, table.window_bits, x);

@@ -22,9 +22,9 @@
 use std::arch::x86_64::{
     __m512i, _mm512_add_epi64, _mm512_alignr_epi64, _mm512_and_si512, _mm512_castsi512_si128,
     _mm512_cmpeq_epu64_mask, _mm512_cmpgt_epu64_mask, _mm512_loadu_si512, _mm512_madd52hi_epu64,
-    _mm512_madd52lo_epu64, _mm512_mask_add_epi64, _mm512_mask_mov_epi64, _mm512_set1_epi64,
-    _mm512_setzero_si512, _mm512_srli_epi64, _mm512_storeu_si512, _mm512_zextsi128_si512,
-    _mm_cvtsi128_si64, _mm_cvtsi64_si128,
+    _mm512_madd52lo_epu64, _mm512_mask_add_epi64, _mm512_maskz_set1_epi64, _mm512_or_si512,
+    _mm512_set1_epi64, _mm512_setzero_si512, _mm512_srli_epi64, _mm512_storeu_si512,
+    _mm512_zextsi128_si512, _mm_cvtsi128_si64, _mm_cvtsi64_si128,
 };
 
 use num_bigint_dig::BigUint;
@@ -150,16 +150,19 @@ fn pow<const V: usize>(ifma: &Ifma, n64: &[u64], base: &BigUint, x: &[u8], bits:
         store(&mut rest[..limbs], &amm::<V>(&previous, &base_m, &n, ifma.k0));
     }
     let mut acc = load::<V>(&ifma.one);
+    let mut picked = [_mm512_setzero_si512(); V];
     for w in (0..bits.div_ceil(WINDOW_BITS)).rev() {
         for _ in 0..WINDOW_BITS {
             acc = amm::<V>(&acc, &acc, &n, ifma.k0);
         }
-        let picked = select::<V>(&table, window(x, w * WINDOW_BITS, WINDOW_BITS));
+        picked = select::<V>(&table, window(x, w * WINDOW_BITS, WINDOW_BITS));
         acc = amm::<V>(&acc, &picked, &n, ifma.k0);
     }
     let out = leave::<V>(ifma, n64, &mut acc);
     table.zeroize();
     wipe(&mut base_m);
+    // The last entry picked names the exponent's lowest window.
+    wipe(&mut picked);
     out
 }
 
@@ -200,10 +203,13 @@ fn fixed_base_pow<const V: usize>(
 ) -> BigUint {
     let n = load::<V>(&ifma.n);
     let mut acc = load::<V>(&ifma.one);
+    let mut picked = [_mm512_setzero_si512(); V];
     for (i, row) in rows.iter().enumerate() {
-        let picked = select::<V>(row, window(x, i * window_bits, window_bits));
+        picked = select::<V>(row, window(x, i * window_bits, window_bits));
         acc = amm::<V>(&acc, &picked, &n, ifma.k0);
     }
+    // The last entry picked names the exponent's top window.
+    wipe(&mut picked);
     leave::<V>(ifma, n64, &mut acc)
 }
 
@@ -242,7 +248,8 @@ fn wipe<const V: usize>(a: &mut [__m512i; V]) {
     std::hint::black_box(a);
 }
 
-/// a·b·R⁻¹ mod n, below 2n, for a, b < 2n with limbs below 2^52 (and so the output's).
+/// a·b·R⁻¹ mod n, below 2n, for a·b < R·n (a, b < 2n; or, on entering Montgomery form,
+/// any a < R times R² mod n), with limbs below 2^52 (and so the output's).
 #[inline]
 #[target_feature(enable = "avx512f,avx512ifma")]
 fn amm<const V: usize>(
@@ -254,11 +261,7 @@ fn amm<const V: usize>(
     let zero = _mm512_setzero_si512();
     let mut b_limbs = [0u64; MAX_VECTORS * LANES];
     store(&mut b_limbs[..V * LANES], b);
-    let mut a0 = [0u64; LANES];
-    let mut n0 = [0u64; LANES];
-    store(&mut a0, &[a[0]]);
-    store(&mut n0, &[n[0]]);
-    let (a0, n0) = (a0[0], n0[0]);
+    let (a0, n0) = (lane0(a[0]), lane0(n[0]));
     let mut r = [zero; V];
     for &bi in &b_limbs[..V * LANES] {
         let vb = _mm512_set1_epi64(bi as i64);
@@ -333,9 +336,13 @@ fn select<const V: usize>(table: &[u64], index: usize) -> [__m512i; V] {
     let wanted = _mm512_set1_epi64(index as i64);
     for (i, entry) in table.chunks_exact(V * LANES).enumerate() {
         let this = _mm512_cmpeq_epu64_mask(_mm512_set1_epi64(i as i64), wanted);
+        // All ones for the wanted entry, else zeros, and opaque to the compiler: with a mask
+        // register it would turn load and move into a masked load, which need not read the
+        // entries it leaves out. An AND with a vector reads every entry in full.
+        let keep = std::hint::black_box(_mm512_maskz_set1_epi64(this, -1));
         let entry = load::<V>(entry);
         for v in 0..V {
-            out[v] = _mm512_mask_mov_epi64(out[v], this, entry[v]);
+            out[v] = _mm512_or_si512(out[v], _mm512_and_si512(entry[v], keep));
         }
     }
     out
@@ -422,14 +429,15 @@ mod tests {
             && std::arch::is_x86_feature_detected!("avx512ifma")
     }
 
-    /// The groups' moduli and an odd 317-bit one (one vector).
+    /// The groups' moduli (2, 5, 8 and 10 vectors), odd ones for every other width, and an
+    /// 830-bit one where R = 2^832 is exactly 4·2^830, the tightest the bound allows.
     fn moduli() -> Vec<BigUint> {
-        let odd = (BigUint::from(1u32) << 317usize) - 15u32;
+        let odd = |bits: usize| (BigUint::from(1u32) << bits) - 15u32;
         GroupId::ALL
             .into_iter()
             .chain([GroupId::TestOnly512])
             .map(|id| id.params().p().clone())
-            .chain([odd])
+            .chain([317, 1000, 1500, 2300, 2800, 3500, 830].map(odd))
             .collect()
     }
 
@@ -478,6 +486,25 @@ mod tests {
                     assert!(got < &p * 2u32, "below 2p");
                     assert_eq!(got % &p, want, "{} bits", p.bits());
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn exponentiation_takes_every_base_the_portable_code_takes() {
+        if !ifma_here() {
+            eprintln!("not run: this processor has no AVX-512 IFMA (the dispatch test covers it)");
+            return;
+        }
+        let x = BigUint::from(0xfeed_f00d_dead_beefu64);
+        for p in moduli() {
+            let (fast, portable) = (Monty::new(&p), Monty::portable(&p));
+            let top = (BigUint::from(1u32) << (64 * fast.limbs())) - 1u32;
+            // Bases from n up to 2^(64·limbs), which the 64-bit code reduces as it goes.
+            for base in [&p + 7u32, top] {
+                let got = fast.pow(&base, &x.to_bytes_le(), 64);
+                assert_eq!(got, base.modpow(&x, &p), "{} bits", p.bits());
+                assert_eq!(got, portable.pow(&base, &x.to_bytes_le(), 64));
             }
         }
     }

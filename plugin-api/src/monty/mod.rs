@@ -7,7 +7,7 @@
 //! - [`Monty::pow`] is a fixed-window exponentiation over exactly the given number of exponent
 //!   bits: the same squarings and multiplications for every exponent of that width, each table
 //!   entry picked by [`select`], which reads every entry.
-//! - [`select`] is also what the fixed-base table of g uses (`group.rs`).
+//! - [`select`] is also what the fixed-base table of g uses (`fixed_base.rs`).
 //!
 //! - On x86-64 processors with AVX-512 IFMA, [`Monty::pow`] runs on 52-bit limbs in vector
 //!   registers instead ([`ifma`]), chosen once per modulus at run time; [`Monty::portable`]
