@@ -88,10 +88,11 @@ pub(super) fn floor(
     writeln!(
         md,
         "Primitive costs, ms (measured in this run): one exponentiation at ffdhe2048 — OpenSSL \
-         {:.4}, gka {:.4}; Ed25519 sign — OpenSSL {:.4}, gka {:.4}; verify — OpenSSL {:.4}, gka \
-         {:.4}. The floor prices each at the cheaper of the two.\n",
+         {:.4}, gka {:.4} ({}); Ed25519 sign — OpenSSL {:.4}, gka {:.4}; verify — OpenSSL {:.4}, \
+         gka {:.4}. The floor prices each at the cheaper of the two.\n",
         openssl.ffdh2048_ms,
         gka.exp_ms,
+        gka_plugin_api::GroupId::Ffdhe2048.params().arithmetic(),
         openssl.ed25519_sign_ms,
         gka.sign_ms,
         openssl.ed25519_verify_ms,

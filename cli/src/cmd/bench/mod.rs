@@ -453,8 +453,12 @@ fn bench_cost(
         (None, None, None) => {
             let c = measure::calibrate(GroupId::Ffdhe2048, Scheme::Ed25519, 20);
             eprintln!(
-                "calibrated here: --exp-ms {:.4} --sign-ms {:.4} --verify-ms {:.4}",
-                c.exp_ms, c.sign_ms, c.verify_ms
+                "calibrated here: --exp-ms {:.4} --sign-ms {:.4} --verify-ms {:.4} (secret \
+                 exponentiations on {})",
+                c.exp_ms,
+                c.sign_ms,
+                c.verify_ms,
+                GroupId::Ffdhe2048.params().arithmetic()
             );
             OpCosts { exp_ms: c.exp_ms, sign_ms: c.sign_ms, verify_ms: c.verify_ms }
         }
