@@ -48,8 +48,10 @@ pub(crate) struct Monty {
     ifma: Option<ifma::Ifma>,
 }
 
-/// Which code computes [`Monty::pow`].
+/// Which code computes exponentiations with secret exponents (more may come, such as
+/// `mulx`/`adx` code for processors without IFMA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Arithmetic {
     /// Portable Rust on 64-bit limbs.
     Portable,
