@@ -10,8 +10,8 @@
 //! validates received elements and maps elements to exponents.
 //!
 //! Every exponentiation with a secret exponent is constant-time Montgomery arithmetic
-//! (`monty/`, on AVX-512 IFMA where the processor has it): a fixed window over a fixed number of exponent bits, each table entry read by
-//! scanning the whole table. Fixed-base exponentiation of the generator (blinding, the most
+//! (`monty/`, on AVX-512 IFMA where the processor has it): a fixed window over a fixed number
+//! of exponent bits, each table entry read by scanning the whole table. Fixed-base exponentiation of the generator (blinding, the most
 //! frequent operation of every protocol) uses a precomputed table of g^(j·2^(6i)) for every
 //! 6-bit window i of a 256-bit exponent, so g^x costs 43 multiplications instead of ~256
 //! squarings. Received elements are public: validating them may take variable time.

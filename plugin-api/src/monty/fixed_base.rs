@@ -40,12 +40,7 @@ impl Monty {
         let mut base = self.enter(g);
         let rows = (0..windows)
             .map(|_| {
-                let mut row = vec![0u64; entries * s];
-                row[..s].copy_from_slice(self.one());
-                for j in 1..entries {
-                    let (done, rest) = row.split_at_mut(j * s);
-                    self.mul(&mut rest[..s], &done[(j - 1) * s..], &base);
-                }
+                let row = self.powers(&base, entries);
                 // base^(2^w): the next window's base.
                 let mut next = vec![0u64; s];
                 self.mul(&mut next, &row[(entries - 1) * s..], &base);

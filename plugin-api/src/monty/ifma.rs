@@ -136,19 +136,9 @@ impl Ifma {
 
 #[target_feature(enable = "avx512f,avx512ifma")]
 fn pow<const V: usize>(ifma: &Ifma, n64: &[u64], base: &BigUint, x: &[u8], bits: usize) -> BigUint {
-    let limbs = V * LANES;
-    let entries = 1usize << WINDOW_BITS;
     let n = load::<V>(&ifma.n);
-    // table[i] = base^i in Montgomery form.
-    let mut table = vec![0u64; entries * limbs];
-    table[..limbs].copy_from_slice(&ifma.one);
     let mut base_m = enter::<V>(ifma, base);
-    store(&mut table[limbs..2 * limbs], &base_m);
-    for i in 2..entries {
-        let (done, rest) = table.split_at_mut(i * limbs);
-        let previous = load::<V>(&done[(i - 1) * limbs..]);
-        store(&mut rest[..limbs], &amm::<V>(&previous, &base_m, &n, ifma.k0));
-    }
+    let mut table = powers::<V>(ifma, &base_m, 1 << WINDOW_BITS, &n);
     let mut acc = load::<V>(&ifma.one);
     let mut picked = [_mm512_setzero_si512(); V];
     for w in (0..bits.div_ceil(WINDOW_BITS)).rev() {
@@ -173,24 +163,38 @@ fn fixed_base_rows<const V: usize>(
     window_bits: usize,
     windows: usize,
 ) -> Vec<Vec<u64>> {
-    let limbs = V * LANES;
     let entries = 1usize << window_bits;
     let n = load::<V>(&ifma.n);
     let mut base = enter::<V>(ifma, g);
     (0..windows)
         .map(|_| {
-            let mut row = vec![0u64; entries * limbs];
-            row[..limbs].copy_from_slice(&ifma.one);
-            let mut entry = load::<V>(&ifma.one);
-            for j in 1..entries {
-                entry = amm::<V>(&entry, &base, &n, ifma.k0);
-                store(&mut row[j * limbs..(j + 1) * limbs], &entry);
-            }
+            let row = powers::<V>(ifma, &base, entries, &n);
             // base^(2^w): the next row's base.
-            base = amm::<V>(&entry, &base, &n, ifma.k0);
+            let last = load::<V>(&row[(entries - 1) * V * LANES..]);
+            base = amm::<V>(&last, &base, &n, ifma.k0);
             row
         })
         .collect()
+}
+
+/// b⁰, b¹, …, b^(entries − 1) for b in Montgomery form, side by side (entries ≥ 2).
+#[target_feature(enable = "avx512f,avx512ifma")]
+fn powers<const V: usize>(
+    ifma: &Ifma,
+    b: &[__m512i; V],
+    entries: usize,
+    n: &[__m512i; V],
+) -> Vec<u64> {
+    let limbs = V * LANES;
+    let mut row = vec![0u64; entries * limbs];
+    row[..limbs].copy_from_slice(&ifma.one);
+    store(&mut row[limbs..2 * limbs], b);
+    let mut entry = *b;
+    for j in 2..entries {
+        entry = amm::<V>(&entry, b, n, ifma.k0);
+        store(&mut row[j * limbs..(j + 1) * limbs], &entry);
+    }
+    row
 }
 
 #[target_feature(enable = "avx512f,avx512ifma")]
@@ -429,6 +433,15 @@ mod tests {
             && std::arch::is_x86_feature_detected!("avx512ifma")
     }
 
+    /// Whether the IFMA code can run here; if not, says so (CI's log also says which).
+    fn ifma_or_say_not_run() -> bool {
+        let here = ifma_here();
+        if !here {
+            eprintln!("not run: this processor has no AVX-512 IFMA (the dispatch test covers it)");
+        }
+        here
+    }
+
     /// The groups' moduli (2, 5, 8 and 10 vectors), odd ones for every other width, and an
     /// 830-bit one where R = 2^832 is exactly 4·2^830, the tightest the bound allows.
     fn moduli() -> Vec<BigUint> {
@@ -453,8 +466,7 @@ mod tests {
 
     #[test]
     fn products_match_the_plain_modular_product() {
-        if !ifma_here() {
-            eprintln!("not run: this processor has no AVX-512 IFMA (the dispatch test covers it)");
+        if !ifma_or_say_not_run() {
             return;
         }
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(17);
@@ -492,8 +504,7 @@ mod tests {
 
     #[test]
     fn exponentiation_takes_every_base_the_portable_code_takes() {
-        if !ifma_here() {
-            eprintln!("not run: this processor has no AVX-512 IFMA (the dispatch test covers it)");
+        if !ifma_or_say_not_run() {
             return;
         }
         let x = BigUint::from(0xfeed_f00d_dead_beefu64);
@@ -532,8 +543,7 @@ mod tests {
 
     #[test]
     fn carries_ripple_through_runs_of_full_limbs() {
-        if !ifma_here() {
-            eprintln!("not run: this processor has no AVX-512 IFMA (the dispatch test covers it)");
+        if !ifma_or_say_not_run() {
             return;
         }
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(23);

@@ -270,6 +270,19 @@ impl Monty {
         conditional_subtract(&mut out[..s], &t[..s], t[s], n);
     }
 
+    /// b⁰, b¹, …, b^(entries − 1) for b in Montgomery form, side by side (entries ≥ 2).
+    fn powers(&self, b: &[u64], entries: usize) -> Vec<u64> {
+        let s = self.s;
+        let mut row = vec![0u64; entries * s];
+        row[..s].copy_from_slice(self.one());
+        row[s..2 * s].copy_from_slice(&b[..s]);
+        for j in 2..entries {
+            let (done, rest) = row.split_at_mut(j * s);
+            self.mul(&mut rest[..s], &done[(j - 1) * s..], b);
+        }
+        row
+    }
+
     /// base^x mod n over exactly `bits` bits of x (little-endian bytes, zero beyond its
     /// length): the same operations for every x of that width. `base` < 2^(64·limbs).
     pub(crate) fn pow(&self, base: &BigUint, x: &[u8], bits: usize) -> BigUint {
@@ -278,16 +291,9 @@ impl Monty {
             return ifma.pow(&self.n[..self.s], base, x, bits);
         }
         let s = self.s;
-        let entries = 1usize << WINDOW_BITS;
-        // table[i] = base^i in Montgomery form.
-        let mut table = vec![0u64; entries * s];
-        table[..s].copy_from_slice(self.one());
-        let b = self.enter(base);
-        table[s..2 * s].copy_from_slice(&b);
-        for i in 2..entries {
-            let (done, rest) = table.split_at_mut(i * s);
-            self.mul(&mut rest[..s], &done[(i - 1) * s..], &b);
-        }
+        let mut b = self.enter(base);
+        let mut table = self.powers(&b, 1 << WINDOW_BITS);
+        b.zeroize();
         let windows = bits.div_ceil(WINDOW_BITS);
         let mut acc = [0u64; MAX_LIMBS];
         let mut tmp = [0u64; MAX_LIMBS];
