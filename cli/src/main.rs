@@ -7,6 +7,31 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// mimalloc: see [`alloc`].
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Before anything is allocated, `gka daemon` sets the allocator to return freed memory at
+/// once (see [`alloc`]): a daemon holds clients' frames briefly and must not keep their
+/// memory. A function in `.init_array` runs before `main` and gets the arguments.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static DAEMON_ALLOCATOR: extern "C" fn(i32, *const *const std::ffi::c_char) = daemon_allocator;
+
+#[cfg(target_os = "linux")]
+extern "C" fn daemon_allocator(argc: i32, argv: *const *const std::ffi::c_char) {
+    if argc < 2 || argv.is_null() {
+        return;
+    }
+    // SAFETY: the loader passes argc valid C strings in argv.
+    let first = unsafe { std::ffi::CStr::from_ptr(*argv.add(1)) };
+    if first.to_bytes() == b"daemon" {
+        alloc::return_freed_memory_at_once();
+    }
+}
+
+mod alloc;
 mod cmd;
 mod common;
 mod credentials;

@@ -420,9 +420,10 @@ fn element_offsets(payload: &[u8], len: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Hostile payloads (truncated, oversized, wrong view, wrong epoch, the elements 0, 1, p − 1,
-/// p and one outside the subgroup, a non-member sender) are each refused with a typed error
-/// by a member in the middle of a join, and the group still converges afterwards.
+/// Hostile payloads (truncated, oversized, wrong view, wrong epoch, the elements 0, 1, p − 1
+/// and p, a non-member sender) are each refused with a typed error by a member in the middle
+/// of a join, and the group still converges afterwards. Elements outside the subgroup are
+/// never computed with (see [`subgroup_elements_are_never_used`]).
 pub fn hostile_payloads(make: Factory<'_>) {
     use gka_plugin_api::codec::MAX_PAYLOAD_BYTES;
     use gka_plugin_api::{ErrorKind, GroupId};
@@ -483,12 +484,11 @@ pub fn hostile_payloads(make: Factory<'_>) {
 
     let at = element_offsets(&payload, len)[0];
     let p = grp.p().clone();
-    let bad: [(&str, BigUint, &str); 5] = [
+    let bad: [(&str, BigUint, &str); 4] = [
         ("element 0", BigUint::from(0u32), "range"),
         ("element 1", BigUint::from(1u32), "range"),
         ("element p - 1", &p - 1u32, "range"),
         ("element p", p.clone(), "range"),
-        ("element outside the subgroup", &p - 2u32, "subgroup"),
     ];
     for (what, value, text) in bad {
         let raw = value.to_bytes_be();
@@ -502,6 +502,77 @@ pub fn hostile_payloads(make: Factory<'_>) {
     h.put_in_flight(c, msgs);
     let k1 = settle(&mut h, c, "join after hostile payloads");
     assert_ne!(k0.key, k1.key);
+    subgroup_elements_are_never_used(make);
+}
+
+/// A message of a join whose every element is outside the prime-order subgroup (p − 2, whose
+/// Legendre symbol is −1), delivered to a member in place of the real one, is either refused
+/// on receipt or, by a protocol that checks a peer's element when it first computes with it
+/// ([`gka_plugin_api::Held`]), refused at that first use: the member never computes with it.
+/// If the member never uses those elements, the group agrees one key.
+pub fn subgroup_elements_are_never_used(make: Factory<'_>) {
+    use gka_plugin_api::{ErrorKind, GroupId};
+
+    let (mut h, c, _) = group(make, "m", 5, 90);
+    h.join(c, &["new"]);
+    let msgs = h.take_in_flight(c);
+    let len = GroupId::Ffdhe2048.params().byte_len();
+    let i = msgs
+        .iter()
+        .position(|(_, _, p)| !element_offsets(p, len).is_empty())
+        .expect("some message carries a group element");
+    let (from, to, payload) = msgs[i].clone();
+    let target = to.clone().unwrap_or_else(|| {
+        let members = h.members(c);
+        let other = members.iter().find(|m| **m != from && **m != "new").cloned();
+        if from != "new" {
+            "new".to_owned()
+        } else {
+            other.expect("another member")
+        }
+    });
+    // The messages sequenced before it first, in order.
+    h.put_in_flight(c, msgs[..i].to_vec());
+    h.run_messages(c, i);
+    let later = h.take_in_flight(c);
+    let outside = (GroupId::Ffdhe2048.params().p() - 2u32).to_bytes_be();
+    let mut tampered = payload.clone();
+    let mut end = 0;
+    for at in element_offsets(&payload, len) {
+        if at >= end {
+            tampered[at..at + len].copy_from_slice(&outside);
+            end = at + len;
+        }
+    }
+    let verdict = h.inject(c, &from, &target, &tampered);
+    if let Err(e) = &verdict {
+        assert_eq!(e.kind(), ErrorKind::Element, "outside the subgroup: {e}");
+        assert!(e.to_string().contains("subgroup"), "{e:?} should mention the subgroup");
+    }
+    // Every other recipient gets the real message (and so does the target if it refused it).
+    let mut rest: Vec<(String, Option<String>, Vec<u8>)> = match &to {
+        Some(_) if verdict.is_ok() => Vec::new(),
+        Some(_) => vec![msgs[i].clone()],
+        None => h
+            .members(c)
+            .into_iter()
+            .filter(|m| verdict.is_err() || *m != target)
+            .map(|m| (from.clone(), Some(m), payload.clone()))
+            .collect(),
+    };
+    rest.extend(msgs[i + 1..].iter().cloned());
+    rest.extend(later);
+    h.put_in_flight(c, rest);
+    let outcome = h.settle(c);
+    match (verdict, outcome) {
+        (_, Ok(_)) => {}
+        (Err(_), Err(e)) => panic!("the join after a refused element did not converge: {e}"),
+        (Ok(()), Err(errors)) => assert!(
+            errors.lines().any(|l| l.starts_with(&format!("{target}:")) && l.contains("subgroup")),
+            "{target} accepted elements outside the subgroup and then failed without refusing \
+             one at its first use: {errors}"
+        ),
+    }
 }
 
 /// Runs one event in the canonical configuration the cost models describe and returns the

@@ -14,15 +14,13 @@
 //! epoch), and a sequence number not above
 //! the last one accepted from that sender in this view (a replay).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 
 use gka_plugin_api::epoch_of;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::group::GroupRun;
-use crate::identity::{Identity, TrustStore};
+use crate::identity::{Identity, PublicKey, TrustStore};
 
 /// The envelope format this host writes and reads (2: the header carries the group's run).
 pub const ENVELOPE_FORMAT: u8 = 2;
@@ -245,40 +243,33 @@ impl Rejection {
     }
 }
 
-/// Signatures that one of several checkers in the same process has already verified, so that
-/// the others skip the work: the simulator runs a whole group in one process, where every
-/// broadcast reaches n checkers with the same bytes. Only valid signatures are remembered,
-/// keyed by a SHA-256 digest of the signer's key, the signed bytes and the signature; every
-/// other check (group, run, view, epoch, replay) still runs at each checker. Real members,
-/// each in its own process, have no use for it.
-#[derive(Debug, Clone, Default)]
-pub struct SharedVerifications(Arc<Mutex<HashSet<[u8; 32]>>>);
+/// An envelope decoded, and its signature verified, once for many checkers in one process:
+/// the simulator runs a whole group in one process, where every broadcast reaches n members
+/// with the same bytes. [`EnvelopeChecker::accept_verified`] runs every other check (group,
+/// trust, run, view, epoch, replay) at each checker, and verifies the signature again if the
+/// checker trusts another key for the sender. Real members, each in its own process, have no
+/// use for it.
+#[derive(Debug)]
+pub struct Verified {
+    envelope: Envelope,
+    /// The key the signature verified under.
+    signer: PublicKey,
+}
 
-/// Digests a [`SharedVerifications`] holds before it starts again from empty.
-const SHARED_VERIFICATIONS_MAX: usize = 1 << 20;
-
-impl SharedVerifications {
-    fn digest(key: &crate::identity::PublicKey, signed: &[u8], signature: &[u8]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        let key = key.raw_bytes();
-        for part in [key.as_slice(), signed, signature] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-        h.finalize().into()
+impl Verified {
+    /// Decodes `bytes` and verifies the signature under `trust`'s key for the sender.
+    pub fn open(bytes: &[u8], trust: &TrustStore) -> Result<Self, Rejection> {
+        let envelope = Envelope::from_bytes(bytes)?;
+        let sender = &envelope.header.sender;
+        let key = trust.get(sender).ok_or_else(|| Rejection::UnknownSender(sender.clone()))?;
+        key.verify(&signed_bytes(&envelope.header, &envelope.body), &envelope.signature)
+            .map_err(|_| Rejection::BadSignature(sender.clone()))?;
+        Ok(Self { signer: key.clone(), envelope })
     }
 
-    fn contains(&self, digest: &[u8; 32]) -> bool {
-        self.0.lock().map(|set| set.contains(digest)).unwrap_or(false)
-    }
-
-    fn insert(&self, digest: [u8; 32]) {
-        if let Ok(mut set) = self.0.lock() {
-            if set.len() >= SHARED_VERIFICATIONS_MAX {
-                set.clear();
-            }
-            set.insert(digest);
-        }
+    /// The envelope.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
     }
 }
 
@@ -292,7 +283,6 @@ pub struct EnvelopeChecker {
     epoch: u64,
     last_seq: HashMap<String, u64>,
     rejected: HashMap<&'static str, u64>,
-    shared: Option<SharedVerifications>,
 }
 
 impl EnvelopeChecker {
@@ -306,14 +296,7 @@ impl EnvelopeChecker {
             epoch: 0,
             last_seq: HashMap::new(),
             rejected: HashMap::new(),
-            shared: None,
         }
-    }
-
-    /// Shares verified signatures with the other checkers holding `shared` (see
-    /// [`SharedVerifications`]).
-    pub fn share_verifications(&mut self, shared: SharedVerifications) {
-        self.shared = Some(shared);
     }
 
     /// Trusts exactly the keys in `trust` from now on (the members admitted in a view).
@@ -337,7 +320,14 @@ impl EnvelopeChecker {
     pub fn set_view(&mut self, run: GroupRun, view_id: u64) {
         self.run = run;
         self.view_id = view_id;
-        self.last_seq.clear();
+        // Restart every count at 0 and keep the entries: a group of n members would otherwise
+        // allocate n ids per member at every view. Entries of senders no longer trusted go
+        // once they are as many as the trusted ones.
+        if self.last_seq.len() > 2 * self.trust.len() {
+            let trust = &self.trust;
+            self.last_seq.retain(|sender, _| trust.contains(sender));
+        }
+        self.last_seq.values_mut().for_each(|last| *last = 0);
     }
 
     /// The current key epoch: protocol and control envelopes from earlier epochs are stale.
@@ -358,23 +348,47 @@ impl EnvelopeChecker {
         relay: Option<&str>,
     ) -> Result<Envelope, Rejection> {
         let result = Envelope::from_bytes(bytes).and_then(|e| {
-            match relay {
-                Some(r) if r != e.header.sender => Err(Rejection::WrongSender {
-                    signer: e.header.sender.clone(),
-                    relay: r.to_owned(),
-                }),
-                _ => Ok(()),
-            }?;
-            self.check(&e).map(|()| e)
+            self.check_signature(&e, relay, None)?;
+            self.check_state(&e.header)?;
+            Ok(e)
         });
+        self.count(result)
+    }
+
+    /// As [`Self::accept_from`], for an envelope already decoded and verified (see
+    /// [`Verified`]).
+    pub fn accept_verified(
+        &mut self,
+        verified: &Verified,
+        relay: Option<&str>,
+    ) -> Result<(), Rejection> {
+        let e = &verified.envelope;
+        let result = self
+            .check_signature(e, relay, Some(&verified.signer))
+            .and_then(|()| self.check_state(&e.header));
+        self.count(result)
+    }
+
+    fn count<T>(&mut self, result: Result<T, Rejection>) -> Result<T, Rejection> {
         if let Err(r) = &result {
             *self.rejected.entry(r.label()).or_default() += 1;
         }
         result
     }
 
-    fn check(&mut self, e: &Envelope) -> Result<(), Rejection> {
+    /// The checks that do not depend on this member's state: the relay, the group, and the
+    /// signature under this member's key for the sender (skipped if `verified_under` is that
+    /// same key).
+    fn check_signature(
+        &self,
+        e: &Envelope,
+        relay: Option<&str>,
+        verified_under: Option<&PublicKey>,
+    ) -> Result<(), Rejection> {
         let h = &e.header;
+        if let Some(r) = relay.filter(|r| *r != h.sender) {
+            return Err(Rejection::WrongSender { signer: h.sender.clone(), relay: r.to_owned() });
+        }
         if h.group != self.group {
             return Err(Rejection::WrongGroup {
                 got: h.group.clone(),
@@ -383,18 +397,15 @@ impl EnvelopeChecker {
         }
         let key =
             self.trust.get(&h.sender).ok_or_else(|| Rejection::UnknownSender(h.sender.clone()))?;
-        let signed = signed_bytes(h, &e.body);
-        let shared = self
-            .shared
-            .as_ref()
-            .map(|s| (s, SharedVerifications::digest(key, &signed, &e.signature)));
-        if !shared.as_ref().is_some_and(|(s, digest)| s.contains(digest)) {
-            key.verify(&signed, &e.signature)
+        if verified_under != Some(key) {
+            key.verify(&signed_bytes(h, &e.body), &e.signature)
                 .map_err(|_| Rejection::BadSignature(h.sender.clone()))?;
-            if let Some((s, digest)) = shared {
-                s.insert(digest);
-            }
         }
+        Ok(())
+    }
+
+    /// The checks against this member's state: run, view, epoch and replay.
+    fn check_state(&mut self, h: &Header) -> Result<(), Rejection> {
         if h.run != self.run {
             return Err(Rejection::WrongRun { got: h.run, current: self.run });
         }
@@ -417,7 +428,12 @@ impl EnvelopeChecker {
         if h.seq <= last {
             return Err(Rejection::Replay { sender: h.sender.clone(), seq: h.seq, last });
         }
-        self.last_seq.insert(h.sender.clone(), h.seq);
+        match self.last_seq.get_mut(&h.sender) {
+            Some(last) => *last = h.seq,
+            None => {
+                self.last_seq.insert(h.sender.clone(), h.seq);
+            }
+        }
         Ok(())
     }
 
@@ -519,41 +535,48 @@ mod tests {
     }
 
     #[test]
-    fn checkers_sharing_verifications_still_check_everything_else_each() {
+    fn an_envelope_verified_once_still_meets_every_other_check_at_each_checker() {
         let (alice, mallory, _) = setup();
-        let shared = SharedVerifications::default();
+        let mut trust = TrustStore::default();
+        trust.insert("alice", alice.public().clone());
         let checker = || {
-            let mut trust = TrustStore::default();
-            trust.insert("alice", alice.public().clone());
-            let mut c = EnvelopeChecker::new("g", trust);
+            let mut c = EnvelopeChecker::new("g", trust.clone());
             c.set_view(RUN, 7);
             c.set_epoch(100);
-            c.share_verifications(shared.clone());
             c
         };
-        let (mut first, mut second) = (checker(), checker());
         let good = Envelope::seal(&alice, header("alice", 7, 100, 5), b"x".to_vec());
-        first.accept(&good.to_bytes()).expect("first checker");
-        second.accept(&good.to_bytes()).expect("second checker, from the shared verification");
-        assert_eq!(shared.0.lock().unwrap().len(), 1);
+        let verified = Verified::open(&good.to_bytes(), &trust).expect("opens");
+        assert_eq!(verified.envelope(), &good);
+        let (mut first, mut second) = (checker(), checker());
+        first.accept_verified(&verified, Some("alice")).expect("first checker");
+        second.accept_verified(&verified, Some("alice")).expect("second checker");
         // Each checker keeps its own replay window and view.
-        assert_eq!(second.accept(&good.to_bytes()).expect_err("replay").label(), "replay");
+        let r = second.accept_verified(&verified, Some("alice")).expect_err("replay");
+        assert_eq!(r.label(), "replay");
         let mut third = checker();
         third.set_view(RUN, 8);
-        assert_eq!(third.accept(&good.to_bytes()).expect_err("view").label(), "wrong_view");
+        assert_eq!(third.accept_verified(&verified, None).expect_err("view").label(), "wrong_view");
+        let r = checker().accept_verified(&verified, Some("mallory")).expect_err("relayed");
+        assert_eq!(r.label(), "wrong_sender");
+        let r = EnvelopeChecker::new("g", TrustStore::default())
+            .accept_verified(&verified, None)
+            .expect_err("untrusted");
+        assert_eq!(r.label(), "unknown_sender");
         // A checker that trusts another key for alice verifies for itself, and refuses.
         let (_, _, mut other_key) = setup();
-        other_key.share_verifications(shared.clone());
-        let r = other_key.accept(&good.to_bytes()).expect_err("another key");
+        let r = other_key.accept_verified(&verified, None).expect_err("another key");
         assert_eq!(r.label(), "bad_signature");
-        // A forgery is verified (and refused) at every checker, and never remembered.
+        // Forgeries do not open.
         let mut forged = good.clone();
         forged.body = b"y".to_vec();
         let as_alice = Envelope::seal(&mallory, header("alice", 7, 100, 9), b"x".to_vec());
         for bad in [forged.to_bytes(), as_alice.to_bytes()] {
-            assert_eq!(checker().accept(&bad).expect_err("forged").label(), "bad_signature");
+            let r = Verified::open(&bad, &trust).expect_err("forged");
+            assert_eq!(r.label(), "bad_signature");
         }
-        assert_eq!(shared.0.lock().unwrap().len(), 1);
+        let own = Envelope::seal(&mallory, header("mallory", 7, 100, 1), vec![]).to_bytes();
+        assert_eq!(Verified::open(&own, &trust).expect_err("unknown").label(), "unknown_sender");
     }
 
     #[test]

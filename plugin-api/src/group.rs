@@ -21,7 +21,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use num_bigint_dig::{BigUint, ModInverse, RandBigInt};
-use num_traits::{One, Zero};
+use num_traits::{One, ToPrimitive, Zero};
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -46,7 +46,7 @@ pub enum GroupId {
     Ffdhe3072,
     /// RFC 7919 Appendix A.3, a 4096-bit safe prime.
     Ffdhe4096,
-    /// A 512-bit safe prime for tests that need many cheap agreements (the random-cascade
+    /// A 64-bit safe prime for tests that need many cheap agreements (the random-cascade
     /// property tests, the simulator's scale mode). Its elements are encoded at ffdhe2048's
     /// length (256 bytes), so messages keep ffdhe2048's sizes. **Far too small to protect
     /// anything.** It is outside
@@ -54,7 +54,7 @@ pub enum GroupId {
     /// variant can (its [`GroupId::code`] reaches loaded plugins through the ABI).
     #[doc(hidden)]
     #[serde(skip)]
-    TestOnly512,
+    TestOnly64,
 }
 
 impl GroupId {
@@ -67,7 +67,7 @@ impl GroupId {
             Self::Ffdhe2048 => "ffdhe2048",
             Self::Ffdhe3072 => "ffdhe3072",
             Self::Ffdhe4096 => "ffdhe4096",
-            Self::TestOnly512 => "test-only-512",
+            Self::TestOnly64 => "test-only-64",
         }
     }
 
@@ -82,7 +82,7 @@ impl GroupId {
             Self::Ffdhe2048 => 2048,
             Self::Ffdhe3072 => 3072,
             Self::Ffdhe4096 => 4096,
-            Self::TestOnly512 => 512,
+            Self::TestOnly64 => 64,
         }
     }
 
@@ -90,7 +90,7 @@ impl GroupId {
     pub fn from_code(code: u16) -> Option<Self> {
         // The code crosses the ABI from the host, which alone picks its sessions' group, so
         // it may name the test-only group (the simulator's scale mode loads plugins).
-        Self::ALL.into_iter().chain([Self::TestOnly512]).find(|g| g.code() == code)
+        Self::ALL.into_iter().chain([Self::TestOnly64]).find(|g| g.code() == code)
     }
 
     /// The group's parameters (built once per process).
@@ -98,12 +98,12 @@ impl GroupId {
         static G2048: OnceLock<FfdheGroup> = OnceLock::new();
         static G3072: OnceLock<FfdheGroup> = OnceLock::new();
         static G4096: OnceLock<FfdheGroup> = OnceLock::new();
-        static TEST512: OnceLock<FfdheGroup> = OnceLock::new();
+        static TEST64: OnceLock<FfdheGroup> = OnceLock::new();
         let (cell, hex) = match self {
             Self::Ffdhe2048 => (&G2048, rfc7919::FFDHE2048_P),
             Self::Ffdhe3072 => (&G3072, rfc7919::FFDHE3072_P),
             Self::Ffdhe4096 => (&G4096, rfc7919::FFDHE4096_P),
-            Self::TestOnly512 => (&TEST512, rfc7919::TEST_ONLY_512_P),
+            Self::TestOnly64 => (&TEST64, rfc7919::TEST_ONLY_64_P),
         };
         cell.get_or_init(|| FfdheGroup::from_hex(self, hex))
     }
@@ -161,6 +161,75 @@ impl Drop for Element {
     }
 }
 
+/// base^x mod p in the test-only group, whose p fits in 64 bits: square-and-multiply on
+/// 128-bit products, with x reduced modulo q (base is in the order-q subgroup). Not constant
+/// time: that group protects nothing, and exists so that simulations of thousands of members
+/// (STR's members each compute up to n keys per event) cost microseconds per exponentiation.
+fn small_pow(base: &BigUint, x: &BigUint, (p, q): (u64, u64)) -> BigUint {
+    let mul = |a: u64, b: u64| ((u128::from(a) * u128::from(b)) % u128::from(p)) as u64;
+    let mut e = (x % q).to_u64().unwrap_or(0);
+    let mut b = (base % p).to_u64().unwrap_or(0);
+    let mut acc = 1u64;
+    while e > 0 {
+        if e & 1 == 1 {
+            acc = mul(acc, b);
+        }
+        b = mul(b, b);
+        e >>= 1;
+    }
+    BigUint::from(acc)
+}
+
+/// The integer a fixed-width big-endian encoding holds, in as few limbs as its value needs
+/// (decoding the leading zero bytes too would reserve the full width: a member that holds a
+/// thousand small elements would hold four times the memory).
+fn from_fixed_width(bytes: &[u8]) -> BigUint {
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    BigUint::from_bytes_be(&bytes[first..])
+}
+
+/// An element as a member holds it between receipt and use: its own (valid by construction),
+/// or a peer's whose length and range were checked on receipt and whose membership of the
+/// prime-order subgroup (the Legendre symbol, the costly part of validation) is checked by
+/// [`Dh::check`] when the member first uses it, once. A member thus validates every element
+/// it computes with and no element it only stores or relays (a TGDH member its co-path, not
+/// the whole tree; an STR member the keys next to its position, not the whole chain).
+/// Equality compares values, checked or not: canonical encodings are equal exactly when
+/// values are.
+#[derive(Clone)]
+pub struct Held {
+    element: Element,
+    checked: bool,
+}
+
+impl Held {
+    /// True once the element is known to be valid.
+    pub fn is_checked(&self) -> bool {
+        self.checked
+    }
+}
+
+impl From<Element> for Held {
+    fn from(element: Element) -> Self {
+        Self { element, checked: true }
+    }
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        self.element == other.element
+    }
+}
+
+impl Eq for Held {}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.checked { "checked" } else { "unchecked" };
+        write!(f, "{:?} ({state})", self.element)
+    }
+}
+
 /// A secret exponent, zeroized when dropped. Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(BigUint);
@@ -204,6 +273,8 @@ pub struct FfdheGroup {
     monty: OnceLock<Monty>,
     monty_q: OnceLock<Monty>,
     monty_portable: OnceLock<Monty>,
+    /// p and q when p fits in 64 bits (the test-only group): see [`small_pow`].
+    small: Option<(u64, u64)>,
 }
 
 impl fmt::Debug for FfdheGroup {
@@ -222,13 +293,14 @@ impl FfdheGroup {
         // The test-only group is encoded at ffdhe2048's length, so that its messages have
         // ffdhe2048's sizes (the simulator's scale mode charges the network for them).
         let byte_len = match id {
-            GroupId::TestOnly512 => GroupId::Ffdhe2048.code() as usize / 8,
+            GroupId::TestOnly64 => GroupId::Ffdhe2048.code() as usize / 8,
             _ => p.bits().div_ceil(8),
         };
         let (table, monty, monty_q) = (OnceLock::new(), OnceLock::new(), OnceLock::new());
         let monty_portable = OnceLock::new();
         let g = BigUint::from(2u32);
-        Self { id, p, q, g, p_minus_1, byte_len, table, monty, monty_q, monty_portable }
+        let small = p.to_u64().zip(q.to_u64());
+        Self { id, p, q, g, p_minus_1, byte_len, table, monty, monty_q, monty_portable, small }
     }
 
     /// Which group this is.
@@ -274,7 +346,7 @@ impl FfdheGroup {
         if bytes.len() != self.byte_len {
             return Err(ElementError::BadLength { got: bytes.len(), expected: self.byte_len });
         }
-        let y = BigUint::from_bytes_be(bytes);
+        let y = from_fixed_width(bytes);
         self.validate(&y)?;
         Ok(Element(y))
     }
@@ -388,6 +460,10 @@ impl Dh {
     /// g^x mod p (counted), in constant time: through the fixed-base table when x fits in
     /// 256 bits (a share), else as [`Dh::pow`] does.
     pub fn blind(&self, x: &Secret) -> Element {
+        if let Some(small) = self.group.small {
+            self.count();
+            return Element(small_pow(&self.group.g, &x.0, small));
+        }
         if x.0.bits() <= EXPONENT_BITS {
             self.count();
             let mut bytes = fixed_width_le(&x.0, EXPONENT_BITS);
@@ -415,6 +491,9 @@ impl Dh {
 
     fn pow_on(&self, monty: &Monty, base: &Element, x: &Secret) -> Element {
         self.count();
+        if let Some(small) = self.group.small {
+            return Element(small_pow(&base.0, &x.0, small));
+        }
         let bits = if x.0.bits() <= EXPONENT_BITS { EXPONENT_BITS } else { self.group.q.bits() };
         let mut bytes = fixed_width_le(&x.0, bits);
         let out = monty.pow(&base.0, &bytes, bits);
@@ -478,6 +557,35 @@ impl Dh {
         }
     }
 
+    /// Decodes a received element, checking its length and range only: [`Dh::check`]
+    /// completes its validation when it is first used (see [`Held`]).
+    pub fn receive(&self, bytes: &[u8]) -> Result<Held, ElementError> {
+        let g = &self.group;
+        if bytes.len() != g.byte_len {
+            return Err(ElementError::BadLength { got: bytes.len(), expected: g.byte_len });
+        }
+        let y = from_fixed_width(bytes);
+        if y <= BigUint::one() || y >= g.p_minus_1 {
+            return Err(ElementError::OutOfRange);
+        }
+        Ok(Held { element: Element(y), checked: false })
+    }
+
+    /// The element, validated now if it was not yet (and remembered as valid).
+    pub fn check<'a>(&self, held: &'a mut Held) -> Result<&'a Element, ElementError> {
+        if !held.checked {
+            self.group.validate(&held.element.0)?;
+            held.checked = true;
+        }
+        Ok(&held.element)
+    }
+
+    /// The fixed-length big-endian encoding of a held element, checked or not (relaying an
+    /// element does not need it valid).
+    pub fn encode_held(&self, held: &Held) -> Vec<u8> {
+        self.group.encode_element(&held.element)
+    }
+
     /// Decodes and validates a received element (see [`FfdheGroup::validate`]).
     pub fn decode(&self, bytes: &[u8]) -> Result<Element, ElementError> {
         self.group.decode_element(bytes)
@@ -508,9 +616,9 @@ mod tests {
 
     #[test]
     fn the_test_only_group_is_a_safe_prime_group_that_nothing_external_selects() {
-        let id = GroupId::TestOnly512;
+        let id = GroupId::TestOnly64;
         let g = id.params();
-        assert_eq!(g.p().bits(), 512);
+        assert_eq!(g.p().bits(), 64);
         assert_eq!(g.byte_len(), GroupId::Ffdhe2048.params().byte_len());
         assert!(num_bigint_dig::prime::probably_prime(g.p(), 40));
         assert!(num_bigint_dig::prime::probably_prime(g.q(), 40));
@@ -598,6 +706,62 @@ mod tests {
             grp.decode_element(&two[1..]),
             Err(ElementError::BadLength { got: 255, expected: 256 })
         );
+    }
+
+    #[test]
+    fn the_test_only_group_computes_what_the_definition_gives() {
+        let dh = Dh::new(GroupId::TestOnly64);
+        let (p, q) = (dh.group().p().clone(), dh.group().q().clone());
+        let mut rng = ChaCha20Rng::seed_from_u64(64);
+        for _ in 0..20 {
+            let (x, y) = (dh.random_exponent(&mut rng), dh.random_exponent(&mut rng));
+            let gx = dh.blind(&x);
+            assert_eq!(gx.value(), &dh.group().g().modpow(x.value(), &p));
+            assert_eq!(dh.pow(&gx, &y).value(), &gx.value().modpow(y.value(), &p));
+            assert_eq!(dh.pow(&gx, &y), dh.pow(&dh.blind(&y), &x));
+            assert!(dh.group().validate(gx.value()).is_ok());
+        }
+        // A long exponent, and one that is a multiple of q.
+        let g = dh.generator();
+        assert_eq!(dh.pow(&g, &Secret(&q - 2u32)).value(), &g.value().modpow(&(&q - 2u32), &p));
+        assert!(dh.pow(&g, &Secret(q.clone())).value().is_one());
+        assert_eq!(dh.exponentiations(), 102);
+    }
+
+    #[test]
+    fn a_held_element_is_range_checked_on_receipt_and_validated_once_on_first_use() {
+        for id in GroupId::ALL {
+            let dh = Dh::new(id);
+            let len = dh.group().byte_len();
+            let p = dh.group().p().clone();
+            let encode = |y: &BigUint| {
+                let raw = y.to_bytes_be();
+                let mut out = vec![0u8; len - raw.len()];
+                out.extend_from_slice(&raw);
+                out
+            };
+            assert_eq!(
+                dh.receive(&[2]).err(),
+                Some(ElementError::BadLength { got: 1, expected: len })
+            );
+            for y in [BigUint::zero(), BigUint::one(), &p - 1u32, p.clone()] {
+                assert_eq!(dh.receive(&encode(&y)).err(), Some(ElementError::OutOfRange), "{id}");
+            }
+            // Outside the subgroup: received, but refused at its first use, every time.
+            let mut outside = dh.receive(&encode(&(&p - 2u32))).expect("in range");
+            assert!(!outside.is_checked());
+            assert_eq!(dh.check(&mut outside).err(), Some(ElementError::NotInSubgroup));
+            assert_eq!(dh.check(&mut outside).err(), Some(ElementError::NotInSubgroup));
+            assert!(!outside.is_checked());
+            // A valid element: checked once, then remembered; equal to the element it encodes.
+            let element = dh.blind(&Secret(BigUint::from(12345u32)));
+            let mut held = dh.receive(&dh.encode(&element)).expect("in range");
+            assert_eq!(held, Held::from(element.clone()));
+            assert_eq!(dh.check(&mut held), Ok(&element));
+            assert!(held.is_checked());
+            assert_eq!(dh.encode_held(&held), dh.encode(&element));
+            assert!(Held::from(element).is_checked());
+        }
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub mod rng;
 pub use crate::agreement::{unexpected, Agreement, Context, Hosted, Sides};
 pub use crate::core::{SessionCore, ViewChange, MAX_HELD_PAYLOADS, MAX_QUEUED_REFRESHES};
 pub use crate::error::{ErrorKind, PayloadError, SessionError};
-pub use crate::group::{Dh, Element, ElementError, GroupId, Secret};
+pub use crate::group::{Dh, Element, ElementError, GroupId, Held, Secret};
 pub use crate::protocol::{
     epoch_of, CostFigures, Counters, Descriptor, EpochLabel, EventKind, GroupKey, MemberId, Output,
     Protocol, Session, SessionConfig, View, ViewEvent, MAX_KEYS_PER_VIEW, MAX_VIEW_ID,

@@ -53,10 +53,8 @@ pub(crate) const FFDHE4096_P: &[&str] = &[
     "8EC9B55A7F88A46B4DB5A851F44182E1C68A007E5E655F6AFFFFFFFFFFFFFFFF",
 ];
 
-/// A 512-bit safe prime with p ≡ 7 (mod 8), so that g = 2 generates the order-q subgroup
-/// (made with `openssl dhparam -2 512`), for [`crate::GroupId::TestOnly512`] only: far too
-/// small for real use. `tests` in `group.rs` check that q is prime and g^q = 1 (mod p).
-pub(crate) const TEST_ONLY_512_P: &[&str] = &[
-    "BADA87BB9D70E9C12F5526B79335A1E3365F3A0EC7939F30D56911AD8DDDE7F2",
-    "3D00EA8D3EC61536C94DA8BBCD0722B9612D8D6CF0EF6843F89D2E46B5DE1F17",
-];
+/// A 64-bit safe prime with p ≡ 7 (mod 8), so that g = 2 generates the order-q subgroup,
+/// for [`crate::GroupId::TestOnly64`] only: it protects nothing. Drawn at random (a
+/// Miller-Rabin search, seed 20261201) and checked with `openssl prime` for p and q = (p − 1)/2;
+/// `tests` in `group.rs` check that q is prime and g^q = 1 (mod p).
+pub(crate) const TEST_ONLY_64_P: &[&str] = &["DD1C51FC387528A7"];

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gka_host::member::{MemberCore, MemberEvent, SwitchEvent};
 
-use crate::queue::Event;
+use crate::queue::{Event, ToSequencer};
 use crate::{CostMode, KeyRecord, Sim, SimError};
 
 /// This thread's CPU time.
@@ -22,16 +22,16 @@ pub(crate) fn thread_cpu_time() -> Duration {
 }
 
 impl Sim {
-    /// Runs `call` on member `to` when its CPU is free, charges the time it takes (see
+    /// Runs `call` on the member at place `to` (if still present) when its CPU is free, charges the time it takes (see
     /// [`CostMode`], scaled by the CPU load), and sends what it produced.
     pub(crate) fn account(
         &mut self,
-        to: String,
+        to: u32,
         call: impl FnOnce(&mut MemberCore, Duration) -> Result<(), gka_host::member::MemberError>,
     ) {
         let cost_mode = self.config.cost;
         let load_factor = 1.0 + self.cpu_load;
-        let Some(m) = self.members.get_mut(&to) else { return };
+        let Some(m) = self.members.get_mut(to as usize).and_then(Option::as_mut) else { return };
         let mut start = self.now_us.max(m.busy_until_us);
         // On shared cores, the call takes the core that frees first.
         let core_index =
@@ -60,7 +60,10 @@ impl Sim {
             self.cores_free_us[i] = end;
         }
         if let Err(e) = result {
-            self.errors.push(SimError::Member { member: to.clone(), error: e.to_string() });
+            self.errors.push(SimError::Member {
+                member: self.names[to as usize].to_string(),
+                error: e.to_string(),
+            });
         }
         let mut out = Vec::new();
         while let Some(o) = m.core.poll_outgoing() {
@@ -72,7 +75,7 @@ impl Sim {
                 MemberEvent::Key { epoch, fingerprint, protocol, .. } => {
                     m.key = Some((epoch >> 24, fingerprint, end));
                     self.key_log.push(KeyRecord {
-                        member: to.clone(),
+                        member: self.names[to as usize].to_string(),
                         epoch,
                         protocol,
                         at_us: end,
@@ -90,13 +93,14 @@ impl Sim {
                         }
                         _ => {}
                     }
-                    self.switch_log.push((to.clone(), event, end));
+                    self.switch_log.push((self.names[to as usize].to_string(), event, end));
                 }
-                MemberEvent::Rejected(r) => {
-                    self.errors.push(SimError::Member { member: to.clone(), error: r.to_string() })
-                }
+                MemberEvent::Rejected(r) => self.errors.push(SimError::Member {
+                    member: self.names[to as usize].to_string(),
+                    error: r.to_string(),
+                }),
                 MemberEvent::ProtocolError { from, error } => self.errors.push(SimError::Member {
-                    member: to.clone(),
+                    member: self.names[to as usize].to_string(),
                     error: format!("from {from}: {error}"),
                 }),
                 _ => {}
@@ -110,15 +114,15 @@ impl Sim {
         let mut state = m.uplink;
         for o in out {
             let at = self.transmit(link, o.bytes.len(), end, &mut state);
-            let event = Event::AtSequencer {
-                from: to.clone(),
+            let event = Event::AtSequencer(Box::new(ToSequencer {
+                from: self.names[to as usize].to_string(),
                 view_id: o.view_id,
                 to: o.to,
                 bytes: o.bytes,
-            };
+            }));
             self.schedule(at, event);
         }
-        if let Some(m) = self.members.get_mut(&to) {
+        if let Some(m) = self.members.get_mut(to as usize).and_then(Option::as_mut) {
             m.uplink = state;
         }
     }

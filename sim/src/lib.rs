@@ -30,8 +30,7 @@ pub mod sweep;
 pub mod topology;
 pub mod trace;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +39,7 @@ use gka_plugin_api::{GroupId, Protocol, SessionConfig};
 use rand_core::RngCore;
 use sha2::{Digest, Sha256};
 
-use gka_host::envelope::{EnvelopeChecker, SharedVerifications};
+use gka_host::envelope::{EnvelopeChecker, Verified};
 use gka_host::group::{Delivery, Sequencer, Timing};
 use gka_host::identity::{Identity, TrustStore};
 use gka_host::member::{Catalogue, SwitchEvent};
@@ -49,7 +48,7 @@ use gka_host::policy::Policy;
 pub use topology::{Link, Topology, TopologyError};
 
 use crate::network::LinkState;
-use crate::queue::{Event, Scheduled};
+use crate::queue::{Event, EventQueue, ToSequencer};
 
 /// What one operation costs, ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -164,17 +163,21 @@ pub struct Sim {
     protocol: Arc<dyn Protocol>,
     tag: String,
     now_us: u64,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    order: u64,
+    queue: EventQueue,
     tick_at_us: Option<u64>,
     sequencer: Sequencer,
-    members: BTreeMap<String, SimMember>,
+    /// The members, by place (see `names`); `None` once a member left.
+    members: Vec<Option<SimMember>>,
     placed: usize,
+    /// Every member ever added, by place (the order of adding), and each one's place: events
+    /// name members by place.
+    names: Vec<Arc<str>>,
+    places: HashMap<String, u32>,
     identities: BTreeMap<String, Identity>,
     trust: TrustStore,
-    /// Every member's checker shares the signatures verified (a broadcast reaches n members
-    /// with the same bytes): the counted costs still charge each member's verifications.
-    verifications: SharedVerifications,
+    /// The last broadcast's envelope, verified once for its recipients (see
+    /// [`Sim::verified_once`]).
+    last_opened: Option<network::Opened>,
     rng: SessionRng,
     view_formed_us: BTreeMap<u64, u64>,
     view_members: BTreeMap<u64, Vec<String>>,
@@ -229,7 +232,7 @@ impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sim")
             .field("protocol", &self.tag)
-            .field("members", &self.members.len())
+            .field("members", &self.members().len())
             .field("now_us", &self.now_us)
             .finish_non_exhaustive()
     }
@@ -253,15 +256,16 @@ impl Sim {
             tag: format!("{}@{}", d.name, d.version),
             protocol,
             now_us: 0,
-            queue: BinaryHeap::new(),
-            order: 0,
+            queue: EventQueue::default(),
             tick_at_us: None,
             sequencer: Sequencer::new(timing, gka_host::group::GroupRun::default()),
-            members: BTreeMap::new(),
+            members: Vec::new(),
             placed: 0,
+            names: Vec::new(),
+            places: HashMap::new(),
             identities: BTreeMap::new(),
             trust: TrustStore::default(),
-            verifications: SharedVerifications::default(),
+            last_opened: None,
             rng,
             view_formed_us: BTreeMap::new(),
             view_members: BTreeMap::new(),
@@ -292,14 +296,25 @@ impl Sim {
         self.now_us as f64 / 1e3
     }
 
-    /// The members.
+    /// The members, in name order.
     pub fn members(&self) -> Vec<String> {
-        self.members.keys().cloned().collect()
+        let mut names: Vec<String> = self.present().map(|(name, _)| name.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// The present members with their names, by place.
+    fn present(&self) -> impl Iterator<Item = (&Arc<str>, &SimMember)> {
+        self.names.iter().zip(&self.members).filter_map(|(n, m)| m.as_ref().map(|m| (n, m)))
+    }
+
+    /// A present member's place.
+    fn place_of(&self, name: &str) -> Option<u32> {
+        self.places.get(name).copied().filter(|&p| self.members[p as usize].is_some())
     }
 
     fn schedule(&mut self, at_us: u64, event: Event) {
-        self.order += 1;
-        self.queue.push(Reverse(Scheduled { at_us, order: self.order, event }));
+        self.queue.push(at_us, event);
     }
 
     /// A uniform draw in [0, 1).
@@ -322,10 +337,7 @@ impl Sim {
                 rng_seed: seed_for(self.config.seed, &format!("session {name}")),
             })
             .map_err(|e| SimError::Session(e.to_string()))?;
-        let mut checker = EnvelopeChecker::new("sim", self.trust.clone());
-        if matches!(self.config.cost, CostMode::Counted(_)) {
-            checker.share_verifications(self.verifications.clone());
-        }
+        let checker = EnvelopeChecker::new("sim", self.trust.clone());
         let (seed, member) = (self.config.seed, name.to_owned());
         let core_seed = seed_for(self.config.seed, &format!("core {name}"));
         let mut core = MemberCore::new(identity, "sim", &self.tag, session, checker, core_seed)
@@ -337,21 +349,22 @@ impl Sim {
                 .with_timing(c.timing);
         }
         let site = self.config.topology.site_of(self.placed);
+        let place = u32::try_from(self.placed)
+            .map_err(|_| SimError::Invalid("more than 2^32 members added".into()))?;
+        self.places.insert(name.to_owned(), place);
+        self.names.push(name.into());
         self.placed += 1;
-        self.members.insert(
-            name.to_owned(),
-            SimMember {
-                core,
-                index: self.placed - 1,
-                site,
-                busy_until_us: self.now_us,
-                uplink: LinkState::default(),
-                downlink: LinkState::default(),
-                key: None,
-                view: None,
-                switching: false,
-            },
-        );
+        self.members.push(Some(SimMember {
+            core,
+            index: self.placed - 1,
+            site,
+            busy_until_us: self.now_us,
+            uplink: LinkState::default(),
+            downlink: LinkState::default(),
+            key: None,
+            view: None,
+            switching: false,
+        }));
         self.sequencer
             .join(name, self.now_us / 1000)
             .map_err(|e| SimError::Sequencer(e.to_string()))?;
@@ -364,7 +377,9 @@ impl Sim {
         self.sequencer
             .leave(name, self.now_us / 1000)
             .map_err(|e| SimError::Sequencer(e.to_string()))?;
-        self.members.remove(name);
+        if let Some(place) = self.place_of(name) {
+            self.members[place as usize] = None;
+        }
         self.drain_sequencer();
         Ok(())
     }
@@ -384,8 +399,25 @@ impl Sim {
         self.drain_sequencer();
     }
 
-    fn process(&mut self, to: String, delivery: Delivery) {
-        self.account(to, |core, now| core.handle_delivery(now, delivery));
+    /// A message reaches member `to` (see [`Event::Message`]).
+    fn receive(
+        &mut self,
+        to: u32,
+        from: u32,
+        view_id: u64,
+        bytes: Arc<[u8]>,
+        verified: Option<Arc<Verified>>,
+    ) {
+        let from = self.names[from as usize].clone();
+        match verified {
+            Some(verified) => {
+                self.account(to, |core, now| core.handle_verified(now, &from, &verified))
+            }
+            None => {
+                let delivery = Delivery::Message { from: from.to_string(), view_id, bytes };
+                self.account(to, |core, now| core.handle_delivery(now, delivery))
+            }
+        }
     }
 
     /// Lets every member tick (probes, reports, policy) and schedules the next tick.
@@ -394,10 +426,11 @@ impl Sim {
         let every = control.tick;
         let report = self.local_report();
         for name in self.members() {
-            if let Some(m) = self.members.get_mut(&name) {
+            let Some(place) = self.place_of(&name) else { continue };
+            if let Some(m) = &mut self.members[place as usize] {
                 m.core.set_local_measurements(report.clone());
             }
-            self.account(name, |core, now| {
+            self.account(place, |core, now| {
                 core.tick(now);
                 Ok(())
             });
@@ -432,7 +465,7 @@ impl Sim {
     pub fn set_topology(&mut self, topology: Topology) {
         self.config.topology = topology;
         let topology = &self.config.topology;
-        for m in self.members.values_mut() {
+        for m in self.members.iter_mut().flatten() {
             m.site = topology.site_of(m.index);
         }
     }
@@ -474,18 +507,24 @@ impl Sim {
 
     /// Runs until `until_us` of virtual time (members tick meanwhile, if they have control).
     pub fn run_until(&mut self, until_us: u64) {
-        while self.queue.peek().is_some_and(|Reverse(next)| next.at_us <= until_us) {
+        while self.queue.next_at().is_some_and(|at| at <= until_us) {
             self.step();
         }
         self.now_us = self.now_us.max(until_us);
     }
 
     fn step(&mut self) {
-        let Some(Reverse(next)) = self.queue.pop() else { return };
-        self.now_us = self.now_us.max(next.at_us);
-        match next.event {
-            Event::AtMember { to, delivery } => self.process(to, delivery),
-            Event::AtSequencer { from, view_id, to, bytes } => {
+        let Some((at_us, event)) = self.queue.pop() else { return };
+        self.now_us = self.now_us.max(at_us);
+        match event {
+            Event::Message { to, from, view_id, bytes, verified } => {
+                self.receive(to, from, view_id, bytes, verified)
+            }
+            Event::Delivery { to, delivery } => {
+                self.account(to, |core, now| core.handle_delivery(now, *delivery))
+            }
+            Event::AtSequencer(message) => {
+                let ToSequencer { from, view_id, to, bytes } = *message;
                 // A member that left, or a view that ended: dropped, as the daemon would.
                 let _ =
                     self.sequencer.send(&from, view_id, to.as_deref(), bytes, self.now_us / 1000);
@@ -509,7 +548,7 @@ impl Sim {
         // The last deliveries may have started work that ends later (a member computing its
         // key): the group is quiet only once every member's CPU is idle, and whatever happens
         // next happens after that.
-        let idle = self.members.values().map(|m| m.busy_until_us).max().unwrap_or(0);
+        let idle = self.members.iter().flatten().map(|m| m.busy_until_us).max().unwrap_or(0);
         self.now_us = self.now_us.max(idle);
     }
 
@@ -521,7 +560,10 @@ impl Sim {
         }
         let mut views: BTreeMap<u64, (String, usize)> = BTreeMap::new();
         let mut last_key_us = 0;
-        for (name, m) in &self.members {
+        let mut members: Vec<(&Arc<str>, &SimMember)> = self.present().collect();
+        members.sort_by(|a, b| a.0.cmp(b.0));
+        let members_count = members.len();
+        for (name, m) in members {
             let (view_id, _) = m
                 .view
                 .as_ref()
@@ -546,23 +588,7 @@ impl Sim {
         Ok(Measurement {
             latency_ms: last_key_us.saturating_sub(formed) as f64 / 1e3,
             views: views.len(),
-            members: self.members.len(),
+            members: members_count,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_event_queue_is_ordered_by_time_then_insertion() {
-        let mut q = BinaryHeap::new();
-        for (at, order) in [(5, 1), (3, 2), (5, 0), (3, 3)] {
-            q.push(Reverse(Scheduled { at_us: at, order, event: Event::SequencerTick }));
-        }
-        let popped: Vec<(u64, u64)> =
-            std::iter::from_fn(|| q.pop().map(|Reverse(s)| (s.at_us, s.order))).collect();
-        assert_eq!(popped, [(3, 2), (3, 3), (5, 0), (5, 1)]);
     }
 }

@@ -1,6 +1,9 @@
 //! The simulated network: each member's up- and downlink to the sequencer's site, with
 //! latency, jitter, bandwidth and loss, and the sequencer's deliveries sent out over them.
 
+use std::sync::Arc;
+
+use gka_host::envelope::Verified;
 use gka_host::group::Delivery;
 
 use crate::queue::Event;
@@ -14,6 +17,14 @@ pub(crate) struct LinkState {
     pub(crate) free_us: u64,
     /// When the last message sent on it arrives.
     pub(crate) last_arrival_us: u64,
+}
+
+/// The last broadcast whose envelope was opened, and what opening it gave (see
+/// [`Sim::verified_once`]). Holding the bytes keeps their address from being reused by
+/// another broadcast.
+pub(crate) struct Opened {
+    bytes: Arc<[u8]>,
+    verified: Option<Arc<Verified>>,
 }
 
 impl Sim {
@@ -56,7 +67,8 @@ impl Sim {
                 self.view_formed_us.entry(v.view_id).or_insert(self.now_us);
                 self.view_members.entry(v.view_id).or_insert_with(|| v.members.clone());
             }
-            let Some(member) = self.members.get(&to) else { continue };
+            let Some(place) = self.place_of(&to) else { continue };
+            let Some(member) = &self.members[place as usize] else { continue };
             let link = self.config.topology.path(self.config.topology.sequencer, member.site);
             let size = match &delivery {
                 Delivery::Message { bytes, .. } => bytes.len(),
@@ -64,10 +76,19 @@ impl Sim {
             };
             let mut state = member.downlink;
             let at = self.transmit(link, size, self.now_us, &mut state);
-            if let Some(m) = self.members.get_mut(&to) {
+            if let Some(m) = &mut self.members[place as usize] {
                 m.downlink = state;
             }
-            self.schedule(at, Event::AtMember { to, delivery });
+            let to = place;
+            let event = match delivery {
+                Delivery::Message { from, view_id, bytes } if self.places.contains_key(&from) => {
+                    let from = self.places[&from];
+                    let verified = self.verified_once(&bytes);
+                    Event::Message { to, from, view_id, bytes, verified }
+                }
+                delivery => Event::Delivery { to, delivery: Box::new(delivery) },
+            };
+            self.schedule(at, event);
         }
         if let Some(deadline_ms) = self.sequencer.next_deadline() {
             let at = deadline_ms.saturating_mul(1000).max(self.now_us);
@@ -76,5 +97,24 @@ impl Sim {
                 self.schedule(at, Event::SequencerTick);
             }
         }
+    }
+
+    /// With counted costs, a broadcast's envelope is decoded and verified once, when its first
+    /// delivery leaves the sequencer, and shared by every recipient: each still counts the
+    /// verification and runs every check of its own. An envelope that does not open goes to
+    /// each recipient as bytes, to be refused there. With measured costs every member does
+    /// the whole work, which is what is measured.
+    pub(crate) fn verified_once(&mut self, bytes: &Arc<[u8]>) -> Option<Arc<Verified>> {
+        if matches!(self.config.cost, crate::CostMode::Measured(_)) {
+            return None;
+        }
+        if let Some(last) = &self.last_opened {
+            if Arc::ptr_eq(&last.bytes, bytes) {
+                return last.verified.clone();
+            }
+        }
+        let verified = Verified::open(bytes, &self.trust).ok().map(Arc::new);
+        self.last_opened = Some(Opened { bytes: bytes.clone(), verified: verified.clone() });
+        verified
     }
 }

@@ -366,7 +366,7 @@ fn scale_mode_matches_full_arithmetic() {
     full.sizes = vec![4, 16];
     full.samples = 2;
     let mut scaled = full.clone();
-    scaled.dh_group = GroupId::TestOnly512;
+    scaled.dh_group = GroupId::TestOnly64;
     let full_rows = sweep::run(&c, &full, |_| {}).expect("full arithmetic agrees");
     let scaled_rows = sweep::run(&c, &scaled, |_| {}).expect("scale mode agrees");
     assert_eq!(full_rows.len(), scaled_rows.len());
@@ -403,7 +403,7 @@ fn scale_mode_matches_full_arithmetic() {
                     }
                     h.settle(comp).expect("agreement").1.figures
                 };
-                let (f, s) = (figures(GroupId::Ffdhe2048), figures(GroupId::TestOnly512));
+                let (f, s) = (figures(GroupId::Ffdhe2048), figures(GroupId::TestOnly64));
                 assert_eq!(f, s, "{name} {event} at n = {n}: full {f:?}, scale mode {s:?}");
             }
         }

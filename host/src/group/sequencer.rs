@@ -22,7 +22,7 @@
 //!
 //! Time is an input (`now_ms`); outputs are drained with [`Sequencer::poll_delivery`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
 use gka_plugin_api::View;
@@ -101,13 +101,20 @@ struct Component {
 struct MemberState {
     joined_at: u64,
     last_heard_ms: u64,
-    /// The members of the last view delivered to this member.
-    last_view: Vec<String>,
+    /// The members of the last view delivered to this member, shared by every member that
+    /// got that view (so a new view computes who joined and left once per previous view, not
+    /// once per member).
+    last_view: Arc<[String]>,
     /// Component index.
     component: usize,
     /// The certificate it presented, if any.
     certificate: Option<Arc<[u8]>>,
 }
+
+/// Members that joined, relative to a member's previous view.
+type Joined = Vec<String>;
+/// Members that left, relative to a member's previous view.
+type Left = Vec<String>;
 
 /// A new incarnation waiting for the view that removes its old one.
 #[derive(Debug, Clone)]
@@ -183,7 +190,7 @@ impl Sequencer {
             MemberState {
                 joined_at: self.age,
                 last_heard_ms: now_ms,
-                last_view: Vec::new(),
+                last_view: Arc::from([]),
                 component: 0,
                 certificate,
             },
@@ -418,14 +425,29 @@ impl Sequencer {
         self.next_view_id += 1;
         component.view_id = view_id;
         component.members = members.clone();
-        for m in &members {
+        let shared: Arc<[String]> = members.into();
+        let now_in: HashSet<&str> = shared.iter().map(String::as_str).collect();
+        // Who joined and left, per distinct previous view: members that got the same view
+        // share it, so this is linear in the group's size for the usual one or two of them.
+        let mut changes: Vec<(Arc<[String]>, Joined, Left)> = Vec::new();
+        for m in shared.iter() {
             let state = self.members.get_mut(m).expect("member");
-            let prev = std::mem::replace(&mut state.last_view, members.clone());
+            let prev = std::mem::replace(&mut state.last_view, shared.clone());
+            let known = changes.iter().position(|(p, ..)| Arc::ptr_eq(p, &prev));
+            let i = known.unwrap_or_else(|| {
+                let before: HashSet<&str> = prev.iter().map(String::as_str).collect();
+                let joined =
+                    shared.iter().filter(|x| !before.contains(x.as_str())).cloned().collect();
+                let left = prev.iter().filter(|x| !now_in.contains(x.as_str())).cloned().collect();
+                changes.push((prev.clone(), joined, left));
+                changes.len() - 1
+            });
+            let (_, joined, left) = &changes[i];
             let view = View {
                 view_id,
-                members: members.clone(),
-                joined: members.iter().filter(|x| !prev.contains(x)).cloned().collect(),
-                left: prev.iter().filter(|x| !members.contains(x)).cloned().collect(),
+                members: shared.to_vec(),
+                joined: joined.clone(),
+                left: left.clone(),
             };
             let certificates = view
                 .joined

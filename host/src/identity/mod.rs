@@ -147,7 +147,7 @@ impl fmt::Debug for Identity {
 }
 
 /// A member's public key: verifies its envelopes.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum PublicKey {
     /// Ed25519.
     Ed25519(ed25519_dalek::VerifyingKey),
@@ -443,6 +443,16 @@ impl TrustStore {
     /// True if the member is trusted.
     pub fn contains(&self, id: &str) -> bool {
         self.keys.contains_key(id)
+    }
+
+    /// How many members are trusted.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True if nobody is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 
     /// The trusted member ids.

@@ -14,7 +14,7 @@
 //! one is kept), at most [`MAX_RESTARTS_PER_VIEW`] times per view so that an insider who keeps
 //! lying cannot keep the group busy for ever (the liveness deadline takes over from there).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use gka_plugin_api::kdf::derive_subkey;
 use std::sync::Arc;
@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use super::control::Control;
 use super::core::{fresh_view, plugin_now};
 use super::events::{MemberError, MemberEvent};
+use super::places::ViewPlaces;
 use super::MemberCore;
 use crate::group::GroupRun;
 
@@ -61,22 +62,22 @@ struct Round {
     epoch: u64,
     mine: Tag,
     /// The trusted members when the key came, in view order.
-    expected: Vec<String>,
-    expected_set: HashSet<String>,
-    got: BTreeMap<String, Tag>,
-    /// How many of `expected` are in `got`: the round is complete when all are (counted, as
-    /// a scan per tag would cost n² per member).
+    expected: ViewPlaces,
+    /// Each expected member's first tag, by place.
+    got: Vec<Option<Tag>>,
+    /// How many of `got` are in: the round is complete when all are (counted, as a scan per
+    /// tag would cost n² per member).
     confirmed: usize,
 }
 
 impl Round {
+    /// Keeps a sender's first tag; tags from members not expected do not count.
     fn record(&mut self, from: &str, tag: Tag) {
-        if self.got.contains_key(from) {
-            return;
-        }
-        self.got.insert(from.to_owned(), tag);
-        if self.expected_set.contains(from) {
-            self.confirmed += 1;
+        if let Some(slot) = self.expected.place(from).map(|i| &mut self.got[i]) {
+            if slot.is_none() {
+                *slot = Some(tag);
+                self.confirmed += 1;
+            }
         }
     }
 }
@@ -119,16 +120,9 @@ impl MemberCore {
             members: &trusted.members,
         };
         let mine = tag(key, &context);
-        let expected = trusted.members.clone();
-        let expected_set = expected.iter().cloned().collect();
-        let mut round = Round {
-            epoch: key.epoch,
-            mine,
-            expected,
-            expected_set,
-            got: BTreeMap::new(),
-            confirmed: 0,
-        };
+        let expected = self.trusted_places.clone();
+        let got = vec![None; expected.len()];
+        let mut round = Round { epoch: key.epoch, mine, expected, got, confirmed: 0 };
         let early = std::mem::take(&mut self.confirmations.early);
         for (sender, (epoch, tag)) in early {
             match epoch.cmp(&key.epoch) {
@@ -166,8 +160,14 @@ impl MemberCore {
             return Ok(());
         }
         let round = self.confirmations.round.take().expect("checked above");
-        let diverging: Vec<String> =
-            round.expected.iter().filter(|m| round.got[*m] != round.mine).cloned().collect();
+        let diverging: Vec<String> = round
+            .expected
+            .members()
+            .iter()
+            .zip(&round.got)
+            .filter(|(_, tag)| **tag != Some(round.mine))
+            .map(|(m, _)| m.clone())
+            .collect();
         if diverging.is_empty() {
             self.events.push_back(MemberEvent::KeyConfirmed { epoch: round.epoch });
             if let Some((since, kind, n, inputs)) = self.rekey_started.take() {

@@ -3,7 +3,7 @@
 //! and AEAD), `adoption.rs` (the group's protocol and held payloads), `switch.rs` (the agreed
 //! switch) and `telemetry.rs` (probes, reports, policy evaluation).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use super::events::{ControlTiming, MemberEvent, Outgoing};
 use super::keyring::KeyRing;
 use super::liveness::Liveness;
 use super::peers::CertifiedPeers;
+use super::places::ViewPlaces;
 use super::switch::{Catalogue, SwitchState};
 use crate::envelope::EnvelopeChecker;
 use crate::group::GroupRun;
@@ -46,11 +47,12 @@ pub struct MemberCore {
     /// The group run of the current view.
     pub(super) run: GroupRun,
     /// The view as given to the plugin: only trusted members. Set it with
-    /// [`MemberCore::set_trusted_view`], which keeps `trusted_members` in step.
+    /// [`MemberCore::set_trusted_view`], which keeps `trusted_places` in step.
     pub(super) trusted_view: Option<View>,
-    /// The trusted view's members, for membership tests in O(1): a group of n members tests
-    /// one sender per message, so a scan would cost n² per member and view.
-    pub(super) trusted_members: HashSet<String>,
+    /// The trusted view's members and their places, for membership tests in O(1) (a group of
+    /// n members tests one sender per message: a scan would cost n² per member and view) and
+    /// for per-member state kept in arrays (see [`ViewPlaces`]).
+    pub(super) trusted_places: ViewPlaces,
     /// Since when no agreement has run (the last view or key): the view's age for the policy.
     pub(super) quiet_since: Duration,
     pub(super) keys_in_view: u64,
@@ -174,7 +176,7 @@ impl MemberCore {
             view: None,
             run: GroupRun::default(),
             trusted_view: None,
-            trusted_members: HashSet::new(),
+            trusted_places: ViewPlaces::default(),
             quiet_since: Duration::ZERO,
             keys_in_view: 0,
             refreshes_queued: 0,
@@ -347,12 +349,12 @@ impl MemberCore {
 
     /// Whether `id` is in the trusted view.
     pub(super) fn is_trusted(&self, id: &str) -> bool {
-        self.trusted_members.contains(id)
+        self.trusted_places.contains(id)
     }
 
     /// Replaces the trusted view.
     pub(super) fn set_trusted_view(&mut self, view: View) {
-        self.trusted_members = view.members.iter().cloned().collect();
+        self.trusted_places = ViewPlaces::new(&view.members);
         self.trusted_view = Some(view);
     }
 

@@ -12,7 +12,7 @@ use super::core::plugin_now;
 use super::events::{MemberError, MemberEvent, Outgoing};
 use super::switch::{SwitchEvent, SwitchState};
 use super::MemberCore;
-use crate::envelope::{Envelope, Header, Kind};
+use crate::envelope::{Envelope, Header, Kind, Verified};
 use crate::group::{Certificates, Delivery, GroupRun};
 
 impl MemberCore {
@@ -27,35 +27,56 @@ impl MemberCore {
             Delivery::View { view, run, certificates } => self.on_view(view, run, &certificates)?,
             Delivery::Message { from, bytes, .. } => {
                 self.verified += 1;
-                let envelope = match self.checker.accept_from(&bytes, Some(&from)) {
-                    Ok(e) => e,
-                    Err(r) => {
-                        self.events.push_back(MemberEvent::Rejected(r));
-                        return Ok(());
-                    }
-                };
-                let from = envelope.header.sender.clone();
-                match envelope.header.kind {
-                    Kind::Protocol => {
-                        self.on_protocol(&from, &envelope.header.protocol, &envelope.body)
-                    }
-                    Kind::Data => {
-                        self.heard_from(&from);
-                        self.decrypt(&envelope)
-                    }
-                    Kind::Control => match Control::from_bytes(&envelope.body) {
-                        Ok(control) => {
-                            // Liveness counts only what every member receives: a broadcast.
-                            // Probes are unicasts, and so may protocol payloads be.
-                            if !matches!(control, Control::Ping { .. } | Control::Pong { .. }) {
-                                self.heard_from(&from);
-                            }
-                            self.on_control(&from, control)?
-                        }
-                        Err(e) => self.error(&from, e.to_string()),
-                    },
+                match self.checker.accept_from(&bytes, Some(&from)) {
+                    Ok(envelope) => self.on_envelope(&envelope)?,
+                    Err(r) => self.events.push_back(MemberEvent::Rejected(r)),
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// As [`Self::handle_delivery`] for a message that the group layer delivered as sent by
+    /// `from`, whose envelope was decoded and verified once for every recipient (the
+    /// simulator's broadcasts; see [`Verified`]). It counts as a verification here, and every
+    /// check that depends on this member still runs.
+    pub fn handle_verified(
+        &mut self,
+        now: Duration,
+        from: &str,
+        verified: &Verified,
+    ) -> Result<(), MemberError> {
+        self.now = now;
+        self.verified += 1;
+        match self.checker.accept_verified(verified, Some(from)) {
+            Ok(()) => self.on_envelope(verified.envelope()),
+            Err(r) => {
+                self.events.push_back(MemberEvent::Rejected(r));
+                Ok(())
+            }
+        }
+    }
+
+    /// An accepted envelope, to the sub-machine it concerns.
+    fn on_envelope(&mut self, envelope: &Envelope) -> Result<(), MemberError> {
+        let from = envelope.header.sender.as_str();
+        match envelope.header.kind {
+            Kind::Protocol => self.on_protocol(from, &envelope.header.protocol, &envelope.body),
+            Kind::Data => {
+                self.heard_from(from);
+                self.decrypt(envelope)
+            }
+            Kind::Control => match Control::from_bytes(&envelope.body) {
+                Ok(control) => {
+                    // Liveness counts only what every member receives: a broadcast.
+                    // Probes are unicasts, and so may protocol payloads be.
+                    if !matches!(control, Control::Ping { .. } | Control::Pong { .. }) {
+                        self.heard_from(from);
+                    }
+                    self.on_control(from, control)?
+                }
+                Err(e) => self.error(from, e.to_string()),
+            },
         }
         Ok(())
     }

@@ -32,6 +32,7 @@ use gka_plugin_api::EventKind;
 use super::control::Control;
 use super::core::{fresh_view, plugin_now};
 use super::events::{MemberError, MemberEvent};
+use super::places::ViewPlaces;
 use super::MemberCore;
 use crate::policy::{predict_ms, Inputs};
 
@@ -46,14 +47,24 @@ pub const CONFIRM_GAP_DIVISOR: u32 = 3;
 pub(super) struct Liveness {
     /// When the agreement began.
     since: Duration,
-    /// Members heard from since then, in the agreed order.
-    heard: BTreeSet<String>,
+    /// The trusted view's places when it began, and whether each member has been heard from
+    /// since.
+    places: ViewPlaces,
+    heard: Vec<bool>,
     /// Who named whom as silent in round 2 of this agreement.
     accusations: BTreeMap<String, BTreeSet<String>>,
     /// The rounds of `Stalled` this member has sent in this agreement.
     rounds_sent: u8,
     /// When its round-1 message came back through the group layer.
     round_one_back: Option<Duration>,
+}
+
+impl Liveness {
+    /// Whether `id` has been heard from since the agreement began (a member that was not in
+    /// the trusted view then has not).
+    fn was_heard(&self, id: &str) -> bool {
+        self.places.place(id).is_some_and(|i| self.heard[i])
+    }
 }
 
 impl MemberCore {
@@ -70,7 +81,9 @@ impl MemberCore {
     pub(super) fn agreement_began(&mut self) {
         let l = &mut self.liveness;
         l.since = self.now;
+        l.places = self.trusted_places.clone();
         l.heard.clear();
+        l.heard.resize(l.places.len(), false);
         l.accusations.clear();
         l.rounds_sent = 0;
         l.round_one_back = None;
@@ -78,8 +91,9 @@ impl MemberCore {
 
     /// A valid envelope from `from` was delivered.
     pub(super) fn heard_from(&mut self, from: &str) {
-        if !self.liveness.heard.contains(from) {
-            self.liveness.heard.insert(from.to_owned());
+        let l = &mut self.liveness;
+        if let Some(i) = l.places.place(from) {
+            l.heard[i] = true;
         }
     }
 
@@ -132,7 +146,7 @@ impl MemberCore {
         let silent: Vec<String> = trusted
             .members
             .iter()
-            .filter(|m| *m != self.identity.id() && !self.liveness.heard.contains(*m))
+            .filter(|m| *m != self.identity.id() && !self.liveness.was_heard(m))
             .cloned()
             .collect();
         let epoch = self.agreeing_epoch();
@@ -173,7 +187,7 @@ impl MemberCore {
         let out: Vec<String> = trusted
             .members
             .iter()
-            .filter(|m| !self.liveness.heard.contains(*m))
+            .filter(|m| !self.liveness.was_heard(m))
             .filter(|m| {
                 let accusers =
                     self.liveness.accusations.values().filter(|named| named.contains(*m)).count();

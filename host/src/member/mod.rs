@@ -47,6 +47,7 @@ mod events;
 mod keyring;
 mod liveness;
 mod peers;
+mod places;
 mod status;
 mod switch;
 mod telemetry;

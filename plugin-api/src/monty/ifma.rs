@@ -448,7 +448,7 @@ mod tests {
         let odd = |bits: usize| (BigUint::from(1u32) << bits) - 15u32;
         GroupId::ALL
             .into_iter()
-            .chain([GroupId::TestOnly512])
+            .chain([GroupId::TestOnly64])
             .map(|id| id.params().p().clone())
             .chain([317, 1000, 1500, 2300, 2800, 3500, 830].map(odd))
             .collect()

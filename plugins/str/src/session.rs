@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use gka_plugin_api::{
-    unexpected, Agreement, Context, Dh, Element, Secret, SessionError, Sides, View, ViewChange,
+    unexpected, Agreement, Context, Dh, Element, Held, Secret, SessionError, Sides, View,
+    ViewChange,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -37,10 +38,10 @@ pub(crate) struct WireSlot {
 #[derive(Debug, Clone)]
 struct Slot {
     member: String,
-    /// g^(r_i).
-    br: Element,
-    /// g^(x_i), the blinded key of IN_i (i ≥ 1), when published.
-    bk: Option<Element>,
+    /// g^(r_i), validated when this member first computes with it (see [`Held`]).
+    br: Held,
+    /// g^(x_i), the blinded key of IN_i (i ≥ 1), when published; validated likewise.
+    bk: Option<Held>,
 }
 
 /// The chain and this member's private knowledge of it.
@@ -58,13 +59,16 @@ impl Agreed {
         self.slots.iter().position(|s| s.member == member)
     }
 
-    /// The published blinded key of the node at position i (bk_0 is br_0).
-    fn bk(&self, i: usize) -> Option<Element> {
-        if i == 0 {
-            Some(self.slots[0].br.clone())
-        } else {
-            self.slots[i].bk.clone()
-        }
+    /// The published blinded key of the node at position i (bk_0 is br_0), validated.
+    fn bk(&mut self, dh: &Dh, i: usize) -> Result<Element, SessionError> {
+        let held = if i == 0 { Some(&mut self.slots[0].br) } else { self.slots[i].bk.as_mut() };
+        let held = held.ok_or_else(|| unexpected(format!("no blinded key at position {i}")))?;
+        Ok(dh.check(held)?.clone())
+    }
+
+    /// g^(r_i), validated.
+    fn br(&mut self, dh: &Dh, i: usize) -> Result<Element, SessionError> {
+        Ok(dh.check(&mut self.slots[i].br)?.clone())
     }
 
     /// Keeps the given members; returns how many bottom positions kept their keys.
@@ -131,12 +135,28 @@ fn node_exponent(dh: &Dh, br: &Element, x_below: &Secret) -> (Element, Secret) {
     (k, x)
 }
 
+/// True if `wire` is exactly `slots`' wire form: the same members, blinded shares and
+/// published blinded keys (none at position 0). Unlike comparing with [`StrRun::wire`], it
+/// encodes nothing.
+fn matches_wire(dh: &Dh, slots: &[Slot], wire: &[WireSlot]) -> bool {
+    let same = |mine: &Held, theirs: &[u8]| dh.receive(theirs).is_ok_and(|t| t == *mine);
+    slots.len() == wire.len()
+        && slots.iter().zip(wire).enumerate().all(|(i, (s, w))| {
+            let bk = match (s.bk.as_ref().filter(|_| i > 0), &w.bk) {
+                (None, None) => true,
+                (Some(mine), Some(theirs)) => same(mine, theirs),
+                _ => false,
+            };
+            s.member == w.member && same(&s.br, &w.br) && bk
+        })
+}
+
 impl StrRun {
     fn singleton(&mut self, cx: &mut Cx) -> Agreed {
         let r = cx.core.dh.random_exponent(&mut cx.core.rng);
         let br = cx.core.dh.blind(&r);
         Agreed {
-            slots: vec![Slot { member: cx.core.me().to_owned(), br, bk: None }],
+            slots: vec![Slot { member: cx.core.me().to_owned(), br: br.into(), bk: None }],
             r,
             x: vec![None],
         }
@@ -149,8 +169,8 @@ impl StrRun {
             .enumerate()
             .map(|(i, s)| WireSlot {
                 member: s.member.clone(),
-                br: cx.core.dh.encode(&s.br),
-                bk: s.bk.as_ref().filter(|_| i > 0).map(|e| cx.core.dh.encode(e)),
+                br: cx.core.dh.encode_held(&s.br),
+                bk: s.bk.as_ref().filter(|_| i > 0).map(|e| cx.core.dh.encode_held(e)),
             })
             .collect()
     }
@@ -179,9 +199,8 @@ impl StrRun {
             return Err(unexpected(format!("chain from {from:?} claims {valid} valid positions")));
         }
         let decoded = if contains_me {
-            // Our own group's chain: it must be exactly our copy. Comparing encodings spares
-            // validating elements we computed or checked before.
-            if self.wire(cx, &mine.slots) != slots || valid != *mine_valid {
+            // Our own group's chain: it must be exactly our copy.
+            if !matches_wire(&cx.core.dh, &mine.slots, slots) || valid != *mine_valid {
                 return Err(unexpected("a chain with this member that is not its group's"));
             }
             mine.slots.clone()
@@ -189,10 +208,10 @@ impl StrRun {
             let mut decoded = Vec::with_capacity(slots.len());
             for (i, s) in slots.iter().enumerate() {
                 let bk = match &s.bk {
-                    Some(b) if i > 0 && i < valid => Some(cx.core.dh.decode(b)?),
+                    Some(b) if i > 0 && i < valid => Some(cx.core.dh.receive(b)?),
                     _ => None,
                 };
-                let br = cx.core.dh.decode(&s.br)?;
+                let br = cx.core.dh.receive(&s.br)?;
                 decoded.push(Slot { member: s.member.clone(), br, bk });
             }
             decoded
@@ -264,11 +283,11 @@ impl StrRun {
             chain.r = dh.random_exponent(&mut cx.core.rng);
             let br = dh.blind(&chain.r);
             new_br = Some(dh.encode(&br));
-            chain.slots[sponsor].br = br;
+            chain.slots[sponsor].br = br.into();
         }
         let top = chain.slots.len() - 1;
         if top == 0 {
-            let key = dh.pow(&chain.slots[0].br, &chain.r);
+            let key = dh.pow(&chain.br(dh, 0)?, &chain.r);
             let secret = dh.encode(&key);
             chain.x[0] = Some(chain.r.clone());
             return cx.commit(chain, &secret);
@@ -278,7 +297,7 @@ impl StrRun {
         if sponsor == 0 {
             chain.x[0] = Some(chain.r.clone());
         } else {
-            let below = chain.bk(sponsor - 1).ok_or_else(|| unexpected("no bk below"))?;
+            let below = chain.bk(dh, sponsor - 1)?;
             let (k, x) = node_exponent(dh, &below, &chain.r);
             chain.x[sponsor] = Some(x);
             top_key = Some(k);
@@ -289,9 +308,9 @@ impl StrRun {
             if i > 1 {
                 let bk = dh.blind(&x_below);
                 bks.push(dh.encode(&bk));
-                chain.slots[i - 1].bk = Some(bk);
+                chain.slots[i - 1].bk = Some(bk.into());
             }
-            let (k, x) = node_exponent(dh, &chain.slots[i].br, &x_below);
+            let (k, x) = node_exponent(dh, &chain.br(dh, i)?, &x_below);
             chain.x[i] = Some(x);
             top_key = Some(k);
         }
@@ -319,8 +338,8 @@ impl StrRun {
             return Err(unexpected("update carries the wrong number of blinded keys"));
         }
         let dh = &cx.core.dh;
-        let new_br = br.map(|b| dh.decode(b)).transpose()?;
-        let decoded: Vec<Element> = bks.iter().map(|b| dh.decode(b)).collect::<Result<_, _>>()?;
+        let new_br = br.map(|b| dh.receive(b)).transpose()?;
+        let decoded: Vec<Held> = bks.iter().map(|b| dh.receive(b)).collect::<Result<_, _>>()?;
         let Phase::WaitUpdate { mut chain, .. } = std::mem::take(&mut self.phase) else {
             unreachable!()
         };
@@ -355,7 +374,7 @@ impl StrRun {
             if pos == 0 {
                 chain.x[0] = Some(chain.r.clone());
             } else {
-                let bk = chain.bk(pos - 1).ok_or_else(|| unexpected("missing bk"))?;
+                let bk = chain.bk(dh, pos - 1)?;
                 let (k, x) = node_exponent(dh, &bk, &chain.r);
                 chain.x[pos] = Some(x);
                 key = Some(k);
@@ -363,7 +382,7 @@ impl StrRun {
         }
         for i in start.max(pos + 1)..=top {
             let x_below = chain.x[i - 1].clone().ok_or_else(|| unexpected("missing key below"))?;
-            let (k, x) = node_exponent(dh, &chain.slots[i].br, &x_below);
+            let (k, x) = node_exponent(dh, &chain.br(dh, i)?, &x_below);
             chain.x[i] = Some(x);
             key = Some(k);
         }

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use gka_plugin_api::{CostFigures, Dh, Element, EventKind, GroupId};
+use gka_plugin_api::{CostFigures, Dh, EventKind, GroupId, Held};
 
 use crate::tree::{
     invalidate_refresher, merge_trees, publication, subtractive_refresher, Node, Path,
@@ -74,8 +74,8 @@ fn names(prefix: &str, n: u64) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i:04}")).collect()
 }
 
-fn marker() -> Element {
-    Dh::new(GroupId::Ffdhe2048).generator()
+fn marker() -> Held {
+    Dh::new(GroupId::Ffdhe2048).generator().into()
 }
 
 fn singleton(name: &str) -> Node {

@@ -8,8 +8,8 @@ use gka_plugin_api::{
 use serde::{Deserialize, Serialize};
 
 use crate::tree::{
-    from_wire, invalidate_refresher, merge_trees, publication, subtractive_refresher, to_wire,
-    Node, Path, WireNode,
+    from_wire, invalidate_refresher, matches_wire, merge_trees, publication, subtractive_refresher,
+    to_wire, Node, Path, WireNode,
 };
 
 /// Domain label for mapping node keys to exponents (docs/protocols.md §9.2).
@@ -74,7 +74,7 @@ impl TgdhRun {
     fn singleton(&mut self, cx: &mut Cx) -> Node {
         let r = cx.core.dh.random_exponent(&mut cx.core.rng);
         let bk = cx.core.dh.blind(&r);
-        Node::leaf(cx.core.me().to_owned(), Some(bk), Some(r))
+        Node::leaf(cx.core.me().to_owned(), Some(bk.into()), Some(Box::new(r)))
     }
 
     fn on_tree(
@@ -105,16 +105,16 @@ impl TgdhRun {
             return Err(unexpected("tree shape does not match its leaves"));
         }
         let me = cx.core.me().to_owned();
+        let dh = &cx.core.dh;
         let tree = if leaves.contains(&me) {
             // Our own group's tree: it must be exactly our copy, which keeps our private
-            // exponents. Comparing encodings spares validating elements we computed or checked.
-            if to_wire(mine, &|e| cx.core.dh.encode(e)) != nodes {
+            // exponents.
+            if !matches_wire(mine, nodes, &|b| dh.receive(b).ok()) {
                 return Err(unexpected("a tree with this member that is not its group's"));
             }
             mine.clone()
         } else {
-            let dh = &cx.core.dh;
-            from_wire(nodes, &|b| dh.decode(b).map_err(SessionError::from), &|m| {
+            from_wire(nodes, &|b| dh.receive(b).map_err(SessionError::from), &|m| {
                 unexpected(format!("malformed tree: {m}"))
             })?
         };
@@ -144,7 +144,7 @@ impl TgdhRun {
                 .ok_or_else(|| unexpected("refresher not in tree"))?;
             if refresher == cx.core.me() {
                 let r = cx.core.dh.random_exponent(&mut cx.core.rng);
-                tree.at_mut(&path).expect("leaf exists").x = Some(r);
+                tree.at_mut(&path).expect("leaf exists").x = Some(Box::new(r));
             }
         }
         self.phase = Phase::Compute(Run::new(tree));
@@ -164,8 +164,8 @@ impl TgdhRun {
         if path.is_empty() {
             if run.root.is_none() {
                 let leaf = run.tree.at(&[]).expect("root");
-                let x = leaf.x.clone().ok_or_else(|| unexpected("own share unknown"))?;
-                run.root = Some(dh.pow(&dh.blind(&x), &x));
+                let x = leaf.x.as_deref().ok_or_else(|| unexpected("own share unknown"))?;
+                run.root = Some(dh.pow(&dh.blind(x), x));
             }
         } else {
             for depth in (0..path.len()).rev() {
@@ -182,15 +182,15 @@ impl TgdhRun {
                 };
                 let mut sib_path = here.to_vec();
                 sib_path.push(!path[depth]);
-                let Some(sib_bk) = run.tree.at(&sib_path).and_then(|n| n.bk.clone()) else {
+                let Some(sib_bk) = run.tree.at_mut(&sib_path).and_then(|n| n.bk.as_mut()) else {
                     break;
                 };
-                let k = dh.pow(&sib_bk, &x_child);
+                let k = dh.pow(dh.check(sib_bk)?, &x_child);
                 if depth == 0 {
                     run.root = Some(k);
                 } else {
                     let x = dh.element_to_exponent(NODE_LABEL, &k);
-                    run.tree.at_mut(here).expect("on path").x = Some(x);
+                    run.tree.at_mut(here).expect("on path").x = Some(Box::new(x));
                 }
             }
         }
@@ -202,7 +202,8 @@ impl TgdhRun {
             let mut wire = Vec::with_capacity(list.len());
             for p in list {
                 let x = run.tree.at(&p).and_then(|n| n.x.clone()).expect("known");
-                wire.push((p.clone(), dh.encode(&dh.blind(&x))));
+                let bk = dh.blind(&x);
+                wire.push((p.clone(), dh.encode(&bk)));
                 run.sent.insert(p);
             }
             cx.core.broadcast(&TgdhMsg::Bkeys(wire))?;
@@ -249,7 +250,7 @@ impl TgdhRun {
             if p.is_empty() || sender_path.is_empty() || !sender_path.starts_with(p) {
                 return Err(unexpected(format!("{from:?} cannot know the key of that node")));
             }
-            let bk = dh.decode(b)?;
+            let bk = dh.receive(b)?;
             if node.bk.as_ref().is_some_and(|old| *old != bk) {
                 return Err(unexpected("conflicting blinded key"));
             }
@@ -304,7 +305,7 @@ impl Agreement for TgdhRun {
             return self.start_compute(cx, mine, None);
         }
         if mine.rightmost() == cx.core.me() {
-            let nodes = to_wire(&mine, &|e| cx.core.dh.encode(e));
+            let nodes = to_wire(&mine, &|e| cx.core.dh.encode_held(e));
             cx.core.broadcast(&TgdhMsg::Tree { nodes, kept: kept_state })?;
         }
         self.phase = Phase::Collect { mine, trees: Sides::default() };

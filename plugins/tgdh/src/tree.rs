@@ -2,7 +2,7 @@
 //! and the flat wire form. Pure structure and public blinded keys, plus each node's private
 //! exponent where this member knows it; no exponentiation happens here.
 
-use gka_plugin_api::{Element, Secret};
+use gka_plugin_api::{Held, Secret};
 use serde::{Deserialize, Serialize};
 
 /// A path from the root: `false` is left, `true` is right.
@@ -15,17 +15,35 @@ pub type Path = Vec<bool>;
 /// One node of the key tree.
 #[derive(Debug, Clone)]
 pub struct Node {
-    /// The node's blinded key g^x as the group knows it (delivered), if valid.
-    pub(crate) bk: Option<Element>,
+    /// The node's blinded key g^x as the group knows it (delivered), if any: validated when
+    /// this member first computes with it (see [`Held`]).
+    pub(crate) bk: Option<Held>,
     /// The node's exponent x (a leaf's share, or H(K) of an inner node), if this member knows
     /// it and it is valid.
-    pub(crate) x: Option<Secret>,
+    /// Boxed: it is known only on this member's path, and a node is then 96 bytes, not 136.
+    pub(crate) x: Option<Box<Secret>>,
     /// Private, so that every change of structure goes through the constructors and
-    /// [`Node::insert`], which keep `height` right.
+    /// [`Node::insert`], which keep `height` and `fit` right.
     kind: Kind,
     /// Height (0 for a leaf), kept with the structure: the insertion rule asks every node's
-    /// height, and recomputing it would cost a walk of the subtree each time.
-    height: usize,
+    /// height, and recomputing it would cost a walk of the subtree each time. (`u32`, as
+    /// `fit`: every member holds 2n nodes, and 128 bytes a node is a smaller allocation class
+    /// than 136.)
+    height: u32,
+    /// How far below this node the shallowest node lies that could take an insertion without
+    /// adding to this node's height (a node v with depth(v) + height(v) < height(self));
+    /// `u32::MAX` if none does. Kept with the structure, so an insertion finds its spot along
+    /// one path instead of a walk of the tree: merging n singletons costs n log n per member,
+    /// not n².
+    fit: u32,
+}
+
+/// What pruning did to a subtree.
+enum Pruned {
+    Same,
+    /// Some leaf under it left: it lost its keys (or was replaced by a child).
+    Changed,
+    Removed,
 }
 
 /// A leaf (a member) or an inner node with two children.
@@ -37,22 +55,22 @@ pub enum Kind {
 }
 
 impl Node {
-    pub(crate) fn leaf(member: String, bk: Option<Element>, x: Option<Secret>) -> Self {
-        Self { bk, x, kind: Kind::Leaf(member), height: 0 }
+    pub(crate) fn leaf(member: String, bk: Option<Held>, x: Option<Box<Secret>>) -> Self {
+        Self { bk, x, kind: Kind::Leaf(member), height: 0, fit: u32::MAX }
     }
 
     fn inner(left: Self, right: Self) -> Self {
         Self::inner_with(left, right, None, None)
     }
 
-    fn inner_with(left: Self, right: Self, bk: Option<Element>, x: Option<Secret>) -> Self {
-        let height = 1 + left.height.max(right.height);
-        Self { bk, x, kind: Kind::Inner(Box::new(left), Box::new(right)), height }
+    fn inner_with(left: Self, right: Self, bk: Option<Held>, x: Option<Box<Secret>>) -> Self {
+        let (height, fit) = summary(&left, &right);
+        Self { bk, x, kind: Kind::Inner(Box::new(left), Box::new(right)), height, fit }
     }
 
     /// Height: 0 for a leaf.
     pub(crate) fn height(&self) -> usize {
-        self.height
+        self.height as usize
     }
 
     /// Recomputes the heights of the nodes on `path` above its end, after the subtree at
@@ -64,7 +82,7 @@ impl Node {
             } else {
                 l.update_heights(rest);
             }
-            self.height = 1 + l.height.max(r.height);
+            (self.height, self.fit) = summary(l, r);
         }
     }
 
@@ -154,33 +172,40 @@ impl Node {
     /// Removes the given members: a removed leaf's sibling takes its parent's place, and every
     /// ancestor of a change loses its keys (docs/protocols.md §2.2). Returns None if nobody is
     /// left.
-    pub(crate) fn prune(self, gone: &dyn Fn(&str) -> bool) -> Option<Self> {
-        self.prune_inner(gone).0
+    pub(crate) fn prune(mut self, gone: &dyn Fn(&str) -> bool) -> Option<Self> {
+        match self.prune_in_place(gone) {
+            Pruned::Removed => None,
+            Pruned::Same | Pruned::Changed => Some(self),
+        }
     }
 
-    fn prune_inner(self, gone: &dyn Fn(&str) -> bool) -> (Option<Self>, bool) {
-        match self.kind {
-            Kind::Leaf(ref m) => {
-                if gone(m) {
-                    (None, true)
-                } else {
-                    (Some(self), false)
-                }
+    /// Prunes in place, so that subtrees without leavers keep their nodes (a leave costs a
+    /// walk of the tree, not a rebuilt copy of it).
+    fn prune_in_place(&mut self, gone: &dyn Fn(&str) -> bool) -> Pruned {
+        let (left, right) = match &mut self.kind {
+            Kind::Leaf(m) => return if gone(m) { Pruned::Removed } else { Pruned::Same },
+            Kind::Inner(l, r) => (l.prune_in_place(gone), r.prune_in_place(gone)),
+        };
+        let Kind::Inner(l, r) = &mut self.kind else { unreachable!("matched above") };
+        let promoted = match (left, right) {
+            (Pruned::Removed, Pruned::Removed) => return Pruned::Removed,
+            (Pruned::Same, Pruned::Same) => return Pruned::Same,
+            (Pruned::Removed, _) => {
+                std::mem::replace(&mut **r, Self::leaf(String::new(), None, None))
             }
-            Kind::Inner(l, r) => {
-                let (l, cl) = l.prune_inner(gone);
-                let (r, cr) = r.prune_inner(gone);
-                match (l, r) {
-                    (Some(l), Some(r)) => {
-                        let changed = cl || cr;
-                        let (bk, x) = if changed { (None, None) } else { (self.bk, self.x) };
-                        (Some(Self::inner_with(l, r, bk, x)), changed)
-                    }
-                    (Some(only), None) | (None, Some(only)) => (Some(only), true),
-                    (None, None) => (None, true),
-                }
+            (_, Pruned::Removed) => {
+                std::mem::replace(&mut **l, Self::leaf(String::new(), None, None))
             }
-        }
+            _ => {
+                (self.height, self.fit) = summary(l, r);
+                self.bk = None;
+                self.x = None;
+                return Pruned::Changed;
+            }
+        };
+        // The survivor takes its parent's place, with its own keys.
+        *self = promoted;
+        Pruned::Changed
     }
 
     /// Every non-root node without a blinded key: (depth, left-to-right index, path).
@@ -215,39 +240,41 @@ impl Node {
         }
     }
 
+    /// The path to the rightmost of the shallowest nodes that could take an insertion (see
+    /// `fit`); call only when there is one.
+    fn fit_path(&self) -> Path {
+        let mut path = Vec::new();
+        let mut node = self;
+        while let Kind::Inner(l, r) = &node.kind {
+            let target = node.fit;
+            // Right first: at any depth, the right subtree's nodes are right of the left's.
+            let Some((side, child, fits_here)) =
+                [(true, r), (false, l)].into_iter().find_map(|(side, c)| {
+                    let fits_here = 1 + c.height < node.height;
+                    let depth = if fits_here { 1 } else { c.fit.saturating_add(1) };
+                    (depth == target).then_some((side, c, fits_here))
+                })
+            else {
+                break;
+            };
+            path.push(side);
+            if fits_here {
+                break;
+            }
+            node = child;
+        }
+        path
+    }
+
     /// Inserts `other` by the paper's rule: at the shallowest, then rightmost, node where the
     /// join does not increase the height; at the root if there is none (or if `other` is at
     /// least as tall). The new inner node has the old subtree on the left and `other` on the
     /// right, and it and its ancestors lose their keys. Returns the path of the new node.
     pub(crate) fn insert(&mut self, other: Self) -> Path {
-        let h = self.height();
-        let h2 = other.height();
-        let mut spot: Option<Path> = None;
-        if h2 < h {
-            // Level by level from the root; within a level, right to left. Only the levels
-            // down to the first fit are visited.
-            let mut level: Vec<(Path, &Self)> = vec![(Vec::new(), &*self)];
-            'levels: for depth in 1..=h {
-                let mut next = Vec::with_capacity(level.len() * 2);
-                for (p, n) in &level {
-                    if let Kind::Inner(l, r) = &n.kind {
-                        for (side, child) in [(false, l), (true, r)] {
-                            let mut cp = p.clone();
-                            cp.push(side);
-                            next.push((cp, &**child));
-                        }
-                    }
-                }
-                for (p, n) in next.iter().rev() {
-                    if depth + n.height.max(h2) < h {
-                        spot = Some(p.clone());
-                        break 'levels;
-                    }
-                }
-                level = next;
-            }
-        }
-        let path = spot.unwrap_or_default();
+        // The shallowest fitting node v has depth(v) + height(v) < h; it takes `other` only
+        // if depth(v) + h2 < h too, and no deeper node would.
+        let spot = (self.fit as usize).saturating_add(other.height()) < self.height();
+        let path = if spot { self.fit_path() } else { Vec::new() };
         let target = self.at_mut(&path).expect("insertion path exists");
         let old = std::mem::replace(target, Self::leaf(String::new(), None, None));
         *target = Self::inner(old, other);
@@ -255,6 +282,15 @@ impl Node {
         self.invalidate_ancestors(&path);
         path
     }
+}
+
+/// The height and `fit` of an inner node with these children (see [`Node::fit`]): a child
+/// whose height plus one (its depth) is below the node's height fits right below it;
+/// otherwise the child's own shallowest fit, one level deeper, fits here too.
+fn summary(left: &Node, right: &Node) -> (u32, u32) {
+    let height = 1 + left.height.max(right.height);
+    let via = |c: &Node| if 1 + c.height < height { 1 } else { c.fit.saturating_add(1) };
+    (height, via(left).min(via(right)))
 }
 
 /// The member who refreshes its share after leavers were pruned from an agreed tree: the
@@ -345,7 +381,7 @@ pub enum WireNode {
 }
 
 /// The tree in pre-order, with the given element encoder.
-pub(crate) fn to_wire(node: &Node, encode: &dyn Fn(&Element) -> Vec<u8>) -> Vec<WireNode> {
+pub(crate) fn to_wire(node: &Node, encode: &dyn Fn(&Held) -> Vec<u8>) -> Vec<WireNode> {
     let mut out = Vec::new();
     node.walk(&mut Vec::new(), &mut |_, n| {
         let bk = n.bk.as_ref().map(encode);
@@ -357,6 +393,35 @@ pub(crate) fn to_wire(node: &Node, encode: &dyn Fn(&Element) -> Vec<u8>) -> Vec<
     out
 }
 
+/// True if `wire` is exactly `node`'s pre-order form: the same shape, members and blinded
+/// keys (each decoded with `receive`, which gives None for an encoding that cannot be one).
+/// Unlike comparing with [`to_wire`], it encodes nothing.
+pub(crate) fn matches_wire(
+    node: &Node,
+    wire: &[WireNode],
+    receive: &dyn Fn(&[u8]) -> Option<Held>,
+) -> bool {
+    let mut wire = wire.iter();
+    let mut same = true;
+    node.walk(&mut Vec::new(), &mut |_, n| {
+        if !same {
+            return;
+        }
+        let (bk, kind_matches) = match (wire.next(), &n.kind) {
+            (Some(WireNode::Leaf { member, bk }), Kind::Leaf(m)) => (bk, member == m),
+            (Some(WireNode::Inner { bk }), Kind::Inner(..)) => (bk, true),
+            _ => (&None, false),
+        };
+        same = kind_matches
+            && match (bk, &n.bk) {
+                (None, None) => true,
+                (Some(b), Some(mine)) => receive(b).is_some_and(|theirs| theirs == *mine),
+                _ => false,
+            };
+    });
+    same && wire.next().is_none()
+}
+
 /// The tallest tree accepted from a peer. The insertion rule keeps honest trees within a few
 /// levels of log2(n); a peer's degenerate tree would cost linear rounds and deep recursion.
 pub(crate) const MAX_TREE_HEIGHT: usize = 64;
@@ -366,7 +431,7 @@ pub(crate) const MAX_TREE_HEIGHT: usize = 64;
 /// [`MAX_TREE_HEIGHT`].
 pub(crate) fn from_wire<E>(
     wire: &[WireNode],
-    decode: &dyn Fn(&[u8]) -> Result<Element, E>,
+    decode: &dyn Fn(&[u8]) -> Result<Held, E>,
     malformed: &dyn Fn(&str) -> E,
 ) -> Result<Node, E> {
     // Each entry: a node under construction and how many children it still needs.
@@ -432,6 +497,81 @@ mod tests {
         let p = t.insert(leaf("f"));
         assert_eq!(p, vec![true]);
         assert_eq!(t.height(), 3);
+    }
+
+    /// The insertion rule read literally: level by level from the root, right to left, the
+    /// first node where depth + max(height, h2) < h; the root if none.
+    fn spot_by_search(tree: &Node, h2: usize) -> Path {
+        let h = tree.height();
+        let mut level: Vec<(Path, &Node)> = vec![(Vec::new(), tree)];
+        for depth in 1..=h {
+            let mut next = Vec::new();
+            for (p, n) in &level {
+                if let Kind::Inner(l, r) = &n.kind {
+                    for (side, child) in [(false, l), (true, r)] {
+                        let mut cp = p.clone();
+                        cp.push(side);
+                        next.push((cp, &**child));
+                    }
+                }
+            }
+            for (p, n) in next.iter().rev() {
+                if depth + n.height().max(h2) < h {
+                    return p.clone();
+                }
+            }
+            level = next;
+        }
+        Vec::new()
+    }
+
+    #[test]
+    fn insertion_spots_match_a_literal_search_of_the_rule() {
+        // Trees grown by merging random small trees, pruned now and then, in many shapes.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let mut name = 0;
+        let mut fresh = |size: u64| {
+            let mut t = leaf("x");
+            for i in 0..size {
+                name += 1;
+                let n = leaf(&format!("m{name}"));
+                if i == 0 {
+                    t = n;
+                } else {
+                    t.insert(n);
+                }
+            }
+            t
+        };
+        let mut deep = 0;
+        for _ in 0..40 {
+            let mut tree = fresh(1 + next(3));
+            for _ in 0..60 {
+                let bound = if next(4) == 0 { 9 } else { 2 };
+                let other = fresh(1 + next(bound));
+                let expected = spot_by_search(&tree, other.height());
+                deep += usize::from(expected.len() >= 2);
+                assert_eq!(tree.insert(other), expected);
+                if next(10) == 0 {
+                    let members = tree.members();
+                    let gone = members[next(members.len() as u64) as usize].clone();
+                    tree = tree.prune(&|m| m == gone).unwrap_or_else(|| leaf("y"));
+                }
+            }
+        }
+        assert!(deep > 500, "only {deep} insertions below the root's children");
+    }
+
+    #[test]
+    fn a_node_fits_in_96_bytes() {
+        // Every member holds 2n nodes (96 bytes is two allocation classes below 136).
+        assert!(size_of::<Node>() <= 96, "{} bytes", size_of::<Node>());
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub(super) fn floor(
         sign_ms: openssl.ed25519_sign_ms.min(gka.sign_ms),
         verify_ms: openssl.ed25519_verify_ms.min(gka.verify_ms),
     };
-    sweep.dh_group = gka_plugin_api::GroupId::TestOnly512;
+    sweep.dh_group = gka_plugin_api::GroupId::TestOnly64;
     let started = std::time::Instant::now();
     let rows = sweep::run(catalogue, &sweep, |done| eprintln!("simulated {done}"))?;
     let mut md = String::new();

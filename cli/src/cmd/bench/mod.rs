@@ -48,7 +48,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     networks: Vec<String>,
     /// Scale mode, for groups of thousands (sizes up to 8192): the protocols compute in a
-    /// 512-bit test group whose elements are encoded at ffdhe2048's length, and every
+    /// 64-bit test group whose elements are encoded at ffdhe2048's length, and every
     /// operation is charged at the ffdhe2048 costs (`--cost counted` only). Rounds, messages,
     /// bytes and counted operations are those of ffdhe2048; see docs/performance.md.
     #[arg(long)]
@@ -280,7 +280,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
                 if !matches!(sweep.cost, CostMode::Counted(_)) {
                     bail!("--scale charges counted costs: use it with --cost counted");
                 }
-                sweep.dh_group = GroupId::TestOnly512;
+                sweep.dh_group = GroupId::TestOnly64;
                 MAX_SCALE_SIZE
             } else {
                 MAX_FULL_SIZE
