@@ -6,9 +6,11 @@
 //! and back it with transparent huge pages; under 4 MiB broadcasts that raised the daemon's
 //! peak memory above its bound, so the daemon calls [`return_freed_memory_at_once`].
 //!
-//! Plugin libraries keep the system's allocator: a library that carries its own allocator
-//! with per-thread state crashed the process when several were loaded side by side and
-//! threads ended (`tests/tests/loading.rs`).
+//! mimalloc is built to also serve `malloc` and `free` (its `override` feature), which the
+//! program exports, so the plugin libraries it loads, which allocate through the system's
+//! `malloc`, use the same allocator. Plugins must not carry an allocator of their own: with
+//! one mimalloc in each plugin library, loading several side by side on several threads
+//! crashed the process (`tests/tests/loading.rs`).
 
 use libmimalloc_sys::{mi_option_set, mi_option_t};
 

@@ -81,7 +81,7 @@ impl Sim {
                         at_us: end,
                     });
                 }
-                MemberEvent::View(v) => m.view = Some((v.view_id, v.members)),
+                MemberEvent::View(v) => m.view = Some(v.view_id),
                 MemberEvent::Switch(event) => {
                     match &event {
                         SwitchEvent::Committed { .. } => {

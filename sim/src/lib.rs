@@ -141,7 +141,8 @@ struct SimMember {
     downlink: LinkState,
     /// The last key: (view id, fingerprint, when).
     key: Option<(u64, String, u64)>,
-    view: Option<(u64, Vec<String>)>,
+    /// The id of its current view (the sequencer keeps each view's members).
+    view: Option<u64>,
     /// Between its commit of a switch and the switch's key (or abort).
     switching: bool,
 }
@@ -564,7 +565,7 @@ impl Sim {
         members.sort_by(|a, b| a.0.cmp(b.0));
         let members_count = members.len();
         for (name, m) in members {
-            let (view_id, _) = m
+            let view_id = m
                 .view
                 .as_ref()
                 .ok_or_else(|| SimError::NoAgreement(format!("{name} has no view")))?;
