@@ -139,15 +139,14 @@ fn node_exponent(dh: &Dh, br: &Element, x_below: &Secret) -> (Element, Secret) {
 /// published blinded keys (none at position 0). Unlike comparing with [`StrRun::wire`], it
 /// encodes nothing.
 fn matches_wire(dh: &Dh, slots: &[Slot], wire: &[WireSlot]) -> bool {
-    let same = |mine: &Held, theirs: &[u8]| dh.receive(theirs).is_ok_and(|t| t == *mine);
     slots.len() == wire.len()
         && slots.iter().zip(wire).enumerate().all(|(i, (s, w))| {
             let bk = match (s.bk.as_ref().filter(|_| i > 0), &w.bk) {
                 (None, None) => true,
-                (Some(mine), Some(theirs)) => same(mine, theirs),
+                (Some(mine), Some(theirs)) => dh.encodes(theirs, mine),
                 _ => false,
             };
-            s.member == w.member && same(&s.br, &w.br) && bk
+            s.member == w.member && dh.encodes(&w.br, &s.br) && bk
         })
 }
 

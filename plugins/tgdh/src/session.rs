@@ -109,7 +109,7 @@ impl TgdhRun {
         let tree = if leaves.contains(&me) {
             // Our own group's tree: it must be exactly our copy, which keeps our private
             // exponents.
-            if !matches_wire(mine, nodes, &|b| dh.receive(b).ok()) {
+            if !matches_wire(mine, nodes, &|b, held| dh.encodes(b, held)) {
                 return Err(unexpected("a tree with this member that is not its group's"));
             }
             mine.clone()

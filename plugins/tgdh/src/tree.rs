@@ -394,12 +394,12 @@ pub(crate) fn to_wire(node: &Node, encode: &dyn Fn(&Held) -> Vec<u8>) -> Vec<Wir
 }
 
 /// True if `wire` is exactly `node`'s pre-order form: the same shape, members and blinded
-/// keys (each decoded with `receive`, which gives None for an encoding that cannot be one).
+/// keys (`encodes` tells whether bytes encode a held key, as [`gka_plugin_api::Dh::encodes`]).
 /// Unlike comparing with [`to_wire`], it encodes nothing.
 pub(crate) fn matches_wire(
     node: &Node,
     wire: &[WireNode],
-    receive: &dyn Fn(&[u8]) -> Option<Held>,
+    encodes: &dyn Fn(&[u8], &Held) -> bool,
 ) -> bool {
     let mut wire = wire.iter();
     let mut same = true;
@@ -415,7 +415,7 @@ pub(crate) fn matches_wire(
         same = kind_matches
             && match (bk, &n.bk) {
                 (None, None) => true,
-                (Some(b), Some(mine)) => receive(b).is_some_and(|theirs| theirs == *mine),
+                (Some(b), Some(mine)) => encodes(b, mine),
                 _ => false,
             };
     });
