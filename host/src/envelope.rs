@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use gka_plugin_api::epoch_of;
+use gka_plugin_api::{epoch_of, ViewPlaces};
 use serde::{Deserialize, Serialize};
 
 use crate::group::GroupRun;
@@ -281,7 +281,12 @@ pub struct EnvelopeChecker {
     run: GroupRun,
     view_id: u64,
     epoch: u64,
-    last_seq: HashMap<String, u64>,
+    /// The view's members, shared with the other members of this process that hold it.
+    view_members: ViewPlaces,
+    /// The last sequence number from each member of the view, by place (0: none yet).
+    last_seq: Vec<u64>,
+    /// The same for senders outside the view (trusted ones the group layer still relays).
+    last_seq_outside: HashMap<String, u64>,
     rejected: HashMap<&'static str, u64>,
 }
 
@@ -294,7 +299,9 @@ impl EnvelopeChecker {
             run: GroupRun::default(),
             view_id: 0,
             epoch: 0,
-            last_seq: HashMap::new(),
+            view_members: ViewPlaces::default(),
+            last_seq: Vec::new(),
+            last_seq_outside: HashMap::new(),
             rejected: HashMap::new(),
         }
     }
@@ -316,18 +323,20 @@ impl EnvelopeChecker {
         self.trust.contains(id)
     }
 
-    /// A new view of the group's run `run`: sequence numbers start again.
-    pub fn set_view(&mut self, run: GroupRun, view_id: u64) {
+    /// A new view of the group's run `run`, with these members: sequence numbers start again.
+    pub fn set_view(&mut self, run: GroupRun, view_id: u64, members: &[String]) {
         self.run = run;
         self.view_id = view_id;
-        // Restart every count at 0 and keep the entries: a group of n members would otherwise
-        // allocate n ids per member at every view. Entries of senders no longer trusted go
-        // once they are as many as the trusted ones.
-        if self.last_seq.len() > 2 * self.trust.len() {
+        self.view_members = ViewPlaces::new(members);
+        self.last_seq.clear();
+        self.last_seq.resize(members.len(), 0);
+        // Restart every count at 0 and keep the entries. Entries of senders no longer
+        // trusted go once they are as many as the trusted ones.
+        if self.last_seq_outside.len() > 2 * self.trust.len() {
             let trust = &self.trust;
-            self.last_seq.retain(|sender, _| trust.contains(sender));
+            self.last_seq_outside.retain(|sender, _| trust.contains(sender));
         }
-        self.last_seq.values_mut().for_each(|last| *last = 0);
+        self.last_seq_outside.values_mut().for_each(|last| *last = 0);
     }
 
     /// The current key epoch: protocol and control envelopes from earlier epochs are stale.
@@ -424,17 +433,26 @@ impl EnvelopeChecker {
             let current = if h.kind == Kind::Control { epoch_of(h.view_id, 0) } else { self.epoch };
             return Err(Rejection::StaleEpoch { got: h.epoch, current });
         }
-        let last = self.last_seq.get(&h.sender).copied().unwrap_or(0);
-        if h.seq <= last {
-            return Err(Rejection::Replay { sender: h.sender.clone(), seq: h.seq, last });
-        }
-        match self.last_seq.get_mut(&h.sender) {
-            Some(last) => *last = h.seq,
+        let last = match self.view_members.place(&h.sender) {
+            Some(place) => self.last_seq.get_mut(place),
+            None => self.last_seq_outside.get_mut(&h.sender),
+        };
+        match last {
+            Some(last) if h.seq <= *last => {
+                Err(Rejection::Replay { sender: h.sender.clone(), seq: h.seq, last: *last })
+            }
+            Some(last) => {
+                *last = h.seq;
+                Ok(())
+            }
+            None if h.seq == 0 => {
+                Err(Rejection::Replay { sender: h.sender.clone(), seq: 0, last: 0 })
+            }
             None => {
-                self.last_seq.insert(h.sender.clone(), h.seq);
+                self.last_seq_outside.insert(h.sender.clone(), h.seq);
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Refusals so far, by reason label.
@@ -469,7 +487,7 @@ mod tests {
         let mut trust = TrustStore::default();
         trust.insert("alice", alice.public().clone());
         let mut checker = EnvelopeChecker::new("g", trust);
-        checker.set_view(RUN, 7);
+        checker.set_view(RUN, 7, &["alice".into(), "bob".into()]);
         checker.set_epoch(100);
         (alice, mallory, checker)
     }
@@ -541,7 +559,7 @@ mod tests {
         trust.insert("alice", alice.public().clone());
         let checker = || {
             let mut c = EnvelopeChecker::new("g", trust.clone());
-            c.set_view(RUN, 7);
+            c.set_view(RUN, 7, &["alice".into()]);
             c.set_epoch(100);
             c
         };
@@ -555,7 +573,7 @@ mod tests {
         let r = second.accept_verified(&verified, Some("alice")).expect_err("replay");
         assert_eq!(r.label(), "replay");
         let mut third = checker();
-        third.set_view(RUN, 8);
+        third.set_view(RUN, 8, &["alice".into()]);
         assert_eq!(third.accept_verified(&verified, None).expect_err("view").label(), "wrong_view");
         let r = checker().accept_verified(&verified, Some("mallory")).expect_err("relayed");
         assert_eq!(r.label(), "wrong_sender");
@@ -608,9 +626,28 @@ mod tests {
         checker
             .accept(&Envelope::seal(&alice, header("alice", 7, 100, 3), vec![]).to_bytes())
             .unwrap();
-        checker.set_view(RUN, 8);
+        checker.set_view(RUN, 8, &["alice".into()]);
         checker
             .accept(&Envelope::seal(&alice, header("alice", 8, 100, 1), vec![]).to_bytes())
             .unwrap();
+    }
+
+    /// A trusted sender the view does not list (the group layer relays it) is held to the
+    /// same rule: each sequence number once, above 0, restarting with the view.
+    #[test]
+    fn replays_of_a_sender_outside_the_view_are_refused_too() {
+        let (alice, _, mut checker) = setup();
+        for view in [8, 9] {
+            checker.set_view(RUN, view, &["bob".into()]);
+            let seal = |seq| Envelope::seal(&alice, header("alice", view, 100, seq), vec![]);
+            let r = checker.accept(&seal(0).to_bytes()).expect_err("sequence number 0");
+            assert_eq!(r, Rejection::Replay { sender: "alice".into(), seq: 0, last: 0 });
+            checker.accept(&seal(2).to_bytes()).expect("the first");
+            let r = checker.accept(&seal(2).to_bytes()).expect_err("a replay");
+            assert_eq!(r, Rejection::Replay { sender: "alice".into(), seq: 2, last: 2 });
+            let r = checker.accept(&seal(1).to_bytes()).expect_err("an older one");
+            assert_eq!(r.label(), "replay");
+            checker.accept(&seal(3).to_bytes()).expect("a newer one");
+        }
     }
 }

@@ -30,7 +30,7 @@
 //! installed; then the framework calls [`Agreement::on_refresh`] and hands the run, in order,
 //! the payloads of that epoch that peers sent sooner (held meanwhile by the core).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
@@ -39,6 +39,7 @@ use zeroize::Zeroizing;
 
 use crate::core::{SessionCore, ViewChange};
 use crate::error::SessionError;
+use crate::places::ViewPlaces;
 use crate::protocol::{Counters, Output, Session, SessionConfig, View};
 
 /// A protocol's logic: the state of one run, driven by [`Hosted`].
@@ -95,14 +96,16 @@ pub fn unexpected(what: impl Into<String>) -> SessionError {
 #[derive(Debug)]
 pub struct Sides<T> {
     sides: Vec<T>,
-    covered: BTreeSet<String>,
-    /// The view's members, built at the first check: a merge of n singletons checks n sides.
-    in_view: OnceLock<HashSet<String>>,
+    /// Whether a side covered each member of the view, by place.
+    covered: Vec<bool>,
+    covered_count: usize,
+    /// The view's members, at the first check: a merge of n singletons checks n sides.
+    in_view: OnceLock<ViewPlaces>,
 }
 
 impl<T> Default for Sides<T> {
     fn default() -> Self {
-        Self { sides: Vec::new(), covered: BTreeSet::new(), in_view: OnceLock::new() }
+        Self { sides: Vec::new(), covered: Vec::new(), covered_count: 0, in_view: OnceLock::new() }
     }
 }
 
@@ -114,10 +117,13 @@ impl<T> Sides<T> {
         view: &View,
         members: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), SessionError> {
-        let in_view = self.in_view.get_or_init(|| view.members.iter().cloned().collect());
+        let in_view = self.in_view.get_or_init(|| ViewPlaces::new(&view.members));
         let mut seen = HashSet::new();
         for member in members {
-            if !in_view.contains(member) || self.covered.contains(member) || !seen.insert(member) {
+            let fresh = in_view.place(member).filter(|&place| {
+                !self.covered.get(place).copied().unwrap_or(false) && seen.insert(place)
+            });
+            if fresh.is_none() {
                 return Err(unexpected(format!("side member {member:?} unknown or repeated")));
             }
         }
@@ -132,9 +138,17 @@ impl<T> Sides<T> {
         members: impl IntoIterator<Item = String>,
         side: T,
     ) -> Option<Vec<T>> {
-        self.covered.extend(members);
+        let in_view = self.in_view.get_or_init(|| ViewPlaces::new(&view.members));
+        self.covered.resize(in_view.len(), false);
+        for member in members {
+            if let Some(place) = in_view.place(&member) {
+                if !std::mem::replace(&mut self.covered[place], true) {
+                    self.covered_count += 1;
+                }
+            }
+        }
         self.sides.push(side);
-        (self.covered.len() >= view.members.len()).then(|| std::mem::take(&mut self.sides))
+        (self.covered_count >= view.members.len()).then(|| std::mem::take(&mut self.sides))
     }
 }
 

@@ -26,6 +26,7 @@ use crate::codec;
 use crate::error::{PayloadError, SessionError};
 use crate::group::Dh;
 use crate::kdf::{derive_group_key, KeyContext};
+use crate::places::ViewPlaces;
 use crate::protocol::{
     epoch_of, Counters, GroupKey, MemberId, Output, SessionConfig, View, MAX_KEYS_PER_VIEW,
     MAX_VIEW_ID,
@@ -74,8 +75,8 @@ pub struct SessionCore {
     pub rng: SessionRng,
     view: Option<View>,
     /// The view's members, for the sender test of every payload in O(1) (a scan would cost
-    /// n² per member and view in a group of n).
-    members: HashSet<MemberId>,
+    /// n² per member and view in a group of n), shared by the members of a process.
+    members: ViewPlaces,
     keys_in_view: u64,
     agreement_pending: bool,
     outbox: VecDeque<Output>,
@@ -103,7 +104,7 @@ impl SessionCore {
             rng: session_rng(config.rng_seed),
             config,
             view: None,
-            members: HashSet::new(),
+            members: ViewPlaces::default(),
             keys_in_view: 0,
             agreement_pending: false,
             outbox: VecDeque::new(),
@@ -125,6 +126,12 @@ impl SessionCore {
     /// The current view, or [`SessionError::NoView`].
     pub fn view(&self) -> Result<&View, SessionError> {
         self.view.as_ref().ok_or(SessionError::NoView)
+    }
+
+    /// The current view's members and their places (empty before the first view), shared
+    /// with the other members of this process that hold the same view.
+    pub fn places(&self) -> &ViewPlaces {
+        &self.members
     }
 
     /// The epoch of the key being agreed (or last agreed) in the current view.
@@ -153,13 +160,13 @@ impl SessionCore {
         let keeps_state = self.view.is_some() && !self.agreement_pending;
         let side: Vec<MemberId> = match (&self.view, keeps_state) {
             (Some(_), true) => {
-                view.members.iter().filter(|m| self.members.contains(*m)).cloned().collect()
+                view.members.iter().filter(|m| self.members.contains(m)).cloned().collect()
             }
             _ => vec![self.config.member_id.clone()],
         };
         let side_is_whole_view = side.len() == view.members.len();
         self.view = Some(view.clone());
-        self.members = view.members.iter().cloned().collect();
+        self.members = ViewPlaces::new(&view.members);
         // Broadcasts of the old view that were not delivered never will be.
         self.own_in_flight.clear();
         self.keys_in_view = 0;
@@ -345,7 +352,8 @@ impl SessionCore {
 
     /// Queues a unicast to one member of the view.
     pub fn unicast<B: Serialize>(&mut self, to: &str, body: &B) -> Result<(), SessionError> {
-        if !self.view()?.members.iter().any(|m| m == to) {
+        self.view()?;
+        if !self.members.contains(to) {
             return Err(SessionError::Unexpected(format!("unicast to non-member {to:?}")));
         }
         let payload = self.seal(body)?;

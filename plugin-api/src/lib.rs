@@ -66,6 +66,7 @@ pub mod group;
 mod jacobi;
 pub mod kdf;
 mod monty;
+mod places;
 pub mod protocol;
 mod rfc7919;
 pub mod rng;
@@ -74,6 +75,7 @@ pub use crate::agreement::{unexpected, Agreement, Context, Hosted, Sides};
 pub use crate::core::{SessionCore, ViewChange, MAX_HELD_PAYLOADS, MAX_QUEUED_REFRESHES};
 pub use crate::error::{ErrorKind, PayloadError, SessionError};
 pub use crate::group::{Dh, Element, ElementError, GroupId, Held, Secret};
+pub use crate::places::ViewPlaces;
 pub use crate::protocol::{
     epoch_of, CostFigures, Counters, Descriptor, EpochLabel, EventKind, GroupKey, MemberId, Output,
     Protocol, Session, SessionConfig, View, ViewEvent, MAX_KEYS_PER_VIEW, MAX_VIEW_ID,

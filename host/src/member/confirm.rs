@@ -26,9 +26,9 @@ use sha2::{Digest, Sha256};
 use super::control::Control;
 use super::core::{fresh_view, plugin_now};
 use super::events::{MemberError, MemberEvent};
-use super::places::ViewPlaces;
 use super::MemberCore;
 use crate::group::GroupRun;
+use gka_plugin_api::ViewPlaces;
 
 /// Fresh agreements a view may start because tags disagreed.
 pub const MAX_RESTARTS_PER_VIEW: u32 = 2;

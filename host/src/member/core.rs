@@ -17,7 +17,6 @@ use super::events::{ControlTiming, MemberEvent, Outgoing};
 use super::keyring::KeyRing;
 use super::liveness::Liveness;
 use super::peers::CertifiedPeers;
-use super::places::ViewPlaces;
 use super::switch::{Catalogue, SwitchState};
 use crate::envelope::EnvelopeChecker;
 use crate::group::GroupRun;
@@ -26,6 +25,7 @@ use crate::policy::live::Report;
 use crate::policy::live::{EventRates, GroupReports, Probes};
 use crate::policy::observed::Observed;
 use crate::policy::{Inputs, Policy};
+use gka_plugin_api::ViewPlaces;
 
 /// One member's sans-IO core (see the module docs).
 pub struct MemberCore {

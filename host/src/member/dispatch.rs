@@ -101,7 +101,7 @@ impl MemberCore {
             }
         }
         self.run = run;
-        self.checker.set_view(run, view.view_id);
+        self.checker.set_view(run, view.view_id, &view.members);
         self.confirmations.new_view();
         // Exclusions (liveness.rs) last for the view they were decided in: a joiner could not
         // know them, so the trusted view is rebuilt from the trust store or the certificates

@@ -32,9 +32,9 @@ use gka_plugin_api::EventKind;
 use super::control::Control;
 use super::core::{fresh_view, plugin_now};
 use super::events::{MemberError, MemberEvent};
-use super::places::ViewPlaces;
 use super::MemberCore;
 use crate::policy::{predict_ms, Inputs};
+use gka_plugin_api::ViewPlaces;
 
 /// How many times the predicted agreement time a member waits before it names the silent.
 pub const DEADLINE_FACTOR: f64 = 10.0;

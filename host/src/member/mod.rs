@@ -47,7 +47,6 @@ mod events;
 mod keyring;
 mod liveness;
 mod peers;
-mod places;
 mod status;
 mod switch;
 mod telemetry;

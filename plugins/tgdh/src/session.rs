@@ -1,9 +1,9 @@
 //! The TGDH session state machine.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use gka_plugin_api::{
-    unexpected, Agreement, Context, Element, SessionError, Sides, View, ViewChange,
+    unexpected, Agreement, Context, Element, SessionError, Sides, View, ViewChange, ViewPlaces,
 };
 use serde::{Deserialize, Serialize};
 
@@ -46,19 +46,49 @@ struct Run {
     sent: BTreeSet<Path>,
     /// Each member's leaf path. The structure is fixed while keys are filled in, and every
     /// message asks for its sender's path: a search per message would cost n² per member.
-    paths: HashMap<String, Path>,
+    paths: LeafPaths,
     /// Non-root nodes still without a blinded key (the key is in once none is).
     missing: usize,
 }
 
 impl Run {
-    fn new(tree: Node) -> Self {
-        let mut paths = HashMap::new();
-        tree.walk_leaves(&mut |p, m| {
-            paths.insert(m.to_owned(), p.to_vec());
-        });
+    fn new(tree: Node, view: &ViewPlaces) -> Self {
+        let paths = LeafPaths::new(&tree, view);
         let missing = tree.missing().len();
         Self { tree, root: None, sent: BTreeSet::new(), paths, missing }
+    }
+}
+
+/// The leaf path of each member of the view, by its place in the view, all in one array: a
+/// member of a group of n keeps n paths, and n maps of n member ids each would dominate a large
+/// simulation's memory.
+#[derive(Debug)]
+struct LeafPaths {
+    view: ViewPlaces,
+    /// (start, length) in `steps`, by place; `None` for a member without a leaf.
+    spans: Vec<Option<(u32, u32)>>,
+    steps: Vec<bool>,
+}
+
+impl LeafPaths {
+    fn new(tree: &Node, view: &ViewPlaces) -> Self {
+        let mut spans = vec![None; view.len()];
+        let mut steps = Vec::new();
+        tree.walk_leaves(&mut |path, member| {
+            if let Some(place) = view.place(member) {
+                // Paths are shorter than the number of leaves, which a view bounds far below
+                // 2^32 (and `steps` holds one byte per step).
+                spans[place] = Some((steps.len() as u32, path.len() as u32));
+                steps.extend_from_slice(path);
+            }
+        });
+        Self { view: view.clone(), spans, steps }
+    }
+
+    /// A member's leaf path, if it has a leaf and is in the view.
+    fn of(&self, member: &str) -> Option<&[bool]> {
+        let (start, len) = self.spans[self.view.place(member)?]?;
+        self.steps.get(start as usize..(start + len) as usize)
     }
 }
 
@@ -147,7 +177,7 @@ impl TgdhRun {
                 tree.at_mut(&path).expect("leaf exists").x = Some(Box::new(r));
             }
         }
-        self.phase = Phase::Compute(Run::new(tree));
+        self.phase = Phase::Compute(Run::new(tree, cx.core.places()));
         self.advance(cx)
     }
 
@@ -159,7 +189,8 @@ impl TgdhRun {
             return Ok(());
         };
         let dh = &cx.core.dh;
-        let path = run.paths.get(&me).cloned().ok_or_else(|| unexpected("not in the tree"))?;
+        let path =
+            run.paths.of(&me).map(<[bool]>::to_vec).ok_or_else(|| unexpected("not in the tree"))?;
         // Bottom-up along the path.
         if path.is_empty() {
             if run.root.is_none() {
@@ -234,7 +265,7 @@ impl TgdhRun {
             return Err(unexpected(format!("blinded keys from {from:?} not expected")));
         };
         // Only nodes on the sender's path, each once.
-        let sender_path = run.paths.get(from).map_or(&[][..], Vec::as_slice);
+        let sender_path = run.paths.of(from).unwrap_or_default();
         if list.len() > sender_path.len() {
             return Err(unexpected(format!("{from:?} sent more blinded keys than its path has")));
         }

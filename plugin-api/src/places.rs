@@ -1,0 +1,130 @@
+//! A view's members with each one's place in it, built once per view and shared (cheaply
+//! cloned) by whatever keeps something for every member: the SDK's sender test, the host's
+//! confirmation tags and who was heard from. That state is then an array of n entries, not a
+//! map keyed by copies of n member ids: a group of n members would otherwise allocate and
+//! compare n² ids in every agreement.
+//!
+//! Members in one process that hold the same view (the simulator's whole group) share one
+//! copy: [`ViewPlaces::new`] looks the view up in a process-wide registry of the views alive
+//! first. A simulated group of n members would otherwise keep n copies of an n-entry map, and
+//! the lookup of every delivery's sender would miss the cache in a different one each time.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use crate::protocol::MemberId;
+
+/// Live views the registry keeps at most before it drops the dead ones.
+const REGISTRY_SWEEP_AT: usize = 64;
+
+/// See the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct ViewPlaces(Arc<Inner>);
+
+#[derive(Debug, Default)]
+struct Inner {
+    members: Vec<MemberId>,
+    places: HashMap<MemberId, usize>,
+}
+
+impl ViewPlaces {
+    /// The places of `members`, in their order (ids are distinct in a view), shared with
+    /// every holder of the same view in this process.
+    pub fn new(members: &[MemberId]) -> Self {
+        let key = registry_key(members);
+        let mut registry = registry().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let shared = registry.get(&key).and_then(Weak::upgrade);
+        if let Some(inner) = shared.filter(|inner| inner.members == members) {
+            return Self(inner);
+        }
+        let places = members.iter().enumerate().map(|(i, m)| (m.clone(), i)).collect();
+        let inner = Arc::new(Inner { members: members.to_vec(), places });
+        if registry.len() >= REGISTRY_SWEEP_AT {
+            registry.retain(|_, view| view.strong_count() > 0);
+        }
+        // A different view under the same key (a hash collision) is replaced: both stay
+        // correct, only unshared.
+        registry.insert(key, Arc::downgrade(&inner));
+        Self(inner)
+    }
+
+    /// A member's place, if it is in the view.
+    pub fn place(&self, id: &str) -> Option<usize> {
+        self.0.places.get(id).copied()
+    }
+
+    /// Whether `id` is in the view.
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.places.contains_key(id)
+    }
+
+    /// The members, in view order.
+    pub fn members(&self) -> &[MemberId] {
+        &self.0.members
+    }
+
+    /// How many members.
+    pub fn len(&self) -> usize {
+        self.0.members.len()
+    }
+
+    /// Whether the view has no members (only the default, before any view).
+    pub fn is_empty(&self) -> bool {
+        self.0.members.is_empty()
+    }
+}
+
+/// The views alive in this process, by [`registry_key`].
+fn registry() -> &'static Mutex<HashMap<u64, Weak<Inner>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<u64, Weak<Inner>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Mutex::default)
+}
+
+/// A hash of the members in order. Collisions cost only sharing: a hit is compared in full.
+fn registry_key(members: &[MemberId]) -> u64 {
+    static HASHER: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    HASHER.get_or_init(Default::default).hash_one(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_follow_view_order() {
+        let places = ViewPlaces::new(&["b".into(), "a".into(), "c".into()]);
+        assert_eq!(places.place("b"), Some(0));
+        assert_eq!(places.place("c"), Some(2));
+        assert_eq!(places.place("d"), None);
+        assert!(places.contains("a") && !places.contains("z"));
+        assert_eq!(places.members(), ["b", "a", "c"]);
+        assert_eq!(places.len(), 3);
+    }
+
+    #[test]
+    fn equal_views_share_one_copy_and_different_ones_do_not() {
+        let members: Vec<String> = ["p", "q", "r"].map(String::from).to_vec();
+        let first = ViewPlaces::new(&members);
+        let second = ViewPlaces::new(&members);
+        assert!(Arc::ptr_eq(&first.0, &second.0));
+        let reordered = ViewPlaces::new(&["q".into(), "p".into(), "r".into()]);
+        assert!(!Arc::ptr_eq(&first.0, &reordered.0));
+        assert_eq!(reordered.place("q"), Some(0));
+        assert_eq!(first.place("q"), Some(1));
+    }
+
+    #[test]
+    fn a_view_nobody_holds_is_built_afresh_and_the_registry_stays_bounded() {
+        let members: Vec<String> = ["s", "t"].map(String::from).to_vec();
+        let weak = Arc::downgrade(&ViewPlaces::new(&members).0);
+        assert_eq!(weak.strong_count(), 0);
+        assert_eq!(ViewPlaces::new(&members).members(), ["s", "t"]);
+        for i in 0..3 * REGISTRY_SWEEP_AT {
+            let _dropped = ViewPlaces::new(&[format!("bounded {i}")]);
+        }
+        // Other tests' views may be alive meanwhile; without sweeps all 192 would stay.
+        let kept = registry().lock().unwrap().len();
+        assert!(kept < 3 * REGISTRY_SWEEP_AT, "{kept} entries");
+    }
+}
