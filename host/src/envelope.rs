@@ -324,12 +324,12 @@ impl EnvelopeChecker {
     }
 
     /// A new view of the group's run `run`, with these members: sequence numbers start again.
-    pub fn set_view(&mut self, run: GroupRun, view_id: u64, members: &[String]) {
+    pub fn set_view(&mut self, run: GroupRun, view_id: u64, members: ViewPlaces) {
         self.run = run;
         self.view_id = view_id;
-        self.view_members = ViewPlaces::new(members);
         self.last_seq.clear();
         self.last_seq.resize(members.len(), 0);
+        self.view_members = members;
         // Restart every count at 0 and keep the entries. Entries of senders no longer
         // trusted go once they are as many as the trusted ones.
         if self.last_seq_outside.len() > 2 * self.trust.len() {
@@ -487,7 +487,7 @@ mod tests {
         let mut trust = TrustStore::default();
         trust.insert("alice", alice.public().clone());
         let mut checker = EnvelopeChecker::new("g", trust);
-        checker.set_view(RUN, 7, &["alice".into(), "bob".into()]);
+        checker.set_view(RUN, 7, ViewPlaces::new(&["alice".into(), "bob".into()]));
         checker.set_epoch(100);
         (alice, mallory, checker)
     }
@@ -559,7 +559,7 @@ mod tests {
         trust.insert("alice", alice.public().clone());
         let checker = || {
             let mut c = EnvelopeChecker::new("g", trust.clone());
-            c.set_view(RUN, 7, &["alice".into()]);
+            c.set_view(RUN, 7, ViewPlaces::new(&["alice".into()]));
             c.set_epoch(100);
             c
         };
@@ -573,7 +573,7 @@ mod tests {
         let r = second.accept_verified(&verified, Some("alice")).expect_err("replay");
         assert_eq!(r.label(), "replay");
         let mut third = checker();
-        third.set_view(RUN, 8, &["alice".into()]);
+        third.set_view(RUN, 8, ViewPlaces::new(&["alice".into()]));
         assert_eq!(third.accept_verified(&verified, None).expect_err("view").label(), "wrong_view");
         let r = checker().accept_verified(&verified, Some("mallory")).expect_err("relayed");
         assert_eq!(r.label(), "wrong_sender");
@@ -626,7 +626,7 @@ mod tests {
         checker
             .accept(&Envelope::seal(&alice, header("alice", 7, 100, 3), vec![]).to_bytes())
             .unwrap();
-        checker.set_view(RUN, 8, &["alice".into()]);
+        checker.set_view(RUN, 8, ViewPlaces::new(&["alice".into()]));
         checker
             .accept(&Envelope::seal(&alice, header("alice", 8, 100, 1), vec![]).to_bytes())
             .unwrap();
@@ -638,7 +638,7 @@ mod tests {
     fn replays_of_a_sender_outside_the_view_are_refused_too() {
         let (alice, _, mut checker) = setup();
         for view in [8, 9] {
-            checker.set_view(RUN, view, &["bob".into()]);
+            checker.set_view(RUN, view, ViewPlaces::new(&["bob".into()]));
             let seal = |seq| Envelope::seal(&alice, header("alice", view, 100, seq), vec![]);
             let r = checker.accept(&seal(0).to_bytes()).expect_err("sequence number 0");
             assert_eq!(r, Rejection::Replay { sender: "alice".into(), seq: 0, last: 0 });

@@ -18,6 +18,7 @@
 //! "Completion and refresh").
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,7 @@ use crate::protocol::{
     MAX_VIEW_ID,
 };
 use crate::rng::{session_rng, SessionRng};
+use crate::shared::Registry;
 
 /// Every payload on the wire: the view and epoch it belongs to, then the protocol's message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,7 +75,9 @@ pub struct SessionCore {
     pub dh: Dh,
     /// The session's seeded RNG.
     pub rng: SessionRng,
-    view: Option<View>,
+    /// The current view, shared with the other members of this process that hold the same
+    /// one (see [`crate::shared`]).
+    view: Option<Arc<View>>,
     /// The view's members, for the sender test of every payload in O(1) (a scan would cost
     /// n² per member and view in a group of n), shared by the members of a process.
     members: ViewPlaces,
@@ -125,7 +129,7 @@ impl SessionCore {
 
     /// The current view, or [`SessionError::NoView`].
     pub fn view(&self) -> Result<&View, SessionError> {
-        self.view.as_ref().ok_or(SessionError::NoView)
+        self.view.as_deref().ok_or(SessionError::NoView)
     }
 
     /// The current view's members and their places (empty before the first view), shared
@@ -165,7 +169,7 @@ impl SessionCore {
             _ => vec![self.config.member_id.clone()],
         };
         let side_is_whole_view = side.len() == view.members.len();
-        self.view = Some(view.clone());
+        self.view = Some(shared_view(view));
         self.members = ViewPlaces::new(&view.members);
         // Broadcasts of the old view that were not delivered never will be.
         self.own_in_flight.clear();
@@ -395,6 +399,13 @@ impl SessionCore {
             keys: self.keys,
         }
     }
+}
+
+/// `view`, shared with the members of this process that hold an equal one.
+fn shared_view(view: &View) -> Arc<View> {
+    static VIEWS: Registry<View> = Registry::new();
+    let content = (view.view_id, &view.members, &view.joined, &view.left);
+    VIEWS.share(&content, |held| held == view, || view.clone())
 }
 
 fn validate_view(view: &View, me: &str) -> Result<(), SessionError> {

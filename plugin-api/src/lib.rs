@@ -70,6 +70,7 @@ mod places;
 pub mod protocol;
 mod rfc7919;
 pub mod rng;
+mod shared;
 
 pub use crate::agreement::{unexpected, Agreement, Context, Hosted, Sides};
 pub use crate::core::{SessionCore, ViewChange, MAX_HELD_PAYLOADS, MAX_QUEUED_REFRESHES};

@@ -5,18 +5,18 @@
 //! compare n² ids in every agreement.
 //!
 //! Members in one process that hold the same view (the simulator's whole group) share one
-//! copy: [`ViewPlaces::new`] looks the view up in a process-wide registry of the views alive
-//! first. A simulated group of n members would otherwise keep n copies of an n-entry map, and
-//! the lookup of every delivery's sender would miss the cache in a different one each time.
+//! copy ([`crate::shared`]): a simulated group of n members would otherwise keep n copies of
+//! an n-entry map, and the lookup of every delivery's sender would miss the cache in a
+//! different one each time.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::Arc;
 
 use crate::protocol::MemberId;
+use crate::shared::Registry;
 
-/// Live views the registry keeps at most before it drops the dead ones.
-const REGISTRY_SWEEP_AT: usize = 64;
+/// The views' places alive in this process.
+static VIEWS: Registry<Inner> = Registry::new();
 
 /// See the module docs.
 #[derive(Debug, Clone, Default)]
@@ -32,21 +32,14 @@ impl ViewPlaces {
     /// The places of `members`, in their order (ids are distinct in a view), shared with
     /// every holder of the same view in this process.
     pub fn new(members: &[MemberId]) -> Self {
-        let key = registry_key(members);
-        let mut registry = registry().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let shared = registry.get(&key).and_then(Weak::upgrade);
-        if let Some(inner) = shared.filter(|inner| inner.members == members) {
-            return Self(inner);
-        }
-        let places = members.iter().enumerate().map(|(i, m)| (m.clone(), i)).collect();
-        let inner = Arc::new(Inner { members: members.to_vec(), places });
-        if registry.len() >= REGISTRY_SWEEP_AT {
-            registry.retain(|_, view| view.strong_count() > 0);
-        }
-        // A different view under the same key (a hash collision) is replaced: both stay
-        // correct, only unshared.
-        registry.insert(key, Arc::downgrade(&inner));
-        Self(inner)
+        Self(VIEWS.share(
+            members,
+            |held| held.members == members,
+            || Inner {
+                members: members.to_vec(),
+                places: members.iter().enumerate().map(|(i, m)| (m.clone(), i)).collect(),
+            },
+        ))
     }
 
     /// A member's place, if it is in the view.
@@ -75,18 +68,6 @@ impl ViewPlaces {
     }
 }
 
-/// The views alive in this process, by [`registry_key`].
-fn registry() -> &'static Mutex<HashMap<u64, Weak<Inner>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<u64, Weak<Inner>>>> = OnceLock::new();
-    REGISTRY.get_or_init(Mutex::default)
-}
-
-/// A hash of the members in order. Collisions cost only sharing: a hit is compared in full.
-fn registry_key(members: &[MemberId]) -> u64 {
-    static HASHER: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
-    HASHER.get_or_init(Default::default).hash_one(members)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,19 +93,5 @@ mod tests {
         assert!(!Arc::ptr_eq(&first.0, &reordered.0));
         assert_eq!(reordered.place("q"), Some(0));
         assert_eq!(first.place("q"), Some(1));
-    }
-
-    #[test]
-    fn a_view_nobody_holds_is_built_afresh_and_the_registry_stays_bounded() {
-        let members: Vec<String> = ["s", "t"].map(String::from).to_vec();
-        let weak = Arc::downgrade(&ViewPlaces::new(&members).0);
-        assert_eq!(weak.strong_count(), 0);
-        assert_eq!(ViewPlaces::new(&members).members(), ["s", "t"]);
-        for i in 0..3 * REGISTRY_SWEEP_AT {
-            let _dropped = ViewPlaces::new(&[format!("bounded {i}")]);
-        }
-        // Other tests' views may be alive meanwhile; without sweeps all 192 would stay.
-        let kept = registry().lock().unwrap().len();
-        assert!(kept < 3 * REGISTRY_SWEEP_AT, "{kept} entries");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use gka_host::envelope::Verified;
 use gka_host::group::Delivery;
 
-use crate::queue::Event;
+use crate::queue::{Broadcast, Event};
 use crate::topology::Link;
 use crate::Sim;
 
@@ -60,8 +60,10 @@ impl Sim {
         arrival
     }
 
-    /// Hands the sequencer's deliveries to the network, and keeps its timer set.
+    /// Hands the sequencer's deliveries to the network, and keeps its timer set. Consecutive
+    /// deliveries of one message (the same bytes) are queued as one [`Broadcast`].
     pub(crate) fn drain_sequencer(&mut self) {
+        let mut broadcast: Option<Broadcast> = None;
         while let Some((to, delivery)) = self.sequencer.poll_delivery() {
             if let Delivery::View { view: v, .. } = &delivery {
                 self.view_formed_us.entry(v.view_id).or_insert(self.now_us);
@@ -79,23 +81,39 @@ impl Sim {
             if let Some(m) = &mut self.members[place as usize] {
                 m.downlink = state;
             }
-            let to = place;
-            let event = match delivery {
+            match delivery {
                 Delivery::Message { from, view_id, bytes } if self.places.contains_key(&from) => {
-                    let from = self.places[&from];
-                    let verified = self.verified_once(&bytes);
-                    Event::Message { to, from, view_id, bytes, verified }
+                    let same = broadcast.as_ref().is_some_and(|b| Arc::ptr_eq(&b.bytes, &bytes));
+                    if !same {
+                        self.flush(broadcast.take());
+                        let from = self.places[&from];
+                        let verified = self.verified_once(&bytes);
+                        let arrivals = Vec::new();
+                        broadcast = Some(Broadcast { from, view_id, bytes, verified, arrivals });
+                    }
+                    if let Some(b) = &mut broadcast {
+                        b.arrivals.push((at, place));
+                    }
                 }
-                delivery => Event::Delivery { to, delivery: Box::new(delivery) },
-            };
-            self.schedule(at, event);
+                delivery => {
+                    self.flush(broadcast.take());
+                    self.schedule(at, Event::Delivery { to: place, delivery: Box::new(delivery) });
+                }
+            }
         }
+        self.flush(broadcast);
         if let Some(deadline_ms) = self.sequencer.next_deadline() {
             let at = deadline_ms.saturating_mul(1000).max(self.now_us);
             if self.tick_at_us.is_none_or(|t| at < t) && deadline_ms < u64::MAX / 8000 {
                 self.tick_at_us = Some(at);
                 self.schedule(at, Event::SequencerTick);
             }
+        }
+    }
+
+    fn flush(&mut self, broadcast: Option<Broadcast>) {
+        if let Some(b) = broadcast {
+            self.queue.push_broadcast(b);
         }
     }
 

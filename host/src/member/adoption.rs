@@ -58,7 +58,7 @@ impl MemberCore {
             }
             return Ok(());
         };
-        let trusted = self.trusted_view.clone().expect("an announcement comes in a view");
+        let trusted = self.trusted_view_in_full().expect("an announcement comes in a view");
         // The same protocol: this member's own session goes on (from its state, if it has one).
         if plugin.tag() == self.protocol {
             self.session.handle_view(plugin_now(self.now), &trusted)?;

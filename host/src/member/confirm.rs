@@ -63,8 +63,9 @@ struct Round {
     mine: Tag,
     /// The trusted members when the key came, in view order.
     expected: ViewPlaces,
-    /// Each expected member's first tag, by place.
-    got: Vec<Option<Tag>>,
+    /// Whether each expected member's first tag, by place, equals `mine` (`None` until it
+    /// came): a byte per member, where the tags themselves took 33.
+    got: Vec<Option<bool>>,
     /// How many of `got` are in: the round is complete when all are (counted, as a scan per
     /// tag would cost n² per member).
     confirmed: usize,
@@ -75,7 +76,7 @@ impl Round {
     fn record(&mut self, from: &str, tag: Tag) {
         if let Some(slot) = self.expected.place(from).map(|i| &mut self.got[i]) {
             if slot.is_none() {
-                *slot = Some(tag);
+                *slot = Some(tag == self.mine);
                 self.confirmed += 1;
             }
         }
@@ -117,7 +118,7 @@ impl MemberCore {
             view_id: trusted.view_id,
             epoch: key.epoch,
             protocol: &self.protocol,
-            members: &trusted.members,
+            members: self.trusted_places.members(),
         };
         let mine = tag(key, &context);
         let expected = self.trusted_places.clone();
@@ -165,7 +166,7 @@ impl MemberCore {
             .members()
             .iter()
             .zip(&round.got)
-            .filter(|(_, tag)| **tag != Some(round.mine))
+            .filter(|(_, matched)| **matched != Some(true))
             .map(|(m, _)| m.clone())
             .collect();
         if diverging.is_empty() {
@@ -193,7 +194,7 @@ impl MemberCore {
     /// A fresh agreement of the group's protocol among the trusted view, from scratch: a new
     /// session (or, when this member cannot make one, a refresh of the current session).
     fn restart_agreement(&mut self) -> Result<(), MemberError> {
-        let Some(trusted) = self.trusted_view.clone() else { return Ok(()) };
+        let Some(trusted) = self.trusted_view_in_full() else { return Ok(()) };
         let Some(session) = self.fresh_session() else {
             return self.refresh(self.now);
         };

@@ -27,6 +27,24 @@ use crate::policy::observed::Observed;
 use crate::policy::{Inputs, Policy};
 use gka_plugin_api::ViewPlaces;
 
+/// The trusted view (only trusted members: what the plugin is given) as a member keeps it:
+/// its members are [`MemberCore::trusted_places`], shared like [`CurrentView`]'s.
+#[derive(Debug, Clone)]
+pub(super) struct TrustedView {
+    pub(super) view_id: u64,
+    pub(super) joined: Vec<String>,
+    pub(super) left: Vec<String>,
+}
+
+/// The group layer's current view as a member keeps it: its members are the index shared with
+/// the envelope checker (and, in a simulation, with every member holding the same view), not
+/// a copy of their ids per member.
+#[derive(Debug, Clone)]
+pub(super) struct CurrentView {
+    pub(super) view_id: u64,
+    pub(super) members: ViewPlaces,
+}
+
 /// One member's sans-IO core (see the module docs).
 pub struct MemberCore {
     pub(super) identity: Arc<Identity>,
@@ -43,12 +61,13 @@ pub struct MemberCore {
     pub(super) next_policy: Option<Policy>,
     pub(super) timing: ControlTiming,
     pub(super) now: Duration,
-    pub(super) view: Option<View>,
+    /// The group layer's current view.
+    pub(super) view: Option<CurrentView>,
     /// The group run of the current view.
     pub(super) run: GroupRun,
     /// The view as given to the plugin: only trusted members. Set it with
     /// [`MemberCore::set_trusted_view`], which keeps `trusted_places` in step.
-    pub(super) trusted_view: Option<View>,
+    pub(super) trusted_view: Option<TrustedView>,
     /// The trusted view's members and their places, for membership tests in O(1) (a group of
     /// n members tests one sender per message: a scan would cost n² per member and view) and
     /// for per-member state kept in arrays (see [`ViewPlaces`]).
@@ -339,7 +358,7 @@ impl MemberCore {
     }
 
     pub(super) fn leader(&self) -> Option<&str> {
-        self.trusted_view.as_ref().and_then(|v| v.members.first()).map(String::as_str)
+        self.trusted_view.as_ref().and(self.trusted_places.members().first()).map(String::as_str)
     }
 
     /// Whether this member is in its own trusted view (its own rules may have revoked it).
@@ -355,7 +374,19 @@ impl MemberCore {
     /// Replaces the trusted view.
     pub(super) fn set_trusted_view(&mut self, view: View) {
         self.trusted_places = ViewPlaces::new(&view.members);
-        self.trusted_view = Some(view);
+        let View { view_id, joined, left, .. } = view;
+        self.trusted_view = Some(TrustedView { view_id, joined, left });
+    }
+
+    /// The trusted view with its members, as the plugin is given it.
+    pub(super) fn trusted_view_in_full(&self) -> Option<View> {
+        let trusted = self.trusted_view.as_ref()?;
+        Some(View {
+            view_id: trusted.view_id,
+            members: self.trusted_places.members().to_vec(),
+            joined: trusted.joined.clone(),
+            left: trusted.left.clone(),
+        })
     }
 
     pub(super) fn is_leader(&self) -> bool {

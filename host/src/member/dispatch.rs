@@ -4,11 +4,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use gka_plugin_api::{GroupKey, Output, View, ViewEvent};
+use gka_plugin_api::{GroupKey, Output, View, ViewEvent, ViewPlaces};
 
 use super::adoption::Held;
 use super::control::Control;
-use super::core::plugin_now;
+use super::core::{plugin_now, CurrentView};
 use super::events::{MemberError, MemberEvent, Outgoing};
 use super::switch::{SwitchEvent, SwitchState};
 use super::MemberCore;
@@ -101,7 +101,8 @@ impl MemberCore {
             }
         }
         self.run = run;
-        self.checker.set_view(run, view.view_id, &view.members);
+        let members_index = ViewPlaces::new(&view.members);
+        self.checker.set_view(run, view.view_id, members_index.clone());
         self.confirmations.new_view();
         // Exclusions (liveness.rs) last for the view they were decided in: a joiner could not
         // know them, so the trusted view is rebuilt from the trust store or the certificates
@@ -109,9 +110,9 @@ impl MemberCore {
         // Access control: members not admitted take no part in key agreement, so the plugin
         // sees only the admitted ones.
         let (members, not_in_key) = self.admit_view(&view, certificates);
-        let previous = self.trusted_view.as_ref().map(|v| v.members.clone()).unwrap_or_default();
+        let previous = self.trusted_places.clone();
         let now_in: HashSet<&String> = members.iter().collect();
-        let left = previous.iter().filter(|m| !now_in.contains(m)).cloned().collect();
+        let left = previous.members().iter().filter(|m| !now_in.contains(m)).cloned().collect();
         let joined = members.iter().filter(|m| !self.is_trusted(m)).cloned().collect();
         let trusted = View { view_id: view.view_id, joined, left, members };
         let first = self.view.is_none();
@@ -130,7 +131,7 @@ impl MemberCore {
             self.departed_since_key = true;
         }
         self.data_cut_by(view.view_id, !trusted.joined.is_empty());
-        self.view = Some(view.clone());
+        self.view = Some(CurrentView { view_id: view.view_id, members: members_index });
         self.set_trusted_view(trusted.clone());
         self.quiet_since = self.now;
         self.keys_in_view = 0;
@@ -158,7 +159,7 @@ impl MemberCore {
         // announcement reached it and the new oldest member was in that view: by view
         // synchrony every member of that view then got the same announcement, and the same
         // votes since. Otherwise it waits for this view's announcement.
-        let knew_leader = self.leader().is_some_and(|l| previous.iter().any(|p| p == l));
+        let knew_leader = self.leader().is_some_and(|l| previous.contains(l));
         let in_step = std::mem::take(&mut self.announced) && knew_leader;
         if !self.admitted() {
             // Not admitted by its own rules (revoked, say): it takes no part in the key.
@@ -253,7 +254,7 @@ impl MemberCore {
     /// policy evaluation happen here when they are due.
     pub fn tick(&mut self, now: Duration) {
         self.now = now;
-        let Some(trusted) = self.trusted_view.clone() else { return };
+        let Some(trusted) = self.trusted_view_in_full() else { return };
         if !self.admitted() {
             // Its peers no longer accept anything it sends.
             return;

@@ -118,7 +118,9 @@ impl MemberCore {
     /// again once round 1 came back and the gap passed.
     pub(super) fn check_deadline(&mut self) {
         let running = self.pending || self.held.is_some();
-        let Some(trusted) = &self.trusted_view else { return };
+        if self.trusted_view.is_none() {
+            return;
+        }
         if !running {
             return;
         }
@@ -127,7 +129,7 @@ impl MemberCore {
                 let waited = self.now.saturating_sub(self.liveness.since);
                 // The deadline is never below the floor: no prediction needed before it.
                 if waited < self.timing.stall_floor
-                    || waited < self.agreement_deadline(trusted.members.len() as u64)
+                    || waited < self.agreement_deadline(self.trusted_places.len() as u64)
                 {
                     return;
                 }
@@ -143,9 +145,7 @@ impl MemberCore {
             _ => return,
         };
         self.liveness.rounds_sent = round;
-        let silent: Vec<String> = trusted
-            .members
-            .iter()
+        let silent: Vec<String> = (self.trusted_places.members().iter())
             .filter(|m| *m != self.identity.id() && !self.liveness.was_heard(m))
             .cloned()
             .collect();
@@ -168,7 +168,7 @@ impl MemberCore {
         round: u8,
         silent: Vec<String>,
     ) -> Result<(), MemberError> {
-        let Some(trusted) = self.trusted_view.clone() else { return Ok(()) };
+        let Some(trusted) = self.trusted_view_in_full() else { return Ok(()) };
         let running = self.pending || self.held.is_some();
         if !running || epoch != self.agreeing_epoch() || !trusted.members.iter().any(|m| m == from)
         {
@@ -209,7 +209,7 @@ impl MemberCore {
     /// Takes `members` out of the trusted view and starts a fresh agreement without them (for
     /// stalling, or revoked).
     pub(super) fn exclude(&mut self, members: Vec<String>) -> Result<(), MemberError> {
-        let Some(mut trusted) = self.trusted_view.clone() else { return Ok(()) };
+        let Some(mut trusted) = self.trusted_view_in_full() else { return Ok(()) };
         trusted.members.retain(|m| !members.contains(m));
         trusted.joined.retain(|m| !members.contains(m));
         trusted.left.extend(members.iter().cloned());

@@ -304,7 +304,7 @@ impl MemberCore {
         let (Some(view), Some(peers)) = (self.view.as_ref(), self.peers.as_mut()) else {
             return Ok(());
         };
-        let delivered = match peers.deliver(list, &view.members) {
+        let delivered = match peers.deliver(list, view.members.members()) {
             Ok(delivered) => delivered,
             // A domain this member does not trust: its list says nothing about its peers
             // (members whose rules trust more domains send them too).

@@ -53,6 +53,7 @@ impl MemberCore {
         let Some(view) = &self.view else { return Vec::new() };
         let in_key = |m: &str| self.is_trusted(m);
         view.members
+            .members()
             .iter()
             .map(|m| RosterEntry {
                 id: m.clone(),

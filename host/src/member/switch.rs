@@ -248,7 +248,7 @@ impl MemberCore {
             self.send_control(None, &Control::Vote { id, verdict });
             return;
         }
-        let size = self.trusted_view.as_ref().map_or(0, |v| v.members.len() as u64);
+        let size = self.trusted_view.as_ref().map_or(0, |_| self.trusted_places.len() as u64);
         let me = VoterState {
             agreement_running: self.pending,
             running: self.held.is_none().then_some(self.protocol.as_str()),
@@ -278,7 +278,7 @@ impl MemberCore {
         id: SwitchId,
         verdict: Verdict,
     ) -> Result<(), MemberError> {
-        let members = self.trusted_view.as_ref().map(|v| v.members.clone()).unwrap_or_default();
+        let members = self.trusted_view_in_full().map(|v| v.members).unwrap_or_default();
         let SwitchState::Voting { proposal, accepted, .. } = &mut self.switch else {
             return Ok(());
         };
@@ -319,7 +319,7 @@ impl MemberCore {
         // Every member accepted, this one included, so it had a key, a view and a session
         // ready: `verdict` refuses otherwise.
         let (Some(old), Some(trusted), Some(session)) =
-            (self.keys.newest().cloned(), self.trusted_view.clone(), prepared)
+            (self.keys.newest().cloned(), self.trusted_view_in_full(), prepared)
         else {
             let error = format!("switch {} committed without a key or session here", proposal.id);
             self.error(self.identity.id().to_owned().as_str(), error);

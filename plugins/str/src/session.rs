@@ -199,10 +199,16 @@ impl StrRun {
         }
         let decoded = if contains_me {
             // Our own group's chain: it must be exactly our copy.
-            if !matches_wire(&cx.core.dh, &mine.slots, slots) || valid != *mine_valid {
+            if mine.slots.is_empty()
+                || !matches_wire(&cx.core.dh, &mine.slots, slots)
+                || valid != *mine_valid
+            {
                 return Err(unexpected("a chain with this member that is not its group's"));
             }
-            mine.slots.clone()
+            // Moved, not copied: `stack` needs only this member's secrets from `mine`, and a
+            // copy would double every member's memory while the other chains are awaited.
+            let Phase::Collect { mine, .. } = &mut self.phase else { unreachable!() };
+            std::mem::take(&mut mine.slots)
         } else {
             let mut decoded = Vec::with_capacity(slots.len());
             for (i, s) in slots.iter().enumerate() {
@@ -242,13 +248,18 @@ impl StrRun {
                 .collect::<Vec<Vec<String>>>(),
         );
         let bottom_valid = chains[order[0]].1;
-        let mut slots = Vec::new();
-        for &ci in &order {
-            slots.extend(chains[ci].0.iter().cloned());
-        }
         let me = cx.core.me().to_owned();
         // This member's private keys survive only if its chain is at the bottom.
         let my_chain_is_bottom = chains[order[0]].0.iter().any(|s| s.member == me);
+        let mut chains: Vec<Option<Vec<Slot>>> =
+            chains.into_iter().map(|(chain, _)| Some(chain)).collect();
+        // Sized once: grown by doubling, the chain of every member of a group of 513 would
+        // hold room for 1024 positions.
+        let total = chains.iter().flatten().map(Vec::len).sum();
+        let mut slots = Vec::with_capacity(total);
+        for &ci in &order {
+            slots.extend(chains[ci].take().unwrap_or_default());
+        }
         let mut x: Vec<Option<Secret>> = vec![None; slots.len()];
         if my_chain_is_bottom {
             for (i, xi) in mine.x.iter().enumerate().take(bottom_valid) {

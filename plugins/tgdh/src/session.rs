@@ -31,7 +31,10 @@ enum Phase {
     #[default]
     Idle,
     /// Round 1: collecting every group's tree.
-    Collect { mine: Node, trees: Sides<(Node, bool)> },
+    /// `mine` is this member's group's tree, with its private exponents, until that group's
+    /// broadcast of it comes back; then it moves into `trees` (a copy would double every
+    /// member's memory while the other trees are awaited).
+    Collect { mine: Option<Node>, trees: Sides<(Node, bool)> },
     /// Filling in the merged tree's missing blinded keys.
     Compute(Run),
 }
@@ -139,10 +142,14 @@ impl TgdhRun {
         let tree = if leaves.contains(&me) {
             // Our own group's tree: it must be exactly our copy, which keeps our private
             // exponents.
-            if !matches_wire(mine, nodes, &|b, held| dh.encodes(b, held)) {
+            let is_mine = mine
+                .as_ref()
+                .is_some_and(|mine| matches_wire(mine, nodes, &|b, held| dh.encodes(b, held)));
+            if !is_mine {
                 return Err(unexpected("a tree with this member that is not its group's"));
             }
-            mine.clone()
+            let Phase::Collect { mine, .. } = &mut self.phase else { unreachable!() };
+            mine.take().expect("checked above")
         } else {
             from_wire(nodes, &|b| dh.receive(b).map_err(SessionError::from), &|m| {
                 unexpected(format!("malformed tree: {m}"))
@@ -339,7 +346,7 @@ impl Agreement for TgdhRun {
             let nodes = to_wire(&mine, &|e| cx.core.dh.encode_held(e));
             cx.core.broadcast(&TgdhMsg::Tree { nodes, kept: kept_state })?;
         }
-        self.phase = Phase::Collect { mine, trees: Sides::default() };
+        self.phase = Phase::Collect { mine: Some(mine), trees: Sides::default() };
         Ok(())
     }
 
