@@ -73,6 +73,7 @@ pub mod rng;
 mod shared;
 
 pub use crate::agreement::{unexpected, Agreement, Context, Hosted, Sides};
+pub use crate::codec::Bytes;
 pub use crate::core::{SessionCore, ViewChange, MAX_HELD_PAYLOADS, MAX_QUEUED_REFRESHES};
 pub use crate::error::{ErrorKind, PayloadError, SessionError};
 pub use crate::group::{Dh, Element, ElementError, GroupId, Held, Secret};

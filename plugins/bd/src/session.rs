@@ -1,7 +1,7 @@
 //! The BD session state machine.
 
 use gka_plugin_api::{
-    unexpected, Agreement, Context, Element, Secret, SessionError, View, ViewChange,
+    unexpected, Agreement, Bytes, Context, Element, Secret, SessionError, View, ViewChange,
 };
 use serde::{Deserialize, Serialize};
 
@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum BdMsg {
     /// Round 1: z_i = g^(r_i), fixed-length big-endian.
-    Z(Vec<u8>),
+    Z(Bytes),
     /// Round 2: X_i = (z_(i+1) / z_(i-1))^(r_i).
-    X(Vec<u8>),
+    X(Bytes),
 }
 
 /// One run of the protocol in one view (every event restarts it).
@@ -78,7 +78,7 @@ impl BdRun {
             done: false,
         });
         if n > 1 {
-            core.broadcast(&BdMsg::Z(z_bytes))?;
+            core.broadcast(&BdMsg::Z(z_bytes.into()))?;
         }
         self.advance(cx)
     }
@@ -116,7 +116,7 @@ impl BdRun {
             let bytes = dh.encode(&x_me);
             // x[me] is filled when the group delivers this X back.
             run.sent_x = true;
-            cx.core.broadcast(&BdMsg::X(bytes))?;
+            cx.core.broadcast(&BdMsg::X(bytes.into()))?;
             return self.advance(cx);
         }
         // Complete once every X, this member's included, has been delivered.

@@ -6,7 +6,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use gka_plugin_api::kdf::derive_subkey;
 use gka_plugin_api::rand_core::RngCore;
-use gka_plugin_api::{Agreement, Context, Secret, SessionError, View, ViewChange};
+use gka_plugin_api::{Agreement, Bytes, Context, Secret, SessionError, View, ViewChange};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -17,9 +17,9 @@ const NONCE_LEN: usize = 12;
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum CkdMsg {
     /// A member's g^B, unicast to the controller.
-    Share(Vec<u8>),
+    Share(Bytes),
     /// The controller's g^A and the group secret wrapped for each member.
-    Key { ga: Vec<u8>, wrapped: Vec<(String, Vec<u8>)> },
+    Key { ga: Bytes, wrapped: Vec<(String, Bytes)> },
 }
 
 type WrapKey = Zeroizing<[u8; 32]>;
@@ -104,7 +104,7 @@ impl CkdRun {
             let gb = cx.core.dh.encode(&cx.core.dh.blind(&b));
             self.state.my_b = Some(b);
             let controller = self.state.controller.clone();
-            cx.core.unicast(&controller, &CkdMsg::Share(gb))?;
+            cx.core.unicast(&controller, &CkdMsg::Share(gb.into()))?;
         }
         Ok(())
     }
@@ -140,9 +140,10 @@ impl CkdRun {
                     .map_err(|_| SessionError::Unexpected("key wrapping failed".into()))?;
                 let mut entry = nonce.to_vec();
                 entry.extend_from_slice(&ct);
-                wrapped.push((m.clone(), entry));
+                wrapped.push((m.clone(), entry.into()));
             }
-            let ga = self.state.a.as_ref().map(|(_, ga)| ga.clone()).unwrap_or_default();
+            let ga =
+                self.state.a.as_ref().map(|(_, ga)| Bytes::from(ga.clone())).unwrap_or_default();
             let state = std::mem::take(&mut self.state);
             let secret = Zeroizing::new(secret.to_vec());
             return cx.broadcast_final(&CkdMsg::Key { ga, wrapped }, state, secret);
@@ -172,7 +173,7 @@ impl CkdRun {
         cx: &mut Cx,
         from: &str,
         ga: &[u8],
-        wrapped: &[(String, Vec<u8>)],
+        wrapped: &[(String, Bytes)],
     ) -> Result<(), SessionError> {
         if from != self.state.controller || !cx.core.agreement_pending() || self.is_controller(cx) {
             return Err(SessionError::Unexpected(format!("key message from {from:?}")));

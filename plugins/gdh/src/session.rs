@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gka_plugin_api::{
-    unexpected, Agreement, Context, Element, Secret, SessionCore, SessionError, View, ViewChange,
+    unexpected, Agreement, Bytes, Context, Element, Secret, SessionCore, SessionError, View,
+    ViewChange,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -12,13 +13,13 @@ use zeroize::Zeroizing;
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum GdhMsg {
     /// The upflow token, unicast along the chain: the final member order and the running value.
-    Upflow { order: Vec<String>, c: Vec<u8> },
+    Upflow { order: Vec<String>, c: Bytes },
     /// The last chain member's broadcast of C = g^(Π_(j≠last) r_j).
-    Final { order: Vec<String>, c: Vec<u8> },
+    Final { order: Vec<String>, c: Bytes },
     /// A member's C^(r_i⁻¹), unicast to the controller.
-    FactorOut(Vec<u8>),
+    FactorOut(Bytes),
     /// The controller's partial keys for every other member.
-    KeyList(Vec<(String, Vec<u8>)>),
+    KeyList(Vec<(String, Bytes)>),
 }
 
 /// What a member keeps from its last completed agreement.
@@ -111,12 +112,12 @@ impl GdhRun {
         let r = cx.core.dh.random_exponent(&mut cx.core.rng);
         if k + 1 == order.len() {
             let bytes = cx.core.dh.encode(&c);
-            cx.core.broadcast(&GdhMsg::Final { order: order.clone(), c: bytes })?;
+            cx.core.broadcast(&GdhMsg::Final { order: order.clone(), c: bytes.into() })?;
             self.phase = Phase::Collect { order, c, r, factors: BTreeMap::new() };
         } else {
             let next = order[k + 1].clone();
             let bytes = cx.core.dh.encode(&cx.core.dh.pow(&c, &r));
-            cx.core.unicast(&next, &GdhMsg::Upflow { order, c: bytes })?;
+            cx.core.unicast(&next, &GdhMsg::Upflow { order, c: bytes.into() })?;
             self.phase = Phase::WaitFinal { r };
         }
         Ok(())
@@ -148,7 +149,7 @@ impl GdhRun {
         let dh = &cx.core.dh;
         let factor_out = dh.pow(&c, &dh.invert_exponent(&r));
         let bytes = dh.encode(&factor_out);
-        cx.core.unicast(from, &GdhMsg::FactorOut(bytes))?;
+        cx.core.unicast(from, &GdhMsg::FactorOut(bytes.into()))?;
         self.phase = Phase::WaitKeyList { order, r, controller_partial: Some(c) };
         Ok(())
     }
@@ -172,7 +173,7 @@ impl GdhRun {
         let mut list = Vec::new();
         for (m, f) in factors.iter() {
             let p = dh.pow(f, r);
-            list.push((m.clone(), dh.encode(&p)));
+            list.push((m.clone(), dh.encode(&p).into()));
             partials.insert(m.clone(), p);
         }
         let next = Agreed {
@@ -190,7 +191,7 @@ impl GdhRun {
         &mut self,
         cx: &mut Cx,
         from: &str,
-        list: &[(String, Vec<u8>)],
+        list: &[(String, Bytes)],
     ) -> Result<(), SessionError> {
         let Phase::WaitKeyList { order, r, controller_partial } = &self.phase else {
             return Err(unexpected(format!("key list from {from:?} not expected")));
@@ -272,7 +273,7 @@ impl Agreement for GdhRun {
         let mut list = Vec::new();
         for (m, f) in &agreed.factors {
             let p = dh.pow(f, &r);
-            list.push((m.clone(), dh.encode(&p)));
+            list.push((m.clone(), dh.encode(&p).into()));
             agreed.partials.insert(m.clone(), p);
         }
         agreed.r = r;
@@ -328,7 +329,7 @@ impl Agreement for GdhRun {
         let mut chain = order;
         chain.extend(newcomers);
         let c = dh.encode(&c);
-        cx.core.unicast(&first, &GdhMsg::Upflow { order: chain, c })?;
+        cx.core.unicast(&first, &GdhMsg::Upflow { order: chain, c: c.into() })?;
         self.phase = Phase::WaitFinal { r };
         Ok(())
     }

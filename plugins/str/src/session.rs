@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use gka_plugin_api::{
-    unexpected, Agreement, Context, Dh, Element, Held, Secret, SessionError, Sides, View,
+    unexpected, Agreement, Bytes, Context, Dh, Element, Held, Secret, SessionError, Sides, View,
     ViewChange,
 };
 use serde::{Deserialize, Serialize};
@@ -22,16 +22,16 @@ pub(crate) enum StrMsg {
     Chain { slots: Vec<WireSlot>, valid: u32 },
     /// The sponsor's update: its new blinded share (if it refreshed) and the blinded keys of
     /// the nodes from its position (or 1) up to just below the top.
-    Update { br: Option<Vec<u8>>, bks: Vec<Vec<u8>> },
+    Update { br: Option<Bytes>, bks: Vec<Bytes> },
 }
 
 /// One chain position on the wire.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WireSlot {
     member: String,
-    br: Vec<u8>,
+    br: Bytes,
     /// The node's blinded key, when known and valid (never for position 0 or the top).
-    bk: Option<Vec<u8>>,
+    bk: Option<Bytes>,
 }
 
 /// One position of the chain: member M_i's leaf and the internal node IN_i above it.
@@ -168,8 +168,8 @@ impl StrRun {
             .enumerate()
             .map(|(i, s)| WireSlot {
                 member: s.member.clone(),
-                br: cx.core.dh.encode_held(&s.br),
-                bk: s.bk.as_ref().filter(|_| i > 0).map(|e| cx.core.dh.encode_held(e)),
+                br: cx.core.dh.encode_held(&s.br).into(),
+                bk: s.bk.as_ref().filter(|_| i > 0).map(|e| cx.core.dh.encode_held(e).into()),
             })
             .collect()
     }
@@ -292,7 +292,7 @@ impl StrRun {
         if refresh {
             chain.r = dh.random_exponent(&mut cx.core.rng);
             let br = dh.blind(&chain.r);
-            new_br = Some(dh.encode(&br));
+            new_br = Some(dh.encode(&br).into());
             chain.slots[sponsor].br = br.into();
         }
         let top = chain.slots.len() - 1;
@@ -317,7 +317,7 @@ impl StrRun {
             let x_below = chain.x[i - 1].clone().expect("computed below");
             if i > 1 {
                 let bk = dh.blind(&x_below);
-                bks.push(dh.encode(&bk));
+                bks.push(dh.encode(&bk).into());
                 chain.slots[i - 1].bk = Some(bk.into());
             }
             let (k, x) = node_exponent(dh, &chain.br(dh, i)?, &x_below);
@@ -333,7 +333,7 @@ impl StrRun {
         cx: &mut Cx,
         from: &str,
         br: Option<&[u8]>,
-        bks: &[Vec<u8>],
+        bks: &[Bytes],
     ) -> Result<(), SessionError> {
         let Phase::WaitUpdate { chain, sponsor } = &self.phase else {
             return Err(unexpected(format!("update from {from:?} not expected")));

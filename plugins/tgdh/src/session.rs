@@ -3,7 +3,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use gka_plugin_api::{
-    unexpected, Agreement, Context, Element, SessionError, Sides, View, ViewChange, ViewPlaces,
+    unexpected, Agreement, Bytes, Context, Element, SessionError, Sides, View, ViewChange,
+    ViewPlaces,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +23,7 @@ pub(crate) enum TgdhMsg {
     /// and whether the group had agreed a key before (its sponsor then refreshes).
     Tree { nodes: Vec<WireNode>, kept: bool },
     /// Blinded keys of nodes on the sender's path, by path from the root.
-    Bkeys(Vec<(Path, Vec<u8>)>),
+    Bkeys(Vec<(Path, Bytes)>),
 }
 
 /// Where a run stands.
@@ -241,7 +242,7 @@ impl TgdhRun {
             for p in list {
                 let x = run.tree.at(&p).and_then(|n| n.x.clone()).expect("known");
                 let bk = dh.blind(&x);
-                wire.push((p.clone(), dh.encode(&bk)));
+                wire.push((p.clone(), dh.encode(&bk).into()));
                 run.sent.insert(p);
             }
             cx.core.broadcast(&TgdhMsg::Bkeys(wire))?;
@@ -265,7 +266,7 @@ impl TgdhRun {
         &mut self,
         cx: &mut Cx,
         from: &str,
-        list: &[(Path, Vec<u8>)],
+        list: &[(Path, Bytes)],
     ) -> Result<(), SessionError> {
         let me = cx.core.me().to_owned();
         let Phase::Compute(run) = &self.phase else {
@@ -314,10 +315,12 @@ impl Agreement for TgdhRun {
     type Message = TgdhMsg;
 
     /// Leave, partition or refresh within one agreed tree.
-    fn on_whole_view(&mut self, cx: &mut Cx, tree: Node, view: &View) -> Result<(), SessionError> {
-        let members: HashSet<&str> = view.members.iter().map(String::as_str).collect();
-        let tree =
-            tree.prune(&|m| !members.contains(m)).ok_or_else(|| unexpected("no member left"))?;
+    fn on_whole_view(&mut self, cx: &mut Cx, tree: Node, _view: &View) -> Result<(), SessionError> {
+        // The view's places (shared by the members of this process), not a set built per member.
+        let places = cx.core.places();
+        let tree = tree
+            .prune(&|m| places.place(m).is_none())
+            .ok_or_else(|| unexpected("no member left"))?;
         let refresher = subtractive_refresher(&tree);
         self.start_compute(cx, tree, Some(refresher))
     }

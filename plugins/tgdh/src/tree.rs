@@ -2,7 +2,7 @@
 //! and the flat wire form. Pure structure and public blinded keys, plus each node's private
 //! exponent where this member knows it; no exponentiation happens here.
 
-use gka_plugin_api::{Held, Secret};
+use gka_plugin_api::{Bytes, Held, Secret};
 use serde::{Deserialize, Serialize};
 
 /// A path from the root: `false` is left, `true` is right.
@@ -376,15 +376,15 @@ pub(crate) fn merge_order(trees: &[&Node]) -> Vec<usize> {
 /// One node of the flat (pre-order) wire form of a tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WireNode {
-    Leaf { member: String, bk: Option<Vec<u8>> },
-    Inner { bk: Option<Vec<u8>> },
+    Leaf { member: String, bk: Option<Bytes> },
+    Inner { bk: Option<Bytes> },
 }
 
 /// The tree in pre-order, with the given element encoder.
 pub(crate) fn to_wire(node: &Node, encode: &dyn Fn(&Held) -> Vec<u8>) -> Vec<WireNode> {
     let mut out = Vec::new();
     node.walk(&mut Vec::new(), &mut |_, n| {
-        let bk = n.bk.as_ref().map(encode);
+        let bk = n.bk.as_ref().map(|e| Bytes::from(encode(e)));
         out.push(match &n.kind {
             Kind::Leaf(m) => WireNode::Leaf { member: m.clone(), bk },
             Kind::Inner(..) => WireNode::Inner { bk },
