@@ -70,7 +70,7 @@ mod places;
 pub mod protocol;
 mod rfc7919;
 pub mod rng;
-mod shared;
+pub mod shared;
 
 pub use crate::agreement::{unexpected, Agreement, Context, Hosted, Sides};
 pub use crate::codec::Bytes;

@@ -32,7 +32,9 @@ use gka_plugin_api::ViewPlaces;
 #[derive(Debug, Clone)]
 pub(super) struct TrustedView {
     pub(super) view_id: u64,
-    pub(super) joined: Vec<String>,
+    /// The members who joined, by place in the view: in a member's first view, every member,
+    /// and a simulation's thousands of members would each keep a copy of every id.
+    pub(super) joined: Vec<u32>,
     pub(super) left: Vec<String>,
 }
 
@@ -375,6 +377,9 @@ impl MemberCore {
     pub(super) fn set_trusted_view(&mut self, view: View) {
         self.trusted_places = ViewPlaces::new(&view.members);
         let View { view_id, joined, left, .. } = view;
+        // A view's members are far fewer than 2^32.
+        let joined =
+            joined.iter().filter_map(|m| self.trusted_places.place(m)).map(|p| p as u32).collect();
         self.trusted_view = Some(TrustedView { view_id, joined, left });
     }
 
@@ -384,7 +389,11 @@ impl MemberCore {
         Some(View {
             view_id: trusted.view_id,
             members: self.trusted_places.members().to_vec(),
-            joined: trusted.joined.clone(),
+            joined: trusted
+                .joined
+                .iter()
+                .map(|&place| self.trusted_places.members()[place as usize].clone())
+                .collect(),
             left: trusted.left.clone(),
         })
     }

@@ -18,6 +18,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use num_bigint_dig::{BigUint, ModInverse, RandBigInt};
@@ -194,24 +195,33 @@ fn from_fixed_width(bytes: &[u8]) -> BigUint {
 /// [`Dh::check`] when the member first uses it, once. A member thus validates every element
 /// it computes with and no element it only stores or relays (a TGDH member its co-path, not
 /// the whole tree; an STR member the keys next to its position, not the whole chain).
-/// Equality compares values, checked or not: canonical encodings are equal exactly when
-/// values are.
-#[derive(Clone)]
+/// Equality and hashing use values, checked or not: canonical encodings are equal exactly
+/// when values are.
+///
+/// A held element may be shared between the members of a process (a simulation's members
+/// share the parts of their trees that are equal): the check is then done by whichever
+/// member uses it first, and holds for all, since validity depends on the value alone.
 pub struct Held {
     element: Element,
-    checked: bool,
+    checked: AtomicBool,
 }
 
 impl Held {
     /// True once the element is known to be valid.
     pub fn is_checked(&self) -> bool {
-        self.checked
+        self.checked.load(Ordering::Relaxed)
+    }
+}
+
+impl Clone for Held {
+    fn clone(&self) -> Self {
+        Self { element: self.element.clone(), checked: AtomicBool::new(self.is_checked()) }
     }
 }
 
 impl From<Element> for Held {
     fn from(element: Element) -> Self {
-        Self { element, checked: true }
+        Self { element, checked: AtomicBool::new(true) }
     }
 }
 
@@ -223,9 +233,15 @@ impl PartialEq for Held {
 
 impl Eq for Held {}
 
+impl std::hash::Hash for Held {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.element.0.hash(state);
+    }
+}
+
 impl fmt::Debug for Held {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = if self.checked { "checked" } else { "unchecked" };
+        let state = if self.is_checked() { "checked" } else { "unchecked" };
         write!(f, "{:?} ({state})", self.element)
     }
 }
@@ -568,7 +584,7 @@ impl Dh {
         if y <= BigUint::one() || y >= g.p_minus_1 {
             return Err(ElementError::OutOfRange);
         }
-        Ok(Held { element: Element(y), checked: false })
+        Ok(Held { element: Element(y), checked: AtomicBool::new(false) })
     }
 
     /// True if `bytes` encode the same value as `held` (an encoding that cannot be an
@@ -579,10 +595,10 @@ impl Dh {
     }
 
     /// The element, validated now if it was not yet (and remembered as valid).
-    pub fn check<'a>(&self, held: &'a mut Held) -> Result<&'a Element, ElementError> {
-        if !held.checked {
+    pub fn check<'a>(&self, held: &'a Held) -> Result<&'a Element, ElementError> {
+        if !held.is_checked() {
             self.group.validate(&held.element.0)?;
-            held.checked = true;
+            held.checked.store(true, Ordering::Relaxed);
         }
         Ok(&held.element)
     }

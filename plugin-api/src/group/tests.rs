@@ -145,16 +145,16 @@ fn a_held_element_is_range_checked_on_receipt_and_validated_once_on_first_use() 
             assert_eq!(dh.receive(&encode(&y)).err(), Some(ElementError::OutOfRange), "{id}");
         }
         // Outside the subgroup: received, but refused at its first use, every time.
-        let mut outside = dh.receive(&encode(&(&p - 2u32))).expect("in range");
+        let outside = dh.receive(&encode(&(&p - 2u32))).expect("in range");
         assert!(!outside.is_checked());
-        assert_eq!(dh.check(&mut outside).err(), Some(ElementError::NotInSubgroup));
-        assert_eq!(dh.check(&mut outside).err(), Some(ElementError::NotInSubgroup));
+        assert_eq!(dh.check(&outside).err(), Some(ElementError::NotInSubgroup));
+        assert_eq!(dh.check(&outside).err(), Some(ElementError::NotInSubgroup));
         assert!(!outside.is_checked());
         // A valid element: checked once, then remembered; equal to the element it encodes.
         let element = dh.blind(&Secret(BigUint::from(12345u32)));
-        let mut held = dh.receive(&dh.encode(&element)).expect("in range");
+        let held = dh.receive(&dh.encode(&element)).expect("in range");
         assert_eq!(held, Held::from(element.clone()));
-        assert_eq!(dh.check(&mut held), Ok(&element));
+        assert_eq!(dh.check(&held), Ok(&element));
         assert!(held.is_checked());
         assert_eq!(dh.encode_held(&held), dh.encode(&element));
         assert!(Held::from(element).is_checked());

@@ -2,15 +2,12 @@
 //! by the session and the cost model.
 
 /// The order in which chains are stacked, bottom first: the largest chain at the bottom, then
-/// the others by decreasing size; ties by the id of the chain's bottom member.
-pub(crate) fn merge_order(chains: &[Vec<String>]) -> Vec<usize> {
+/// the others by decreasing size; ties by the id of the chain's bottom member. Each chain is
+/// given as its length and its bottom member.
+pub(crate) fn merge_order(chains: &[(usize, &str)]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..chains.len()).collect();
-    order.sort_by(|&a, &b| {
-        chains[b]
-            .len()
-            .cmp(&chains[a].len())
-            .then_with(|| chains[a].first().cmp(&chains[b].first()))
-    });
+    order
+        .sort_by(|&a, &b| chains[b].0.cmp(&chains[a].0).then_with(|| chains[a].1.cmp(chains[b].1)));
     order
 }
 
@@ -24,14 +21,9 @@ pub(crate) fn sponsor_for(valid: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn names(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
     #[test]
     fn largest_chain_goes_to_the_bottom_and_ties_break_by_bottom_member() {
-        let chains =
-            vec![names(&["c"]), names(&["x", "y", "z"]), names(&["a"]), names(&["b", "q"])];
+        let chains = [(1, "c"), (3, "x"), (1, "a"), (2, "b")];
         assert_eq!(merge_order(&chains), vec![1, 3, 2, 0]);
     }
 

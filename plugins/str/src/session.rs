@@ -1,6 +1,9 @@
 //! The STR session state machine.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+
+use gka_plugin_api::shared::Registry;
 
 use gka_plugin_api::{
     unexpected, Agreement, Bytes, Context, Dh, Element, Held, Secret, SessionError, Sides, View,
@@ -34,8 +37,9 @@ pub(crate) struct WireSlot {
     bk: Option<Bytes>,
 }
 
-/// One position of the chain: member M_i's leaf and the internal node IN_i above it.
-#[derive(Debug, Clone)]
+/// One position of the chain: member M_i's leaf and the internal node IN_i above it. Public,
+/// and shared between the members of this process that hold an equal one (see [`share_slot`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Slot {
     member: String,
     /// g^(r_i), validated when this member first computes with it (see [`Held`]).
@@ -44,10 +48,21 @@ struct Slot {
     bk: Option<Held>,
 }
 
+/// The chain positions alive in this process: a simulation's thousands of members each hold
+/// the whole chain, and one copy of each position serves them all.
+static SLOTS: Registry<Slot> = Registry::new();
+
+/// The live slot equal to `slot`, or `slot` itself, registered.
+fn share_slot(slot: Slot) -> Arc<Slot> {
+    let slot = Arc::new(slot);
+    let key = Arc::clone(&slot);
+    SLOTS.intern(&*key, slot, |held, new| held == new)
+}
+
 /// The chain and this member's private knowledge of it.
 #[derive(Debug, Clone)]
 pub(crate) struct Agreed {
-    slots: Vec<Slot>,
+    slots: Vec<Arc<Slot>>,
     /// This member's share.
     r: Secret,
     /// x_i for the positions this member knows (its own and those above it), else None.
@@ -55,20 +70,27 @@ pub(crate) struct Agreed {
 }
 
 impl Agreed {
+    /// Changes position i (in a copy: the slot may be shared).
+    fn update_slot(&mut self, i: usize, change: impl FnOnce(&mut Slot)) {
+        let mut slot = Slot::clone(&self.slots[i]);
+        change(&mut slot);
+        self.slots[i] = share_slot(slot);
+    }
+
     fn position(&self, member: &str) -> Option<usize> {
         self.slots.iter().position(|s| s.member == member)
     }
 
     /// The published blinded key of the node at position i (bk_0 is br_0), validated.
-    fn bk(&mut self, dh: &Dh, i: usize) -> Result<Element, SessionError> {
-        let held = if i == 0 { Some(&mut self.slots[0].br) } else { self.slots[i].bk.as_mut() };
+    fn bk(&self, dh: &Dh, i: usize) -> Result<Element, SessionError> {
+        let held = if i == 0 { Some(&self.slots[0].br) } else { self.slots[i].bk.as_ref() };
         let held = held.ok_or_else(|| unexpected(format!("no blinded key at position {i}")))?;
         Ok(dh.check(held)?.clone())
     }
 
     /// g^(r_i), validated.
-    fn br(&mut self, dh: &Dh, i: usize) -> Result<Element, SessionError> {
-        Ok(dh.check(&mut self.slots[i].br)?.clone())
+    fn br(&self, dh: &Dh, i: usize) -> Result<Element, SessionError> {
+        Ok(dh.check(&self.slots[i].br)?.clone())
     }
 
     /// Keeps the given members; returns how many bottom positions kept their keys.
@@ -94,7 +116,9 @@ impl Agreed {
     /// Forgets keys and published blinded keys from position `from` up.
     fn invalidate_from(&mut self, from: usize) {
         for i in from..self.slots.len() {
-            self.slots[i].bk = None;
+            if self.slots[i].bk.is_some() {
+                self.update_slot(i, |slot| slot.bk = None);
+            }
             self.x[i] = None;
         }
     }
@@ -114,7 +138,7 @@ enum Phase {
         /// Whether this member's group kept an agreed state (its sponsor then refreshes).
         kept: bool,
         /// Chains received, with their `valid` counts.
-        chains: Sides<(Vec<Slot>, usize)>,
+        chains: Sides<(Vec<Arc<Slot>>, usize)>,
     },
     /// Waiting for the sponsor's update of the merged chain.
     WaitUpdate { chain: Agreed, sponsor: usize },
@@ -138,7 +162,7 @@ fn node_exponent(dh: &Dh, br: &Element, x_below: &Secret) -> (Element, Secret) {
 /// True if `wire` is exactly `slots`' wire form: the same members, blinded shares and
 /// published blinded keys (none at position 0). Unlike comparing with [`StrRun::wire`], it
 /// encodes nothing.
-fn matches_wire(dh: &Dh, slots: &[Slot], wire: &[WireSlot]) -> bool {
+fn matches_wire(dh: &Dh, slots: &[Arc<Slot>], wire: &[WireSlot]) -> bool {
     slots.len() == wire.len()
         && slots.iter().zip(wire).enumerate().all(|(i, (s, w))| {
             let bk = match (s.bk.as_ref().filter(|_| i > 0), &w.bk) {
@@ -155,14 +179,18 @@ impl StrRun {
         let r = cx.core.dh.random_exponent(&mut cx.core.rng);
         let br = cx.core.dh.blind(&r);
         Agreed {
-            slots: vec![Slot { member: cx.core.me().to_owned(), br: br.into(), bk: None }],
+            slots: vec![share_slot(Slot {
+                member: cx.core.me().to_owned(),
+                br: br.into(),
+                bk: None,
+            })],
             r,
             x: vec![None],
         }
     }
 
     /// A chain's wire form (position 0 carries no bk: it is br_0).
-    fn wire(&self, cx: &Cx, slots: &[Slot]) -> Vec<WireSlot> {
+    fn wire(&self, cx: &Cx, slots: &[Arc<Slot>]) -> Vec<WireSlot> {
         slots
             .iter()
             .enumerate()
@@ -217,7 +245,7 @@ impl StrRun {
                     _ => None,
                 };
                 let br = cx.core.dh.receive(&s.br)?;
-                decoded.push(Slot { member: s.member.clone(), br, bk });
+                decoded.push(share_slot(Slot { member: s.member.clone(), br, bk }));
             }
             decoded
         };
@@ -239,19 +267,19 @@ impl StrRun {
         cx: &mut Cx,
         mine: Agreed,
         kept: bool,
-        chains: Vec<(Vec<Slot>, usize)>,
+        chains: Vec<(Vec<Arc<Slot>>, usize)>,
     ) -> Result<(), SessionError> {
         let order = merge_order(
             &chains
                 .iter()
-                .map(|(c, _)| c.iter().map(|s| s.member.clone()).collect())
-                .collect::<Vec<Vec<String>>>(),
+                .map(|(c, _)| (c.len(), c.first().map_or("", |s| s.member.as_str())))
+                .collect::<Vec<_>>(),
         );
         let bottom_valid = chains[order[0]].1;
         let me = cx.core.me().to_owned();
         // This member's private keys survive only if its chain is at the bottom.
         let my_chain_is_bottom = chains[order[0]].0.iter().any(|s| s.member == me);
-        let mut chains: Vec<Option<Vec<Slot>>> =
+        let mut chains: Vec<Option<Vec<Arc<Slot>>>> =
             chains.into_iter().map(|(chain, _)| Some(chain)).collect();
         // Sized once: grown by doubling, the chain of every member of a group of 513 would
         // hold room for 1024 positions.
@@ -293,7 +321,7 @@ impl StrRun {
             chain.r = dh.random_exponent(&mut cx.core.rng);
             let br = dh.blind(&chain.r);
             new_br = Some(dh.encode(&br).into());
-            chain.slots[sponsor].br = br.into();
+            chain.update_slot(sponsor, |slot| slot.br = br.into());
         }
         let top = chain.slots.len() - 1;
         if top == 0 {
@@ -318,7 +346,7 @@ impl StrRun {
             if i > 1 {
                 let bk = dh.blind(&x_below);
                 bks.push(dh.encode(&bk).into());
-                chain.slots[i - 1].bk = Some(bk.into());
+                chain.update_slot(i - 1, |slot| slot.bk = Some(bk.into()));
             }
             let (k, x) = node_exponent(dh, &chain.br(dh, i)?, &x_below);
             chain.x[i] = Some(x);
@@ -354,11 +382,11 @@ impl StrRun {
             unreachable!()
         };
         if let Some(b) = new_br {
-            chain.slots[sponsor].br = b;
+            chain.update_slot(sponsor, |slot| slot.br = b);
             chain.x[sponsor] = None;
         }
         for (j, bk) in decoded.into_iter().enumerate() {
-            chain.slots[first_bk + j].bk = Some(bk);
+            chain.update_slot(first_bk + j, |slot| slot.bk = Some(bk));
         }
         for xi in chain.x.iter_mut().skip(sponsor) {
             *xi = None;
@@ -456,5 +484,34 @@ impl Agreement for StrRun {
         let agreed = cx.agreed.take().ok_or_else(|| unexpected("refresh without a key"))?;
         let top = agreed.slots.len() - 1;
         self.proceed(cx, agreed, top, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gka_plugin_api::GroupId;
+
+    fn slot(member: &str) -> Slot {
+        let dh = Dh::new(GroupId::Ffdhe2048);
+        Slot { member: member.into(), br: dh.generator().into(), bk: None }
+    }
+
+    #[test]
+    fn members_share_equal_slots_and_change_only_their_own_copy() {
+        let chain = |members: &[&str]| Agreed {
+            slots: members.iter().map(|m| share_slot(slot(m))).collect(),
+            r: Secret::from_biguint(5u32.into()),
+            x: vec![None; members.len()],
+        };
+        let (mut first, second) = (chain(&["a", "b", "c"]), chain(&["a", "b", "c"]));
+        assert!(first.slots.iter().zip(&second.slots).all(|(a, b)| Arc::ptr_eq(a, b)));
+        let bk = slot("b").br;
+        first.update_slot(1, |s| s.bk = Some(bk));
+        assert!(first.slots[1].bk.is_some());
+        assert!(second.slots[1].bk.is_none(), "the other member's slot is unchanged");
+        assert!(Arc::ptr_eq(&first.slots[2], &second.slots[2]));
+        first.invalidate_from(1);
+        assert!(Arc::ptr_eq(&first.slots[1], &second.slots[1]), "equal again, shared again");
     }
 }

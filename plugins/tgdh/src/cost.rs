@@ -14,6 +14,7 @@
 //! - "refresh" is done by the rightmost member.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use gka_plugin_api::{CostFigures, Dh, EventKind, GroupId, Held};
 
@@ -65,7 +66,7 @@ struct Sim {
     tree: Option<Node>,
     /// Round 1: trees still expected, and what to merge when all are in.
     pending_trees: usize,
-    trees: Vec<(Node, bool)>,
+    trees: Vec<(Arc<Node>, bool)>,
     queue: VecDeque<Msg>,
     figures: CostFigures,
 }
@@ -84,7 +85,8 @@ fn singleton(name: &str) -> Node {
 
 /// The tree the initial agreement of `members` builds, with every non-root blinded key known.
 fn agreed_tree(members: &[String]) -> Node {
-    let (mut tree, _) = merge_trees(members.iter().map(|m| (singleton(m), false)).collect());
+    let (mut tree, _) =
+        merge_trees(members.iter().map(|m| (Arc::new(singleton(m)), false)).collect());
     let paths = tree.missing();
     for p in paths {
         tree.at_mut(&p).expect("node").bk = Some(marker());
@@ -268,17 +270,17 @@ fn additive(base: &[String], fresh: &[String]) -> CostFigures {
     let mut view: Vec<String> = base.to_vec();
     view.extend(fresh.iter().cloned());
     let mut sim = Sim::new(&view);
-    let mut groups: Vec<(Node, bool)> = Vec::new();
+    let mut groups: Vec<(Arc<Node>, bool)> = Vec::new();
     if !base.is_empty() {
-        groups.push((agreed_tree(base), true));
+        groups.push((Arc::new(agreed_tree(base)), true));
     }
     for (j, f) in fresh.iter().enumerate() {
         sim.work(base.len() + j, 1);
-        groups.push((singleton(f), false));
+        groups.push((Arc::new(singleton(f)), false));
     }
     if groups.len() == 1 {
         let (tree, _) = groups.pop().expect("one group");
-        sim.start(tree, None);
+        sim.start(Arc::unwrap_or_clone(tree), None);
         sim.advance_all(1);
         return sim.run();
     }

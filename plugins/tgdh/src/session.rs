@@ -1,6 +1,7 @@
 //! The TGDH session state machine.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use gka_plugin_api::{
     unexpected, Agreement, Bytes, Context, Element, SessionError, Sides, View, ViewChange,
@@ -9,8 +10,8 @@ use gka_plugin_api::{
 use serde::{Deserialize, Serialize};
 
 use crate::tree::{
-    from_wire, invalidate_refresher, matches_wire, merge_trees, publication, subtractive_refresher,
-    to_wire, Node, Path, WireNode,
+    from_wire, invalidate_refresher, matches_wire, merge_trees, publication, share,
+    subtractive_refresher, to_wire, Node, Path, WireNode,
 };
 
 /// Domain label for mapping node keys to exponents (docs/protocols.md §9.2).
@@ -35,7 +36,8 @@ enum Phase {
     /// `mine` is this member's group's tree, with its private exponents, until that group's
     /// broadcast of it comes back; then it moves into `trees` (a copy would double every
     /// member's memory while the other trees are awaited).
-    Collect { mine: Option<Node>, trees: Sides<(Node, bool)> },
+    /// The trees are shared with the other members of this process that received them.
+    Collect { mine: Option<Node>, trees: Sides<(Arc<Node>, bool)> },
     /// Filling in the merged tree's missing blinded keys.
     Compute(Run),
 }
@@ -161,7 +163,7 @@ impl TgdhRun {
         }
         let view = cx.core.view()?;
         let Phase::Collect { trees, .. } = &mut self.phase else { unreachable!() };
-        match trees.add(view, leaves, (tree, kept)) {
+        match trees.add(view, leaves, (share(tree), kept)) {
             // Every group's tree is in: merge them (docs/protocols.md §9.6) and compute.
             Some(all) => {
                 let (merged, refresher) = merge_trees(all);
@@ -184,6 +186,7 @@ impl TgdhRun {
                 let r = cx.core.dh.random_exponent(&mut cx.core.rng);
                 tree.at_mut(&path).expect("leaf exists").x = Some(Box::new(r));
             }
+            tree.reshare();
         }
         self.phase = Phase::Compute(Run::new(tree, cx.core.places()));
         self.advance(cx)
@@ -221,7 +224,7 @@ impl TgdhRun {
                 };
                 let mut sib_path = here.to_vec();
                 sib_path.push(!path[depth]);
-                let Some(sib_bk) = run.tree.at_mut(&sib_path).and_then(|n| n.bk.as_mut()) else {
+                let Some(sib_bk) = run.tree.at(&sib_path).and_then(|n| n.bk.as_ref()) else {
                     break;
                 };
                 let k = dh.pow(dh.check(sib_bk)?, &x_child);
@@ -306,6 +309,7 @@ impl TgdhRun {
             }
             node.bk = Some(bk);
         }
+        run.tree.reshare();
         self.advance(cx)
     }
 }

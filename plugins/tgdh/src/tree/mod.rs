@@ -1,9 +1,20 @@
 //! The TGDH key tree: structure, the paper's insertion and deletion rules (docs/protocols.md §9.6),
 //! and the flat wire form. Pure structure and public blinded keys, plus each node's private
 //! exponent where this member knows it; no exponentiation happens here.
+//!
+//! Subtrees are shared, copied on write: a node without a private exponent is interned in a
+//! process-wide registry, so that the members of one process (thousands in a simulation) hold
+//! one copy of the nodes they agree on, and each holds privately only the nodes on its own
+//! path. A change copies the path to the changed node; [`Node::reshare`] interns the copies.
 
+use std::sync::Arc;
+
+use gka_plugin_api::shared::Registry;
 use gka_plugin_api::{Bytes, Held, Secret};
 use serde::{Deserialize, Serialize};
+
+/// The public nodes alive in this process (see the module docs).
+static PUBLIC_NODES: Registry<Node> = Registry::new();
 
 /// A path from the root: `false` is left, `true` is right.
 // `pub` (in a private module) only so that `Agreement`'s associated types can name it.
@@ -41,8 +52,8 @@ pub struct Node {
 /// What pruning did to a subtree.
 enum Pruned {
     Same,
-    /// Some leaf under it left: it lost its keys (or was replaced by a child).
-    Changed,
+    /// Some leaf under it left: it lost its keys (or was replaced by a child); the new subtree.
+    Changed(Node),
     Removed,
 }
 
@@ -51,7 +62,43 @@ enum Pruned {
 #[allow(unreachable_pub)]
 pub enum Kind {
     Leaf(String),
-    Inner(Box<Node>, Box<Node>),
+    Inner(Arc<Node>, Arc<Node>),
+}
+
+/// What identifies a public node's content: its blinded key and its member, or its (already
+/// interned) children by address.
+#[derive(Hash)]
+enum Content<'a> {
+    Leaf(&'a str, Option<&'a Held>),
+    Inner(usize, usize, Option<&'a Held>),
+}
+
+/// A node (a child, or a group's tree awaiting the merge), interned if it is public (see the
+/// module docs).
+pub(crate) fn share(node: Node) -> Arc<Node> {
+    intern(Arc::new(node))
+}
+
+/// The live public node equal to `node`, or `node` itself (registered if it is public).
+fn intern(node: Arc<Node>) -> Arc<Node> {
+    if node.x.is_some() {
+        return node;
+    }
+    let content = match &node.kind {
+        Kind::Leaf(m) => Content::Leaf(m, node.bk.as_ref()),
+        Kind::Inner(l, r) => {
+            Content::Inner(Arc::as_ptr(l) as usize, Arc::as_ptr(r) as usize, node.bk.as_ref())
+        }
+    };
+    PUBLIC_NODES.intern(&content, Arc::clone(&node), |held, new| {
+        held.x.is_none()
+            && held.bk == new.bk
+            && match (&held.kind, &new.kind) {
+                (Kind::Leaf(a), Kind::Leaf(b)) => a == b,
+                (Kind::Inner(a, b), Kind::Inner(c, d)) => Arc::ptr_eq(a, c) && Arc::ptr_eq(b, d),
+                _ => false,
+            }
+    })
 }
 
 impl Node {
@@ -59,13 +106,15 @@ impl Node {
         Self { bk, x, kind: Kind::Leaf(member), height: 0, fit: u32::MAX }
     }
 
-    fn inner(left: Self, right: Self) -> Self {
-        Self::inner_with(left, right, None, None)
+    /// A new inner node without keys over two subtrees.
+    fn joined(left: Arc<Self>, right: Arc<Self>) -> Self {
+        let (height, fit) = summary(&left, &right);
+        Self { bk: None, x: None, kind: Kind::Inner(left, right), height, fit }
     }
 
     fn inner_with(left: Self, right: Self, bk: Option<Held>, x: Option<Box<Secret>>) -> Self {
         let (height, fit) = summary(&left, &right);
-        Self { bk, x, kind: Kind::Inner(Box::new(left), Box::new(right)), height, fit }
+        Self { bk, x, kind: Kind::Inner(share(left), share(right)), height, fit }
     }
 
     /// Height: 0 for a leaf.
@@ -78,9 +127,9 @@ impl Node {
     fn update_heights(&mut self, path: &[bool]) {
         if let (Some((&first, rest)), Kind::Inner(l, r)) = (path.split_first(), &mut self.kind) {
             if first {
-                r.update_heights(rest);
+                Arc::make_mut(r).update_heights(rest);
             } else {
-                l.update_heights(rest);
+                Arc::make_mut(l).update_heights(rest);
             }
             (self.height, self.fit) = summary(l, r);
         }
@@ -154,7 +203,8 @@ impl Node {
         };
         match &mut self.kind {
             Kind::Leaf(_) => None,
-            Kind::Inner(l, r) => (if first { r } else { l }).at_mut(rest),
+            // Copied if shared: the other members' trees are not this member's to change.
+            Kind::Inner(l, r) => Arc::make_mut(if first { r } else { l }).at_mut(rest),
         }
     }
 
@@ -172,40 +222,66 @@ impl Node {
     /// Removes the given members: a removed leaf's sibling takes its parent's place, and every
     /// ancestor of a change loses its keys (docs/protocols.md §2.2). Returns None if nobody is
     /// left.
-    pub(crate) fn prune(mut self, gone: &dyn Fn(&str) -> bool) -> Option<Self> {
-        match self.prune_in_place(gone) {
+    pub(crate) fn prune(self, gone: &dyn Fn(&str) -> bool) -> Option<Self> {
+        match self.pruned(gone) {
             Pruned::Removed => None,
-            Pruned::Same | Pruned::Changed => Some(self),
+            Pruned::Same => Some(self),
+            Pruned::Changed(node) => Some(node),
         }
     }
 
-    /// Prunes in place, so that subtrees without leavers keep their nodes (a leave costs a
-    /// walk of the tree, not a rebuilt copy of it).
-    fn prune_in_place(&mut self, gone: &dyn Fn(&str) -> bool) -> Pruned {
-        let (left, right) = match &mut self.kind {
+    /// This subtree without the leavers. Subtrees without leavers are kept as they are,
+    /// shared: a leave copies the paths to its leavers, not the tree.
+    fn pruned(&self, gone: &dyn Fn(&str) -> bool) -> Pruned {
+        let (l, r) = match &self.kind {
             Kind::Leaf(m) => return if gone(m) { Pruned::Removed } else { Pruned::Same },
-            Kind::Inner(l, r) => (l.prune_in_place(gone), r.prune_in_place(gone)),
+            Kind::Inner(l, r) => (l, r),
         };
-        let Kind::Inner(l, r) = &mut self.kind else { unreachable!("matched above") };
-        let promoted = match (left, right) {
-            (Pruned::Removed, Pruned::Removed) => return Pruned::Removed,
-            (Pruned::Same, Pruned::Same) => return Pruned::Same,
-            (Pruned::Removed, _) => {
-                std::mem::replace(&mut **r, Self::leaf(String::new(), None, None))
+        match (l.pruned(gone), r.pruned(gone)) {
+            (Pruned::Removed, Pruned::Removed) => Pruned::Removed,
+            (Pruned::Same, Pruned::Same) => Pruned::Same,
+            // The survivor takes its parent's place, with its own keys.
+            (Pruned::Removed, Pruned::Same) => Pruned::Changed(Self::clone(r)),
+            (Pruned::Same, Pruned::Removed) => Pruned::Changed(Self::clone(l)),
+            (Pruned::Removed, Pruned::Changed(survivor))
+            | (Pruned::Changed(survivor), Pruned::Removed) => Pruned::Changed(survivor),
+            (left, right) => {
+                let side = |pruned: Pruned, old: &Arc<Self>| match pruned {
+                    Pruned::Changed(node) => share(node),
+                    Pruned::Same | Pruned::Removed => Arc::clone(old),
+                };
+                let (left, right) = (side(left, l), side(right, r));
+                let (height, fit) = summary(&left, &right);
+                Pruned::Changed(Self {
+                    bk: None,
+                    x: None,
+                    kind: Kind::Inner(left, right),
+                    height,
+                    fit,
+                })
             }
-            (_, Pruned::Removed) => {
-                std::mem::replace(&mut **l, Self::leaf(String::new(), None, None))
+        }
+    }
+
+    /// Interns the nodes copied since the last call (see the module docs): the copies are
+    /// the nodes this member alone holds, and interning shares every public one with the
+    /// members that hold an equal node. A shared or interned child is not entered. Returns
+    /// whether a private exponent lies in the part entered: the nodes above one (this
+    /// member's path) are never equal to another member's, and are not interned.
+    pub(crate) fn reshare(&mut self) -> bool {
+        let mut private = self.x.is_some();
+        if let Kind::Inner(l, r) = &mut self.kind {
+            for child in [l, r] {
+                if let Some(copy) = Arc::get_mut(child) {
+                    if copy.reshare() {
+                        private = true;
+                    } else {
+                        *child = intern(Arc::clone(child));
+                    }
+                }
             }
-            _ => {
-                (self.height, self.fit) = summary(l, r);
-                self.bk = None;
-                self.x = None;
-                return Pruned::Changed;
-            }
-        };
-        // The survivor takes its parent's place, with its own keys.
-        *self = promoted;
-        Pruned::Changed
+        }
+        private
     }
 
     /// Every non-root node without a blinded key: (depth, left-to-right index, path).
@@ -270,16 +346,18 @@ impl Node {
     /// join does not increase the height; at the root if there is none (or if `other` is at
     /// least as tall). The new inner node has the old subtree on the left and `other` on the
     /// right, and it and its ancestors lose their keys. Returns the path of the new node.
-    pub(crate) fn insert(&mut self, other: Self) -> Path {
+    pub(crate) fn insert(&mut self, other: impl Into<Arc<Self>>) -> Path {
+        let other = other.into();
         // The shallowest fitting node v has depth(v) + height(v) < h; it takes `other` only
         // if depth(v) + h2 < h too, and no deeper node would.
         let spot = (self.fit as usize).saturating_add(other.height()) < self.height();
         let path = if spot { self.fit_path() } else { Vec::new() };
         let target = self.at_mut(&path).expect("insertion path exists");
         let old = std::mem::replace(target, Self::leaf(String::new(), None, None));
-        *target = Self::inner(old, other);
+        *target = Self::joined(share(old), other);
         self.update_heights(&path);
         self.invalidate_ancestors(&path);
+        self.reshare();
         path
     }
 }
@@ -307,10 +385,11 @@ pub(crate) fn subtractive_refresher(tree: &Node) -> String {
 /// Merges group trees (docs/protocols.md §9.6): tallest first, each inserted by [`Node::insert`].
 /// If the base (first) tree's group had agreed a key, the rightmost member under the first
 /// insertion point refreshes its share; it is returned.
-pub(crate) fn merge_trees(trees: Vec<(Node, bool)>) -> (Node, Option<String>) {
-    let order = merge_order(&trees.iter().map(|(t, _)| t).collect::<Vec<_>>());
-    let mut trees: Vec<Option<(Node, bool)>> = trees.into_iter().map(Some).collect();
-    let (mut merged, base_kept) = trees[order[0]].take().expect("base tree");
+pub(crate) fn merge_trees(trees: Vec<(Arc<Node>, bool)>) -> (Node, Option<String>) {
+    let order = merge_order(&trees.iter().map(|(t, _)| &**t).collect::<Vec<_>>());
+    let mut trees: Vec<Option<(Arc<Node>, bool)>> = trees.into_iter().map(Some).collect();
+    let (base, base_kept) = trees[order[0]].take().expect("base tree");
+    let mut merged = Arc::unwrap_or_clone(base);
     let mut refresher = None;
     for &i in &order[1..] {
         let (t, _) = trees[i].take().expect("each tree once");
@@ -474,151 +553,4 @@ pub(crate) fn from_wire<E>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn leaf(m: &str) -> Node {
-        Node::leaf(m.into(), None, None)
-    }
-
-    #[test]
-    fn sequential_inserts_build_a_balanced_tree() {
-        let mut t = leaf("a");
-        for m in ["b", "c", "d"] {
-            t.insert(leaf(m));
-        }
-        assert_eq!(t.height(), 2);
-        assert_eq!(t.members(), ["a", "b", "c", "d"]);
-        // A fifth member joins at the root of the full tree.
-        let p = t.insert(leaf("e"));
-        assert!(p.is_empty());
-        assert_eq!(t.height(), 3);
-        // A sixth goes to the shallowest rightmost spot: next to e.
-        let p = t.insert(leaf("f"));
-        assert_eq!(p, vec![true]);
-        assert_eq!(t.height(), 3);
-    }
-
-    /// The insertion rule read literally: level by level from the root, right to left, the
-    /// first node where depth + max(height, h2) < h; the root if none.
-    fn spot_by_search(tree: &Node, h2: usize) -> Path {
-        let h = tree.height();
-        let mut level: Vec<(Path, &Node)> = vec![(Vec::new(), tree)];
-        for depth in 1..=h {
-            let mut next = Vec::new();
-            for (p, n) in &level {
-                if let Kind::Inner(l, r) = &n.kind {
-                    for (side, child) in [(false, l), (true, r)] {
-                        let mut cp = p.clone();
-                        cp.push(side);
-                        next.push((cp, &**child));
-                    }
-                }
-            }
-            for (p, n) in next.iter().rev() {
-                if depth + n.height().max(h2) < h {
-                    return p.clone();
-                }
-            }
-            level = next;
-        }
-        Vec::new()
-    }
-
-    #[test]
-    fn insertion_spots_match_a_literal_search_of_the_rule() {
-        // Trees grown by merging random small trees, pruned now and then, in many shapes.
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |bound: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % bound
-        };
-        let mut name = 0;
-        let mut fresh = |size: u64| {
-            let mut t = leaf("x");
-            for i in 0..size {
-                name += 1;
-                let n = leaf(&format!("m{name}"));
-                if i == 0 {
-                    t = n;
-                } else {
-                    t.insert(n);
-                }
-            }
-            t
-        };
-        let mut deep = 0;
-        for _ in 0..40 {
-            let mut tree = fresh(1 + next(3));
-            for _ in 0..60 {
-                let bound = if next(4) == 0 { 9 } else { 2 };
-                let other = fresh(1 + next(bound));
-                let expected = spot_by_search(&tree, other.height());
-                deep += usize::from(expected.len() >= 2);
-                assert_eq!(tree.insert(other), expected);
-                if next(10) == 0 {
-                    let members = tree.members();
-                    let gone = members[next(members.len() as u64) as usize].clone();
-                    tree = tree.prune(&|m| m == gone).unwrap_or_else(|| leaf("y"));
-                }
-            }
-        }
-        assert!(deep > 500, "only {deep} insertions below the root's children");
-    }
-
-    #[test]
-    fn a_node_fits_in_96_bytes() {
-        // Every member holds 2n nodes (96 bytes is two allocation classes below 136).
-        assert!(size_of::<Node>() <= 96, "{} bytes", size_of::<Node>());
-    }
-
-    #[test]
-    fn pruning_promotes_the_sibling() {
-        let mut t = leaf("a");
-        for m in ["b", "c", "d"] {
-            t.insert(leaf(m));
-        }
-        let t = t.prune(&|m| m == "c").expect("members left");
-        assert_eq!(t.members(), ["a", "b", "d"]);
-        assert_eq!(t.path_to("d"), Some(vec![true]));
-        assert!(t.prune(&|_| true).is_none());
-    }
-
-    #[test]
-    fn a_degenerate_tree_from_a_peer_is_refused() {
-        // Left-deep: Inner × (m − 1) then Leaf × m has height m − 1.
-        let tall = |m: usize| {
-            let mut w: Vec<WireNode> = (0..m - 1).map(|_| WireNode::Inner { bk: None }).collect();
-            w.extend((0..m).map(|i| WireNode::Leaf { member: format!("m{i}"), bk: None }));
-            w
-        };
-        let ok: Result<Node, &str> =
-            from_wire(&tall(MAX_TREE_HEIGHT + 1), &|_| Err("x"), &|_| "bad");
-        assert_eq!(ok.expect("height 64 is accepted").height(), MAX_TREE_HEIGHT);
-        let too_tall: Result<Node, &str> =
-            from_wire(&tall(MAX_TREE_HEIGHT + 2), &|_| Err("x"), &|m| {
-                if m.contains("tall") {
-                    "tall"
-                } else {
-                    "other"
-                }
-            });
-        assert_eq!(too_tall.err(), Some("tall"));
-    }
-
-    #[test]
-    fn wire_form_round_trips_and_rejects_truncation() {
-        let mut t = leaf("a");
-        for m in ["b", "c", "d", "e"] {
-            t.insert(leaf(m));
-        }
-        let wire = to_wire(&t, &|_| vec![]);
-        let back: Node =
-            from_wire(&wire, &|_| Err("no elements here"), &|_| "malformed").expect("round trip");
-        assert_eq!(back.members(), t.members());
-        assert_eq!(back.height(), t.height());
-        assert!(from_wire(&wire[..wire.len() - 1], &|_| Err("x"), &|_| "malformed").is_err());
-    }
-}
+mod tests;
