@@ -61,13 +61,6 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
 #[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bytes(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
-impl Bytes {
-    /// The bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 impl std::ops::Deref for Bytes {
     type Target = [u8];
 

@@ -113,8 +113,7 @@ impl Node {
     }
 
     fn inner_with(left: Self, right: Self, bk: Option<Held>, x: Option<Box<Secret>>) -> Self {
-        let (height, fit) = summary(&left, &right);
-        Self { bk, x, kind: Kind::Inner(share(left), share(right)), height, fit }
+        Self { bk, x, ..Self::joined(share(left), share(right)) }
     }
 
     /// Height: 0 for a leaf.
