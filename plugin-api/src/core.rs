@@ -146,7 +146,8 @@ impl SessionCore {
     /// Validates a new view and computes this member's side. Call first in `handle_view`;
     /// on error nothing has changed.
     pub fn begin_view(&mut self, view: &View) -> Result<ViewChange, SessionError> {
-        validate_view(view, self.me())?;
+        let places = ViewPlaces::new(&view.members);
+        validate_view(view, &places, self.me())?;
         if view.view_id > MAX_VIEW_ID {
             return Err(SessionError::InvalidView(format!(
                 "view id {} exceeds the largest supported, {MAX_VIEW_ID}",
@@ -170,7 +171,7 @@ impl SessionCore {
         };
         let side_is_whole_view = side.len() == view.members.len();
         self.view = Some(shared_view(view));
-        self.members = ViewPlaces::new(&view.members);
+        self.members = places;
         // Broadcasts of the old view that were not delivered never will be.
         self.own_in_flight.clear();
         self.keys_in_view = 0;
@@ -408,20 +409,25 @@ fn shared_view(view: &View) -> Arc<View> {
     VIEWS.share(&content, |held| held == view, || view.clone())
 }
 
-fn validate_view(view: &View, me: &str) -> Result<(), SessionError> {
-    if !view.members.iter().any(|m| m == me) {
+/// Checks `view` against its members' places (`places`, shared by the members of this process
+/// that hold the view: each member does not hash the n ids again).
+fn validate_view(view: &View, places: &ViewPlaces, me: &str) -> Result<(), SessionError> {
+    if !places.contains(me) {
         return Err(SessionError::InvalidView(format!("{me:?} is not a member")));
     }
-    let mut seen = HashSet::new();
-    for m in &view.members {
-        if m.is_empty() || !seen.insert(m.as_str()) {
+    if let Some(m) = view.members.iter().find(|m| m.is_empty()) {
+        return Err(SessionError::InvalidView(format!("empty or duplicate member {m:?}")));
+    }
+    if !places.distinct() {
+        let mut seen = HashSet::new();
+        if let Some(m) = view.members.iter().find(|m| !seen.insert(m.as_str())) {
             return Err(SessionError::InvalidView(format!("empty or duplicate member {m:?}")));
         }
     }
-    if let Some(j) = view.joined.iter().find(|j| !seen.contains(j.as_str())) {
+    if let Some(j) = view.joined.iter().find(|j| !places.contains(j)) {
         return Err(SessionError::InvalidView(format!("joined member {j:?} is not in the view")));
     }
-    if let Some(l) = view.left.iter().find(|l| seen.contains(l.as_str())) {
+    if let Some(l) = view.left.iter().find(|l| places.contains(l)) {
         return Err(SessionError::InvalidView(format!(
             "departed member {l:?} is still in the view"
         )));

@@ -9,8 +9,12 @@
 //! an n-entry map, and the lookup of every delivery's sender would miss the cache in a
 //! different one each time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+// Every delivery looks its sender up here, in each of several layers: a fast hash matters, and
+// foldhash's is seeded per process. The keys are the view's members, which the group layer
+// admitted, not strings a peer picks at will.
+use foldhash::HashMap;
 
 use crate::protocol::MemberId;
 use crate::shared::Registry;
@@ -57,6 +61,11 @@ impl ViewPlaces {
         &self.0.members
     }
 
+    /// Whether no id is listed twice.
+    pub fn distinct(&self) -> bool {
+        self.0.places.len() == self.0.members.len()
+    }
+
     /// How many members.
     pub fn len(&self) -> usize {
         self.0.members.len()
@@ -81,6 +90,8 @@ mod tests {
         assert!(places.contains("a") && !places.contains("z"));
         assert_eq!(places.members(), ["b", "a", "c"]);
         assert_eq!(places.len(), 3);
+        assert!(places.distinct());
+        assert!(!ViewPlaces::new(&["a".into(), "b".into(), "a".into()]).distinct());
     }
 
     #[test]

@@ -10,7 +10,6 @@
 //! its tree's public nodes, STR its chain's positions), which every member of a group holds
 //! the same. Only immutable values are shared: a member that changes one changes a copy.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
@@ -26,7 +25,7 @@ pub struct Registry<T>(OnceLock<Mutex<Live<T>>>);
 
 /// The entries, and the size at which the next sweep runs.
 struct Live<T> {
-    entries: HashMap<u64, Weak<T>>,
+    entries: foldhash::HashMap<u64, Weak<T>>,
     sweep_at: usize,
 }
 
@@ -70,7 +69,7 @@ impl<T> Registry<T> {
         let hash = content_hash(key);
         let mut live = self
             .0
-            .get_or_init(|| Mutex::new(Live { entries: HashMap::new(), sweep_at: SWEEP_AT }))
+            .get_or_init(|| Mutex::new(Live { entries: Default::default(), sweep_at: SWEEP_AT }))
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(value) = live.entries.get(&hash).and_then(Weak::upgrade).filter(|v| same(v)) {
@@ -108,7 +107,9 @@ impl<T> std::fmt::Debug for Registry<T> {
 
 /// A hash of `key`, keyed per process.
 fn content_hash<K: Hash + ?Sized>(key: &K) -> u64 {
-    static HASHER: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    // foldhash, not SipHash: TGDH hashes every node it copies, and a collision costs only
+    // sharing (see [`Registry::share`]).
+    static HASHER: OnceLock<foldhash::quality::RandomState> = OnceLock::new();
     HASHER.get_or_init(Default::default).hash_one(key)
 }
 

@@ -30,7 +30,7 @@ pub mod sweep;
 pub mod topology;
 pub mod trace;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,7 +173,7 @@ pub struct Sim {
     /// Every member ever added, by place (the order of adding), and each one's place: events
     /// name members by place.
     names: Vec<Arc<str>>,
-    places: HashMap<String, u32>,
+    places: foldhash::HashMap<String, u32>,
     identities: BTreeMap<String, Identity>,
     trust: TrustStore,
     /// The last broadcast's envelope, verified once for its recipients (see
@@ -263,7 +263,7 @@ impl Sim {
             members: Vec::new(),
             placed: 0,
             names: Vec::new(),
-            places: HashMap::new(),
+            places: Default::default(),
             identities: BTreeMap::new(),
             trust: TrustStore::default(),
             last_opened: None,

@@ -19,7 +19,6 @@ pub mod access;
 pub mod ca_dir;
 pub mod cert;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -400,7 +399,9 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// simulated group of a thousand members holds one copy).
 #[derive(Debug, Clone, Default)]
 pub struct TrustStore {
-    keys: Arc<BTreeMap<String, PublicKey>>,
+    // Hashed (foldhash, seeded per process): every envelope looks its sender up here. The ids
+    // are those of local key files or of certificates a CA signed.
+    keys: Arc<foldhash::HashMap<String, PublicKey>>,
 }
 
 impl TrustStore {
@@ -408,7 +409,7 @@ impl TrustStore {
     pub fn load(dir: &Path) -> Result<Self, IdentityError> {
         let entries = fs::read_dir(dir)
             .map_err(|source| IdentityError::Io { path: dir.to_path_buf(), error: source })?;
-        let mut keys = BTreeMap::new();
+        let mut keys = foldhash::HashMap::default();
         for entry in entries {
             let path = entry
                 .map_err(|source| IdentityError::Io { path: dir.to_path_buf(), error: source })?
@@ -455,9 +456,11 @@ impl TrustStore {
         self.keys.is_empty()
     }
 
-    /// The trusted member ids.
+    /// The trusted member ids, in order.
     pub fn members(&self) -> impl Iterator<Item = &str> {
-        self.keys.keys().map(String::as_str)
+        let mut ids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids.into_iter()
     }
 
     /// Checks that this store lets its peers verify `identity`: it holds a key for the

@@ -1,7 +1,6 @@
 //! The member core's dispatcher: deliveries from the group layer, refreshes and the passage
 //! of time in; envelopes and events out. Each input is handed to the sub-machine it concerns.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use gka_plugin_api::{GroupKey, Output, View, ViewEvent, ViewPlaces};
@@ -111,7 +110,7 @@ impl MemberCore {
         // sees only the admitted ones.
         let (members, not_in_key) = self.admit_view(&view, certificates);
         let previous = self.trusted_places.clone();
-        let now_in: HashSet<&String> = members.iter().collect();
+        let now_in: foldhash::HashSet<&String> = members.iter().collect();
         let left = previous.members().iter().filter(|m| !now_in.contains(m)).cloned().collect();
         let joined = members.iter().filter(|m| !self.is_trusted(m)).cloned().collect();
         let trusted = View { view_id: view.view_id, joined, left, members };

@@ -189,6 +189,30 @@ fn from_fixed_width(bytes: &[u8]) -> BigUint {
     BigUint::from_bytes_be(&bytes[first..])
 }
 
+/// True if the big-endian `bytes` hold the value `x` (leading zero bytes allowed).
+fn big_endian_equals(bytes: &[u8], x: &BigUint) -> bool {
+    if x.is_zero() {
+        return bytes.iter().all(|&b| b == 0);
+    }
+    // num-bigint-dig's digits are u64 (its default `u64_digit` feature); the comparison
+    // below stops compiling if that changes.
+    const WIDTH: usize = 8;
+    let mut chunks = bytes.rchunks(WIDTH);
+    for i in 0..x.bits().div_ceil(8 * WIDTH) {
+        let Some(chunk) = chunks.next() else {
+            return false;
+        };
+        let value = match <[u8; 8]>::try_from(chunk) {
+            Ok(full) => u64::from_be_bytes(full),
+            Err(_) => chunk.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b)),
+        };
+        if value != x.get_limb(i) {
+            return false;
+        }
+    }
+    chunks.all(|chunk| chunk.iter().all(|&b| b == 0))
+}
+
 /// An element as a member holds it between receipt and use: its own (valid by construction),
 /// or a peer's whose length and range were checked on receipt and whose membership of the
 /// prime-order subgroup (the Legendre symbol, the costly part of validation) is checked by
@@ -590,8 +614,12 @@ impl Dh {
     /// True if `bytes` encode the same value as `held` (an encoding that cannot be an
     /// element encodes none): how a member checks that a peer's copy of its own tree or chain
     /// is exactly its own, without encoding it.
+    ///
+    /// It compares limb by limb and allocates nothing: every member of a group checks each
+    /// node of a tree it is sent this way. (A held element is in range, so bytes equal to it
+    /// are an element.)
     pub fn encodes(&self, bytes: &[u8], held: &Held) -> bool {
-        self.receive(bytes).is_ok_and(|theirs| theirs == *held)
+        bytes.len() == self.group.byte_len && big_endian_equals(bytes, &held.element.0)
     }
 
     /// The element, validated now if it was not yet (and remembered as valid).

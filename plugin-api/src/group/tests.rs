@@ -162,6 +162,39 @@ fn a_held_element_is_range_checked_on_receipt_and_validated_once_on_first_use() 
 }
 
 #[test]
+fn encodes_tells_exactly_which_bytes_encode_a_held_element() {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    for id in GroupId::ALL {
+        let dh = Dh::new(id);
+        for _ in 0..8 {
+            let held = Held::from(dh.blind(&dh.random_exponent(&mut rng)));
+            let bytes = dh.encode_held(&held);
+            assert!(dh.encodes(&bytes, &held), "{id}");
+            assert!(!dh.encodes(&bytes[1..], &held), "{id}: one byte short");
+            let mut longer = vec![0];
+            longer.extend_from_slice(&bytes);
+            assert!(!dh.encodes(&longer, &held), "{id}: one byte long");
+            for at in [0, bytes.len() / 2, bytes.len() - 1] {
+                let mut flipped = bytes.clone();
+                flipped[at] ^= 0x10;
+                assert!(!dh.encodes(&flipped, &held), "{id}: byte {at} changed");
+            }
+        }
+        // A small element: every leading byte is zero.
+        let two = Held::from(Element(BigUint::from(2u32)));
+        let mut bytes = vec![0u8; dh.group().byte_len()];
+        *bytes.last_mut().expect("not empty") = 2;
+        assert!(dh.encodes(&bytes, &two));
+        bytes[0] = 1;
+        assert!(!dh.encodes(&bytes, &two));
+    }
+    assert!(big_endian_equals(&[0, 0], &BigUint::zero()));
+    assert!(!big_endian_equals(&[0, 1], &BigUint::zero()));
+    assert!(!big_endian_equals(&[1, 0], &BigUint::from(1u32)));
+    assert!(big_endian_equals(&[1; 9], &BigUint::from_bytes_be(&[1; 9])));
+}
+
+#[test]
 fn inverse_exponent_factors_a_share_out() {
     let dh = Dh::new(GroupId::Ffdhe2048);
     let mut rng = ChaCha20Rng::seed_from_u64(1);

@@ -55,13 +55,22 @@ struct Run {
     paths: LeafPaths,
     /// Non-root nodes still without a blinded key (the key is in once none is).
     missing: usize,
+    /// Blinded keys set in `tree` since its copied nodes were last shared: see
+    /// [`RESHARE_EVERY`].
+    unshared: usize,
 }
+
+/// How many delivered blinded keys a member sets before it shares its tree's copied nodes
+/// again ([`Node::reshare`]). Setting a key copies the path from the root to its node; sharing
+/// after every message would copy and intern the upper levels again at each one. In between, a
+/// member holds at most this many paths privately.
+const RESHARE_EVERY: usize = 16;
 
 impl Run {
     fn new(tree: Node, view: &ViewPlaces) -> Self {
         let paths = LeafPaths::new(&tree, view);
         let missing = tree.missing().len();
-        Self { tree, root: None, sent: BTreeSet::new(), paths, missing }
+        Self { tree, root: None, sent: BTreeSet::new(), paths, missing, unshared: 0 }
     }
 }
 
@@ -260,7 +269,8 @@ impl TgdhRun {
         if run.root.is_none() || run.missing > 0 {
             return Ok(());
         }
-        let Phase::Compute(run) = std::mem::take(&mut self.phase) else { unreachable!() };
+        let Phase::Compute(mut run) = std::mem::take(&mut self.phase) else { unreachable!() };
+        run.tree.reshare();
         let secret = cx.core.dh.encode(run.root.as_ref().expect("root computed"));
         cx.commit(run.tree, &secret)
     }
@@ -308,8 +318,12 @@ impl TgdhRun {
                 run.missing -= 1;
             }
             node.bk = Some(bk);
+            run.unshared += 1;
         }
-        run.tree.reshare();
+        if run.unshared >= RESHARE_EVERY {
+            run.tree.reshare();
+            run.unshared = 0;
+        }
         self.advance(cx)
     }
 }
