@@ -210,11 +210,15 @@ impl Node {
     /// Forgets the blinded keys and exponents of every node on `path` above its end (the
     /// ancestors of the node at `path`), root included.
     pub(crate) fn invalidate_ancestors(&mut self, path: &[bool]) {
-        for depth in 0..path.len() {
-            if let Some(n) = self.at_mut(&path[..depth]) {
-                n.bk = None;
-                n.x = None;
+        let mut node = self;
+        for (depth, &right) in path.iter().enumerate() {
+            node.bk = None;
+            node.x = None;
+            if depth + 1 == path.len() {
+                break;
             }
+            let Kind::Inner(l, r) = &mut node.kind else { return };
+            node = Arc::make_mut(if right { r } else { l });
         }
     }
 
@@ -345,6 +349,10 @@ impl Node {
     /// join does not increase the height; at the root if there is none (or if `other` is at
     /// least as tall). The new inner node has the old subtree on the left and `other` on the
     /// right, and it and its ancestors lose their keys. Returns the path of the new node.
+    ///
+    /// The nodes it copies stay private until [`Self::reshare`]: a merge inserts many trees
+    /// one after another and interns what it built once, at the end, instead of interning
+    /// each insertion's path only to copy it again at the next.
     pub(crate) fn insert(&mut self, other: impl Into<Arc<Self>>) -> Path {
         let other = other.into();
         // The shallowest fitting node v has depth(v) + height(v) < h; it takes `other` only
@@ -353,10 +361,11 @@ impl Node {
         let path = if spot { self.fit_path() } else { Vec::new() };
         let target = self.at_mut(&path).expect("insertion path exists");
         let old = std::mem::replace(target, Self::leaf(String::new(), None, None));
-        *target = Self::joined(share(old), other);
+        // Not interned here: an interned node is never copied again but shared, and
+        // `reshare` could not reach the copies below it.
+        *target = Self::joined(Arc::new(old), other);
         self.update_heights(&path);
         self.invalidate_ancestors(&path);
-        self.reshare();
         path
     }
 }
@@ -398,6 +407,7 @@ pub(crate) fn merge_trees(trees: Vec<(Arc<Node>, bool)>) -> (Node, Option<String
             refresher = merged.at(&v).map(|n| n.rightmost().to_owned());
         }
     }
+    merged.reshare();
     (merged, refresher)
 }
 

@@ -207,3 +207,28 @@ fn pruning_copies_only_the_paths_to_the_leavers() {
     assert!(children(&pruned).1.bk.is_none(), "the leaver's ancestors lose their keys");
     assert!(children(&before).1.bk.is_some(), "the tree it was pruned from keeps them");
 }
+
+#[test]
+fn members_merging_the_same_trees_share_the_merged_nodes() {
+    let trees = || -> Vec<(Arc<Node>, bool)> {
+        ["a", "b", "c", "d", "e", "f"].iter().map(|m| (share(keyed(m)), false)).collect()
+    };
+    let (first, _) = merge_trees(trees());
+    let (second, _) = merge_trees(trees());
+    assert_eq!(first.members(), second.members());
+    let ((l1, r1), (l2, r2)) = (children(&first), children(&second));
+    assert!(Arc::ptr_eq(l1, l2) && Arc::ptr_eq(r1, r2), "the merge's inner nodes are interned");
+    // A member's private leaf keeps its path private, and the rest shared.
+    let mut mine = trees();
+    mine[0].0 = Arc::new(Node::leaf(
+        "a".into(),
+        keyed("a").bk,
+        Some(Box::new(Secret::from_biguint(5u32.into()))),
+    ));
+    let (private, _) = merge_trees(mine);
+    let a = private.path_to("a").expect("a's leaf");
+    assert!(private.at(&a).expect("leaf").x.is_some());
+    let other_side = if a[0] { children(&private).0 } else { children(&private).1 };
+    let same_side = if a[0] { l1 } else { r1 };
+    assert!(Arc::ptr_eq(other_side, same_side), "the side without a is shared");
+}
