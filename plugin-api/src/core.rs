@@ -64,6 +64,9 @@ pub struct ViewChange {
     /// True when this member continues from its last agreed state; false when it starts afresh
     /// (first view, or its last agreement was interrupted).
     pub keeps_state: bool,
+    /// True when this member keeps its state and the side holds every member of the group
+    /// that agreed it: nobody of that group left, so the kept state needs no pruning.
+    pub side_is_last_group: bool,
 }
 
 /// Shared session bookkeeping (see the module docs).
@@ -170,6 +173,8 @@ impl SessionCore {
             _ => vec![self.config.member_id.clone()],
         };
         let side_is_whole_view = side.len() == view.members.len();
+        // The side is the new view's members among the last agreed view's.
+        let side_is_last_group = keeps_state && side.len() == self.members.len();
         self.view = Some(shared_view(view));
         self.members = places;
         // Broadcasts of the old view that were not delivered never will be.
@@ -179,7 +184,13 @@ impl SessionCore {
         self.refreshes_queued = 0;
         self.held.clear();
         self.held_bytes = 0;
-        Ok(ViewChange { view: view.clone(), side, side_is_whole_view, keeps_state })
+        Ok(ViewChange {
+            view: view.clone(),
+            side,
+            side_is_whole_view,
+            keeps_state,
+            side_is_last_group,
+        })
     }
 
     /// A refresh, handed to every member at the same point of the agreed order (see the
@@ -492,10 +503,16 @@ mod tests {
         let second = c.begin_view(&view(2, &["a", "b", "c"])).expect("view");
         assert_eq!(second.side, ["a", "b"]);
         assert!(second.keeps_state && !second.side_is_whole_view);
+        assert!(second.side_is_last_group, "nobody of the agreed group left");
         // Interrupted: the next view restarts this member alone.
         let third = c.begin_view(&view(3, &["a", "b"])).expect("view");
         assert_eq!(third.side, ["a"]);
-        assert!(!third.keeps_state);
+        assert!(!third.keeps_state && !third.side_is_last_group);
+        // b of the agreed group {a, b} left while d joined.
+        c.install_key(&[8; 32]).expect("key");
+        let fourth = c.begin_view(&view(4, &["a", "d"])).expect("view");
+        assert_eq!(fourth.side, ["a"]);
+        assert!(fourth.keeps_state && !fourth.side_is_last_group);
     }
 
     #[test]

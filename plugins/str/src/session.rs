@@ -93,11 +93,10 @@ impl Agreed {
         Ok(dh.check(&self.slots[i].br)?.clone())
     }
 
-    /// Keeps the given members; returns how many bottom positions kept their keys.
-    fn retain(&mut self, members: &[String]) -> usize {
-        let members: HashSet<&String> = members.iter().collect();
-        let first_removed = self.slots.iter().position(|s| !members.contains(&s.member));
-        let keep: Vec<bool> = self.slots.iter().map(|s| members.contains(&s.member)).collect();
+    /// Keeps the members `stays` accepts; returns how many bottom positions kept their keys.
+    fn retain(&mut self, stays: &dyn Fn(&str) -> bool) -> usize {
+        let keep: Vec<bool> = self.slots.iter().map(|s| stays(&s.member)).collect();
+        let first_removed = keep.iter().position(|&kept| !kept);
         let mut i = 0;
         self.slots.retain(|_| {
             i += 1;
@@ -438,10 +437,11 @@ impl Agreement for StrRun {
         &mut self,
         cx: &mut Cx,
         mut agreed: Agreed,
-        view: &View,
+        _view: &View,
     ) -> Result<(), SessionError> {
-        let members = &view.members;
-        let valid = agreed.retain(members);
+        // The view's places (shared by the members of this process), not a set built per member.
+        let places = cx.core.places();
+        let valid = agreed.retain(&|m| places.contains(m));
         let sponsor = sponsor_for(valid);
         self.proceed(cx, agreed, sponsor, true)
     }
@@ -453,8 +453,14 @@ impl Agreement for StrRun {
         kept: Option<Agreed>,
     ) -> Result<(), SessionError> {
         let (mine, kept_state, valid) = match kept {
+            // Nobody of the agreed chain left: every position keeps its key.
+            Some(a) if change.side_is_last_group => {
+                let valid = a.slots.len();
+                (a, true, valid)
+            }
             Some(mut a) => {
-                let valid = a.retain(&change.side);
+                let side: HashSet<&str> = change.side.iter().map(String::as_str).collect();
+                let valid = a.retain(&|m| side.contains(m));
                 (a, true, valid)
             }
             None => (self.singleton(cx), false, 1),

@@ -68,8 +68,7 @@ const RESHARE_EVERY: usize = 16;
 
 impl Run {
     fn new(tree: Node, view: &ViewPlaces) -> Self {
-        let paths = LeafPaths::new(&tree, view);
-        let missing = tree.missing().len();
+        let (paths, missing) = LeafPaths::new(&tree, view);
         Self { tree, root: None, sent: BTreeSet::new(), paths, missing, unshared: 0 }
     }
 }
@@ -86,10 +85,11 @@ struct LeafPaths {
 }
 
 impl LeafPaths {
-    fn new(tree: &Node, view: &ViewPlaces) -> Self {
+    /// The leaf paths of `tree`'s members, and how many of its nodes lack a blinded key.
+    fn new(tree: &Node, view: &ViewPlaces) -> (Self, usize) {
         let mut spans = vec![None; view.len()];
         let mut steps = Vec::new();
-        tree.walk_leaves(&mut |path, member| {
+        let missing = tree.walk_leaves_counting_missing(&mut |path, member| {
             if let Some(place) = view.place(member) {
                 // Paths are shorter than the number of leaves, which a view bounds far below
                 // 2^32 (and `steps` holds one byte per step).
@@ -97,7 +97,7 @@ impl LeafPaths {
                 steps.extend_from_slice(path);
             }
         });
-        Self { view: view.clone(), spans, steps }
+        (Self { view: view.clone(), spans, steps }, missing)
     }
 
     /// A member's leaf path, if it has a leaf and is in the view.
@@ -350,6 +350,8 @@ impl Agreement for TgdhRun {
         kept: Option<Node>,
     ) -> Result<(), SessionError> {
         let (mine, kept_state) = match kept {
+            // Nobody of the agreed group left: nothing to prune (a walk of the tree saved).
+            Some(tree) if change.side_is_last_group => (tree, true),
             Some(tree) => {
                 let side: HashSet<&str> = change.side.iter().map(String::as_str).collect();
                 let pruned = tree

@@ -298,13 +298,20 @@ impl Node {
         out
     }
 
-    /// Calls `f` with every leaf's path and member, left to right.
-    pub(crate) fn walk_leaves(&self, f: &mut dyn FnMut(&[bool], &str)) {
+    /// Calls `f` with every leaf's path and member, left to right, and returns how many
+    /// [`Self::missing`] nodes there are: one walk of the tree where a computation starts,
+    /// instead of two.
+    pub(crate) fn walk_leaves_counting_missing(&self, f: &mut dyn FnMut(&[bool], &str)) -> usize {
+        let mut missing = 0;
         self.walk(&mut Vec::new(), &mut |p, n| {
+            if !p.is_empty() && n.bk.is_none() {
+                missing += 1;
+            }
             if let Kind::Leaf(m) = &n.kind {
                 f(p, m);
             }
         });
+        missing
     }
 
     fn walk(&self, path: &mut Path, f: &mut dyn FnMut(&[bool], &Self)) {

@@ -232,3 +232,21 @@ fn members_merging_the_same_trees_share_the_merged_nodes() {
     let same_side = if a[0] { l1 } else { r1 };
     assert!(Arc::ptr_eq(other_side, same_side), "the side without a is shared");
 }
+
+#[test]
+fn one_walk_finds_the_leaves_and_counts_the_missing_keys() {
+    let mut t = keyed("a");
+    for m in ["b", "c", "d", "e"] {
+        t.insert(share(keyed(m)));
+    }
+    let mut leaves = Vec::new();
+    let missing =
+        t.walk_leaves_counting_missing(&mut |p, m| leaves.push((p.to_vec(), m.to_owned())));
+    assert_eq!(missing, t.missing().len());
+    assert_eq!(missing, 3, "the inserts left three non-root inner nodes without keys");
+    let members: Vec<&str> = leaves.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(members, t.members());
+    for (path, m) in &leaves {
+        assert_eq!(t.path_to(m).as_ref(), Some(path));
+    }
+}
