@@ -179,6 +179,8 @@ pub struct Sim {
     /// The last broadcast's envelope, verified once for its recipients (see
     /// [`Sim::verified_once`]).
     last_opened: Option<network::Opened>,
+    /// The places of the last broadcast's recipients (see [`Sim::places_of`]).
+    last_recipients: Option<network::RecipientPlaces>,
     rng: SessionRng,
     view_formed_us: BTreeMap<u64, u64>,
     view_members: BTreeMap<u64, Vec<String>>,
@@ -267,6 +269,7 @@ impl Sim {
             identities: BTreeMap::new(),
             trust: TrustStore::default(),
             last_opened: None,
+            last_recipients: None,
             rng,
             view_formed_us: BTreeMap::new(),
             view_members: BTreeMap::new(),

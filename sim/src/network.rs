@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use gka_host::envelope::Verified;
-use gka_host::group::Delivery;
+use gka_host::group::{BroadcastDelivery, Delivery, Fanout};
 
 use crate::queue::{Broadcast, Event};
 use crate::topology::Link;
@@ -25,6 +25,16 @@ pub(crate) struct LinkState {
 pub(crate) struct Opened {
     bytes: Arc<[u8]>,
     verified: Option<Arc<Verified>>,
+}
+
+/// The places of a broadcast's recipients, for the broadcasts to the same shared list.
+pub(crate) struct RecipientPlaces {
+    /// The sequencer's shared list (held, so its address is not reused by another list).
+    list: Arc<[String]>,
+    /// How many of `list` had been handed out one by one before.
+    offset: usize,
+    /// The places of `list[offset..]`; `None` for a name never added.
+    places: Arc<[Option<u32>]>,
 }
 
 impl Sim {
@@ -60,48 +70,27 @@ impl Sim {
         arrival
     }
 
-    /// Hands the sequencer's deliveries to the network, and keeps its timer set. Consecutive
-    /// deliveries of one message (the same bytes) are queued as one [`Broadcast`].
+    /// Hands the sequencer's deliveries to the network, and keeps its timer set. A broadcast
+    /// is queued as one [`Broadcast`] with each recipient's arrival.
     pub(crate) fn drain_sequencer(&mut self) {
-        let mut broadcast: Option<Broadcast> = None;
-        while let Some((to, delivery)) = self.sequencer.poll_delivery() {
-            if let Delivery::View { view: v, .. } = &delivery {
-                self.view_formed_us.entry(v.view_id).or_insert(self.now_us);
-                self.view_members.entry(v.view_id).or_insert_with(|| v.members.clone());
-            }
-            let Some(place) = self.place_of(&to) else { continue };
-            let Some(member) = &self.members[place as usize] else { continue };
-            let link = self.config.topology.path(self.config.topology.sequencer, member.site);
-            let size = match &delivery {
-                Delivery::Message { bytes, .. } => bytes.len(),
-                Delivery::View { view, .. } => 64 + 16 * view.members.len(),
-            };
-            let mut state = member.downlink;
-            let at = self.transmit(link, size, self.now_us, &mut state);
-            if let Some(m) = &mut self.members[place as usize] {
-                m.downlink = state;
-            }
-            match delivery {
-                Delivery::Message { from, view_id, bytes } if self.places.contains_key(&from) => {
-                    let same = broadcast.as_ref().is_some_and(|b| Arc::ptr_eq(&b.bytes, &bytes));
-                    if !same {
-                        self.flush(broadcast.take());
-                        let from = self.places[&from];
-                        let verified = self.verified_once(&bytes);
-                        let arrivals = Vec::new();
-                        broadcast = Some(Broadcast { from, view_id, bytes, verified, arrivals });
-                    }
-                    if let Some(b) = &mut broadcast {
-                        b.arrivals.push((at, place));
+        while let Some(fanout) = self.sequencer.poll_fanout() {
+            match fanout {
+                Fanout::Broadcast(b) if self.places.contains_key(&b.from) => self.fan_out(b),
+                Fanout::Broadcast(b) => {
+                    // A sender the simulation does not know: each recipient gets the bytes
+                    // to refuse on its own.
+                    for to in b.recipients().to_vec() {
+                        let delivery = Delivery::Message {
+                            from: b.from.clone(),
+                            view_id: b.view_id,
+                            bytes: b.bytes.clone(),
+                        };
+                        self.send_one(&to, delivery);
                     }
                 }
-                delivery => {
-                    self.flush(broadcast.take());
-                    self.schedule(at, Event::Delivery { to: place, delivery: Box::new(delivery) });
-                }
+                Fanout::One(to, delivery) => self.send_one(&to, delivery),
             }
         }
-        self.flush(broadcast);
         if let Some(deadline_ms) = self.sequencer.next_deadline() {
             let at = deadline_ms.saturating_mul(1000).max(self.now_us);
             if self.tick_at_us.is_none_or(|t| at < t) && deadline_ms < u64::MAX / 8000 {
@@ -111,10 +100,74 @@ impl Sim {
         }
     }
 
-    fn flush(&mut self, broadcast: Option<Broadcast>) {
-        if let Some(b) = broadcast {
-            self.queue.push_broadcast(b);
+    /// Sends one delivery (a view, a unicast) down its recipient's link.
+    fn send_one(&mut self, to: &str, delivery: Delivery) {
+        if let Delivery::View { view: v, .. } = &delivery {
+            self.view_formed_us.entry(v.view_id).or_insert(self.now_us);
+            self.view_members.entry(v.view_id).or_insert_with(|| v.members.clone());
         }
+        let Some(place) = self.place_of(to) else { return };
+        let size = match &delivery {
+            Delivery::Message { bytes, .. } => bytes.len(),
+            Delivery::View { view, .. } => 64 + 16 * view.members.len(),
+        };
+        let Some(at) = self.downlink_arrival(place, size) else { return };
+        match delivery {
+            Delivery::Message { from, view_id, bytes } if self.places.contains_key(&from) => {
+                let from = self.places[&from];
+                let verified = self.verified_once(&bytes);
+                let arrivals = vec![(at, place)];
+                self.queue.push_broadcast(Broadcast { from, view_id, bytes, verified, arrivals });
+            }
+            delivery => {
+                self.schedule(at, Event::Delivery { to: place, delivery: Box::new(delivery) })
+            }
+        }
+    }
+
+    /// Sends a broadcast down each present recipient's link.
+    fn fan_out(&mut self, b: BroadcastDelivery) {
+        let places = self.places_of(&b);
+        let from = self.places[&b.from];
+        let verified = self.verified_once(&b.bytes);
+        let mut arrivals = Vec::with_capacity(places.len());
+        for &place in places.iter().flatten() {
+            if let Some(at) = self.downlink_arrival(place, b.bytes.len()) {
+                arrivals.push((at, place));
+            }
+        }
+        let (view_id, bytes) = (b.view_id, b.bytes);
+        self.queue.push_broadcast(Broadcast { from, view_id, bytes, verified, arrivals });
+    }
+
+    /// The places of a broadcast's recipients (`None` for a name never added), looked up once
+    /// for every broadcast to the same shared list.
+    fn places_of(&mut self, b: &BroadcastDelivery) -> Arc<[Option<u32>]> {
+        let recipients = b.recipients();
+        let offset = b.shared_recipients().len() - recipients.len();
+        if let Some(last) = &self.last_recipients {
+            if Arc::ptr_eq(&last.list, b.shared_recipients()) && last.offset == offset {
+                return last.places.clone();
+            }
+        }
+        let places: Arc<[Option<u32>]> =
+            recipients.iter().map(|r| self.places.get(r.as_str()).copied()).collect();
+        let list = b.shared_recipients().clone();
+        self.last_recipients = Some(RecipientPlaces { list, offset, places: places.clone() });
+        places
+    }
+
+    /// When `size` bytes sent now reach the member at `place` over its downlink, if it is
+    /// still present.
+    fn downlink_arrival(&mut self, place: u32, size: usize) -> Option<u64> {
+        let member = self.members[place as usize].as_ref()?;
+        let link = self.config.topology.path(self.config.topology.sequencer, member.site);
+        let mut state = member.downlink;
+        let at = self.transmit(link, size, self.now_us, &mut state);
+        if let Some(m) = &mut self.members[place as usize] {
+            m.downlink = state;
+        }
+        Some(at)
     }
 
     /// With counted costs, a broadcast's envelope is decoded and verified once, when its first

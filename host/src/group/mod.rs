@@ -32,7 +32,9 @@ mod sequencer;
 pub use etcd::{EtcdConfig, EtcdEndpoint, EtcdTiming, EtcdTls};
 pub use mem_endpoint::{MemEndpoint, MemGroup};
 pub use memnet::MemNet;
-pub use sequencer::{Certificates, Delivery, Sequencer, SequencerError, Timing};
+pub use sequencer::{
+    BroadcastDelivery, Certificates, Delivery, Fanout, Sequencer, SequencerError, Timing,
+};
 
 /// A group run's nonce. The group layer draws a fresh one whenever it creates a group (a
 /// restarted daemon, or a group forgotten after its last member left and created again),

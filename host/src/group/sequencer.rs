@@ -20,7 +20,8 @@
 //! - **partitions** (fault injection): a component can be split into given subsets, each of
 //!   which continues with its own views (Extended Virtual Synchrony), and healed into one merge.
 //!
-//! Time is an input (`now_ms`); outputs are drained with [`Sequencer::poll_delivery`].
+//! Time is an input (`now_ms`); outputs are drained with [`Sequencer::poll_delivery`], one
+//! recipient at a time, or with [`Sequencer::poll_fanout`], a broadcast at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
@@ -91,10 +92,52 @@ impl Default for Timing {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Component {
     view_id: u64,
     members: Vec<String>,
+    /// The members a broadcast reaches (see [`Sequencer::recipients`]), as of the sequencer's
+    /// `membership` generation it was computed at: a broadcast of a group of n would otherwise
+    /// look up and copy n ids, and every member broadcasts in most events.
+    recipients: Option<(u64, Arc<[String]>)>,
+}
+
+/// A broadcast as the sequencer ordered it: one message for each of its recipients, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastDelivery {
+    /// The recipients, shared by every broadcast of the same view and membership.
+    recipients: Arc<[String]>,
+    /// How many of `recipients` [`Sequencer::poll_delivery`] already handed out.
+    delivered: usize,
+    /// The sender.
+    pub from: String,
+    /// The view it was sent and is delivered in.
+    pub view_id: u64,
+    /// The bytes (a signed envelope), shared by every recipient.
+    pub bytes: Arc<[u8]>,
+}
+
+impl BroadcastDelivery {
+    /// The members it still goes to, in delivery order.
+    pub fn recipients(&self) -> &[String] {
+        &self.recipients[self.delivered..]
+    }
+
+    /// The recipients' list as shared by every broadcast of the same view and membership: two
+    /// broadcasts with [`Arc::ptr_eq`] lists (and the same [`Self::recipients`] length) go to
+    /// the same members, so a driver can map them to its own handles once.
+    pub fn shared_recipients(&self) -> &Arc<[String]> {
+        &self.recipients
+    }
+}
+
+/// What the sequencer hands out next (see [`Sequencer::poll_fanout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fanout {
+    /// A delivery to one member (a view, or a unicast).
+    One(String, Delivery),
+    /// A message for several members.
+    Broadcast(BroadcastDelivery),
 }
 
 #[derive(Debug, Clone)]
@@ -139,7 +182,10 @@ pub struct Sequencer {
     /// Members that left a component whose next view is not installed yet: a join under the
     /// same id waits for that view (it is a new incarnation, not the old one staying).
     leaving: BTreeMap<String, usize>,
-    out: VecDeque<(String, Delivery)>,
+    /// Bumped whenever `members` or a component's members change: a component's cached
+    /// recipients are valid only for the generation they were computed at.
+    membership: u64,
+    out: VecDeque<Fanout>,
 }
 
 impl Sequencer {
@@ -156,6 +202,7 @@ impl Sequencer {
             dirty: BTreeMap::new(),
             parked: BTreeMap::new(),
             leaving: BTreeMap::new(),
+            membership: 0,
             out: VecDeque::new(),
         }
     }
@@ -182,9 +229,10 @@ impl Sequencer {
             return Ok(());
         }
         if self.components.is_empty() {
-            self.components.push(Component { view_id: 0, members: Vec::new() });
+            self.components.push(Component::default());
         }
         self.age += 1;
+        self.membership += 1;
         self.members.insert(
             member.to_owned(),
             MemberState {
@@ -252,6 +300,7 @@ impl Sequencer {
             .members
             .remove(member)
             .ok_or_else(|| SequencerError::NotAMember(member.to_owned()))?;
+        self.membership += 1;
         self.leaving.insert(member.to_owned(), state.component);
         self.touch(state.component, now_ms);
         Ok(())
@@ -298,27 +347,54 @@ impl Sequencer {
             .ok_or_else(|| SequencerError::NotAMember(from.to_owned()))?;
         state.last_heard_ms = state.last_heard_ms.max(now_ms);
         let c = state.component;
-        let component = &self.components[c];
-        if component.view_id != view_id {
+        if self.components[c].view_id != view_id {
             return Ok(false);
         }
-        // The view's members that are still here (a departed member's id may already belong
-        // to a new incarnation waiting for its own first view).
-        let here = |m: &String| self.members.get(m).is_some_and(|s| s.component == c);
-        let recipients: Vec<String> = match to {
-            None => component.members.iter().filter(|m| here(m)).cloned().collect(),
-            Some(t) if component.members.iter().any(|m| m == t) => {
-                component.members.iter().filter(|m| *m == t && here(m)).cloned().collect()
-            }
-            Some(t) => return Err(SequencerError::NotInView(t.to_owned())),
-        };
         // One copy of the bytes for every recipient.
         let bytes: Arc<[u8]> = bytes.into();
-        for r in recipients {
-            let bytes = bytes.clone();
-            self.out.push_back((r, Delivery::Message { from: from.to_owned(), view_id, bytes }));
+        let from = from.to_owned();
+        match to {
+            None => {
+                let recipients = self.recipients(c);
+                if !recipients.is_empty() {
+                    self.out.push_back(Fanout::Broadcast(BroadcastDelivery {
+                        recipients,
+                        delivered: 0,
+                        from,
+                        view_id,
+                        bytes,
+                    }));
+                }
+            }
+            Some(t) if self.components[c].members.iter().any(|m| m == t) => {
+                if self.is_here(t, c) {
+                    let delivery = Delivery::Message { from, view_id, bytes };
+                    self.out.push_back(Fanout::One(t.to_owned(), delivery));
+                }
+            }
+            Some(t) => return Err(SequencerError::NotInView(t.to_owned())),
         }
         Ok(true)
+    }
+
+    /// Whether a member of component `c`'s view is still in it (a departed member's id may
+    /// already belong to a new incarnation waiting for its own first view).
+    fn is_here(&self, member: &str, c: usize) -> bool {
+        self.members.get(member).is_some_and(|s| s.component == c)
+    }
+
+    /// The members of component `c`'s view that are still here, in view order: computed once
+    /// per membership change, not once per broadcast.
+    fn recipients(&mut self, c: usize) -> Arc<[String]> {
+        if let Some((generation, recipients)) = &self.components[c].recipients {
+            if *generation == self.membership {
+                return recipients.clone();
+            }
+        }
+        let here: Arc<[String]> =
+            self.components[c].members.iter().filter(|m| self.is_here(m, c)).cloned().collect();
+        self.components[c].recipients = Some((self.membership, here.clone()));
+        here
     }
 
     /// Splits the component holding `groups[0][0]` into the given subsets (each member of the
@@ -350,12 +426,13 @@ impl Sequencer {
             // Until its first view, nothing a moved member sends is sequenced: a message of the
             // ending view reaches all of its survivors or none.
             let idx = self.components.len();
-            self.components.push(Component { view_id: 0, members: Vec::new() });
+            self.components.push(Component::default());
             for m in g {
                 self.members.get_mut(m).expect("listed member").component = idx;
             }
             self.touch(idx, now_ms);
         }
+        self.membership += 1;
         self.touch(c, now_ms);
         Ok(())
     }
@@ -365,6 +442,7 @@ impl Sequencer {
         for s in self.members.values_mut() {
             s.component = 0;
         }
+        self.membership += 1;
         for c in 0..self.components.len() {
             self.touch(c, now_ms);
         }
@@ -413,6 +491,7 @@ impl Sequencer {
             .collect();
         members.sort();
         let members: Vec<String> = members.into_iter().map(|(_, m)| m).collect();
+        self.membership += 1;
         let component = &mut self.components[c];
         if members.is_empty() {
             component.members.clear();
@@ -457,12 +536,40 @@ impl Sequencer {
                     c.map(|c| (j.clone(), c))
                 })
                 .collect();
-            self.out.push_back((m.clone(), Delivery::View { view, run: self.run, certificates }));
+            let delivery = Delivery::View { view, run: self.run, certificates };
+            self.out.push_back(Fanout::One(m.clone(), delivery));
         }
     }
 
     /// The next delivery, in the order the sequencer decided: `(recipient, delivery)`.
     pub fn poll_delivery(&mut self) -> Option<(String, Delivery)> {
+        match self.out.front_mut()? {
+            Fanout::Broadcast(b) if b.delivered + 1 < b.recipients.len() => {
+                let to = b.recipients[b.delivered].clone();
+                b.delivered += 1;
+                let delivery = Delivery::Message {
+                    from: b.from.clone(),
+                    view_id: b.view_id,
+                    bytes: b.bytes.clone(),
+                };
+                Some((to, delivery))
+            }
+            _ => match self.out.pop_front()? {
+                Fanout::One(to, delivery) => Some((to, delivery)),
+                Fanout::Broadcast(b) => {
+                    let to = b.recipients[b.delivered].clone();
+                    let delivery =
+                        Delivery::Message { from: b.from, view_id: b.view_id, bytes: b.bytes };
+                    Some((to, delivery))
+                }
+            },
+        }
+    }
+
+    /// The next delivery or broadcast, in the order the sequencer decided: the same deliveries
+    /// as [`Self::poll_delivery`], with a broadcast handed out whole (its recipients not
+    /// copied), for a driver that fans it out itself.
+    pub fn poll_fanout(&mut self) -> Option<Fanout> {
         self.out.pop_front()
     }
 
@@ -612,8 +719,8 @@ mod tests {
         assert_eq!(views_of(&d, "a")[0].view_id, v.view_id);
     }
 
-    #[test]
-    fn messages_are_agreed_and_a_message_of_an_ended_view_is_dropped_for_everyone() {
+    /// A sequencer whose members a, b and c are in their first view, delivered; its id.
+    fn abc_in_a_view() -> (Sequencer, u64) {
         let mut s = Sequencer::new(Timing::default(), GroupRun::default());
         for m in ["a", "b", "c"] {
             s.join(m, 0).unwrap();
@@ -621,6 +728,12 @@ mod tests {
         s.tick(50);
         drain(&mut s);
         let v1 = s.view_of("a").unwrap();
+        (s, v1)
+    }
+
+    #[test]
+    fn messages_are_agreed_and_a_message_of_an_ended_view_is_dropped_for_everyone() {
+        let (mut s, v1) = abc_in_a_view();
         assert!(s.send("a", v1, None, b"1".to_vec(), 60).unwrap());
         assert!(s.send("b", v1, None, b"2".to_vec(), 60).unwrap());
         s.leave("c", 61).unwrap();
@@ -642,6 +755,43 @@ mod tests {
             let last = d.iter().rfind(|(m, _)| m == who).unwrap();
             assert!(matches!(&last.1, Delivery::View { view, .. } if view.left == ["c"]));
         }
+    }
+
+    #[test]
+    fn a_broadcast_is_handed_out_whole_or_per_recipient_and_follows_membership() {
+        let (mut s, v1) = abc_in_a_view();
+        let recipients = |f: &Fanout| match f {
+            Fanout::Broadcast(b) => b.recipients().to_vec(),
+            Fanout::One(..) => panic!("a broadcast was handed out per recipient"),
+        };
+        s.send("a", v1, None, b"1".to_vec(), 60).unwrap();
+        s.send("b", v1, None, b"2".to_vec(), 60).unwrap();
+        let first = s.poll_fanout().unwrap();
+        let second = s.poll_fanout().unwrap();
+        assert_eq!(recipients(&first), ["a", "b", "c"]);
+        let (Fanout::Broadcast(x), Fanout::Broadcast(y)) = (&first, &second) else { panic!() };
+        assert!(Arc::ptr_eq(x.shared_recipients(), y.shared_recipients()), "one list per view");
+        assert_eq!((x.from.as_str(), &x.bytes[..]), ("a", &b"1"[..]));
+        // A member that left is no longer sent the view's messages, before the next view too.
+        s.leave("c", 61).unwrap();
+        s.send("a", v1, None, b"3".to_vec(), 62).unwrap();
+        assert_eq!(recipients(&s.poll_fanout().unwrap()), ["a", "b"]);
+        // A unicast goes to its one recipient.
+        s.send("a", v1, Some("b"), b"4".to_vec(), 63).unwrap();
+        assert!(matches!(s.poll_fanout(), Some(Fanout::One(to, _)) if to == "b"));
+        // Polling per recipient gives the same deliveries, and a broadcast partly handed out
+        // that way keeps the rest.
+        s.send("b", v1, None, b"5".to_vec(), 64).unwrap();
+        let (to, delivery) = s.poll_delivery().unwrap();
+        assert_eq!(to, "a");
+        assert!(matches!(delivery, Delivery::Message { ref from, view_id, ref bytes }
+            if from == "b" && view_id == v1 && &bytes[..] == b"5"));
+        let rest = s.poll_fanout().unwrap();
+        assert_eq!(recipients(&rest), ["b"]);
+        assert!(s.poll_fanout().is_none());
+        s.send("b", v1, None, b"6".to_vec(), 65).unwrap();
+        let each: Vec<String> = drain(&mut s).into_iter().map(|(to, _)| to).collect();
+        assert_eq!(each, ["a", "b"]);
     }
 
     #[test]

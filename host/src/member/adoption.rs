@@ -12,6 +12,7 @@ use rand_core::RngCore;
 use super::control::PluginRef;
 use super::core::{fresh_view, plugin_now};
 use super::events::{MemberError, MemberEvent};
+use super::metered::MeteredSession;
 use super::switch::{SwitchEvent, SwitchState};
 use super::MemberCore;
 
@@ -93,7 +94,7 @@ impl MemberCore {
     /// same build.
     pub(super) fn replace_session(&mut self, session: Box<dyn Session>) {
         self.retired_exponentiations += self.session.counters().exponentiations;
-        self.session = session;
+        self.session = MeteredSession::new(session);
         // A fresh session has nothing queued.
         self.refreshes_queued = 0;
     }

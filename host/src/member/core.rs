@@ -16,6 +16,7 @@ use super::control::PluginRef;
 use super::events::{ControlTiming, MemberEvent, Outgoing};
 use super::keyring::KeyRing;
 use super::liveness::Liveness;
+use super::metered::MeteredSession;
 use super::peers::CertifiedPeers;
 use super::switch::{Catalogue, SwitchState};
 use crate::envelope::EnvelopeChecker;
@@ -53,7 +54,7 @@ pub struct MemberCore {
     pub(super) group: String,
     /// The running protocol, `name@version`.
     pub(super) protocol: String,
-    pub(super) session: Box<dyn Session>,
+    pub(super) session: MeteredSession,
     pub(super) checker: EnvelopeChecker,
     /// Peers by certificate under access rules; `None`: the checker's fixed trust store.
     pub(super) peers: Option<CertifiedPeers>,
@@ -185,7 +186,7 @@ impl MemberCore {
             identity: identity.into(),
             group: group.to_owned(),
             protocol: protocol.to_owned(),
-            session,
+            session: MeteredSession::new(session),
             checker,
             peers: None,
             catalogue: Arc::new(Catalogue::default()),

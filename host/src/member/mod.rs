@@ -46,6 +46,7 @@ mod dispatch;
 mod events;
 mod keyring;
 mod liveness;
+mod metered;
 mod peers;
 mod status;
 mod switch;
