@@ -38,6 +38,7 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::core::{SessionCore, ViewChange};
+use crate::decoded_once::LiveSession;
 use crate::error::SessionError;
 use crate::places::ViewPlaces;
 use crate::protocol::{Counters, Output, Session, SessionConfig, View};
@@ -246,6 +247,8 @@ impl<A> Context<A> {
 pub struct Hosted<R: Agreement> {
     cx: Context<R::Agreed>,
     run: R,
+    /// Counts this session among the process's (see [`DecodedOnce`](crate::DecodedOnce)).
+    _live: LiveSession,
 }
 
 impl<R: Agreement> Hosted<R> {
@@ -255,6 +258,7 @@ impl<R: Agreement> Hosted<R> {
         Ok(Self {
             cx: Context { core, agreed: None, pending: None, committed: false },
             run: R::default(),
+            _live: LiveSession::new(),
         })
     }
 

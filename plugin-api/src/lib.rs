@@ -60,6 +60,7 @@
 mod agreement;
 pub mod codec;
 mod core;
+mod decoded_once;
 mod error;
 pub mod export;
 pub mod group;
@@ -75,6 +76,7 @@ pub mod shared;
 pub use crate::agreement::{unexpected, Agreement, Context, Hosted, Sides};
 pub use crate::codec::Bytes;
 pub use crate::core::{SessionCore, ViewChange, MAX_HELD_PAYLOADS, MAX_QUEUED_REFRESHES};
+pub use crate::decoded_once::{DecodedOnce, Remembered};
 pub use crate::error::{ErrorKind, PayloadError, SessionError};
 pub use crate::group::{Dh, Element, ElementError, GroupId, Held, Secret};
 pub use crate::places::ViewPlaces;

@@ -106,7 +106,7 @@ impl<T> std::fmt::Debug for Registry<T> {
 }
 
 /// A hash of `key`, keyed per process.
-fn content_hash<K: Hash + ?Sized>(key: &K) -> u64 {
+pub(crate) fn content_hash<K: Hash + ?Sized>(key: &K) -> u64 {
     // foldhash, not SipHash: TGDH hashes every node it copies, and a collision costs only
     // sharing (see [`Registry::share`]).
     static HASHER: OnceLock<foldhash::quality::RandomState> = OnceLock::new();

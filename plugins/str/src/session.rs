@@ -6,8 +6,8 @@ use std::sync::Arc;
 use gka_plugin_api::shared::Registry;
 
 use gka_plugin_api::{
-    unexpected, Agreement, Bytes, Context, Dh, Element, Held, Secret, SessionError, Sides, View,
-    ViewChange,
+    unexpected, Agreement, Bytes, Context, DecodedOnce, Dh, Element, Held, Remembered, Secret,
+    SessionError, Sides, View, ViewChange,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -21,8 +21,10 @@ const NODE_LABEL: &str = "gka str node key";
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum StrMsg {
     /// Round 1 of an additive event: a group's chain, bottom first. `valid` counts the bottom
-    /// positions whose keys are unchanged since the group's last agreement.
-    Chain { slots: Vec<WireSlot>, valid: u32 },
+    /// positions whose keys are unchanged since the group's last agreement. The chain is
+    /// decoded once per process for all the members that receive it (see
+    /// [`matches_shared_wire`]).
+    Chain { slots: DecodedOnce<Vec<WireSlot>>, valid: u32 },
     /// The sponsor's update: its new blinded share (if it refreshed) and the blinded keys of
     /// the nodes from its position (or 1) up to just below the top.
     Update { br: Option<Bytes>, bks: Vec<Bytes> },
@@ -173,6 +175,33 @@ fn matches_wire(dh: &Dh, slots: &[Arc<Slot>], wire: &[WireSlot]) -> bool {
         })
 }
 
+/// The chains found equal to a broadcast chain, each as its shared positions (at most
+/// [`CHAINS_REMEMBERED`] per broadcast).
+static CHECKED: Remembered<Vec<WireSlot>, Vec<Vec<Arc<Slot>>>> = Remembered::new();
+
+/// Distinct copies of one chain remembered per broadcast chain: the members of a group hold
+/// the same shared positions, so one is the usual count.
+const CHAINS_REMEMBERED: usize = 4;
+
+/// [`matches_wire`] for a broadcast chain shared by the members of this process that
+/// received it: a member whose positions are the very ones another member's check found
+/// equal compares n addresses, not n positions' contents.
+fn matches_shared_wire(dh: &Dh, slots: &[Arc<Slot>], wire: &Arc<Vec<WireSlot>>) -> bool {
+    CHECKED.with(wire, dh.group().id(), |known| {
+        let same_slots = |chain: &Vec<Arc<Slot>>| {
+            chain.len() == slots.len() && chain.iter().zip(slots).all(|(a, b)| Arc::ptr_eq(a, b))
+        };
+        if known.iter().any(same_slots) {
+            return true;
+        }
+        let same = matches_wire(dh, slots, wire);
+        if same && known.len() < CHAINS_REMEMBERED {
+            known.push(slots.to_vec());
+        }
+        same
+    })
+}
+
 impl StrRun {
     fn singleton(&mut self, cx: &mut Cx) -> Agreed {
         let r = cx.core.dh.random_exponent(&mut cx.core.rng);
@@ -205,9 +234,10 @@ impl StrRun {
         &mut self,
         cx: &mut Cx,
         from: &str,
-        slots: &[WireSlot],
+        shared_slots: &DecodedOnce<Vec<WireSlot>>,
         valid: u32,
     ) -> Result<(), SessionError> {
+        let slots: &[WireSlot] = shared_slots;
         let Phase::Collect { mine, mine_valid, chains, .. } = &self.phase else {
             return Err(unexpected(format!("chain from {from:?} not expected")));
         };
@@ -227,7 +257,7 @@ impl StrRun {
         let decoded = if contains_me {
             // Our own group's chain: it must be exactly our copy.
             if mine.slots.is_empty()
-                || !matches_wire(&cx.core.dh, &mine.slots, slots)
+                || !matches_shared_wire(&cx.core.dh, &mine.slots, shared_slots.shared())
                 || valid != *mine_valid
             {
                 return Err(unexpected("a chain with this member that is not its group's"));
@@ -471,7 +501,7 @@ impl Agreement for StrRun {
         }
         let top = mine.slots.last().map(|s| s.member.clone()).unwrap_or_default();
         if top == cx.core.me() {
-            let slots = self.wire(cx, &mine.slots);
+            let slots = DecodedOnce::new(self.wire(cx, &mine.slots));
             cx.core.broadcast(&StrMsg::Chain { slots, valid: valid as u32 })?;
         }
         self.phase =
@@ -519,5 +549,36 @@ mod tests {
         assert!(Arc::ptr_eq(&first.slots[2], &second.slots[2]));
         first.invalidate_from(1);
         assert!(Arc::ptr_eq(&first.slots[1], &second.slots[1]), "equal again, shared again");
+    }
+
+    #[test]
+    fn a_shared_chain_check_finds_every_difference() {
+        let dh = Dh::new(GroupId::Ffdhe2048);
+        let keyed = |m: &str, k: u64| {
+            let br = dh.pow_small(&dh.generator(), k).into();
+            share_slot(Slot { member: m.into(), br, bk: Some(dh.generator().into()) })
+        };
+        let chain: Vec<Arc<Slot>> = (0..8).map(|i| keyed(&format!("m{i}"), i + 2)).collect();
+        let wire_of = |slots: &[Arc<Slot>]| {
+            let wire = slots.iter().enumerate().map(|(i, s)| WireSlot {
+                member: s.member.clone(),
+                br: dh.encode_held(&s.br).into(),
+                bk: s.bk.as_ref().filter(|_| i > 0).map(|e| dh.encode_held(e).into()),
+            });
+            Arc::new(wire.collect::<Vec<_>>())
+        };
+        let wire = wire_of(&chain);
+        assert!(matches_shared_wire(&dh, &chain, &wire));
+        assert!(matches_shared_wire(&dh, &chain.clone(), &wire), "the remembered copy");
+        // A copy with other contents at one position, or one position fewer, is refused,
+        // however many checks were remembered.
+        let mut other = chain.clone();
+        other[5] = keyed("m5", 99);
+        assert!(!matches_shared_wire(&dh, &other, &wire));
+        assert!(!matches_shared_wire(&dh, &chain[..7], &wire));
+        // The same contents in fresh positions match (compared in full).
+        let fresh: Vec<Arc<Slot>> = chain.iter().map(|s| Arc::new(Slot::clone(s))).collect();
+        assert!(matches_shared_wire(&dh, &fresh, &wire));
+        assert!(!matches_shared_wire(&dh, &chain, &wire_of(&other)));
     }
 }

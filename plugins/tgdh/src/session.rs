@@ -4,13 +4,13 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use gka_plugin_api::{
-    unexpected, Agreement, Bytes, Context, Element, SessionError, Sides, View, ViewChange,
-    ViewPlaces,
+    unexpected, Agreement, Bytes, Context, DecodedOnce, Element, SessionError, Sides, View,
+    ViewChange, ViewPlaces,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::tree::{
-    from_wire, invalidate_refresher, matches_wire, merge_trees, publication, share,
+    from_wire, invalidate_refresher, matches_shared_wire, merge_trees, publication, share,
     subtractive_refresher, to_wire, Node, Path, WireNode,
 };
 
@@ -21,8 +21,10 @@ const NODE_LABEL: &str = "gka tgdh node key";
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum TgdhMsg {
     /// Round 1 of an additive event: a group's tree (pre-order), sent by its rightmost member,
-    /// and whether the group had agreed a key before (its sponsor then refreshes).
-    Tree { nodes: Vec<WireNode>, kept: bool },
+    /// and whether the group had agreed a key before (its sponsor then refreshes). The tree
+    /// is decoded once per process for all the members that receive it (see
+    /// [`matches_shared_wire`]).
+    Tree { nodes: DecodedOnce<Vec<WireNode>>, kept: bool },
     /// Blinded keys of nodes on the sender's path, by path from the root.
     Bkeys(Vec<(Path, Bytes)>),
 }
@@ -126,9 +128,10 @@ impl TgdhRun {
         &mut self,
         cx: &mut Cx,
         from: &str,
-        nodes: &[WireNode],
+        shared_nodes: &DecodedOnce<Vec<WireNode>>,
         kept: bool,
     ) -> Result<(), SessionError> {
+        let nodes: &[WireNode] = shared_nodes;
         let Phase::Collect { mine, trees, .. } = &self.phase else {
             return Err(unexpected(format!("tree from {from:?} not expected")));
         };
@@ -154,9 +157,11 @@ impl TgdhRun {
         let tree = if leaves.contains(&me) {
             // Our own group's tree: it must be exactly our copy, which keeps our private
             // exponents.
-            let is_mine = mine
-                .as_ref()
-                .is_some_and(|mine| matches_wire(mine, nodes, &|b, held| dh.encodes(b, held)));
+            let group = dh.group().id();
+            let is_mine = mine.as_ref().is_some_and(|mine| {
+                let encodes = |b: &[u8], held: &_| dh.encodes(b, held);
+                matches_shared_wire(mine, shared_nodes.shared(), group, &encodes)
+            });
             if !is_mine {
                 return Err(unexpected("a tree with this member that is not its group's"));
             }
@@ -366,7 +371,7 @@ impl Agreement for TgdhRun {
             return self.start_compute(cx, mine, None);
         }
         if mine.rightmost() == cx.core.me() {
-            let nodes = to_wire(&mine, &|e| cx.core.dh.encode_held(e));
+            let nodes = DecodedOnce::new(to_wire(&mine, &|e| cx.core.dh.encode_held(e)));
             cx.core.broadcast(&TgdhMsg::Tree { nodes, kept: kept_state })?;
         }
         self.phase = Phase::Collect { mine: Some(mine), trees: Sides::default() };

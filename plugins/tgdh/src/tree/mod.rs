@@ -488,35 +488,6 @@ pub(crate) fn to_wire(node: &Node, encode: &dyn Fn(&Held) -> Vec<u8>) -> Vec<Wir
     out
 }
 
-/// True if `wire` is exactly `node`'s pre-order form: the same shape, members and blinded
-/// keys (`encodes` tells whether bytes encode a held key, as [`gka_plugin_api::Dh::encodes`]).
-/// Unlike comparing with [`to_wire`], it encodes nothing.
-pub(crate) fn matches_wire(
-    node: &Node,
-    wire: &[WireNode],
-    encodes: &dyn Fn(&[u8], &Held) -> bool,
-) -> bool {
-    let mut wire = wire.iter();
-    let mut same = true;
-    node.walk(&mut Vec::new(), &mut |_, n| {
-        if !same {
-            return;
-        }
-        let (bk, kind_matches) = match (wire.next(), &n.kind) {
-            (Some(WireNode::Leaf { member, bk }), Kind::Leaf(m)) => (bk, member == m),
-            (Some(WireNode::Inner { bk }), Kind::Inner(..)) => (bk, true),
-            _ => (&None, false),
-        };
-        same = kind_matches
-            && match (bk, &n.bk) {
-                (None, None) => true,
-                (Some(b), Some(mine)) => encodes(b, mine),
-                _ => false,
-            };
-    });
-    same && wire.next().is_none()
-}
-
 /// The tallest tree accepted from a peer. The insertion rule keeps honest trees within a few
 /// levels of log2(n); a peer's degenerate tree would cost linear rounds and deep recursion.
 pub(crate) const MAX_TREE_HEIGHT: usize = 64;
@@ -567,6 +538,9 @@ pub(crate) fn from_wire<E>(
     }
     done.ok_or_else(|| malformed("truncated tree"))
 }
+
+mod shared_match;
+pub(crate) use shared_match::matches_shared_wire;
 
 #[cfg(test)]
 mod tests;
