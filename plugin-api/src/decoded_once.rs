@@ -115,10 +115,9 @@ fn decode_shared_among<T: DeserializeOwned + Send + Sync + 'static>(
         return decode(bytes).map(Arc::new);
     }
     let hash = content_hash(bytes);
-    if let Some(value) = CACHE.lock().unwrap_or_else(PoisonError::into_inner).get(hash, bytes) {
-        if let Ok(value) = value.downcast::<T>() {
-            return Ok(value);
-        }
+    if let Some(value) = CACHE.lock().unwrap_or_else(PoisonError::into_inner).get::<T>(hash, bytes)
+    {
+        return Ok(value);
     }
     let value = Arc::new(decode::<T>(bytes)?);
     let shared: Arc<dyn Any + Send + Sync> = value.clone();
@@ -154,12 +153,17 @@ struct Entry {
 }
 
 impl Cache {
-    fn get(&mut self, hash: u64, bytes: &[u8]) -> Option<Arc<dyn Any + Send + Sync>> {
-        let i = self.entries.iter().position(|e| e.hash == hash && *e.encoding == *bytes)?;
+    /// The value of type `T` decoded from `bytes` (hashing as `hash`), if kept; it becomes
+    /// the most recently used.
+    fn get<T: Any + Send + Sync>(&mut self, hash: u64, bytes: &[u8]) -> Option<Arc<T>> {
+        let i = self
+            .entries
+            .iter()
+            .position(|e| e.hash == hash && (*e.value).is::<T>() && *e.encoding == *bytes)?;
         let entry = self.entries.remove(i)?;
-        let value = entry.value.clone();
+        let value = entry.value.clone().downcast::<T>().ok();
         self.entries.push_back(entry);
-        Some(value)
+        value
     }
 
     fn insert(&mut self, hash: u64, bytes: &[u8], value: Arc<dyn Any + Send + Sync>) {
